@@ -1,0 +1,93 @@
+"""The ``cotenancy`` command.
+
+Each sub-command lives in its own module under :mod:`cotenancy.cli` and exposes
+``register(subparsers)`` which adds its parser and sets ``func(args, conf) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from cotenancy import __version__
+from cotenancy.conf import make_conf
+from cotenancy.exceptions import CotenancyError
+
+COMMAND_MODULES = [
+    "cotenancy.cli.simulate",
+    "cotenancy.cli.train",
+    "cotenancy.cli.evaluate",
+    "cotenancy.cli.plan",
+    "cotenancy.cli.run",
+    "cotenancy.cli.api",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cotenancy",
+        description="Predict and avoid conflicts between VMs that share a host.",
+    )
+    parser.add_argument("--version", action="version", version=f"cotenancy {__version__}")
+    parser.add_argument(
+        "--config-file",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="oslo.config file (may be repeated); default: the usual cotenancy.conf locations",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="GROUP.OPTION=VALUE",
+        help="override one option, e.g. --set DEFAULT.interval=60",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def _apply_overrides(conf, overrides: Sequence[str]) -> None:
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        group, dot, option = key.rpartition(".")
+        if not sep or not option:
+            raise CotenancyError(f"--set expects GROUP.OPTION=VALUE, got {item!r}")
+        group = group if dot and group != "DEFAULT" else None
+        try:
+            conf.set_override(option, value, group=group)
+        except Exception as exc:  # oslo raises NoSuchOptError/ValueError with clear text
+            raise CotenancyError(f"--set {item}: {exc}") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        conf = make_conf([], config_files=args.config_file)
+        args.overrides = list(args.set)
+        _apply_overrides(conf, args.overrides)
+        return int(args.func(args, conf) or 0)
+    except CotenancyError as exc:
+        print(f"cotenancy: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

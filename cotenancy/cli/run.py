@@ -1,0 +1,49 @@
+"""``cotenancy run``: the control loop as a long-running service (or for N rounds)."""
+
+from __future__ import annotations
+
+import argparse
+
+from oslo_config import cfg
+
+from cotenancy.cli.common import load_driver, load_executor, load_strategy, open_store
+from cotenancy.engine.loop import ControlLoop
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the control loop: collect, predict, plan, apply, every interval",
+        description="Run the control loop against the configured driver.",
+    )
+    parser.add_argument("--driver", help="driver name (default: [DEFAULT] driver)")
+    parser.add_argument("--strategy", help="strategy name (default: [DEFAULT] strategy)")
+    parser.add_argument("--executor", help="executor name (default: [DEFAULT] executor)")
+    parser.add_argument("--rounds", type=int, default=None, help="stop after N rounds")
+    parser.add_argument("--dry-run", action="store_true", help="plan and store plans only")
+    parser.add_argument("--store", metavar="URL", help="history store URL (default: [store])")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
+    store = open_store(conf, args.store)
+    driver = load_driver(conf, args.driver)
+    try:
+        loop = ControlLoop(
+            conf,
+            driver=driver,
+            strategy=load_strategy(conf, args.strategy),
+            executor=load_executor(conf, store, args.executor),
+            store=store,
+            dry_run=True if args.dry_run else None,
+        )
+        results = loop.run(rounds=args.rounds, progress=True)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        driver.close()
+        store.close()
+    steps = sum(len(r.plan.actions) for r in results)
+    failed = sum(r.failed_steps for r in results)
+    print(f"{len(results)} rounds, {steps} steps planned, {failed} failed")
+    return 1 if failed else 0

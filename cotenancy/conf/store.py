@@ -1,0 +1,31 @@
+"""Options of the history store ([store])."""
+
+from oslo_config import cfg
+
+GROUP = "store"
+
+OPTS = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        help="SQLAlchemy URL of the history store, e.g. "
+        "postgresql+psycopg://user:password@127.0.0.1/cotenancy. "
+        "Unset: SQLite at <state_path>/history.sqlite.",
+    ),
+    cfg.FloatOpt(
+        "raw_retention_hours",
+        default=48.0,
+        min=0.0,
+        help="Raw metric samples older than this are replaced by per-step means (downsampling).",
+    ),
+    cfg.FloatOpt(
+        "downsample_step",
+        default=3600.0,
+        min=1.0,
+        help="Seconds per bucket of downsampled metric history.",
+    ),
+]
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    return [(GROUP, list(OPTS))]

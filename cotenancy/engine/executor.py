@@ -1,0 +1,148 @@
+"""Executors carry out action plans. With drivers, they are the only code with side effects.
+
+Every step's status is recorded (in the plan object and, when a history store is given, in the
+store) before and after it runs, so a crash or a failure halfway leaves a truthful record: no step
+is lost and none is run twice.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+from oslo_config import cfg
+
+from cotenancy.exceptions import DriverError, NotFound
+from cotenancy.model import Action, ActionKind, ActionPlan, StepStatus
+
+if TYPE_CHECKING:
+    from cotenancy.drivers.base import Driver
+    from cotenancy.store import HistoryStore
+
+LOG = logging.getLogger(__name__)
+
+FINISHED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
+
+
+class Executor(abc.ABC):
+    """Carries out a plan against a driver and records each step's status."""
+
+    #: entry-point name in ``cotenancy.executors``; also the oslo.config group of its options
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def list_opts(cls) -> list[cfg.Opt]:
+        return []
+
+    def __init__(self, conf: cfg.ConfigOpts, store: HistoryStore | None = None) -> None:
+        self.conf = conf
+        self.store = store
+        opts = self.list_opts()
+        if opts:
+            conf.register_opts(opts, group=self.name)
+
+    @abc.abstractmethod
+    def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
+        """Run the plan's steps (or hand them to another system) and return the plan with
+        updated statuses."""
+
+    def record(self, plan: ActionPlan, action: Action, status: StepStatus, message: str = "") -> None:
+        """Set a step's status in the plan and in the history store."""
+        action.status = status
+        action.message = message
+        if self.store is not None:
+            self.store.update_step(plan.id, action.index, status, message)
+
+
+def topological_order(actions: Iterable[Action]) -> list[Action]:
+    """Steps in an order that respects ``depends_on`` (stable for independent steps).
+
+    A dependency cycle or a dependency on a missing step is a planner bug: refuse the plan.
+    """
+    by_index = {a.index: a for a in actions}
+    for action in by_index.values():
+        missing = [d for d in action.depends_on if d not in by_index]
+        if missing:
+            raise ValueError(f"step {action.index} depends on missing steps {missing}")
+    ordered: list[Action] = []
+    state: dict[int, int] = {}
+
+    def visit(index: int, path: tuple[int, ...]) -> None:
+        if state.get(index) == 2:
+            return
+        if state.get(index) == 1:
+            raise ValueError(f"dependency cycle through steps {path + (index,)}")
+        state[index] = 1
+        for dep in sorted(by_index[index].depends_on):
+            visit(dep, path + (index,))
+        state[index] = 2
+        ordered.append(by_index[index])
+
+    for index in sorted(by_index):
+        visit(index, ())
+    return ordered
+
+
+class DriverExecutor(Executor):
+    """Runs steps one by one through the driver's native API, in dependency order.
+
+    Failure policy (``[DEFAULT] on_step_failure``): ``skip_dependents`` skips only the steps that
+    depend (transitively) on a failed one; ``abort`` cancels everything after the first failure;
+    ``continue`` runs every step. A VM that vanished between planning and acting fails its step
+    with the driver's ``NotFound`` message.
+    """
+
+    name = "driver"
+
+    def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
+        policy = self.conf.on_step_failure
+        timeout = self.conf.step_timeout
+        failed: set[int] = set()
+        aborted = False
+        for action in topological_order(plan.actions):
+            if action.status in FINISHED:
+                continue
+            if aborted:
+                self.record(plan, action, StepStatus.CANCELLED, "plan aborted after a failed step")
+                continue
+            blocked = [d for d in action.depends_on if d in failed]
+            if blocked and policy != "continue":
+                failed.add(action.index)
+                self.record(plan, action, StepStatus.SKIPPED, f"depends on failed steps {blocked}")
+                continue
+            self.record(plan, action, StepStatus.RUNNING)
+            try:
+                apply_action(driver, action, timeout)
+            except DriverError as exc:
+                failed.add(action.index)
+                kind = "not found" if isinstance(exc, NotFound) else type(exc).__name__
+                LOG.warning("step %s (%s %s) failed: %s", action.index, action.kind, action.vm_id, exc)
+                self.record(plan, action, StepStatus.FAILED, f"{kind}: {exc}")
+                aborted = policy == "abort"
+                continue
+            self.record(plan, action, StepStatus.SUCCEEDED)
+        return plan
+
+
+def apply_action(driver: Driver, action: Action, timeout: float | None) -> None:
+    """Call the driver verb for one step."""
+    if action.kind is ActionKind.LIVE_MIGRATE:
+        driver.live_migrate(_require(action.vm_id, action), _require(action.target_host_id, action), timeout)
+    elif action.kind is ActionKind.RESIZE:
+        driver.resize(_require(action.vm_id, action), _require(action.size, action), timeout)
+    elif action.kind is ActionKind.SET_ALLOCATION:
+        driver.set_allocation(_require(action.vm_id, action), _require(action.allocation, action), timeout)
+    elif action.kind is ActionKind.SET_MAINTENANCE:
+        driver.set_host_maintenance(
+            _require(action.host_id, action), bool(_require(action.maintenance, action)), timeout
+        )
+    else:  # pragma: no cover - the enum is closed
+        raise ValueError(f"unknown action kind {action.kind}")
+
+
+def _require(value, action: Action):
+    if value is None:
+        raise ValueError(f"step {action.index} ({action.kind}) is missing a field it needs")
+    return value

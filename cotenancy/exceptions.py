@@ -1,0 +1,62 @@
+"""Typed errors shared by drivers, executors and the engine.
+
+Callers branch on the type (retry a timeout, skip a vanished VM, stop on a failure), so every
+driver maps its cloud's faults onto these instead of leaking SDK exceptions.
+"""
+
+from __future__ import annotations
+
+
+class CotenancyError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigurationError(CotenancyError):
+    """Configuration or input is wrong; the message says what and where."""
+
+
+class UnknownPluginError(ConfigurationError):
+    """A plugin name was not found in its entry-point namespace."""
+
+    def __init__(self, namespace: str, name: str, known: list[str]) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(
+            f"unknown {namespace} plugin {name!r}; known: {', '.join(self.known) or '(none installed)'}"
+        )
+
+
+class MalformedInputError(CotenancyError):
+    """Input data (a trace, a metric sample) cannot be read; names the source and line."""
+
+    def __init__(self, source: str, line: int | None, reason: str) -> None:
+        self.source = source
+        self.line = line
+        self.reason = reason
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+
+
+class DriverError(CotenancyError):
+    """A driver could not do what was asked."""
+
+
+class NotFound(DriverError):
+    """The VM, host or object does not exist (any more)."""
+
+
+class Unsupported(DriverError):
+    """The cloud, or this object, cannot do the operation (e.g. hot-add disabled)."""
+
+
+class TimedOut(DriverError):
+    """The operation did not finish in time; its outcome may be unknown."""
+
+
+class ActionFailed(DriverError):
+    """The cloud tried the operation and reported failure."""
+
+
+class SchemaMismatch(CotenancyError):
+    """A saved model was built for another feature schema and must not be served."""

@@ -1,0 +1,1 @@
+"""cotenancy.predict."""

@@ -1,0 +1,626 @@
+"""The history store: what the cloud showed over time, and what the product decided.
+
+Predictors learn from it (metric samples, degradation events); operators audit it (plans, their
+steps and status). SQLAlchemy Core keeps the bulk paths fast; Alembic owns the schema and runs
+``upgrade head`` every time a store opens, so a new release migrates an old database in place.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.pool import StaticPool
+
+from cotenancy.exceptions import ConfigurationError, NotFound
+from cotenancy.model import (
+    VM,
+    Action,
+    ActionKind,
+    ActionPlan,
+    Allocation,
+    Event,
+    EventKind,
+    Host,
+    Inventory,
+    Metric,
+    MetricSample,
+    Resources,
+    StepStatus,
+    TelemetryWindow,
+    VMState,
+    WorkloadClass,
+)
+from cotenancy.store import schema
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+KNOWN_METRICS = frozenset(m.value for m in Metric)
+#: rows per INSERT batch: bounds memory on huge ingests, large enough to amortise round trips
+BATCH_ROWS = 20_000
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What happened to a batch of samples. ``reasons`` counts rejected samples per reason."""
+
+    accepted: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def rejection_reason(sample: MetricSample) -> str | None:
+    """Why ``sample`` must not be mixed into the learning data, or ``None`` when it is usable."""
+    if not isinstance(sample.vm_id, str) or not sample.vm_id:
+        return "missing_vm_id"
+    if sample.metric not in KNOWN_METRICS:
+        return "unknown_metric"
+    try:
+        timestamp = float(sample.timestamp)
+        value = float(sample.value)
+    except (TypeError, ValueError):
+        return "not_a_number"
+    if not math.isfinite(timestamp):
+        return "bad_timestamp"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "infinite"
+    if value < 0:
+        return "negative"
+    if sample.metric == Metric.CPU_READY and value > 1.0:
+        return "ready_above_one"
+    return None
+
+
+def normalise_url(url: str) -> sa.URL:
+    """Parse ``url``; plain ``postgresql://`` means psycopg 3 (the driver we ship), ``~`` is expanded
+    in SQLite paths and their directory created."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(f"history store: not a database URL: {exc}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parsed = parsed.set(database=str(path))
+    return parsed
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def _json_safe(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON columns reject NaN/inf on PostgreSQL; keep them as their text."""
+    return {
+        k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()
+    }
+
+
+def _allocation_to_json(allocation: Allocation | None) -> dict[str, Any] | None:
+    if allocation is None:
+        return None
+    return {
+        "reservation": allocation.reservation.as_dict(),
+        "limit": allocation.limit.as_dict() if allocation.limit is not None else None,
+        "shares": allocation.shares,
+    }
+
+
+def _allocation_from_json(data: Mapping[str, Any] | None) -> Allocation | None:
+    if data is None:
+        return None
+    limit = data.get("limit")
+    return Allocation(
+        reservation=Resources.from_dict(data["reservation"]),
+        limit=Resources.from_dict(limit) if limit is not None else None,
+        shares=int(data["shares"]),
+    )
+
+
+class HistoryStore:
+    """Metric history, events, inventory and plans in one SQL database (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        kwargs: dict[str, Any] = {}
+        if self.url.get_backend_name() == "sqlite" and self.url.database in (None, "", ":memory:"):
+            # one shared connection, or every new connection would see a fresh empty database
+            kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        self.engine = sa.create_engine(self.url, **kwargs)
+        if self.url.get_backend_name() == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            self._upgrade()
+        except Exception:
+            self.engine.dispose()
+            raise
+
+    @classmethod
+    def from_conf(cls, conf: Any) -> HistoryStore:
+        """``[store] connection`` if set, else SQLite at ``<state_path>/history.sqlite``."""
+        url = conf.store.connection
+        if not url:
+            state = Path(conf.state_path).expanduser()
+            url = f"sqlite:///{state / 'history.sqlite'}"
+        return cls(url)
+
+    def _upgrade(self) -> None:
+        config = AlembicConfig(str(MIGRATIONS_DIR / "alembic.ini"))
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            alembic_command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"HistoryStore({self.url.render_as_string(hide_password=True)!r})"
+
+    # inventory -------------------------------------------------------------------------------
+
+    def _upsert(self, connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        backend = self.url.get_backend_name()
+        if backend in ("sqlite", "postgresql"):
+            dialect = sqlite_dialect if backend == "sqlite" else pg_dialect
+            stmt = dialect.insert(table)
+            keys = [c.name for c in table.primary_key.columns]
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys,
+                set_={c: stmt.excluded[c] for c in rows[0] if c not in keys},
+            )
+            connection.execute(stmt, rows)
+            return
+        ids = [r["id"] for r in rows]
+        connection.execute(table.delete().where(table.c.id.in_(ids)))
+        connection.execute(table.insert(), rows)
+
+    def upsert_inventory(self, inventory: Inventory, at: float) -> None:
+        """Record hosts and VMs as seen at ``at``. VMs absent from ``inventory`` keep their last
+        known record (the history still refers to them)."""
+        host_rows = [
+            {
+                "id": h.id,
+                "name": h.name,
+                "capacity": h.capacity.as_dict(),
+                "cluster": h.cluster,
+                "maintenance": bool(h.maintenance),
+                "power_model": h.power_model,
+                "attributes": dict(h.attributes),
+                "seen_at": float(at),
+            }
+            for h in inventory.hosts.values()
+        ]
+        vm_rows = [
+            {
+                "id": v.id,
+                "name": v.name,
+                "host_id": v.host_id,
+                "size": v.size.as_dict(),
+                "allocation": _allocation_to_json(v.allocation),
+                "vcpus": int(v.vcpus),
+                "tenant": v.tenant,
+                "app_type": v.workload.app_type,
+                "priority": int(v.workload.priority),
+                "security_level": v.workload.security_level,
+                "critical": bool(v.critical),
+                "state": VMState(v.state).value,
+                "flavor": v.flavor,
+                "attributes": dict(v.attributes),
+                "seen_at": float(at),
+            }
+            for v in inventory.vms.values()
+        ]
+        with self.engine.begin() as connection:
+            self._upsert(connection, schema.hosts, host_rows)
+            self._upsert(connection, schema.vms, vm_rows)
+
+    def hosts(self) -> dict[str, Host]:
+        """Last known host records."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(schema.hosts).order_by(schema.hosts.c.id)).mappings()
+            return {
+                r["id"]: Host(
+                    id=r["id"],
+                    name=r["name"],
+                    capacity=Resources.from_dict(r["capacity"]),
+                    cluster=r["cluster"],
+                    maintenance=bool(r["maintenance"]),
+                    power_model=r["power_model"],
+                    attributes=dict(r["attributes"]),
+                )
+                for r in rows
+            }
+
+    def vms(self) -> dict[str, VM]:
+        """Last known VM records (tenant, workload class, size, host)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(schema.vms).order_by(schema.vms.c.id)).mappings()
+            return {
+                r["id"]: VM(
+                    id=r["id"],
+                    name=r["name"],
+                    host_id=r["host_id"],
+                    size=Resources.from_dict(r["size"]),
+                    allocation=_allocation_from_json(r["allocation"]) or Allocation(),
+                    vcpus=r["vcpus"],
+                    tenant=r["tenant"],
+                    workload=WorkloadClass(r["app_type"], r["priority"], r["security_level"]),
+                    critical=bool(r["critical"]),
+                    state=VMState(r["state"]),
+                    flavor=r["flavor"],
+                    attributes=dict(r["attributes"]),
+                )
+                for r in rows
+            }
+
+    # metric samples --------------------------------------------------------------------------
+
+    def add_samples(self, samples: Iterable[MetricSample]) -> IngestReport:
+        """Store valid samples; keep invalid ones apart in ``rejected_samples`` with the reason,
+        so bad input never pollutes what predictors learn from and is never silently lost."""
+        accepted: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        reasons: Counter[str] = Counter()
+        received_at = time.time()
+        n_accepted = 0
+        with self.engine.begin() as connection:
+            for sample in samples:
+                reason = rejection_reason(sample)
+                if reason is None:
+                    accepted.append(
+                        {
+                            "vm_id": sample.vm_id,
+                            "metric": str(sample.metric),
+                            "timestamp": float(sample.timestamp),
+                            "value": float(sample.value),
+                        }
+                    )
+                    if len(accepted) >= BATCH_ROWS:
+                        connection.execute(schema.samples.insert(), accepted)
+                        n_accepted += len(accepted)
+                        accepted = []
+                else:
+                    reasons[reason] += 1
+                    rejected.append(
+                        {
+                            "vm_id": str(sample.vm_id)[:255],
+                            "metric": str(sample.metric)[:255],
+                            "timestamp": repr(sample.timestamp)[:64],
+                            "value": repr(sample.value)[:64],
+                            "reason": reason,
+                            "received_at": received_at,
+                        }
+                    )
+            if accepted:
+                connection.execute(schema.samples.insert(), accepted)
+                n_accepted += len(accepted)
+            if rejected:
+                connection.execute(schema.rejected_samples.insert(), rejected)
+        return IngestReport(n_accepted, len(rejected), dict(reasons))
+
+    def rejected_samples(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Rejected input as received (value and timestamp as text), oldest first."""
+        query = sa.select(schema.rejected_samples).order_by(schema.rejected_samples.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
+
+    def _sample_query(
+        self,
+        columns: Sequence[sa.ColumnElement[Any]],
+        start: float,
+        end: float,
+        vm_ids: Iterable[str] | None,
+        metrics: Iterable[str] | None,
+    ) -> sa.Select[Any]:
+        t = schema.samples
+        query = sa.select(*columns).where(t.c.timestamp >= float(start), t.c.timestamp < float(end))
+        if vm_ids is not None:
+            query = query.where(t.c.vm_id.in_(list(vm_ids)))
+        if metrics is not None:
+            query = query.where(t.c.metric.in_([str(m) for m in metrics]))
+        return query
+
+    def samples(
+        self,
+        start: float,
+        end: float,
+        vm_ids: Iterable[str] | None = None,
+        metrics: Iterable[str] | None = None,
+    ) -> list[MetricSample]:
+        """Stored samples with ``start <= timestamp < end`` (downsampled ones carry their bucket
+        start as timestamp), ordered by time, VM and metric."""
+        t = schema.samples
+        query = self._sample_query(
+            [t.c.vm_id, t.c.timestamp, t.c.metric, t.c.value], start, end, vm_ids, metrics
+        ).order_by(t.c.timestamp, t.c.vm_id, t.c.metric, t.c.id)
+        with self.engine.connect() as connection:
+            return [MetricSample(*row) for row in connection.execute(query)]
+
+    def series(
+        self,
+        start: float,
+        end: float,
+        step: float,
+        vm_ids: Sequence[str] | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> TelemetryWindow:
+        """Samples on a regular grid: column ``k`` is the mean over ``[start + k*step,
+        start + (k+1)*step)``, labelled by its start; NaN where nothing was recorded.
+
+        Rows follow ``vm_ids`` when given (unknown VMs give NaN rows), else the VMs seen, sorted.
+        Metrics likewise: every requested metric is present, even with no data.
+        """
+        if not step > 0:
+            raise ValueError(f"step must be positive, got {step!r}")
+        n_steps = max(0, math.ceil((float(end) - float(start)) / step - 1e-9))
+        timestamps = float(start) + step * np.arange(n_steps, dtype=float)
+        t = schema.samples
+        query = self._sample_query([t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value], start, end, vm_ids, metrics)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        found_vms = sorted({r[0] for r in rows})
+        row_ids = list(vm_ids) if vm_ids is not None else found_vms
+        metric_names = [str(m) for m in metrics] if metrics is not None else sorted({r[1] for r in rows})
+        row_of = {vm: i for i, vm in enumerate(row_ids)}
+        values = {m: np.full((len(row_ids), n_steps), np.nan) for m in metric_names}
+        if rows and n_steps:
+            vm_col = np.array([row_of[r[0]] for r in rows], dtype=np.int64)
+            metric_col = np.array([r[1] for r in rows], dtype=object)
+            ts_col = np.array([r[2] for r in rows], dtype=float)
+            value_col = np.array([r[3] for r in rows], dtype=float)
+            bucket = np.minimum(((ts_col - float(start)) // step).astype(np.int64), n_steps - 1)
+            cell = vm_col * n_steps + bucket
+            size = len(row_ids) * n_steps
+            for metric in metric_names:
+                mask = metric_col == metric
+                if not mask.any():
+                    continue
+                sums = np.bincount(cell[mask], weights=value_col[mask], minlength=size)
+                counts = np.bincount(cell[mask], minlength=size)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+                values[metric] = mean.reshape(len(row_ids), n_steps)
+        return TelemetryWindow(row_ids, timestamps, values, float(step))
+
+    def downsample(self, older_than: float, step: float) -> int:
+        """Retention: replace raw samples in whole ``step`` buckets (aligned to the epoch) that end
+        at or before ``older_than`` by one mean per VM, metric and bucket.
+
+        Returns the number of raw rows removed. Already downsampled rows are left alone, so
+        running it again is harmless.
+        """
+        if not step > 0:
+            raise ValueError(f"step must be positive, got {step!r}")
+        cutoff = math.floor(float(older_than) / step) * step
+        t = schema.samples
+        raw_old = sa.and_(t.c.resolution == 0, t.c.timestamp < cutoff)
+        with self.engine.begin() as connection:
+            rows = connection.execute(sa.select(t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value).where(raw_old)).all()
+            if not rows:
+                return 0
+            sums: dict[tuple[str, str, float], float] = {}
+            counts: Counter[tuple[str, str, float]] = Counter()
+            for vm_id, metric, timestamp, value in rows:
+                key = (vm_id, metric, math.floor(timestamp / step) * step)
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] += 1
+            means = [
+                {"vm_id": k[0], "metric": k[1], "timestamp": k[2], "value": s / counts[k], "resolution": float(step)}
+                for k, s in sums.items()
+            ]
+            removed = connection.execute(t.delete().where(raw_old)).rowcount
+            for begin in range(0, len(means), BATCH_ROWS):
+                connection.execute(t.insert(), means[begin : begin + BATCH_ROWS])
+        return int(removed)
+
+    # events ----------------------------------------------------------------------------------
+
+    def add_events(self, events: Iterable[Event]) -> int:
+        """Store events; returns how many."""
+        event_rows: list[dict[str, Any]] = []
+        link_rows: list[dict[str, Any]] = []
+        for event in events:
+            event_id = uuid.uuid4().hex
+            event_rows.append(
+                {
+                    "id": event_id,
+                    "timestamp": float(event.timestamp),
+                    "kind": EventKind(event.kind).value,
+                    "host_id": event.host_id,
+                    "duration": float(event.duration),
+                    "severity": float(event.severity),
+                    "resource": event.resource,
+                    "message": event.message,
+                    "source": event.source,
+                    "details": dict(event.details),
+                    "vm_ids": list(event.vm_ids),
+                }
+            )
+            link_rows.extend({"event_id": event_id, "vm_id": vm} for vm in dict.fromkeys(event.vm_ids))
+        if not event_rows:
+            return 0
+        with self.engine.begin() as connection:
+            connection.execute(schema.events.insert(), event_rows)
+            if link_rows:
+                connection.execute(schema.event_vms.insert(), link_rows)
+        return len(event_rows)
+
+    def events(
+        self,
+        start: float,
+        end: float,
+        kinds: Iterable[EventKind | str] | None = None,
+        vm_id: str | None = None,
+        host_id: str | None = None,
+    ) -> list[Event]:
+        """Events with ``start <= timestamp < end``, oldest first, optionally filtered."""
+        t = schema.events
+        query = sa.select(t).where(t.c.timestamp >= float(start), t.c.timestamp < float(end))
+        if kinds is not None:
+            query = query.where(t.c.kind.in_([EventKind(k).value for k in kinds]))
+        if host_id is not None:
+            query = query.where(t.c.host_id == host_id)
+        if vm_id is not None:
+            links = schema.event_vms
+            query = query.where(t.c.id.in_(sa.select(links.c.event_id).where(links.c.vm_id == vm_id)))
+        query = query.order_by(t.c.timestamp, t.c.id)
+        with self.engine.connect() as connection:
+            return [
+                Event(
+                    timestamp=r["timestamp"],
+                    kind=EventKind(r["kind"]),
+                    vm_ids=tuple(r["vm_ids"]),
+                    host_id=r["host_id"],
+                    duration=r["duration"],
+                    severity=r["severity"],
+                    resource=r["resource"],
+                    message=r["message"],
+                    source=r["source"],
+                    details=dict(r["details"]),
+                )
+                for r in connection.execute(query).mappings()
+            ]
+
+    # plans -----------------------------------------------------------------------------------
+
+    def save_plan(self, plan: ActionPlan) -> None:
+        """Store ``plan`` and all its steps; saving the same plan id again replaces it."""
+        now = time.time()
+        step_rows = [
+            {
+                "plan_id": plan.id,
+                "index": int(a.index),
+                "kind": ActionKind(a.kind).value,
+                "vm_id": a.vm_id,
+                "source_host_id": a.source_host_id,
+                "target_host_id": a.target_host_id,
+                "size": a.size.as_dict() if a.size is not None else None,
+                "allocation": _allocation_to_json(a.allocation),
+                "host_id": a.host_id,
+                "maintenance": a.maintenance,
+                "depends_on": [int(d) for d in a.depends_on],
+                "reason": a.reason,
+                "expected_benefit": float(a.expected_benefit),
+                "status": StepStatus(a.status).value,
+                "message": a.message,
+                "updated_at": now,
+            }
+            for a in plan.actions
+        ]
+        with self.engine.begin() as connection:
+            connection.execute(schema.plan_steps.delete().where(schema.plan_steps.c.plan_id == plan.id))
+            connection.execute(schema.plans.delete().where(schema.plans.c.id == plan.id))
+            connection.execute(
+                schema.plans.insert(),
+                {
+                    "id": plan.id,
+                    "strategy": plan.strategy,
+                    "created_at": float(plan.created_at),
+                    "stats": _json_safe(plan.stats),
+                },
+            )
+            if step_rows:
+                connection.execute(schema.plan_steps.insert(), step_rows)
+
+    def update_step(self, plan_id: str, index: int, status: StepStatus, message: str = "") -> None:
+        """Record the outcome of one step; an unknown plan or step raises :class:`NotFound`."""
+        steps = schema.plan_steps
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                steps.update()
+                .where(steps.c.plan_id == plan_id, steps.c["index"] == int(index))
+                .values(status=StepStatus(status).value, message=message, updated_at=time.time())
+            )
+            if result.rowcount == 0:
+                exists = connection.execute(
+                    sa.select(schema.plans.c.id).where(schema.plans.c.id == plan_id)
+                ).first()
+                if exists is None:
+                    raise NotFound(f"no plan {plan_id!r} in the history store")
+                raise NotFound(f"plan {plan_id!r} has no step {index}")
+
+    def get_plan(self, plan_id: str) -> ActionPlan:
+        plans = self._load_plans(sa.select(schema.plans).where(schema.plans.c.id == plan_id))
+        if not plans:
+            raise NotFound(f"no plan {plan_id!r} in the history store")
+        return plans[0]
+
+    def list_plans(self, limit: int = 20, strategy: str | None = None) -> list[ActionPlan]:
+        """Most recent plans first."""
+        query = sa.select(schema.plans)
+        if strategy is not None:
+            query = query.where(schema.plans.c.strategy == strategy)
+        query = query.order_by(schema.plans.c.created_at.desc(), schema.plans.c.id).limit(int(limit))
+        return self._load_plans(query)
+
+    def _load_plans(self, query: sa.Select[Any]) -> list[ActionPlan]:
+        with self.engine.connect() as connection:
+            plan_rows = connection.execute(query).mappings().all()
+            if not plan_rows:
+                return []
+            steps = schema.plan_steps
+            step_rows = connection.execute(
+                sa.select(steps)
+                .where(steps.c.plan_id.in_([p["id"] for p in plan_rows]))
+                .order_by(steps.c.plan_id, steps.c["index"])
+            ).mappings()
+            actions: dict[str, list[Action]] = {p["id"]: [] for p in plan_rows}
+            for r in step_rows:
+                actions[r["plan_id"]].append(
+                    Action(
+                        index=r["index"],
+                        kind=ActionKind(r["kind"]),
+                        vm_id=r["vm_id"],
+                        source_host_id=r["source_host_id"],
+                        target_host_id=r["target_host_id"],
+                        size=Resources.from_dict(r["size"]) if r["size"] is not None else None,
+                        allocation=_allocation_from_json(r["allocation"]),
+                        host_id=r["host_id"],
+                        maintenance=r["maintenance"],
+                        depends_on=tuple(r["depends_on"]),
+                        reason=r["reason"],
+                        expected_benefit=r["expected_benefit"],
+                        status=StepStatus(r["status"]),
+                        message=r["message"],
+                    )
+                )
+        return [
+            ActionPlan(
+                strategy=p["strategy"],
+                actions=actions[p["id"]],
+                id=p["id"],
+                created_at=p["created_at"],
+                stats=dict(p["stats"]),
+            )
+            for p in plan_rows
+        ]

@@ -1,0 +1,130 @@
+"""Tables of the history store (SQLAlchemy Core).
+
+Migrations under :mod:`cotenancy.store.migrations` create exactly these tables; keep both in step
+(``tests/functional/store`` compares them).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+#: integer primary keys: BIGINT on PostgreSQL, the rowid alias INTEGER on SQLite
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("capacity", sa.JSON, nullable=False),
+    sa.Column("cluster", sa.String(255)),
+    sa.Column("maintenance", sa.Boolean, nullable=False),
+    sa.Column("power_model", sa.String(255)),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("seen_at", sa.Double, nullable=False),
+)
+
+vms = sa.Table(
+    "vms",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("host_id", sa.String(255)),
+    sa.Column("size", sa.JSON, nullable=False),
+    sa.Column("allocation", sa.JSON, nullable=False),
+    sa.Column("vcpus", sa.Integer, nullable=False),
+    sa.Column("tenant", sa.String(255), nullable=False),
+    sa.Column("app_type", sa.String(255), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("security_level", sa.String(255), nullable=False),
+    sa.Column("critical", sa.Boolean, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("flavor", sa.String(255)),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("seen_at", sa.Double, nullable=False),
+)
+
+samples = sa.Table(
+    "samples",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("vm_id", sa.String(255), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("timestamp", sa.Double, nullable=False),
+    sa.Column("value", sa.Double, nullable=False),
+    # 0 for a raw sample, else the width in seconds of the bucket this mean stands for
+    sa.Column("resolution", sa.Double, nullable=False, server_default="0"),
+    sa.Index("ix_samples_timestamp", "timestamp"),
+    sa.Index("ix_samples_vm_timestamp", "vm_id", "timestamp"),
+)
+
+rejected_samples = sa.Table(
+    "rejected_samples",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("vm_id", sa.String(255), nullable=False),
+    sa.Column("metric", sa.String(255), nullable=False),
+    # text, so NaN and infinities survive on every backend exactly as received
+    sa.Column("timestamp", sa.String(64), nullable=False),
+    sa.Column("value", sa.String(64), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.Double, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("timestamp", sa.Double, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("host_id", sa.String(255)),
+    sa.Column("duration", sa.Double, nullable=False),
+    sa.Column("severity", sa.Double, nullable=False),
+    sa.Column("resource", sa.String(64)),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("source", sa.String(255), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("vm_ids", sa.JSON, nullable=False),
+    sa.Index("ix_events_timestamp", "timestamp"),
+)
+
+event_vms = sa.Table(
+    "event_vms",
+    metadata,
+    sa.Column("event_id", sa.String(32), sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("vm_id", sa.String(255), primary_key=True),
+    sa.Index("ix_event_vms_vm_id", "vm_id"),
+)
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("strategy", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("stats", sa.JSON, nullable=False),
+    sa.Index("ix_plans_created_at", "created_at"),
+)
+
+plan_steps = sa.Table(
+    "plan_steps",
+    metadata,
+    sa.Column("plan_id", sa.String(64), sa.ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("index", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("vm_id", sa.String(255)),
+    sa.Column("source_host_id", sa.String(255)),
+    sa.Column("target_host_id", sa.String(255)),
+    sa.Column("size", sa.JSON),
+    sa.Column("allocation", sa.JSON),
+    sa.Column("host_id", sa.String(255)),
+    sa.Column("maintenance", sa.Boolean),
+    sa.Column("depends_on", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("expected_benefit", sa.Double, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)

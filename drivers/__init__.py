@@ -1,0 +1,1 @@
+"""Cloud drivers: one adapter per cloud behind the interface in :mod:`cotenancy.drivers.base`."""

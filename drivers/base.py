@@ -1,0 +1,86 @@
+"""The one interface every cloud adapter implements.
+
+Drivers are the only place (with executors) where side effects happen. They translate the cloud's
+objects into :mod:`cotenancy.model` records in project units, and its faults into the typed errors of
+:mod:`cotenancy.exceptions` (``NotFound``, ``Unsupported``, ``TimedOut``, ``ActionFailed``).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Sequence
+from typing import ClassVar
+
+from oslo_config import cfg
+
+from cotenancy.exceptions import Unsupported
+from cotenancy.model import Allocation, Event, Inventory, MetricSample, Resources
+
+
+class Driver(abc.ABC):
+    """A cloud, seen through inventory, telemetry and four verbs.
+
+    Times are POSIX seconds. ``timeout`` is in seconds; ``None`` means the driver's configured default.
+    """
+
+    #: entry-point name in ``cotenancy.drivers``; also the oslo.config group of its options
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def list_opts(cls) -> list[cfg.Opt]:
+        """Options of this driver, registered under the group ``cls.name``."""
+        return []
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+        opts = self.list_opts()
+        if opts:
+            conf.register_opts(opts, group=self.name)
+
+    @property
+    def options(self) -> cfg.ConfigOpts.GroupAttr:
+        return getattr(self.conf, self.name)
+
+    @abc.abstractmethod
+    def get_inventory(self) -> Inventory:
+        """Hosts with capacity and maintenance state, VMs with size, allocation and placement,
+        and the policies and affinity rules the cloud knows about."""
+
+    @abc.abstractmethod
+    def get_metrics(
+        self, start: float, end: float, vm_ids: Sequence[str] | None = None
+    ) -> list[MetricSample]:
+        """Samples with ``start <= timestamp < end`` (all VMs when ``vm_ids`` is None),
+        in any order; names and units as in :mod:`cotenancy.model.telemetry`."""
+
+    @abc.abstractmethod
+    def get_events(self, start: float, end: float) -> list[Event]:
+        """Events (migrations, power, degradation where the cloud reports it) in ``[start, end)``."""
+
+    @abc.abstractmethod
+    def live_migrate(self, vm_id: str, target_host_id: str, timeout: float | None = None) -> None:
+        """Move a running VM; returns when it runs on ``target_host_id``."""
+
+    @abc.abstractmethod
+    def resize(self, vm_id: str, size: Resources, timeout: float | None = None) -> None:
+        """Change the VM's configured size (CPU MHz / vCPUs, memory)."""
+
+    def set_allocation(self, vm_id: str, allocation: Allocation, timeout: float | None = None) -> None:
+        """Change shares, reservation and limit without moving or resizing the VM."""
+        raise Unsupported(f"{self.name or type(self).__name__} cannot change allocations")
+
+    @abc.abstractmethod
+    def set_host_maintenance(self, host_id: str, enabled: bool, timeout: float | None = None) -> None:
+        """Put a host into maintenance (no new VMs) or take it out."""
+
+    def now(self) -> float:
+        """The cloud's clock; a simulated cloud has its own."""
+        return time.time()
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of cloud time pass (a simulated cloud advances instead of sleeping)."""
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        """Release sessions and connections."""

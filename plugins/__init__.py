@@ -1,0 +1,1 @@
+"""Integrations of cotenancy into other systems (Watcher, vCenter, Ansible)."""
