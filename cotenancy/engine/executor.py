@@ -85,16 +85,18 @@ def topological_order(actions: Iterable[Action]) -> list[Action]:
     return ordered
 
 
-class DriverExecutor(Executor):
-    """Runs steps one by one through the driver's native API, in dependency order.
+class StepwiseExecutor(Executor):
+    """Runs steps one at a time in dependency order, following the failure policy.
 
     Failure policy (``[DEFAULT] on_step_failure``): ``skip_dependents`` skips only the steps that
     depend (transitively) on a failed one; ``abort`` cancels everything after the first failure;
-    ``continue`` runs every step. A VM that vanished between planning and acting fails its step
-    with the driver's ``NotFound`` message.
+    ``continue`` runs every step. A step already finished (from an earlier, interrupted run) is not
+    run again.
     """
 
-    name = "driver"
+    @abc.abstractmethod
+    def run_step(self, plan: ActionPlan, action: Action, driver: Driver, timeout: float) -> None:
+        """Carry out one step; raise a :class:`DriverError` subclass when it fails."""
 
     def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
         policy = self.conf.on_step_failure
@@ -103,6 +105,8 @@ class DriverExecutor(Executor):
         aborted = False
         for action in topological_order(plan.actions):
             if action.status in FINISHED:
+                if action.status is not StepStatus.SUCCEEDED:
+                    failed.add(action.index)
                 continue
             if aborted:
                 self.record(plan, action, StepStatus.CANCELLED, "plan aborted after a failed step")
@@ -114,7 +118,7 @@ class DriverExecutor(Executor):
                 continue
             self.record(plan, action, StepStatus.RUNNING)
             try:
-                apply_action(driver, action, timeout)
+                self.run_step(plan, action, driver, timeout)
             except DriverError as exc:
                 failed.add(action.index)
                 kind = "not found" if isinstance(exc, NotFound) else type(exc).__name__
@@ -124,6 +128,16 @@ class DriverExecutor(Executor):
                 continue
             self.record(plan, action, StepStatus.SUCCEEDED)
         return plan
+
+
+class DriverExecutor(StepwiseExecutor):
+    """Runs each step through the driver's native API. A VM that vanished between planning and
+    acting fails its step with the driver's ``NotFound`` message."""
+
+    name = "driver"
+
+    def run_step(self, plan: ActionPlan, action: Action, driver: Driver, timeout: float) -> None:
+        apply_action(driver, action, timeout)
 
 
 def apply_action(driver: Driver, action: Action, timeout: float | None) -> None:

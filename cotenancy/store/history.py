@@ -110,9 +110,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _json_safe(stats: Mapping[str, Any]) -> dict[str, Any]:
     """JSON columns reject NaN/inf on PostgreSQL; keep them as their text."""
-    return {
-        k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()
-    }
+    return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()}
 
 
 def _allocation_to_json(allocation: Allocation | None) -> dict[str, Any] | None:
@@ -286,7 +284,7 @@ class HistoryStore:
     def add_samples(self, samples: Iterable[MetricSample]) -> IngestReport:
         """Store valid samples; keep invalid ones apart in ``rejected_samples`` with the reason,
         so bad input never pollutes what predictors learn from and is never silently lost."""
-        accepted: list[dict[str, Any]] = []
+        accepted: list[tuple[str, str, float, float]] = []
         rejected: list[dict[str, Any]] = []
         reasons: Counter[str] = Counter()
         received_at = time.time()
@@ -296,15 +294,10 @@ class HistoryStore:
                 reason = rejection_reason(sample)
                 if reason is None:
                     accepted.append(
-                        {
-                            "vm_id": sample.vm_id,
-                            "metric": str(sample.metric),
-                            "timestamp": float(sample.timestamp),
-                            "value": float(sample.value),
-                        }
+                        (sample.vm_id, str(sample.metric), float(sample.timestamp), float(sample.value))
                     )
                     if len(accepted) >= BATCH_ROWS:
-                        connection.execute(schema.samples.insert(), accepted)
+                        self._insert_samples(connection, accepted)
                         n_accepted += len(accepted)
                         accepted = []
                 else:
@@ -320,11 +313,34 @@ class HistoryStore:
                         }
                     )
             if accepted:
-                connection.execute(schema.samples.insert(), accepted)
+                self._insert_samples(connection, accepted)
                 n_accepted += len(accepted)
             if rejected:
                 connection.execute(schema.rejected_samples.insert(), rejected)
         return IngestReport(n_accepted, len(rejected), dict(reasons))
+
+    def _insert_samples(self, connection: sa.Connection, rows: list[tuple[str, str, float, float]]) -> None:
+        """Bulk insert of raw samples: COPY on PostgreSQL (about twice as fast as batched
+        INSERTs), the driver's own executemany on SQLite, SQLAlchemy's executemany elsewhere."""
+        if self.url.get_backend_name() == "postgresql" and self.url.get_driver_name() == "psycopg":
+            cursor = connection.connection.cursor()
+            try:
+                with cursor.copy("COPY samples (vm_id, metric, timestamp, value) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            finally:
+                cursor.close()
+            return
+        if self.url.get_backend_name() == "sqlite":
+            connection.exec_driver_sql(
+                "INSERT INTO samples (vm_id, metric, timestamp, value, resolution) VALUES (?, ?, ?, ?, 0)",
+                rows,
+            )
+            return
+        connection.execute(
+            schema.samples.insert(),
+            [{"vm_id": r[0], "metric": r[1], "timestamp": r[2], "value": r[3]} for r in rows],
+        )
 
     def rejected_samples(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Rejected input as received (value and timestamp as text), oldest first."""
@@ -385,7 +401,9 @@ class HistoryStore:
         n_steps = max(0, math.ceil((float(end) - float(start)) / step - 1e-9))
         timestamps = float(start) + step * np.arange(n_steps, dtype=float)
         t = schema.samples
-        query = self._sample_query([t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value], start, end, vm_ids, metrics)
+        query = self._sample_query(
+            [t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value], start, end, vm_ids, metrics
+        )
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         found_vms = sorted({r[0] for r in rows})
@@ -425,7 +443,9 @@ class HistoryStore:
         t = schema.samples
         raw_old = sa.and_(t.c.resolution == 0, t.c.timestamp < cutoff)
         with self.engine.begin() as connection:
-            rows = connection.execute(sa.select(t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value).where(raw_old)).all()
+            rows = connection.execute(
+                sa.select(t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value).where(raw_old)
+            ).all()
             if not rows:
                 return 0
             sums: dict[tuple[str, str, float], float] = {}
@@ -435,7 +455,13 @@ class HistoryStore:
                 sums[key] = sums.get(key, 0.0) + value
                 counts[key] += 1
             means = [
-                {"vm_id": k[0], "metric": k[1], "timestamp": k[2], "value": s / counts[k], "resolution": float(step)}
+                {
+                    "vm_id": k[0],
+                    "metric": k[1],
+                    "timestamp": k[2],
+                    "value": s / counts[k],
+                    "resolution": float(step),
+                }
                 for k, s in sums.items()
             ]
             removed = connection.execute(t.delete().where(raw_old)).rowcount

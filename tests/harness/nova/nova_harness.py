@@ -48,6 +48,7 @@ class NovaHarness:
     token: str
     project_id: str
     hosts: list[str]
+    image_id: str
     process: subprocess.Popen[bytes]
     log_path: Path
     startup_seconds: float = 0.0

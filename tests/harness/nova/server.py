@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         "token": args.token,
         "project_id": PROJECT_ID,
         "hosts": list(NovaCloud.hosts),
+        "image_id": cloud.glance.image1["id"],
         "pid": os.getpid(),
     }
 

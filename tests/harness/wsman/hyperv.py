@@ -68,7 +68,7 @@ class VMState:
     memory_demand_mb: float = 1024.0
     disk_kibps: float = 100.0
     network_kibps: float = 50.0
-    metering_started: float = field(default_factory=time.time)
+    metering_started: float = field(default_factory=lambda: time.time() - 3600.0)
 
     @property
     def assigned_bytes(self) -> int:
@@ -321,8 +321,13 @@ class HyperVResponder:
             return [self._vm_object(vm) for vm in vms]
 
     def _target_vms(self, invocation: Invocation) -> list[VMState]:
-        objects = as_list(invocation.get("VM")) or as_list(invocation.pipeline_input)
-        if not objects:
+        if invocation.has("VM"):
+            objects = as_list(invocation.get("VM"))
+        elif invocation.pipeline_input is not None:
+            objects = as_list(invocation.pipeline_input)
+        else:
+            objects = []
+        if not objects and invocation.pipeline_input is None:
             raise PSError("Cannot validate argument on parameter 'VM'.", "InvalidData")
         return [self.vm_by_id(obj.lookup("VMId")) for obj in objects]
 

@@ -102,9 +102,7 @@ def upgrade() -> None:
     op.create_index("ix_plans_created_at", "plans", ["created_at"])
     op.create_table(
         "plan_steps",
-        sa.Column(
-            "plan_id", sa.String(64), sa.ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("plan_id", sa.String(64), sa.ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("index", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("vm_id", sa.String(255)),
@@ -124,5 +122,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("plan_steps", "plans", "event_vms", "events", "rejected_samples", "samples", "vms", "hosts"):
+    for table in (
+        "plan_steps",
+        "plans",
+        "event_vms",
+        "events",
+        "rejected_samples",
+        "samples",
+        "vms",
+        "hosts",
+    ):
         op.drop_table(table)

@@ -1,0 +1,214 @@
+"""Options of the CP-SAT planner ([planner]).
+
+Weights are relative: the planner turns every objective term into integers with them, so only
+their ratios matter. One unit of each term is documented next to its weight.
+"""
+
+from oslo_config import cfg
+
+GROUP = "planner"
+
+OPTS = [
+    cfg.FloatOpt(
+        "target_utilisation",
+        default=0.85,
+        min=0.05,
+        max=1.0,
+        help="Share of a host's capacity that predicted demand (at the planning quantile) may use "
+        "before the planner counts the excess as overload risk.",
+    ),
+    cfg.FloatOpt(
+        "quantile",
+        default=0.95,
+        min=0.5,
+        max=0.999,
+        help="Forecast quantile the planner sizes hosts and allocations for.",
+    ),
+    cfg.IntOpt(
+        "horizon_steps",
+        default=3,
+        min=1,
+        help="Intervals ahead the forecast covers; the planner plans for the worst of them.",
+    ),
+    cfg.FloatOpt(
+        "scale_up_threshold",
+        default=0.10,
+        min=0.0,
+        help="Raise an allocation when predicted demand exceeds it by more than this fraction.",
+    ),
+    cfg.FloatOpt(
+        "scale_down_threshold",
+        default=0.30,
+        min=0.0,
+        max=1.0,
+        help="Lower an allocation when predicted demand stays below (1 - this) of it. Keep it larger "
+        "than scale_up_threshold: the band between them is the hysteresis that stops flapping.",
+    ),
+    cfg.FloatOpt(
+        "headroom",
+        default=0.10,
+        min=0.0,
+        help="New allocations are predicted demand times (1 + headroom).",
+    ),
+    cfg.FloatOpt(
+        "critical_headroom",
+        default=0.30,
+        min=0.0,
+        help="Headroom pre-allocated for VMs marked critical instead of headroom.",
+    ),
+    cfg.ListOpt(
+        "hard_resources",
+        default=["memory", "gpu"],
+        help="Resources a host cannot overcommit: a VM always holds its whole size of them. "
+        "Other resources are held by the VM's reservation (the allocation the planner sets).",
+    ),
+    cfg.BoolOpt(
+        "manage_allocations",
+        default=True,
+        help="Set reservations of compressible resources from forecasts (set_allocation steps).",
+    ),
+    cfg.BoolOpt(
+        "allow_resize",
+        default=True,
+        help="Grow a VM's size when its predicted demand exceeds the size by scale_up_threshold.",
+    ),
+    cfg.IntOpt("max_migrations", default=10, min=0, help="Migration budget per planning round."),
+    cfg.IntOpt(
+        "max_migrations_per_host",
+        default=2,
+        min=1,
+        help="Migrations per round that may leave or enter one host.",
+    ),
+    cfg.IntOpt(
+        "max_parallel_migrations",
+        default=4,
+        min=1,
+        help="Migrations that may run at the same time in the whole cloud (encoded in step order).",
+    ),
+    cfg.IntOpt(
+        "max_parallel_migrations_per_host",
+        default=1,
+        min=1,
+        help="Migrations touching one host that may run at the same time.",
+    ),
+    cfg.FloatOpt(
+        "dirty_rate",
+        default=0.02,
+        min=0.0,
+        help="Share of a VM's memory dirtied per second during live migration (pre-copy model).",
+    ),
+    cfg.FloatOpt(
+        "link_bandwidth",
+        default=125.0,
+        min=0.1,
+        help="MiB/s available to one live migration (1 Gbit/s is about 119 MiB/s).",
+    ),
+    cfg.IntOpt(
+        "precopy_rounds",
+        default=5,
+        min=0,
+        help="Pre-copy rounds before stop-and-copy in the migration time model.",
+    ),
+    cfg.FloatOpt(
+        "time_limit",
+        default=0.5,
+        min=0.01,
+        help="Seconds CP-SAT may search; the best solution found by then is used.",
+    ),
+    cfg.IntOpt(
+        "workers",
+        default=2,
+        min=1,
+        max=2,
+        help="CP-SAT search workers (at most 2: control nodes are shared).",
+    ),
+    cfg.IntOpt(
+        "max_candidate_vms",
+        default=120,
+        min=1,
+        help="At most this many VMs may move in one model; keeps the model small.",
+    ),
+    cfg.IntOpt(
+        "destination_pool",
+        default=40,
+        min=1,
+        help="Hosts with the most room offered as destinations in one round.",
+    ),
+    cfg.IntOpt(
+        "destinations_per_vm",
+        default=12,
+        min=1,
+        help="Destinations each candidate VM may choose from (besides staying).",
+    ),
+    cfg.IntOpt(
+        "underloaded_hosts",
+        default=4,
+        min=0,
+        help="Least-loaded hosts whose VMs are offered for consolidation each round.",
+    ),
+    cfg.FloatOpt(
+        "underload_threshold",
+        default=0.25,
+        min=0.0,
+        max=1.0,
+        help="A host whose predicted CPU use is below this share of capacity may be emptied.",
+    ),
+    cfg.FloatOpt(
+        "risk_threshold",
+        default=0.5,
+        min=0.0,
+        max=1.0,
+        help="Pair conflict probability above which the planner proactively separates the pair.",
+    ),
+    cfg.FloatOpt(
+        "min_pair_risk",
+        default=0.05,
+        min=0.0,
+        max=1.0,
+        help="Pair risks below this are left out of the model (they would only slow it down).",
+    ),
+    cfg.FloatOpt(
+        "weight_risk", default=100.0, min=0.0, help="Cost of one unit of pair conflict probability."
+    ),
+    cfg.FloatOpt(
+        "weight_overload",
+        default=500.0,
+        min=0.0,
+        help="Cost of predicted demand above target utilisation, per whole host capacity.",
+    ),
+    cfg.FloatOpt(
+        "weight_migration",
+        default=1.0,
+        min=0.0,
+        help="Cost of one second of live migration (scaled by the VM's CPU demand share).",
+    ),
+    cfg.FloatOpt("migration_fixed_cost", default=5.0, min=0.0, help="Cost of any migration, on top."),
+    cfg.FloatOpt(
+        "weight_energy",
+        default=0.5,
+        min=0.0,
+        help="Cost of one watt of host power over the planning horizon.",
+    ),
+    cfg.FloatOpt(
+        "weight_idle_allocation",
+        default=5.0,
+        min=0.0,
+        help="Cost of allocation held but not predicted to be used, per whole host capacity.",
+    ),
+    cfg.FloatOpt(
+        "weight_maintenance",
+        default=1000.0,
+        min=0.0,
+        help="Cost of leaving one VM on a host in maintenance.",
+    ),
+    cfg.FloatOpt(
+        "weight_soft_rule",
+        default=50.0,
+        min=0.0,
+        help="Cost of breaking a soft anti-affinity rule for one pair.",
+    ),
+]
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    return [(GROUP, OPTS)]

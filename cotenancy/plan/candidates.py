@@ -1,0 +1,391 @@
+"""Choose the few VMs worth moving this round and the hosts they may go to.
+
+A model over every VM and host of an 800-host cloud would not solve in a second. Only VMs with a
+reason to act are candidates: those on hosts in maintenance, in a forbidden pair, on hosts predicted
+to overload, in a pair whose conflict risk passes the threshold, or on the least-loaded hosts
+(consolidation). Every other VM stays where it is and only its allocation may change. Each
+candidate gets its current host plus a few destinations from a pool of hosts with room.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cotenancy.plan.problem import PlanningProblem
+
+_EPS = 1e-6
+
+
+@dataclass(slots=True)
+class CandidateModel:
+    """Everything the solvers need: options per candidate VM, fixed loads per model host, pairs.
+
+    An *option* is one (VM, host, mode) choice; mode ``scaled`` applies the VM's target allocation,
+    otherwise the VM keeps its current (possibly lowered) allocation. Costs are in objective units.
+    """
+
+    problem: PlanningProblem
+    candidates: list[int]
+    reasons: dict[int, str]
+    hosts: list[int]  # problem host indices present in the model
+    fixed_held: np.ndarray  # (Hm, R) held by non-candidate VMs with their applied allocations
+    fixed_demand: np.ndarray  # (Hm, R) predicted (quantile) demand of non-candidate VMs
+    has_fixed: np.ndarray  # (Hm,) bool
+    limit: np.ndarray  # (Hm, R) hard limit of what may be held
+    overload_at: np.ndarray  # (Hm, R) predicted demand above this costs overload
+    opt_vm: np.ndarray  # (O,) position in ``candidates``
+    opt_host: np.ndarray  # (O,) position in ``hosts``
+    opt_scaled: np.ndarray  # (O,) bool
+    opt_held: np.ndarray  # (O, R)
+    opt_demand: np.ndarray  # (O, R)
+    opt_cost: np.ndarray  # (O,)
+    opt_move: np.ndarray  # (O,) bool
+    opt_risk: np.ndarray  # (O,) summed risk with the fixed residents of the option's host
+    pairs: list[tuple[int, int, float, str]]  # (cand a, cand b, cost if together, what)
+    forbidden_pairs: list[tuple[int, int]]
+    applied_size: np.ndarray  # (V, R) sizes of non-candidates after this round
+    applied_reservation: np.ndarray  # (V, R)
+    max_pair_risk: float = 0.0
+    riskiest_pair: tuple[int, int] | None = None
+    host_pos: dict[int, int] = field(default_factory=dict)
+
+    def options_of(self, cand_pos: int) -> np.ndarray:
+        return np.flatnonzero(self.opt_vm == cand_pos)
+
+    def stay_option(self, cand_pos: int) -> int:
+        """The option that changes least: stay, keep the current allocation where that is allowed."""
+        vm = self.candidates[cand_pos]
+        home = self.host_pos.get(int(self.problem.host_of[vm]), -1)
+        opts = [o for o in self.options_of(cand_pos) if self.opt_host[o] == home]
+        unscaled = [o for o in opts if not self.opt_scaled[o]]
+        return int((unscaled or opts)[0])
+
+
+def colocated_pairs(problem: PlanningProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of VMs sharing a host now: ``(pairs (k, 2), hosts (k,))``."""
+    placed = np.flatnonzero(problem.host_of >= 0)
+    order = placed[np.argsort(problem.host_of[placed], kind="stable")]
+    hosts_sorted = problem.host_of[order]
+    bounds = np.flatnonzero(np.diff(hosts_sorted)) + 1
+    pairs: list[np.ndarray] = []
+    for group in np.split(order, bounds):
+        if len(group) < 2:
+            continue
+        a, b = np.triu_indices(len(group), k=1)
+        pairs.append(np.stack([group[a], group[b]], axis=1))
+    if not pairs:
+        return np.zeros((0, 2), dtype=int), np.zeros(0, dtype=int)
+    joined = np.concatenate(pairs)
+    return joined, problem.host_of[joined[:, 0]]
+
+
+def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
+    s = problem.settings
+    n_h = len(problem.host_ids)
+    cap = problem.capacity
+    soft = ~problem.hard
+    demand = problem.demand_or_held("high")
+    held_target = problem.held_target
+    pred_load = problem.host_sum(demand)
+    held_load = problem.host_sum(held_target)
+    now_load = problem.host_sum(problem.held_now)
+    limit_all = np.maximum(cap, now_load)
+    over_at_all = s.target_utilisation * cap
+    excess = np.where(soft[None, :] & (cap > 0), (pred_load - over_at_all) / np.maximum(cap, _EPS), 0.0)
+    excess = np.maximum(excess.max(axis=1), 0.0)
+    held_over = (held_load > limit_all + _EPS).any(axis=1)
+
+    pairs, pair_hosts = colocated_pairs(problem)
+    pair_risk = problem.risk(pairs, pair_hosts)
+    reasons: dict[int, str] = {}
+    ordered: list[int] = []
+
+    def add(vm: int, reason: str) -> None:
+        if problem.pinned[vm] or vm in reasons:
+            return
+        reasons[vm] = reason
+        ordered.append(vm)
+
+    for h in np.flatnonzero(problem.maintenance):
+        for vm in np.flatnonzero(problem.host_of == h):
+            add(int(vm), f"host {problem.host_ids[h]} is in maintenance")
+    for a, b in pairs:
+        if problem.conflicting(int(a), int(b)):
+            why = f"policy or rule forbids {problem.vm_ids[a]} and {problem.vm_ids[b]} on one host"
+            add(int(a), why)
+            add(int(b), why)
+    cpu = 0
+    for h in np.argsort(-excess):
+        if excess[h] <= 0 and not held_over[h]:
+            break
+        on_host = np.flatnonzero(problem.host_of == h)
+        on_host = on_host[np.argsort(-demand[on_host, cpu])]
+        r_worst = int(np.argmax(np.where(soft & (cap[h] > 0), pred_load[h] / np.maximum(cap[h], _EPS), -1)))
+        resource = _resource_name(r_worst)
+        why = (
+            f"{problem.forecast_description}: host {problem.host_ids[h]} {resource} "
+            f"{pred_load[h, r_worst]:.0f} > {s.target_utilisation:.0%} of {cap[h, r_worst]:.0f}"
+            if excess[h] > 0
+            else f"host {problem.host_ids[h]} cannot hold the allocations its VMs need"
+        )
+        for vm in on_host:
+            add(int(vm), why)
+    order = np.argsort(-pair_risk)
+    max_risk = float(pair_risk[order[0]]) if len(order) else 0.0
+    riskiest = (int(pairs[order[0], 0]), int(pairs[order[0], 1])) if len(order) else None
+    for k in order:
+        if pair_risk[k] < s.risk_threshold:
+            break
+        a, b = int(pairs[k, 0]), int(pairs[k, 1])
+        why = f"pair risk {pair_risk[k]:.2f} of {problem.vm_ids[a]} with {problem.vm_ids[b]}"
+        add(a, why)
+        add(b, why)
+    ordered = ordered[: s.max_candidate_vms]
+    emptied: set[int] = set()
+    if s.underloaded_hosts:
+        util = np.where(cap[:, cpu] > 0, pred_load[:, cpu] / np.maximum(cap[:, cpu], _EPS), 1.0)
+        busy_hosts = {int(problem.host_of[v]) for v in ordered}
+        n_vms = np.bincount(problem.host_of[problem.host_of >= 0], minlength=n_h)
+        for h in np.argsort(util):
+            if len(emptied) >= s.underloaded_hosts or util[h] >= s.underload_threshold:
+                break
+            if n_vms[h] == 0 or problem.maintenance[h] or int(h) in busy_hosts:
+                continue
+            on_host = np.flatnonzero(problem.host_of == h)
+            if problem.pinned[on_host].any() or len(ordered) + len(on_host) > s.max_candidate_vms:
+                continue
+            emptied.add(int(h))
+            why = (
+                f"{problem.forecast_description}: host {problem.host_ids[h]} predicted at "
+                f"{util[h]:.0%} CPU; emptying it saves {problem.power_idle[h]:.0f} W"
+            )
+            for vm in on_host:
+                add(int(vm), why)
+    candidates = [v for v in ordered if v in reasons]
+
+    # non-candidates keep their host; apply their allocation targets where their host can hold them
+    applied_size = problem.target_size.copy()
+    applied_res = problem.target_reservation.copy()
+    keep_old = np.zeros(len(problem.vm_ids), dtype=bool)
+    fixed_mask = np.ones(len(problem.vm_ids), dtype=bool)
+    fixed_mask[candidates] = False
+    fixed_held_all = problem.host_sum(np.where(fixed_mask[:, None], held_target, 0.0))
+    for h in np.flatnonzero((fixed_held_all > limit_all + _EPS).any(axis=1)):
+        keep_old[(problem.host_of == h) & fixed_mask] = True
+    applied_size[keep_old] = problem.size[keep_old]
+    applied_res[keep_old] = np.minimum(problem.reservation, problem.target_reservation)[keep_old]
+    applied_held = problem.held(applied_size, applied_res)
+    fixed_held_all = problem.host_sum(np.where(fixed_mask[:, None], applied_held, 0.0))
+    fixed_demand_all = problem.host_sum(np.where(fixed_mask[:, None], demand, 0.0))
+    fixed_count = np.bincount(problem.host_of[fixed_mask & (problem.host_of >= 0)], minlength=n_h)
+
+    pool = _destination_pool(problem, fixed_held_all, fixed_demand_all, limit_all, emptied)
+    home_hosts = sorted({int(problem.host_of[v]) for v in candidates})
+    model_hosts = sorted(set(pool) | set(home_hosts))
+    host_pos = {h: i for i, h in enumerate(model_hosts)}
+    residents: dict[int, np.ndarray] = {
+        h: np.flatnonzero((problem.host_of == h) & fixed_mask) for h in model_hosts
+    }
+    res_pairs = [
+        np.stack([np.full(len(residents[h]), v), residents[h]], axis=1)
+        for v in candidates
+        for h in set(pool) | {int(problem.host_of[v])}
+        if len(residents[h])
+    ]
+    risk_with: dict[tuple[int, int], float] = {}
+    if res_pairs and problem.pair_risk is not None:
+        joined = np.concatenate(res_pairs)
+        values = problem.risk(joined, problem.host_of[joined[:, 1]])
+        for (v, w), value in zip(joined.tolist(), values.tolist(), strict=True):
+            risk_with[(v, w)] = value
+    mig = s.migration_model()
+    opt_vm: list[int] = []
+    opt_host: list[int] = []
+    opt_scaled: list[bool] = []
+    opt_held: list[np.ndarray] = []
+    opt_demand: list[np.ndarray] = []
+    opt_cost: list[float] = []
+    opt_move: list[bool] = []
+    opt_risk: list[float] = []
+    d_mid = problem.demand_or_held("mid")
+    for pos, v in enumerate(candidates):
+        home = int(problem.host_of[v])
+        held_scaled = held_target[v]
+        kept = np.minimum(problem.reservation[v], problem.target_reservation[v])
+        held_plain = problem.held(problem.size[v : v + 1], kept[None, :])[0]
+        modes = [(True, held_scaled)]
+        if (held_scaled > held_plain + _EPS).any():
+            modes.append((False, held_plain))
+        dests = _destinations(problem, v, pool, residents, fixed_held_all, limit_all, risk_with)
+        move_cost = s.weight_migration * mig.seconds(problem.size[v, 1]) + s.migration_fixed_cost
+        for h in [home, *dests]:
+            fixed_risk = sum(risk_with.get((v, int(w)), 0.0) for w in residents[h])
+            soft_count = sum(problem.soft_conflicting(v, int(w)) for w in residents[h])
+            for scaled, held in modes:
+                cost = s.weight_risk * fixed_risk + s.weight_soft_rule * soft_count
+                if h != home:
+                    cost += move_cost
+                if problem.maintenance[h]:
+                    cost += s.weight_maintenance
+                if cap[h, cpu] > 0:
+                    share = min(1.0, d_mid[v, cpu] / cap[h, cpu])
+                    cost += s.weight_energy * (problem.power_max[h] - problem.power_idle[h]) * share
+                usable = soft & (cap[h] > 0) & ~np.isnan(problem.demand_mid[v])
+                if usable.any():
+                    idle = np.maximum(held[usable] - d_mid[v, usable], 0.0) / cap[h, usable]
+                    short = np.maximum(demand[v, usable] - held[usable], 0.0) / cap[h, usable]
+                    cost += s.weight_idle_allocation * idle.sum() + s.weight_overload * short.sum()
+                opt_vm.append(pos)
+                opt_host.append(host_pos[h])
+                opt_scaled.append(scaled)
+                opt_held.append(held)
+                opt_demand.append(demand[v])
+                opt_cost.append(cost)
+                opt_move.append(h != home)
+                opt_risk.append(fixed_risk)
+    pair_list, forbidden = _candidate_pairs(problem, candidates, opt_vm, opt_host)
+    n_r = cap.shape[1]
+    return CandidateModel(
+        problem=problem,
+        candidates=candidates,
+        reasons=reasons,
+        hosts=model_hosts,
+        fixed_held=fixed_held_all[model_hosts] if model_hosts else np.zeros((0, n_r)),
+        fixed_demand=fixed_demand_all[model_hosts] if model_hosts else np.zeros((0, n_r)),
+        has_fixed=fixed_count[model_hosts] > 0 if model_hosts else np.zeros(0, dtype=bool),
+        limit=limit_all[model_hosts] if model_hosts else np.zeros((0, n_r)),
+        overload_at=over_at_all[model_hosts] if model_hosts else np.zeros((0, n_r)),
+        opt_vm=np.array(opt_vm, dtype=int),
+        opt_host=np.array(opt_host, dtype=int),
+        opt_scaled=np.array(opt_scaled, dtype=bool),
+        opt_held=np.array(opt_held).reshape(-1, n_r),
+        opt_demand=np.array(opt_demand).reshape(-1, n_r),
+        opt_cost=np.array(opt_cost, dtype=float),
+        opt_move=np.array(opt_move, dtype=bool),
+        opt_risk=np.array(opt_risk, dtype=float),
+        pairs=pair_list,
+        forbidden_pairs=forbidden,
+        applied_size=applied_size,
+        applied_reservation=applied_res,
+        max_pair_risk=max_risk,
+        riskiest_pair=riskiest,
+        host_pos=host_pos,
+    )
+
+
+def _resource_name(r: int) -> str:
+    from cotenancy.plan.problem import RESOURCES
+
+    return RESOURCES[r].value
+
+
+def _destination_pool(
+    problem: PlanningProblem,
+    fixed_held: np.ndarray,
+    fixed_demand: np.ndarray,
+    limit: np.ndarray,
+    excluded: set[int],
+) -> list[int]:
+    """Hosts with room, spread from roomiest to tightest, plus the cheapest empty hosts.
+
+    Spreading (rather than taking only the roomiest) leaves the solver best-fit choices, which is
+    what consolidation needs; the empty hosts let it power one on when nothing else fits.
+    """
+    s = problem.settings
+    cap = problem.capacity
+    soft = ~problem.hard
+    scale = np.maximum(cap, _EPS)
+    room_soft = np.where(soft & (cap > 0), (s.target_utilisation * cap - fixed_demand) / scale, np.inf)
+    room_hard = np.where(problem.hard & (cap > 0), (limit - fixed_held) / scale, np.inf)
+    room = np.minimum(room_soft.min(axis=1), room_hard.min(axis=1))
+    occupied = np.bincount(problem.host_of[problem.host_of >= 0], minlength=len(problem.host_ids)) > 0
+    usable = ~problem.maintenance & (room > 0.02)
+    usable[list(excluded)] = False
+    active = np.flatnonzero(usable & occupied)
+    active = active[np.argsort(-room[active], kind="stable")]
+    n_active = min(len(active), max(1, s.destination_pool - 2))
+    picks = np.unique(np.linspace(0, len(active) - 1, n_active).round().astype(int)) if len(active) else []
+    pool = [int(active[i]) for i in picks]
+    empty = np.flatnonzero(usable & ~occupied)
+    if len(empty):
+        per_watt = problem.power_idle[empty] / np.maximum(cap[empty, 0], _EPS)
+        seen: set[tuple[float, ...]] = set()
+        for h in empty[np.argsort(per_watt, kind="stable")]:
+            key = tuple(cap[h])
+            if key in seen:
+                continue
+            seen.add(key)
+            pool.append(int(h))
+            if len(seen) >= 2:
+                break
+    return pool
+
+
+def _destinations(
+    problem: PlanningProblem,
+    v: int,
+    pool: list[int],
+    residents: dict[int, np.ndarray],
+    fixed_held: np.ndarray,
+    limit: np.ndarray,
+    risk_with: dict[tuple[int, int], float],
+) -> list[int]:
+    """The best few pool hosts for ``v``: room for it, nobody it may not meet, low risk, best fit."""
+    s = problem.settings
+    held = problem.held_target[v]
+    home = int(problem.host_of[v])
+    scored: list[tuple[float, int]] = []
+    for h in pool:
+        if h == home or problem.maintenance[h]:
+            continue
+        free = limit[h] - fixed_held[h]
+        if (held > free + _EPS).any():
+            continue
+        if any(problem.conflicting(v, int(w)) for w in residents[h]):
+            continue
+        risk = sum(risk_with.get((v, int(w)), 0.0) for w in residents[h])
+        cap = problem.capacity[h]
+        slack = float(np.min(np.where(cap > 0, (free - held) / np.maximum(cap, _EPS), np.inf)))
+        scored.append((s.weight_risk * risk + 10.0 * slack, h))
+    scored.sort()
+    return [h for _, h in scored[: s.destinations_per_vm]]
+
+
+def _candidate_pairs(
+    problem: PlanningProblem,
+    candidates: list[int],
+    opt_vm: list[int],
+    opt_host: list[int],
+) -> tuple[list[tuple[int, int, float, str]], list[tuple[int, int]]]:
+    """Pairs of candidates that could end on one host: forbidden ones, and costly ones."""
+    s = problem.settings
+    hosts_of: list[set[int]] = [set() for _ in candidates]
+    for pos, h in zip(opt_vm, opt_host, strict=True):
+        hosts_of[pos].add(h)
+    shared: list[tuple[int, int]] = [
+        (a, b)
+        for a in range(len(candidates))
+        for b in range(a + 1, len(candidates))
+        if hosts_of[a] & hosts_of[b]
+    ]
+    forbidden = [(a, b) for a, b in shared if problem.conflicting(candidates[a], candidates[b])]
+    forbidden_set = set(forbidden)
+    rest = [p for p in shared if p not in forbidden_set]
+    pairs: list[tuple[int, int, float, str]] = []
+    if rest:
+        idx = np.array([[candidates[a], candidates[b]] for a, b in rest], dtype=int)
+        risks = problem.risk(idx, None)
+        for (a, b), risk in zip(rest, risks.tolist(), strict=True):
+            cost = 0.0
+            what = []
+            if risk >= s.min_pair_risk:
+                cost += s.weight_risk * risk
+                what.append(f"risk {risk:.2f}")
+            if problem.soft_conflicting(candidates[a], candidates[b]):
+                cost += s.weight_soft_rule
+                what.append("soft anti-affinity")
+            if cost > 0:
+                pairs.append((a, b, cost, ", ".join(what)))
+    return pairs, forbidden

@@ -1,0 +1,343 @@
+"""The planning problem as arrays: what every VM holds now, what it should hold, what it will use.
+
+Everything the planner reasons about is one number per VM (or host) and resource, in project units,
+so the candidate selection, the CP-SAT model, the greedy fallback and the plan ordering agree.
+
+*Holding* a resource: a host cannot overcommit the *hard* resources (memory, GPUs by default), so a
+VM holds its whole size of them; *compressible* resources (CPU, I/O) are shared, and a VM holds its
+reservation, which the planner sets from forecasts (``set_allocation``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+from oslo_config import cfg
+
+from cotenancy.model import (
+    VM,
+    Host,
+    Inventory,
+    Resource,
+    Resources,
+    RuleKind,
+    VMState,
+)
+from cotenancy.model.policy import vm_attribute
+from cotenancy.plan.migration_cost import MigrationCostModel
+
+RESOURCES: tuple[Resource, ...] = tuple(Resource)
+
+#: ``(pairs (k, 2) of VM indices, hosts (k,) of host indices or None) -> (k,) probabilities``
+PairRiskFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
+#: idle and full-load watts of the CloudSim reference hosts (SPECpower figures)
+_KNOWN_POWER = {"g4": (86.0, 117.0), "g5": (93.7, 135.0)}
+
+
+@dataclass(slots=True)
+class PlannerSettings:
+    """The ``[planner]`` options as plain values (see :mod:`cotenancy.conf.plan` for meanings)."""
+
+    target_utilisation: float = 0.85
+    quantile: float = 0.95
+    horizon_steps: int = 3
+    scale_up_threshold: float = 0.10
+    scale_down_threshold: float = 0.30
+    headroom: float = 0.10
+    critical_headroom: float = 0.30
+    hard_resources: tuple[str, ...] = ("memory", "gpu")
+    manage_allocations: bool = True
+    allow_resize: bool = True
+    max_migrations: int = 10
+    max_migrations_per_host: int = 2
+    max_parallel_migrations: int = 4
+    max_parallel_migrations_per_host: int = 1
+    dirty_rate: float = 0.02
+    link_bandwidth: float = 125.0
+    precopy_rounds: int = 5
+    time_limit: float = 0.5
+    workers: int = 2
+    max_candidate_vms: int = 120
+    destination_pool: int = 40
+    destinations_per_vm: int = 12
+    underloaded_hosts: int = 4
+    underload_threshold: float = 0.25
+    risk_threshold: float = 0.5
+    min_pair_risk: float = 0.05
+    weight_risk: float = 100.0
+    weight_overload: float = 500.0
+    weight_migration: float = 1.0
+    migration_fixed_cost: float = 5.0
+    weight_energy: float = 0.5
+    weight_idle_allocation: float = 5.0
+    weight_maintenance: float = 1000.0
+    weight_soft_rule: float = 50.0
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts, group: str = "planner") -> PlannerSettings:
+        section = getattr(conf, group)
+        values = {}
+        for f in fields(cls):
+            value = getattr(section, f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
+
+    def migration_model(self) -> MigrationCostModel:
+        return MigrationCostModel(self.dirty_rate, self.link_bandwidth, self.precopy_rounds)
+
+
+@dataclass(slots=True)
+class DemandForecast:
+    """Predicted demand per VM (inventory order) and resource, over the planning horizon.
+
+    ``high`` is at the planning quantile (worst horizon step), ``mid`` the median. A missing
+    resource means "no forecast": the planner then trusts what the VM holds.
+    """
+
+    high: dict[Resource, np.ndarray]
+    mid: dict[Resource, np.ndarray]
+    description: str = "forecast"
+
+
+def host_power(host: Host) -> tuple[float, float]:
+    """(idle, full-load) watts of ``host``, from attributes ``power_idle``/``power_max``,
+    a known ``power_model`` name, or a generic server."""
+    if "power_idle" in host.attributes and "power_max" in host.attributes:
+        return float(host.attributes["power_idle"]), float(host.attributes["power_max"])
+    model = (host.power_model or "").lower()
+    for key, watts in _KNOWN_POWER.items():
+        if key in model:
+            return watts
+    return 100.0, 200.0
+
+
+@dataclass(slots=True)
+class PlanningProblem:
+    """Arrays describing one round. Index ``v`` is a VM, ``h`` a host, ``r`` a resource."""
+
+    inventory: Inventory
+    settings: PlannerSettings
+    host_ids: list[str]
+    vm_ids: list[str]
+    capacity: np.ndarray  # (H, R)
+    maintenance: np.ndarray  # (H,) bool
+    power_idle: np.ndarray  # (H,)
+    power_max: np.ndarray  # (H,)
+    host_of: np.ndarray  # (V,) int, -1 when unplaced
+    size: np.ndarray  # (V, R)
+    reservation: np.ndarray  # (V, R)
+    target_size: np.ndarray  # (V, R)
+    target_reservation: np.ndarray  # (V, R)
+    demand_high: np.ndarray  # (V, R), NaN where unknown
+    demand_mid: np.ndarray  # (V, R)
+    pinned: np.ndarray  # (V,) bool: may not move this round
+    critical: np.ndarray  # (V,) bool
+    hard: np.ndarray  # (R,) bool
+    forecast_description: str
+    pair_risk: PairRiskFn | None
+    conflict_class: np.ndarray  # (V,) int: class used by co-tenancy policies
+    forbidden_classes: set[tuple[int, int]]
+    hard_anti_groups: list[list[int]] = field(default_factory=list)
+    soft_anti_groups: list[list[int]] = field(default_factory=list)
+    vm_index: dict[str, int] = field(default_factory=dict)
+    host_index: dict[str, int] = field(default_factory=dict)
+    _anti_of: dict[int, set[int]] = field(default_factory=dict)
+    _soft_of: dict[int, set[int]] = field(default_factory=dict)
+
+    # -- derived quantities ------------------------------------------------------------------------
+
+    def held(self, size: np.ndarray, reservation: np.ndarray) -> np.ndarray:
+        """What VMs hold of each resource given their size and reservation."""
+        return np.where(self.hard, size, np.minimum(reservation, size))
+
+    @property
+    def held_now(self) -> np.ndarray:
+        return self.held(self.size, self.reservation)
+
+    @property
+    def held_target(self) -> np.ndarray:
+        return self.held(self.target_size, self.target_reservation)
+
+    def demand_or_held(self, which: str = "high") -> np.ndarray:
+        """Predicted demand where known, else what the VM holds (its best guess of use)."""
+        demand = self.demand_high if which == "high" else self.demand_mid
+        return np.where(np.isnan(demand), self.held_target, demand)
+
+    def host_sum(self, per_vm: np.ndarray, host_of: np.ndarray | None = None) -> np.ndarray:
+        """Sum per host of a (V, R) array for a placement."""
+        placement = self.host_of if host_of is None else host_of
+        out = np.zeros((len(self.host_ids), per_vm.shape[1]))
+        placed = placement >= 0
+        np.add.at(out, placement[placed], per_vm[placed])
+        return out
+
+    def conflicting(self, a: int, b: int) -> bool:
+        """True when a hard policy or hard anti-affinity rule forbids ``a`` and ``b`` on one host."""
+        if a == b:
+            return False
+        ca, cb = int(self.conflict_class[a]), int(self.conflict_class[b])
+        if (ca, cb) in self.forbidden_classes:
+            return True
+        return b in self._anti_of.get(a, ())
+
+    def soft_conflicting(self, a: int, b: int) -> bool:
+        return b in self._soft_of.get(a, ())
+
+    def risk(self, pairs: np.ndarray, hosts: np.ndarray | None = None) -> np.ndarray:
+        """Pair conflict probabilities (zeros without a risk model)."""
+        if len(pairs) == 0 or self.pair_risk is None:
+            return np.zeros(len(pairs))
+        values = np.asarray(self.pair_risk(pairs, hosts), dtype=float)
+        return np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0).clip(0.0, 1.0)
+
+
+def build_problem(
+    inventory: Inventory,
+    settings: PlannerSettings,
+    forecast: DemandForecast | None = None,
+    pair_risk: PairRiskFn | None = None,
+    migrating: Iterable[str] = (),
+) -> PlanningProblem:
+    """Turn an inventory, forecasts and a risk model into a :class:`PlanningProblem`."""
+    hosts = list(inventory.hosts.values())
+    vms = list(inventory.vms.values())
+    host_index = {h.id: i for i, h in enumerate(hosts)}
+    vm_index = {v.id: i for i, v in enumerate(vms)}
+    n_v, n_r = len(vms), len(RESOURCES)
+    capacity = _matrix([h.capacity for h in hosts])
+    size = _matrix([v.size for v in vms])
+    reservation = _matrix([v.allocation.reservation for v in vms])
+    hard = np.array([r.value in settings.hard_resources for r in RESOURCES])
+    high = np.full((n_v, n_r), np.nan)
+    mid = np.full((n_v, n_r), np.nan)
+    if forecast is not None:
+        for r_i, resource in enumerate(RESOURCES):
+            if resource in forecast.high:
+                high[:, r_i] = np.asarray(forecast.high[resource], dtype=float)
+                mid[:, r_i] = np.asarray(forecast.mid.get(resource, forecast.high[resource]), dtype=float)
+    host_of = np.array([host_index.get(v.host_id, -1) if v.host_id else -1 for v in vms], dtype=int)
+    moving = set(migrating)
+    pinned = np.array(
+        [v.id in moving or v.state is not VMState.ACTIVE or host_of[i] < 0 for i, v in enumerate(vms)],
+        dtype=bool,
+    )
+    hard_anti: list[list[int]] = []
+    soft_anti: list[list[int]] = []
+    for rule in inventory.rules:
+        members = [vm_index[v] for v in rule.vm_ids if v in vm_index]
+        if rule.kind is RuleKind.AFFINITY:
+            if rule.hard:
+                pinned[members] = True
+            continue
+        (hard_anti if rule.hard else soft_anti).append(members)
+    classes, forbidden = _conflict_classes(vms, inventory)
+    critical = np.array([v.critical for v in vms], dtype=bool)
+    target_size, target_reservation = _target_allocations(size, reservation, high, hard, critical, settings)
+    problem = PlanningProblem(
+        inventory=inventory,
+        settings=settings,
+        host_ids=[h.id for h in hosts],
+        vm_ids=[v.id for v in vms],
+        capacity=capacity,
+        maintenance=np.array([h.maintenance for h in hosts], dtype=bool),
+        power_idle=np.array([host_power(h)[0] for h in hosts]),
+        power_max=np.array([host_power(h)[1] for h in hosts]),
+        host_of=host_of,
+        size=size,
+        reservation=reservation,
+        target_size=target_size,
+        target_reservation=target_reservation,
+        demand_high=high,
+        demand_mid=mid,
+        pinned=pinned,
+        critical=critical,
+        hard=hard,
+        forecast_description=forecast.description if forecast is not None else "no forecast",
+        pair_risk=pair_risk,
+        conflict_class=classes,
+        forbidden_classes=forbidden,
+        hard_anti_groups=hard_anti,
+        soft_anti_groups=soft_anti,
+        vm_index=vm_index,
+        host_index=host_index,
+    )
+    for group in hard_anti:
+        for a in group:
+            problem._anti_of.setdefault(a, set()).update(b for b in group if b != a)
+    for group in soft_anti:
+        for a in group:
+            problem._soft_of.setdefault(a, set()).update(b for b in group if b != a)
+    return problem
+
+
+def _matrix(values: list[Resources]) -> np.ndarray:
+    if not values:
+        return np.zeros((0, len(RESOURCES)))
+    return np.array([[v[r] for r in RESOURCES] for v in values], dtype=float)
+
+
+def _conflict_classes(vms: list[VM], inventory: Inventory) -> tuple[np.ndarray, set[tuple[int, int]]]:
+    """Group VMs by the attribute values policies look at, and list the forbidden class pairs.
+
+    Policies compare a handful of attributes, so thousands of VMs fall into a few classes and the
+    pair check becomes a set lookup.
+    """
+    attributes = sorted({p.attribute for p in inventory.policies})
+    keys: dict[tuple[str, ...], int] = {}
+    representative: list[VM] = []
+    classes = np.zeros(len(vms), dtype=int)
+    for i, vm in enumerate(vms):
+        key = tuple(vm_attribute(vm, a) for a in attributes)
+        if key not in keys:
+            keys[key] = len(keys)
+            representative.append(vm)
+        classes[i] = keys[key]
+    forbidden: set[tuple[int, int]] = set()
+    for a, vm_a in enumerate(representative):
+        for b, vm_b in enumerate(representative):
+            if any(p.forbids(vm_a, vm_b) for p in inventory.policies):
+                forbidden.add((a, b))
+    return classes, forbidden
+
+
+def _target_allocations(
+    size: np.ndarray,
+    reservation: np.ndarray,
+    high: np.ndarray,
+    hard: np.ndarray,
+    critical: np.ndarray,
+    settings: PlannerSettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rule-based allocation targets with hysteresis.
+
+    Raise a reservation when predicted demand exceeds it by ``scale_up_threshold``; lower it when
+    demand stays below ``1 - scale_down_threshold`` of it; otherwise keep it, so small swings do not
+    produce a step every round. Critical VMs get ``critical_headroom`` instead of ``headroom``.
+    A VM whose demand outgrows its size is resized (when allowed).
+    """
+    headroom = np.where(critical, settings.critical_headroom, settings.headroom)[:, None]
+    known = ~np.isnan(high)
+    want = np.where(known, high, 0.0) * (1.0 + headroom)
+    target_size = size.copy()
+    if settings.allow_resize:
+        grow = known & (np.where(known, high, 0.0) > size * (1.0 + settings.scale_up_threshold))
+        target_size = np.where(grow, np.ceil(want), size)
+    target_res = reservation.copy()
+    if settings.manage_allocations:
+        soft = ~hard[None, :]
+        up = known & (np.where(known, high, 0.0) > reservation * (1.0 + settings.scale_up_threshold))
+        down = known & (np.where(known, high, 0.0) < reservation * (1.0 - settings.scale_down_threshold))
+        change = soft & (up | down)
+        rounded = np.ceil(np.minimum(want, target_size))
+        # changes below 1 % of the size are noise, not worth a step
+        material = np.abs(rounded - reservation) > 0.01 * np.maximum(size, 1.0)
+        target_res = np.where(change & material, rounded, reservation)
+    return target_size, target_res
+
+
+def fmt_amount(value: float) -> str:
+    return f"{value:.0f}" if math.isfinite(value) else "?"

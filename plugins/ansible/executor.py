@@ -1,0 +1,178 @@
+"""Carry out plan steps by running reviewed Ansible playbooks through ansible-runner.
+
+Each step runs ``playbooks/<cloud>/<step kind>.yml`` (``cloud`` is the driver's name) with the step
+as extra variables. Runner events are streamed into the history store as the step's status and
+message, so an operator sees which task is running and, on failure, Ansible's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from oslo_config import cfg
+
+from cotenancy.engine.executor import StepwiseExecutor
+from cotenancy.exceptions import ActionFailed, ConfigurationError, TimedOut, Unsupported
+from cotenancy.model import Action, ActionPlan, StepStatus
+
+if TYPE_CHECKING:
+    from cotenancy.drivers.base import Driver
+
+REPO_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+COLLECTIONS = Path(__file__).resolve().parent / "collection"
+
+
+class AnsibleExecutor(StepwiseExecutor):
+    """Runs one playbook per step; the failure policy is the same as the driver executor's."""
+
+    name = "ansible"
+
+    @classmethod
+    def list_opts(cls) -> list[cfg.Opt]:
+        return [
+            cfg.StrOpt(
+                "playbook_dir",
+                default=str(REPO_PLAYBOOKS),
+                help="Folder with one sub-folder of step playbooks per cloud driver.",
+            ),
+            cfg.StrOpt(
+                "extravars_file",
+                help="YAML file of extra variables for every run (connection details such as "
+                "vcenter_hostname). Keep it readable by the service user only.",
+            ),
+            cfg.ListOpt(
+                "secret_vars",
+                default=["vcenter_password", "password", "hyperv_password"],
+                help="Extra variables that are secrets: passed to Ansible but never stored or logged.",
+            ),
+            cfg.IntOpt("verbosity", default=0, min=0, max=4, help="ansible-playbook verbosity."),
+        ]
+
+    def playbook_for(self, driver: Driver, action: Action) -> Path:
+        folder = Path(os.path.expanduser(self.conf.ansible.playbook_dir)) / driver.name
+        playbook = folder / f"{action.kind.value}.yml"
+        if not playbook.is_file():
+            raise Unsupported(f"no playbook for {action.kind.value} on {driver.name} ({playbook})")
+        return playbook
+
+    def extravars(self, driver: Driver, action: Action) -> dict[str, Any]:
+        variables: dict[str, Any] = {}
+        if self.conf.ansible.extravars_file:
+            path = Path(os.path.expanduser(self.conf.ansible.extravars_file))
+            try:
+                variables.update(yaml.safe_load(path.read_text()) or {})
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigurationError(f"[ansible] extravars_file {path}: {exc}") from exc
+        inventory = driver.get_inventory()
+        vm = inventory.vms.get(action.vm_id or "")
+        target = inventory.hosts.get(action.target_host_id or action.host_id or "")
+        variables.update(
+            step_kind=action.kind.value,
+            vm_id=action.vm_id,
+            vm_name=vm.name if vm else None,
+            target_host_id=action.target_host_id or action.host_id,
+            target_host_name=target.name if target else None,
+            size=action.size.as_dict() if action.size else None,
+            vcpus=max(1, round(action.size.cpu / _mhz_per_vcpu(vm))) if action.size and vm else None,
+            allocation=_allocation_vars(action),
+            maintenance=action.maintenance,
+        )
+        return variables
+
+    def run_step(self, plan: ActionPlan, action: Action, driver: Driver, timeout: float) -> None:
+        import ansible_runner
+
+        playbook = self.playbook_for(driver, action)
+        variables = self.extravars(driver, action)
+        secrets = [str(variables[n]) for n in self.conf.ansible.secret_vars if variables.get(n)]
+        failures: list[str] = []
+
+        def on_event(event: dict[str, Any]) -> bool:
+            data = event.get("event_data", {})
+            kind = event.get("event", "")
+            if kind == "playbook_on_task_start":
+                self.record(plan, action, StepStatus.RUNNING, f"task: {data.get('task', '')}")
+            elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+                result = data.get("res", {})
+                message = result.get("msg") or result.get("stderr") or json.dumps(result)[:500]
+                prefix = "unreachable" if kind == "runner_on_unreachable" else "failed"
+                failures.append(f"{prefix}: {data.get('task', '')}: {_redact(str(message), secrets)}")
+                self.record(plan, action, StepStatus.RUNNING, failures[-1])
+            return False  # do not keep event files on disk: they may contain variables
+
+        private = Path(tempfile.mkdtemp(prefix="cotenancy-ansible-"))
+        try:
+            os.chmod(private, 0o700)
+            result = ansible_runner.run(
+                private_data_dir=str(private),
+                project_dir=str(playbook.parent),
+                playbook=playbook.name,
+                extravars=variables,
+                envvars=_ansible_env(private),
+                event_handler=on_event,
+                quiet=True,
+                timeout=int(timeout),
+                verbosity=self.conf.ansible.verbosity,
+                suppress_env_files=True,
+            )
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        if result.status == "timeout":
+            raise TimedOut(f"playbook {playbook.name} did not finish in {int(timeout)} s")
+        if result.status != "successful" or result.rc != 0:
+            detail = "; ".join(failures) or f"ansible-playbook exited {result.rc} ({result.status})"
+            raise ActionFailed(detail)
+
+
+def _ansible_env(private: Path) -> dict[str, str]:
+    """Keep Ansible's state out of the home directory and let it find our collection."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "ANSIBLE_HOME": str(private / "home"),
+        "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
+        "ANSIBLE_REMOTE_TEMP": str(private / "tmp"),
+        "ANSIBLE_COLLECTIONS_PATH": f"{COLLECTIONS}{os.pathsep}{_bundled_collections()}",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    }
+
+
+def _bundled_collections() -> str:
+    """Where the ``ansible`` package keeps community.vmware and friends."""
+    try:
+        import ansible_collections
+
+        return os.pathsep.join(str(Path(p).parent) for p in ansible_collections.__path__)
+    except ImportError:
+        return ""
+
+
+def _allocation_vars(action: Action) -> dict[str, Any] | None:
+    if action.allocation is None:
+        return None
+    alloc = action.allocation
+    return {
+        "shares": alloc.shares,
+        "reservation": alloc.reservation.as_dict(),
+        "limit": alloc.limit.as_dict() if alloc.limit else None,
+    }
+
+
+def _mhz_per_vcpu(vm) -> float:
+    return vm.size.cpu / max(vm.vcpus, 1) if vm.size.cpu else 1.0
+
+
+def _redact(message: str, secrets: list[str]) -> str:
+    """Ansible echoes module arguments in some failures: never let a secret value through."""
+    for value in secrets:
+        message = message.replace(value, "********")
+    return message

@@ -1,0 +1,286 @@
+"""The Watcher strategy ``cotenancy_predictive``.
+
+Watcher brings audits, approval-gated action plans and an applier; cotenancy brings the
+prediction. Each audit this strategy:
+
+1. reads the instances' recent CPU and memory through Watcher's datasource backend
+   (``statistic_series``, so Gnocchi, Grafana or any datasource Watcher is configured with);
+2. turns Watcher's compute model into a cotenancy :class:`~cotenancy.model.ClusterState`;
+3. asks a cotenancy strategy (``predictive`` by default: demand forecasts, XGBoost pair risk,
+   CP-SAT planner) for an :class:`~cotenancy.model.ActionPlan`;
+4. emits Watcher's own ``migrate``, ``resize`` and ``change_nova_service_state`` actions, so
+   Watcher's planner orders them and its applier carries them out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from typing import Any, ClassVar
+
+from oslo_config import cfg
+from oslo_log import log
+from watcher.decision_engine.strategy.strategies import base
+
+from cotenancy import loading
+from cotenancy.conf import opts as cotenancy_opts
+from cotenancy.model import ActionPlan, ClusterState
+from cotenancy.plugins.watcher import goal as cotenancy_goal
+from cotenancy.plugins.watcher import translate
+from cotenancy.strategies.base import Strategy
+
+LOG = log.getLogger(__name__)
+
+STRATEGY_NAME = "cotenancy_predictive"
+
+
+class CotenancyPredictiveStrategy(base.BaseStrategy):
+    """Cotenancy predictive
+
+    Predicts which co-located VMs will conflict and moves or resizes the fewest VMs needed to
+    keep them apart, before the conflict happens.
+    """
+
+    DATASOURCE_METRICS: ClassVar[list[str]] = list(translate.WATCHER_METRICS)
+
+    #: cotenancy strategies kept between audits of one decision engine, so predictors keep the
+    #: history they learned; keyed by (strategy name, cotenancy config file)
+    _planners: ClassVar[dict[tuple[str, str], Strategy]] = {}
+    _planners_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, config: Any, osc: Any = None) -> None:
+        super().__init__(config, osc)
+        self.last_plan: ActionPlan | None = None
+        self.last_translation: translate.Translation | None = None
+
+    @classmethod
+    def get_name(cls) -> str:
+        return STRATEGY_NAME
+
+    @classmethod
+    def get_display_name(cls) -> str:
+        return "Cotenancy predictive"
+
+    @classmethod
+    def get_translatable_display_name(cls) -> str:
+        return "Cotenancy predictive"
+
+    @classmethod
+    def get_goal_name(cls) -> str:
+        return cotenancy_goal.GOAL_NAME
+
+    @classmethod
+    def get_config_opts(cls) -> list[cfg.Opt]:
+        return [
+            *super().get_config_opts(),
+            cfg.StrOpt(
+                "cotenancy_config_file",
+                default=None,
+                help="cotenancy.conf read for the predictors' and planner's options; "
+                "unset means cotenancy's defaults.",
+            ),
+        ]
+
+    @classmethod
+    def get_schema(cls) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "cotenancy_strategy": {
+                    "type": "string",
+                    "minLength": 1,
+                    "default": "predictive",
+                    "description": "cotenancy strategy that plans (entry point in cotenancy.strategies).",
+                },
+                "period": {
+                    "type": "integer",
+                    "minimum": 300,
+                    "default": 3600,
+                    "description": "Seconds of history read from the datasource.",
+                },
+                "granularity": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "default": 300,
+                    "description": "Seconds between samples of that history.",
+                },
+                "mhz_per_vcpu": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 2000,
+                    "description": "CPU speed of one vCPU, to compare hosts of different speeds.",
+                },
+                "host_mhz_per_vcpu": {
+                    "type": "object",
+                    "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+                    "default": {},
+                    "description": "Per hypervisor hostname overrides of mhz_per_vcpu.",
+                },
+                "migration_type": {
+                    "type": "string",
+                    "enum": ["live", "cold"],
+                    "default": "live",
+                    "description": "How Watcher's applier migrates instances.",
+                },
+                "allow_resize": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "Emit resize actions for VMs whose forecast does not fit their flavor.",
+                },
+                "allow_maintenance": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "Emit change_nova_service_state actions.",
+                },
+                "flavors": {
+                    "type": "array",
+                    "default": [],
+                    "description": "Flavors a resize may pick; empty means ask Nova.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "vcpus": {"type": "integer", "minimum": 1},
+                            "ram": {"type": "integer", "minimum": 1},
+                            "disk": {"type": "integer", "minimum": 0},
+                        },
+                        "required": ["name", "vcpus", "ram"],
+                        "additionalProperties": False,
+                    },
+                },
+            },
+            "additionalProperties": False,
+        }
+
+    def param(self, name: str) -> Any:
+        """An input parameter, or its schema default (Watcher fills defaults in, tests may not)."""
+        value = self.input_parameters.get(name) if self.input_parameters else None
+        if value is None:
+            value = self.get_schema()["properties"][name]["default"]
+        return value
+
+    def pre_execute(self) -> None:
+        self._pre_execute()
+
+    def now(self) -> float:
+        """Datasources that replay history (the simulated cloud's) tell their own time."""
+        clock = getattr(self.datasource_backend, "now", None)
+        return float(clock()) if callable(clock) else time.time()
+
+    def read_series(self, inventory_vm_ids: list[str], now: float) -> dict[str, dict[str, Any]]:
+        """``statistic_series`` of every audited instance, one metric at a time."""
+        granularity = int(self.param("granularity"))
+        end = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+        start = end - dt.timedelta(seconds=int(self.param("period")))
+        series: dict[str, dict[str, Any]] = {}
+        model = self.compute_model
+        for vm_id in inventory_vm_ids:
+            instance = model.get_instance_by_uuid(vm_id)
+            per_metric: dict[str, Any] = {}
+            for meter in self.DATASOURCE_METRICS:
+                per_metric[meter] = self.datasource_backend.statistic_series(
+                    resource=instance,
+                    resource_type="instance",
+                    meter_name=meter,
+                    start_time=start,
+                    end_time=end,
+                    granularity=granularity,
+                )
+            series[vm_id] = per_metric
+        return series
+
+    def build_state(self) -> ClusterState:
+        """Watcher's compute model and datasource as the state a cotenancy strategy plans on."""
+        scale = translate.UnitScale(
+            mhz_per_vcpu=float(self.param("mhz_per_vcpu")),
+            host_mhz_per_vcpu=dict(self.param("host_mhz_per_vcpu")),
+        )
+        inventory = translate.inventory_from_compute_model(self.compute_model, scale)
+        now = self.now()
+        granularity = int(self.param("granularity"))
+        steps = max(1, int(self.param("period")) // granularity)
+        series = self.read_series(sorted(inventory.vms), now)
+        telemetry = translate.telemetry_from_series(inventory, series, now, granularity, steps)
+        return translate.cluster_state(inventory, telemetry, now)
+
+    def cotenancy_planner(self) -> Strategy:
+        name = str(self.param("cotenancy_strategy"))
+        config_file = getattr(self.config, "cotenancy_config_file", None) or ""
+        key = (name, config_file)
+        with self._planners_lock:
+            planner = self._planners.get(key)
+            if planner is None:
+                conf = cfg.ConfigOpts()
+                cotenancy_opts.register_all(conf)
+                conf([], project="cotenancy", default_config_files=[config_file] if config_file else [])
+                planner = loading.load_plugin(loading.STRATEGIES, name, conf)
+                self._planners[key] = planner
+            return planner
+
+    def flavors(self) -> list[translate.Flavor]:
+        given = self.param("flavors")
+        if given:
+            return [translate.Flavor.from_dict(f) for f in given]
+        from watcher.common import nova_helper
+
+        return [
+            translate.Flavor(name=f.flavor_name, vcpus=f.vcpus, ram=f.ram, disk=f.disk)
+            for f in nova_helper.NovaHelper().get_flavor_list()
+        ]
+
+    def do_execute(self, audit: Any = None) -> None:
+        state = self.build_state()
+        plan = self.cotenancy_planner().plan(state)
+        wants_resize = any(a.kind.value == "resize" for a in plan.actions)
+        flavors = self.flavors() if wants_resize and self.param("allow_resize") else []
+        translation = translate.actions_from_plan(
+            plan,
+            state.inventory,
+            flavors=flavors,
+            migration_type=str(self.param("migration_type")),
+            allow_resize=bool(self.param("allow_resize")),
+            allow_maintenance=bool(self.param("allow_maintenance")),
+        )
+        for action in translation.actions:
+            self.solution.add_action(
+                action_type=action.action_type,
+                resource_id=action.resource_id,
+                input_parameters=dict(action.input_parameters),
+            )
+        for reason in translation.dropped:
+            LOG.info("cotenancy step without Watcher action: %s", reason)
+        predicted, avoided = self.conflict_counts(state, plan, translation)
+        self.solution.set_efficacy_indicators(
+            conflicts_predicted=predicted,
+            conflicts_avoided=avoided,
+            instance_migrations_count=translation.migrations,
+            instances_resized_count=translation.resizes,
+        )
+        self.last_plan = plan
+        self.last_translation = translation
+
+    @staticmethod
+    def conflict_counts(
+        state: ClusterState, plan: ActionPlan, translation: translate.Translation
+    ) -> tuple[int, int]:
+        """The planner's own counts when it reports them; otherwise hosts whose planned-for demand
+        exceeds capacity, before and after the migrations Watcher will carry out."""
+        stats = plan.stats
+        if "conflicts_predicted" in stats and "conflicts_avoided" in stats:
+            predicted = max(0, int(float(stats["conflicts_predicted"])))
+            return predicted, min(predicted, max(0, int(float(stats["conflicts_avoided"]))))
+        demand = translate.peak_demand(state.inventory, state.telemetry)
+        before = translate.host_conflicts(state.inventory, demand, state.inventory.placement())
+        after = translate.host_conflicts(
+            state.inventory, demand, translate.placement_after(state.inventory, translation)
+        )
+        return len(before), len(before - after)
+
+    def post_execute(self) -> None:
+        LOG.info(
+            "cotenancy_predictive: %d actions (%d migrations, %d resizes)",
+            len(self.solution.actions),
+            self.last_translation.migrations if self.last_translation else 0,
+            self.last_translation.resizes if self.last_translation else 0,
+        )

@@ -1,0 +1,104 @@
+"""A real Nova for the nova driver's functional tests.
+
+One harness process per session (``tests/harness/nova/server.py`` in its own venv) on a free
+loopback port; every test gets a fresh driver and deletes the servers it created.
+If the harness venv is missing or Nova does not start, the tests fail: they never skip.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openstack.config
+import openstack.connection
+import pytest
+from oslo_config import cfg
+
+HARNESS_DIR = Path(__file__).resolve().parents[2] / "harness" / "nova"
+sys.path.insert(0, str(HARNESS_DIR))
+
+import nova_harness  # noqa: E402
+
+from cotenancy.drivers.nova.driver import NovaDriver  # noqa: E402
+from cotenancy.drivers.nova.options import GROUP, NOVA_OPTS  # noqa: E402
+
+HOSTS = 3
+
+
+@pytest.fixture(scope="session")
+def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nova_harness.NovaHarness]:
+    """The running Nova harness (API, conductor, scheduler, placement, computes host1..host3)."""
+    workdir = tmp_path_factory.mktemp("nova-harness")
+    harness = nova_harness.start(hosts=HOSTS, log_path=workdir / "harness.log")
+    try:
+        yield harness
+    finally:
+        harness.stop()
+
+
+@pytest.fixture(scope="session")
+def clouds_yaml(nova: nova_harness.NovaHarness, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return nova.write_clouds_yaml(tmp_path_factory.mktemp("clouds") / "clouds.yaml")
+
+
+@pytest.fixture(scope="session")
+def admin(clouds_yaml: Path) -> openstack.connection.Connection:
+    """An openstacksdk connection used by tests to arrange and check, independent of the driver."""
+    config = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)])
+    return openstack.connection.Connection(
+        config=config.get_one(cloud=nova_harness.CLOUD_NAME))
+
+
+@pytest.fixture
+def nova_conf(clouds_yaml: Path) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    conf([], project="cotenancy", default_config_files=[])
+    conf.register_opts(NOVA_OPTS, group=GROUP)
+    conf.set_override("cloud", nova_harness.CLOUD_NAME, group=GROUP)
+    conf.set_override("clouds_file", str(clouds_yaml), group=GROUP)
+    conf.set_override("poll_interval", 0.1, group=GROUP)
+    conf.set_override("action_timeout", 60.0, group=GROUP)
+    return conf
+
+
+@pytest.fixture
+def driver(nova_conf: cfg.ConfigOpts, nova: nova_harness.NovaHarness) -> Iterator[NovaDriver]:
+    nova.clear_faults()
+    nova_driver = NovaDriver(nova_conf)
+    try:
+        yield nova_driver
+    finally:
+        nova_driver.close()
+        nova.clear_faults()
+
+
+ServerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def make_server(
+    admin: openstack.connection.Connection, nova: nova_harness.NovaHarness
+) -> Iterator[ServerFactory]:
+    """Boot servers pinned to a host (admin's ``nova:<host>`` zone); deleted after the test."""
+    created: list[str] = []
+
+    def boot(name: str, host: str, flavor: str = "m1.tiny", **kwargs: Any) -> Any:
+        flavor_id = admin.compute.find_flavor(flavor, ignore_missing=False).id
+        server = admin.compute.create_server(
+            name=name, flavor_id=flavor_id, image_id=nova.image_id, networks="none",
+            availability_zone=f"nova:{host}", **kwargs)
+        created.append(server.id)
+        return admin.compute.wait_for_server(server, wait=60, interval=0.1)
+
+    yield boot
+    for server_id in created:
+        admin.compute.delete_server(server_id, ignore_missing=True)
+    deadline = time.monotonic() + 30
+    while created and time.monotonic() < deadline:
+        if all(admin.compute.find_server(s, ignore_missing=True) is None for s in created):
+            break
+        time.sleep(0.1)
