@@ -181,7 +181,10 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     fixed_demand_all = problem.host_sum(np.where(fixed_mask[:, None], demand, 0.0))
     fixed_count = np.bincount(problem.host_of[fixed_mask & (problem.host_of >= 0)], minlength=n_h)
 
-    pool = _destination_pool(problem, fixed_held_all, fixed_demand_all, limit_all, emptied)
+    # hosts offered for emptying stay possible destinations: the energy term decides which to empty
+    pool = sorted(
+        set(_destination_pool(problem, fixed_held_all, fixed_demand_all, limit_all, emptied)) | emptied
+    )
     home_hosts = sorted({int(problem.host_of[v]) for v in candidates})
     model_hosts = sorted(set(pool) | set(home_hosts))
     host_pos = {h: i for i, h in enumerate(model_hosts)}

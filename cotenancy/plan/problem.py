@@ -225,6 +225,7 @@ def build_problem(
         [v.id in moving or v.state is not VMState.ACTIVE or host_of[i] < 0 for i, v in enumerate(vms)],
         dtype=bool,
     )
+    frozen = pinned.copy()
     hard_anti: list[list[int]] = []
     soft_anti: list[list[int]] = []
     for rule in inventory.rules:
@@ -237,6 +238,9 @@ def build_problem(
     classes, forbidden = _conflict_classes(vms, inventory)
     critical = np.array([v.critical for v in vms], dtype=bool)
     target_size, target_reservation = _target_allocations(size, reservation, high, hard, critical, settings)
+    # VMs that are moving, stopped or nowhere keep everything: changing them mid-flight helps nobody
+    target_size[frozen] = size[frozen]
+    target_reservation[frozen] = reservation[frozen]
     problem = PlanningProblem(
         inventory=inventory,
         settings=settings,
@@ -277,7 +281,8 @@ def build_problem(
 def _matrix(values: list[Resources]) -> np.ndarray:
     if not values:
         return np.zeros((0, len(RESOURCES)))
-    return np.array([[v[r] for r in RESOURCES] for v in values], dtype=float)
+    names = [r.value for r in RESOURCES]
+    return np.array([[getattr(v, name) for name in names] for v in values], dtype=float)
 
 
 def _conflict_classes(vms: list[VM], inventory: Inventory) -> tuple[np.ndarray, set[tuple[int, int]]]:
@@ -321,7 +326,8 @@ def _target_allocations(
     """
     headroom = np.where(critical, settings.critical_headroom, settings.headroom)[:, None]
     known = ~np.isnan(high)
-    want = np.where(known, high, 0.0) * (1.0 + headroom)
+    # rounded first so float noise (360 x 1.1 = 396.00000000000006) does not ceil to the next unit
+    want = np.round(np.where(known, high, 0.0) * (1.0 + headroom), 6)
     target_size = size.copy()
     if settings.allow_resize:
         grow = known & (np.where(known, high, 0.0) > size * (1.0 + settings.scale_up_threshold))

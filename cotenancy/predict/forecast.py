@@ -44,6 +44,9 @@ DEFAULT_RESOURCES = ("cpu", "memory", "disk_io", "network", "gpu")
 DEFAULT_ALPHAS = (0.5, 0.9, 0.95, 0.99)
 DEFAULT_HORIZONS = (1, 3, 6, 12, 24, 36)
 MIN_VALID = 6
+#: normalised targets are clipped to +-this many scales for training only: a VM waking from ~0 to
+#: thousands makes z ~ 1e5, and one such row would otherwise become a whole leaf's p95
+Z_CLIP = 30.0
 
 Progress = Callable[[int], None]
 
@@ -177,7 +180,7 @@ def _booster_params(config: TrainingConfig) -> dict:
         "tree_method": "hist",
         "max_depth": config.max_depth,
         "eta": config.learning_rate,
-        "min_child_weight": 20,
+        "min_child_weight": 50,
         "subsample": 0.8,
         "colsample_bytree": 0.8,
         "max_bin": 128,
@@ -313,7 +316,7 @@ def train_forecaster(
         if fit.sum() < 50:
             LOG.warning("too little valid history to train %s forecasts (%d rows)", resource, fit.sum())
             continue
-        dtrain = xgb.DMatrix(x[fit], label=z[fit], missing=np.nan,
+        dtrain = xgb.DMatrix(x[fit], label=np.clip(z[fit], -Z_CLIP, Z_CLIP), missing=np.nan,
                              feature_names=list(feats.FORECAST_FEATURES))
         prior = previous.boosters.get(resource) if previous is not None else None
         if prior is not None and tuple(previous.alphas) != tuple(config.alphas):
@@ -439,6 +442,11 @@ class HybridForecaster(Forecaster):
         self.window_steps = conf.predict.window_steps if conf is not None else 312
         self.hints: list[Hint] = hints_from_conf(conf)
         self._model = ReloadingModel(self.model_path, self._load)
+        self._pinned: TrainedForecaster | None = None
+
+    def pin(self, model: TrainedForecaster | None) -> None:
+        """Serve this in-memory model instead of the file (evaluation, tests); ``None`` unpins."""
+        self._pinned = model
 
     def _load(self, path: Path) -> TrainedForecaster:
         model = TrainedForecaster.from_bundle(load_bundle(path, KIND, feats.FORECAST_SCHEMA, self.nthread))
@@ -447,7 +455,7 @@ class HybridForecaster(Forecaster):
 
     @property
     def model(self) -> TrainedForecaster | None:
-        return self._model.get()
+        return self._pinned if self._pinned is not None else self._model.get()
 
     @property
     def trained(self) -> bool:

@@ -382,6 +382,21 @@ class HistoryStore:
         with self.engine.connect() as connection:
             return [MetricSample(*row) for row in connection.execute(query)]
 
+    def _fetch_plain(self, connection: sa.Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        """Rows as the driver's plain tuples: building SQLAlchemy Row objects costs as much as the
+        database read itself on large windows."""
+        dialect = self.engine.dialect
+        compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        params: Any = compiled.params
+        if compiled.positiontup is not None:
+            params = tuple(params[name] for name in compiled.positiontup)
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(str(compiled), params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
     def series(
         self,
         start: float,
@@ -405,7 +420,7 @@ class HistoryStore:
             [t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value], start, end, vm_ids, metrics
         )
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = self._fetch_plain(connection, query)
         found_vms = sorted({r[0] for r in rows})
         row_ids = list(vm_ids) if vm_ids is not None else found_vms
         metric_names = [str(m) for m in metrics] if metrics is not None else sorted({r[1] for r in rows})

@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 import winrm
+from winrm import transport as winrm_transport
 from winrm.exceptions import (
     InvalidCredentialsError,
     WinRMError,
@@ -70,6 +71,13 @@ class ScriptRunner:
             raise ConfigurationError(
                 "[hyperv] Basic authentication sends the password in clear text; "
                 "use an https:// endpoint")
+        missing = {"kerberos": not winrm_transport.HAVE_KERBEROS,
+                   "credssp": not winrm_transport.HAVE_CREDSSP,
+                   "ntlm": not winrm_transport.HAVE_NTLM}.get(settings.transport, False)
+        if missing:
+            raise ConfigurationError(
+                f"[hyperv] transport {settings.transport} needs pywinrm[{settings.transport}] "
+                "installed")
         self.settings = settings
         self._local = threading.local()
         self._protocols: list[winrm.Protocol] = []

@@ -45,7 +45,9 @@ MIB = 1024 * 1024
 GUEST_RUN_TIME = r"\Hyper-V Hypervisor Virtual Processor(*)\% Guest Run Time"
 CPU_WAIT_PER_DISPATCH = r"\Hyper-V Hypervisor Virtual Processor(*)\CPU Wait Time Per Dispatch"
 DYNAMIC_MEMORY_PHYSICAL = r"\Hyper-V Dynamic Memory VM(*)\Physical Memory"
-COUNTERS = [GUEST_RUN_TIME, CPU_WAIT_PER_DISPATCH, DYNAMIC_MEMORY_PHYSICAL]
+DYNAMIC_MEMORY_PRESSURE = r"\Hyper-V Dynamic Memory VM(*)\Current Pressure"
+COUNTERS = [GUEST_RUN_TIME, CPU_WAIT_PER_DISPATCH, DYNAMIC_MEMORY_PHYSICAL,
+            DYNAMIC_MEMORY_PRESSURE]
 
 _RUNNING_STATES = {2, 10, "running", "starting"}
 _STOPPED_STATES = {3, 4, 6, 9, "off", "stopping", "saved", "paused"}
@@ -90,9 +92,10 @@ OPTS = [
                  help="Seconds for inventory and metrics scripts."),
     cfg.FloatOpt("action_timeout", default=900.0, min=1.0,
                  help="Default seconds for migrations, resizes, allocation and maintenance."),
-    cfg.FloatOpt("metrics_grace", default=120.0, min=0.0,
-                 help="A metrics window ending less than this many seconds ago (or later) "
-                      "takes a fresh reading; older windows are served from readings kept."),
+    cfg.FloatOpt("metrics_grace", default=30.0, min=0.0,
+                 help="A metrics window that ended less than this many seconds ago and holds "
+                      "no reading yet takes a fresh one; older windows are served from the "
+                      "readings kept."),
     cfg.IntOpt("metrics_history", default=20000, min=0,
                help="Samples kept in memory for get_metrics windows in the past."),
 ]
@@ -204,7 +207,14 @@ class HyperVDriver(Driver):
 
     def get_metrics(self, start: float, end: float,
                     vm_ids: Sequence[str] | None = None) -> list[MetricSample]:
-        if end >= time.time() - self.options.metrics_grace:
+        """Hyper-V counters have no history: a window that reaches the present (or ended less
+        than ``metrics_grace`` ago and holds no reading yet) takes a fresh reading, stamped
+        inside the window; readings are kept so later windows over the past are answered."""
+        asked = time.time()
+        grace = self.options.metrics_grace
+        with self._lock:
+            covered = any(end - grace <= s.timestamp < end for s in self._history)
+        if end >= asked or (end >= asked - grace and not covered):
             fresh = self._read_metrics(end)
             with self._lock:
                 self._history.extend(fresh)
@@ -233,7 +243,7 @@ class HyperVDriver(Driver):
 
         cpu: dict[str, float] = {}
         waits: dict[str, list[float]] = {}
-        memory: dict[str, float] = {}
+        dynamic: dict[str, dict[str, float]] = {}
         for sample in _items(answer.get("Samples")):
             path = str(sample.get("Path", "")).lower()
             computer = path[2:].split("\\", 1)[0] if path.startswith("\\\\") else ""
@@ -248,11 +258,15 @@ class HyperVDriver(Driver):
                     cpu[vm_id] = cpu.get(vm_id, 0.0) + value / 100.0 * clock.get(computer, 0.0)
                 else:
                     waits.setdefault(vm_id, []).append(value)
-            elif path.endswith("\\physical memory"):
+            elif path.endswith("\\physical memory") or path.endswith("\\current pressure"):
                 vm_id = _unique(by_instance.get((computer, instance)))
                 if vm_id is not None:
-                    memory[vm_id] = value
+                    kind = "physical" if path.endswith("\\physical memory") else "pressure"
+                    dynamic.setdefault(vm_id, {})[kind] = value
 
+        # dynamic memory: the guest's demand is the assigned memory times its pressure
+        memory = {vm_id: seen["physical"] * seen.get("pressure", 100.0) / 100.0
+                  for vm_id, seen in dynamic.items() if "physical" in seen}
         samples: list[MetricSample] = []
         quantum = self.options.cpu_ready_quantum_ns
         for vm_id, value in cpu.items():
@@ -266,8 +280,9 @@ class HyperVDriver(Driver):
                 memory[vm_id] = _number(report.get("AvgRAM"))
             disk_kib, net_kib = _metering_totals(report)
             duration = _number((report.get("MeteringDuration") or {}).get("TotalSeconds"))
-            previous = self._metering.get(vm_id)
-            self._metering[vm_id] = (duration, disk_kib, net_kib)
+            with self._lock:
+                previous = self._metering.get(vm_id)
+                self._metering[vm_id] = (duration, disk_kib, net_kib)
             if previous and duration > previous[0] and disk_kib >= previous[1] and net_kib >= previous[2]:
                 span = duration - previous[0]
                 disk_rate, net_rate = (disk_kib - previous[1]) / span, (net_kib - previous[2]) / span

@@ -5,8 +5,11 @@ travel as base64-encoded UTF-8 JSON on the command's standard input, which the c
 decodes with ``ConvertFrom-Json`` into ``$p``. PowerShell therefore only ever sees them as data,
 whatever characters a VM or host name holds. Each script writes one JSON document on stdout with a
 ``Status`` of ``OK``, ``NotFound``, ``HostNotFound`` or ``Unsupported``.
+
+Long lines are PowerShell pipelines, kept whole so they read as PowerShell.
 """
 
+# ruff: noqa: E501
 from __future__ import annotations
 
 import base64

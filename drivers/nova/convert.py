@@ -60,10 +60,8 @@ MIGRATION_FAILED = frozenset({"error", "failed", "cancelled"})
 
 def _get(record: Any, key: str, default: Any = None) -> Any:
     """Attribute or key access, so sdk resources and plain dicts both work."""
-    if isinstance(record, Mapping):
-        value = record.get(key, default)
-    else:
-        value = getattr(record, key, default)
+    getter = record.get if isinstance(record, Mapping) else lambda k, d: getattr(record, k, d)
+    value = getter(key, default)
     return default if value is None else value
 
 
@@ -98,8 +96,7 @@ def flavor_size(flavor: Any, mhz_per_vcpu: float) -> Resources:
     disk_io = _float_spec(specs, "quota:disk_total_bytes_sec") / 1024.0
     if not disk_io:
         disk_io = (
-            _float_spec(specs, "quota:disk_read_bytes_sec")
-            + _float_spec(specs, "quota:disk_write_bytes_sec")
+            _float_spec(specs, "quota:disk_read_bytes_sec") + _float_spec(specs, "quota:disk_write_bytes_sec")
         ) / 1024.0
     network = _float_spec(specs, "quota:vif_inbound_average") + _float_spec(
         specs, "quota:vif_outbound_average"
@@ -145,14 +142,12 @@ def smallest_fitting_flavor(
     return min(candidates, key=lambda pair: pair[0])[1]
 
 
-def workload_from_metadata(
-    metadata: Mapping[str, str] | None, prefix: str
-) -> tuple[WorkloadClass, bool]:
+def workload_from_metadata(metadata: Mapping[str, str] | None, prefix: str) -> tuple[WorkloadClass, bool]:
     """Workload class and criticality from server metadata such as ``cotenancy:priority=8``.
 
     Bad values fall back to the defaults instead of failing the whole inventory.
     """
-    values = {k[len(prefix):]: v for k, v in (metadata or {}).items() if k.startswith(prefix)}
+    values = {k[len(prefix) :]: v for k, v in (metadata or {}).items() if k.startswith(prefix)}
     default = WorkloadClass()
     try:
         priority = min(10, max(0, int(values.get("priority", default.priority))))
@@ -211,9 +206,7 @@ def rule_from_server_group(group: Any) -> AffinityRule | None:
     return AffinityRule(name=name, kind=kind, vm_ids=members, hard=hard)
 
 
-def capacity_from_inventories(
-    inventories: Mapping[str, Mapping[str, Any]], mhz_per_vcpu: float
-) -> Resources:
+def capacity_from_inventories(inventories: Mapping[str, Mapping[str, Any]], mhz_per_vcpu: float) -> Resources:
     """Placement inventories as usable capacity: ``(total - reserved) * allocation_ratio``.
 
     Overcommit ratios are part of capacity on purpose: they are what the scheduler admits.
@@ -280,15 +273,15 @@ def diagnostics_reading(diagnostics: Any, timestamp: float) -> DiagnosticsReadin
         uptime=float(uptime) if uptime is not None else None,
         cpu_time_ns=sum(float(_get(c, "time", 0)) for c in cpus),
         memory_used_mib=float(used) if used is not None else None,
-        disk_bytes=sum(float(_get(d, "read_bytes", 0)) + float(_get(d, "write_bytes", 0))
-                       for d in disks),
-        network_bytes=sum(float(_get(n, "rx_octets", 0)) + float(_get(n, "tx_octets", 0))
-                          for n in nics),
+        disk_bytes=sum(float(_get(d, "read_bytes", 0)) + float(_get(d, "write_bytes", 0)) for d in disks),
+        network_bytes=sum(float(_get(n, "rx_octets", 0)) + float(_get(n, "tx_octets", 0)) for n in nics),
     )
 
 
 def diagnostics_samples(
-    vm_id: str, previous: DiagnosticsReading | None, current: DiagnosticsReading,
+    vm_id: str,
+    previous: DiagnosticsReading | None,
+    current: DiagnosticsReading,
     mhz_per_vcpu: float,
 ) -> list[MetricSample]:
     """Samples at ``current.timestamp``: memory in use, and CPU/disk/network rates since
@@ -300,8 +293,7 @@ def diagnostics_samples(
     """
     samples: list[MetricSample] = []
     if current.memory_used_mib is not None and current.memory_used_mib > 0:
-        samples.append(MetricSample(vm_id, current.timestamp, Metric.MEMORY,
-                                    current.memory_used_mib))
+        samples.append(MetricSample(vm_id, current.timestamp, Metric.MEMORY, current.memory_used_mib))
     if previous is None:
         return samples
     if current.uptime is not None and previous.uptime is not None:
@@ -316,8 +308,6 @@ def diagnostics_samples(
         Metric.NETWORK: (current.network_bytes - previous.network_bytes) / 1024.0 / seconds,
     }
     samples.extend(
-        MetricSample(vm_id, current.timestamp, metric, value)
-        for metric, value in rates.items()
-        if value >= 0
+        MetricSample(vm_id, current.timestamp, metric, value) for metric, value in rates.items() if value >= 0
     )
     return samples

@@ -180,8 +180,7 @@ class NovaDriver(Driver):
         usages = provider.get("usages", {})
         member_of = sorted(a.name for a in aggregates if host_id in (a.hosts or []))
         zone = getattr(service, "availability_zone", None) or next(
-            (a.availability_zone for a in aggregates
-             if host_id in (a.hosts or []) and a.availability_zone),
+            (a.availability_zone for a in aggregates if host_id in (a.hosts or []) and a.availability_zone),
             None,
         )
         attributes = {
@@ -200,7 +199,8 @@ class NovaDriver(Driver):
                 inv = inventories[resource_class]
                 attributes[f"total_{resource_class.lower()}"] = str(inv.get("total", 0))
                 attributes[f"allocation_ratio_{resource_class.lower()}"] = str(
-                    inv.get("allocation_ratio", 1.0))
+                    inv.get("allocation_ratio", 1.0)
+                )
         disabled = service is not None and service.status == "disabled"
         if disabled and service.disabled_reason:
             attributes["disabled_reason"] = str(service.disabled_reason)
@@ -221,10 +221,12 @@ class NovaDriver(Driver):
             for provider in placement.resource_providers():
                 record = {
                     "uuid": provider.id,
-                    "inventories": self._placement_json(
-                        f"/resource_providers/{provider.id}/inventories").get("inventories", {}),
-                    "usages": self._placement_json(
-                        f"/resource_providers/{provider.id}/usages").get("usages", {}),
+                    "inventories": self._placement_json(f"/resource_providers/{provider.id}/inventories").get(
+                        "inventories", {}
+                    ),
+                    "usages": self._placement_json(f"/resource_providers/{provider.id}/usages").get(
+                        "usages", {}
+                    ),
                 }
                 found[provider.id] = record
                 found.setdefault(provider.name, record)
@@ -253,8 +255,12 @@ class NovaDriver(Driver):
         compute = self.connection.compute
         if vm_ids is None:
             with _translated("listing active servers"):
-                vm_ids = [s.id for s in compute.servers(
-                    details=False, all_projects=self.options.all_projects, status="ACTIVE")]
+                vm_ids = [
+                    s.id
+                    for s in compute.servers(
+                        details=False, all_projects=self.options.all_projects, status="ACTIVE"
+                    )
+                ]
         samples: list[MetricSample] = []
         for vm_id in vm_ids:
             try:
@@ -268,8 +274,11 @@ class NovaDriver(Driver):
                 LOG.debug("no diagnostics for %s: %s", vm_id, exc)
                 continue
             reading = convert.diagnostics_reading(diagnostics, stamp)
-            samples.extend(convert.diagnostics_samples(
-                vm_id, self._readings.get(vm_id), reading, self.options.mhz_per_vcpu))
+            samples.extend(
+                convert.diagnostics_samples(
+                    vm_id, self._readings.get(vm_id), reading, self.options.mhz_per_vcpu
+                )
+            )
             self._readings[vm_id] = reading
         return samples
 
@@ -292,17 +301,31 @@ class NovaDriver(Driver):
         server = self._server(vm_id)
         if server.compute_host == target_host_id:
             return
-        before = self._migration_ids(vm_id)
-        block = {"auto": "auto", "true": True, "false": False}[self.options.block_migration]
-        LOG.info("live-migrating server %s from %s to %s", vm_id, server.compute_host,
-                 target_host_id)
-        with _translated(f"live migration of {vm_id} to {target_host_id}", ActionFailed):
-            compute.live_migrate_server(vm_id, host=target_host_id, block_migration=block)
+        with _translated(f"migrations of {vm_id}"):
+            known = list(compute.migrations(server_id=vm_id))
+        before = {str(m.id) for m in known}
+        in_flight = [
+            m
+            for m in known
+            if m.migration_type == "live-migration"
+            and m.status not in convert.MIGRATION_DONE | convert.MIGRATION_FAILED
+        ]
+        if in_flight and in_flight[0].dest_compute in (None, target_host_id):
+            # A move we started before (e.g. one that outlived its timeout): wait for it
+            # instead of asking again, which Nova would refuse with 409.
+            LOG.info("server %s is already moving to %s; waiting", vm_id, target_host_id)
+            before.discard(str(in_flight[0].id))
+        else:
+            block = {"auto": "auto", "true": True, "false": False}[self.options.block_migration]
+            LOG.info("live-migrating server %s from %s to %s", vm_id, server.compute_host, target_host_id)
+            with _translated(f"live migration of {vm_id} to {target_host_id}", ActionFailed):
+                compute.live_migrate_server(vm_id, host=target_host_id, block_migration=block)
         migration = self._await_migration(vm_id, before, deadline, "live migration")
         if migration.status in convert.MIGRATION_FAILED:
             raise ActionFailed(
                 f"live migration of {vm_id} to {target_host_id} ended {migration.status!r}"
-                f" (migration {migration.id}); server stays on {server.compute_host}")
+                f" (migration {migration.id}); server stays on {server.compute_host}"
+            )
 
         def arrived() -> bool:
             current = self._server(vm_id)
@@ -321,7 +344,8 @@ class NovaDriver(Driver):
         if flavor is None:
             raise Unsupported(
                 f"no flavor holds cpu={size.cpu:.0f} MHz, memory={size.memory:.0f} MiB "
-                f"(at {self.options.mhz_per_vcpu:.0f} MHz per vCPU)")
+                f"(at {self.options.mhz_per_vcpu:.0f} MHz per vCPU)"
+            )
         current_name = current.get("original_name") or current.get("name")
         if flavor.name == current_name:
             return
@@ -332,8 +356,8 @@ class NovaDriver(Driver):
         migration = self._await_migration(vm_id, before, deadline, "resize")
         if migration.status in convert.MIGRATION_FAILED:
             raise ActionFailed(
-                f"resize of {vm_id} to {flavor.name} ended {migration.status!r}"
-                f" (migration {migration.id})")
+                f"resize of {vm_id} to {flavor.name} ended {migration.status!r} (migration {migration.id})"
+            )
 
         state: dict[str, Any] = {}
 
@@ -343,8 +367,7 @@ class NovaDriver(Driver):
             if status == "ERROR":
                 fault = current_server.fault or {}
                 raise ActionFailed(f"resize of {vm_id} failed: {fault.get('message', 'ERROR')}")
-            return status == "VERIFY_RESIZE" or (status == "ACTIVE" and not
-                                                 current_server.task_state)
+            return status == "VERIFY_RESIZE" or (status == "ACTIVE" and not current_server.task_state)
 
         self._poll(settled, deadline, f"server {vm_id} to finish resizing")
         if (state["server"].status or "").upper() == "VERIFY_RESIZE":
@@ -358,8 +381,7 @@ class NovaDriver(Driver):
             name = (current_server.flavor or {}).get("original_name")
             if (current_server.status or "").upper() == "ACTIVE" and not current_server.task_state:
                 if name != flavor.name:
-                    raise ActionFailed(
-                        f"resize of {vm_id} to {flavor.name} reverted (flavor is {name})")
+                    raise ActionFailed(f"resize of {vm_id} to {flavor.name} reverted (flavor is {name})")
                 return True
             return False
 
@@ -368,14 +390,12 @@ class NovaDriver(Driver):
     def _choose_flavor(self, size: Resources, min_disk_gb: float) -> Any | None:
         allowed = set(self.options.resize_flavors)
         with _translated("listing flavors"):
-            flavors = [f for f in self.connection.compute.flavors(details=True)
-                       if not allowed or f.name in allowed]
-        return convert.smallest_fitting_flavor(
-            flavors, size, self.options.mhz_per_vcpu, min_disk_gb)
+            flavors = [
+                f for f in self.connection.compute.flavors(details=True) if not allowed or f.name in allowed
+            ]
+        return convert.smallest_fitting_flavor(flavors, size, self.options.mhz_per_vcpu, min_disk_gb)
 
-    def set_host_maintenance(
-        self, host_id: str, enabled: bool, timeout: float | None = None
-    ) -> None:
+    def set_host_maintenance(self, host_id: str, enabled: bool, timeout: float | None = None) -> None:
         """Disable (``enabled=True``) or enable the host's compute service: no new VMs land
         there; running ones stay until the planner moves them."""
         compute = self.connection.compute
@@ -388,8 +408,7 @@ class NovaDriver(Driver):
         LOG.info("%s compute service on %s", "disabling" if enabled else "enabling", host_id)
         with _translated(f"{'disabling' if enabled else 'enabling'} {host_id}", ActionFailed):
             if enabled:
-                updated = compute.disable_service(
-                    service, disabled_reason=self.options.maintenance_reason)
+                updated = compute.disable_service(service, disabled_reason=self.options.maintenance_reason)
             else:
                 updated = compute.enable_service(service)
         expected = "disabled" if enabled else "enabled"
@@ -417,8 +436,9 @@ class NovaDriver(Driver):
         def over() -> bool:
             self._server(vm_id)  # NotFound when the server vanished meanwhile
             with _translated(f"migrations of {vm_id}"):
-                fresh = [m for m in self.connection.compute.migrations(server_id=vm_id)
-                         if str(m.id) not in before]
+                fresh = [
+                    m for m in self.connection.compute.migrations(server_id=vm_id) if str(m.id) not in before
+                ]
             if not fresh:
                 return False
             migration = max(fresh, key=lambda m: int(m.id) if str(m.id).isdigit() else 0)
@@ -428,8 +448,7 @@ class NovaDriver(Driver):
                 return True
             return status in convert.MIGRATION_DONE or status in convert.MIGRATION_FAILED
 
-        self._poll(over, deadline, f"{what} of {vm_id} (migrations API)",
-                   last=lambda: found.get("migration"))
+        self._poll(over, deadline, f"{what} of {vm_id} (migrations API)", last=lambda: found.get("migration"))
         return found["migration"]
 
     def _deadline(self, timeout: float | None) -> float:

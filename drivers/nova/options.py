@@ -13,8 +13,7 @@ GROUP = "nova"
 NOVA_OPTS: list[cfg.Opt] = [
     cfg.StrOpt(
         "cloud",
-        help="Name of the cloud in clouds.yaml to use. Empty: $OS_CLOUD, or the OS_* "
-        "environment variables.",
+        help="Name of the cloud in clouds.yaml to use. Empty: $OS_CLOUD, or the OS_* environment variables.",
     ),
     cfg.StrOpt(
         "clouds_file",

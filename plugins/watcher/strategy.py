@@ -24,7 +24,7 @@ from oslo_log import log
 from watcher.decision_engine.strategy.strategies import base
 
 from cotenancy import loading
-from cotenancy.conf import opts as cotenancy_opts
+from cotenancy.conf import make_conf
 from cotenancy.model import ActionPlan, ClusterState
 from cotenancy.plugins.watcher import goal as cotenancy_goal
 from cotenancy.plugins.watcher import translate
@@ -207,16 +207,26 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
     def cotenancy_planner(self) -> Strategy:
         name = str(self.param("cotenancy_strategy"))
         config_file = getattr(self.config, "cotenancy_config_file", None) or ""
-        key = (name, config_file)
+        allow_resize = bool(self.param("allow_resize"))
+        key = (name, config_file, allow_resize)
         with self._planners_lock:
             planner = self._planners.get(key)
             if planner is None:
-                conf = cfg.ConfigOpts()
-                cotenancy_opts.register_all(conf)
-                conf([], project="cotenancy", default_config_files=[config_file] if config_file else [])
+                conf = make_conf([], config_files=[config_file] if config_file else [])
+                self._fit_planner_to_watcher(conf, allow_resize)
                 planner = loading.load_plugin(loading.STRATEGIES, name, conf)
                 self._planners[key] = planner
             return planner
+
+    @staticmethod
+    def _fit_planner_to_watcher(conf: cfg.ConfigOpts, allow_resize: bool) -> None:
+        """Watcher's applier cannot set hypervisor shares, so the planner must not count on them;
+        and it resizes only when the audit allows it."""
+        for option, value in (("manage_allocations", False), ("allow_resize", allow_resize)):
+            try:
+                conf.set_override(option, value, group="planner")
+            except (cfg.NoSuchOptError, cfg.NoSuchGroupError):
+                LOG.debug("cotenancy has no [planner] %s option; leaving the planner as configured", option)
 
     def flavors(self) -> list[translate.Flavor]:
         given = self.param("flavors")

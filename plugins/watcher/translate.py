@@ -77,7 +77,12 @@ class Flavor:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Flavor:
-        return cls(name=str(data["name"]), vcpus=int(data["vcpus"]), ram=int(data["ram"]), disk=int(data.get("disk", 0)))
+        return cls(
+            name=str(data["name"]),
+            vcpus=int(data["vcpus"]),
+            ram=int(data["ram"]),
+            disk=int(data.get("disk", 0)),
+        )
 
 
 @dataclass(slots=True)
@@ -344,9 +349,7 @@ def actions_from_plan(
             }
             if action.maintenance:
                 params["disabled_reason"] = "cotenancy: " + (action.reason or "predicted conflict")[:200]
-            out.actions.append(
-                WatcherAction("change_nova_service_state", host.id, params, action.kind.value)
-            )
+            out.actions.append(WatcherAction("change_nova_service_state", host.id, params, action.kind.value))
         else:
             out.dropped.append(f"step {action.index}: Watcher has no action for {action.kind.value}")
     return out
@@ -383,7 +386,9 @@ def host_conflicts(
     return conflicted
 
 
-def peak_demand(inventory: Inventory, telemetry: TelemetryWindow, quantile: float = 0.95) -> dict[str, Resources]:
+def peak_demand(
+    inventory: Inventory, telemetry: TelemetryWindow, quantile: float = 0.95
+) -> dict[str, Resources]:
     """Per-VM demand to plan for: a high quantile of the window, so short peaks count.
 
     A VM with no usable sample is assumed to use its whole size: unknown must not look idle.

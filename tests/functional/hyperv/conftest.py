@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from cotenancy.drivers.hyperv.driver import OPTS  # noqa: E402
 from cotenancy.loading import DRIVERS, load_plugin  # noqa: E402
 from tests.harness.wsman import certs  # noqa: E402
 from tests.harness.wsman.hyperv import HyperVResponder  # noqa: E402
@@ -21,6 +22,12 @@ from tests.harness.wsman.server import WSManServer  # noqa: E402
 
 USER = "administrator"
 PASSWORD = "Wz$9'q\"pass;word"
+
+
+@pytest.fixture
+def password() -> str:
+    """The account's password: quotes and a semicolon, so leaks and quoting bugs show."""
+    return PASSWORD
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +79,6 @@ def make_driver(wsman_server: WSManServer, certificates: certs.CertificateFiles,
             "operation_timeout": 2,
         }
         values.update(overrides)
-        from cotenancy.drivers.hyperv.driver import OPTS
-
         conf.register_opts(OPTS, group="hyperv")
         for name, value in values.items():
             conf.set_override(name, value, group="hyperv")

@@ -49,8 +49,7 @@ def clouds_yaml(nova: nova_harness.NovaHarness, tmp_path_factory: pytest.TempPat
 def admin(clouds_yaml: Path) -> openstack.connection.Connection:
     """An openstacksdk connection used by tests to arrange and check, independent of the driver."""
     config = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)])
-    return openstack.connection.Connection(
-        config=config.get_one(cloud=nova_harness.CLOUD_NAME))
+    return openstack.connection.Connection(config=config.get_one(cloud=nova_harness.CLOUD_NAME))
 
 
 @pytest.fixture
@@ -89,8 +88,13 @@ def make_server(
     def boot(name: str, host: str, flavor: str = "m1.tiny", **kwargs: Any) -> Any:
         flavor_id = admin.compute.find_flavor(flavor, ignore_missing=False).id
         server = admin.compute.create_server(
-            name=name, flavor_id=flavor_id, image_id=nova.image_id, networks="none",
-            availability_zone=f"nova:{host}", **kwargs)
+            name=name,
+            flavor_id=flavor_id,
+            image_id=nova.image_id,
+            networks="none",
+            availability_zone=f"nova:{host}",
+            **kwargs,
+        )
         created.append(server.id)
         return admin.compute.wait_for_server(server, wait=60, interval=0.1)
 

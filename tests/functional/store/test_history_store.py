@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from cotenancy.exceptions import NotFound
 from cotenancy.model import (
@@ -24,7 +26,7 @@ from cotenancy.model import (
     VMState,
     WorkloadClass,
 )
-from cotenancy.store import HistoryStore, IngestReport
+from cotenancy.store import HistoryStore, IngestReport, TelemetryBuffer
 from cotenancy.store.schema import metadata
 
 T0 = 1_700_000_000.0
@@ -39,6 +41,9 @@ def test_opening_an_empty_database_applies_every_migration(history_store_url: st
         assert "alembic_version" in tables
         for name, table in metadata.tables.items():
             assert {c["name"] for c in inspector.get_columns(name)} == {c.name for c in table.columns}
+        with store.engine.connect() as connection:
+            drift = compare_metadata(MigrationContext.configure(connection), metadata)
+        assert drift == [], "migrations and cotenancy/store/schema.py disagree"
         with store.engine.connect() as connection:
             version = connection.execute(sa.text("select version_num from alembic_version")).scalar_one()
         assert version == "0001"
@@ -273,3 +278,26 @@ def test_unknown_plan_or_step_is_not_found(history_store: HistoryStore) -> None:
     history_store.save_plan(plan)
     with pytest.raises(NotFound, match="no step 9"):
         history_store.update_step(plan.id, 9, StepStatus.RUNNING)
+
+
+def test_buffer_and_store_give_the_same_window(history_store: HistoryStore) -> None:
+    rng = np.random.default_rng(4)
+    step = 300.0
+    start = step * 5_000_000
+    samples = [
+        MetricSample(f"vm-{v}", start + float(t), metric, float(rng.uniform(0, 100)))
+        for v in range(5)
+        for t in rng.uniform(0, 6 * step, size=20)
+        for metric in ("cpu", "network")
+    ]
+    history_store.add_samples(samples)
+    buffer = TelemetryBuffer(step, 8)
+    buffer.add(samples)
+    vm_ids = [f"vm-{v}" for v in range(5)]
+    from_store = history_store.series(
+        start, start + 6 * step, step, vm_ids=vm_ids, metrics=["cpu", "network"]
+    )
+    from_buffer = buffer.window(start + 6 * step, 6, vm_ids=vm_ids)
+    np.testing.assert_array_equal(from_store.timestamps, from_buffer.timestamps)
+    for metric in ("cpu", "network"):
+        np.testing.assert_allclose(from_store.values[metric], from_buffer.values[metric])

@@ -167,6 +167,7 @@ def start(hosts: int = 3, *, log_path: Path, timeout: float = 180.0, token: str 
         token=ready["token"],
         project_id=ready["project_id"],
         hosts=list(ready["hosts"]),
+        image_id=ready["image_id"],
         process=process,
         log_path=log_path,
         startup_seconds=time.monotonic() - began,

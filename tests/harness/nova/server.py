@@ -20,23 +20,28 @@ SIGTERM/SIGINT or when its stdin closes (so a killed test runner never leaves it
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import signal
-import sys
-import traceback
+# Nova's code expects eventlet's monkey patching before anything else is imported.
+from nova import monkey_patch
 
-# Importing Nova's functional test package applies eventlet monkey patching first.
-import nova.tests.functional.integrated_helpers as integrated_helpers  # noqa: I001
-import eventlet
-import eventlet.patcher
-import eventlet.wsgi
-import wsgi_intercept
-from nova.objects import diagnostics as diagnostics_obj
-from nova.virt import fake as fake_virt
+monkey_patch.patch()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+
+import eventlet  # noqa: E402
+import eventlet.patcher  # noqa: E402
+import eventlet.wsgi  # noqa: E402
+import nova.tests.functional.integrated_helpers as integrated_helpers  # noqa: E402
+import wsgi_intercept  # noqa: E402
+from nova.objects import diagnostics as diagnostics_obj  # noqa: E402
+from nova.virt import fake as fake_virt  # noqa: E402
 
 PROJECT_ID = "6f70656e737461636b20342065766572"
+VERSION_PATHS = frozenset({"", "/", "/v2", "/v2/", "/v2.1", "/v2.1/", "/placement", "/placement/"})
 ORIGINAL_LIVE_MIGRATION = fake_virt.FakeDriver.live_migration
 ORIGINAL_CHECK_DESTINATION = fake_virt.FakeDriver.check_can_live_migrate_destination
 ORIGINAL_DIAGNOSTICS = fake_virt.FakeDriver.get_instance_diagnostics
@@ -192,13 +197,15 @@ class Dispatcher:
         self.token = token
 
     def __call__(self, environ, start_response):
-        if environ.get("HTTP_X_AUTH_TOKEN") != self.token:
+        path = environ.get("PATH_INFO", "")
+        # Version documents are public in real deployments too: clients discover before auth.
+        discovery = environ["REQUEST_METHOD"] in ("GET", "HEAD") and path in VERSION_PATHS
+        if environ.get("HTTP_X_AUTH_TOKEN") != self.token and not discovery:
             return _json(
                 start_response,
                 "401 Unauthorized",
                 {"error": {"message": "The request you have made requires authentication.", "code": 401}},
             )
-        path = environ.get("PATH_INFO", "")
         if path == "/placement" or path.startswith("/placement/"):
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/placement"
             environ["PATH_INFO"] = path[len("/placement") :]

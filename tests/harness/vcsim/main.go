@@ -39,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"text/template"
 	"time"
 
 	"github.com/vmware/govmomi"
@@ -118,6 +119,7 @@ func main() {
 	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*username, *password)}
 
 	installSafeFetch()
+	repairEventTemplates()
 	stm := installScheduledTaskManager()
 
 	server := model.Service.NewServer()
@@ -224,6 +226,21 @@ func installSafeFetch() {
 	simulator.Map.Put(pc)
 }
 
+// repairEventTemplates replaces event message templates that text/template cannot parse (e.g.
+// VmMigratedEvent's in 0.24): posting such an event would panic.
+func repairEventTemplates() {
+	em := simulator.Map.EventManager()
+	for i := range em.Description.EventInfo {
+		info := &em.Description.EventInfo[i]
+		if _, err := template.New(info.Key).Parse(info.FullFormat); err != nil {
+			info.FullFormat = info.Key
+		}
+		if info.Key == "VmMigratedEvent" {
+			info.FullFormat = "Migration of virtual machine {{.Vm.Name}} from {{.SourceHost.Name}} to {{.Host.Name}} completed"
+		}
+	}
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scheduled tasks (simulated: govmomi 0.24 has no ScheduledTaskManager)
 
@@ -306,7 +323,7 @@ func (m *ScheduledTaskManager) CreateScheduledTask(req *types.CreateScheduledTas
 		State:             types.TaskInfoStateQueued,
 	}
 	simulator.Map.Put(st)
-	simulator.Map.AppendReference(m, &m.ScheduledTask, st.Self)
+	m.ScheduledTask = append(m.ScheduledTask, st.Self) // the call holds m's lock already
 	st.schedule()
 
 	body.Res = &types.CreateScheduledTaskResponse{Returnval: st.Self}
@@ -736,9 +753,8 @@ func (h *hooks) afterRelocate(vmRef types.ManagedObjectReference, source *types.
 
 	event := &types.VmMigratedEvent{
 		VmEvent: types.VmEvent{Event: types.Event{
-			Host:                 &types.HostEventArgument{Host: dst.Self, EntityEventArgument: types.EntityEventArgument{Name: dst.Name}},
-			Vm:                   &types.VmEventArgument{Vm: vmRef, EntityEventArgument: types.EntityEventArgument{Name: vm.Name}},
-			FullFormattedMessage: fmt.Sprintf("Migration of %s from %s to %s completed", vm.Name, src.Name, dst.Name),
+			Host: &types.HostEventArgument{Host: dst.Self, EntityEventArgument: types.EntityEventArgument{Name: dst.Name}},
+			Vm:   &types.VmEventArgument{Vm: vmRef, EntityEventArgument: types.EntityEventArgument{Name: vm.Name}},
 		}},
 		SourceHost: types.HostEventArgument{Host: src.Self, EntityEventArgument: types.EntityEventArgument{Name: src.Name}},
 	}

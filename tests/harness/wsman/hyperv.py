@@ -579,11 +579,17 @@ class HyperVResponder:
                         for path, value in values.items():
                             if path in paths:
                                 samples.append(_counter_sample(host.name, path, vp_instance, value))
-                    memory_path = "\\hyper-v dynamic memory vm(*)\\physical memory"
-                    if vm.dynamic_memory and memory_path in paths:
-                        samples.append(
-                            _counter_sample(host.name, memory_path, instance, vm.assigned_bytes / MB)
-                        )
+                    if vm.dynamic_memory:
+                        assigned = vm.assigned_bytes / MB
+                        memory = {
+                            "\\hyper-v dynamic memory vm(*)\\physical memory": assigned,
+                            "\\hyper-v dynamic memory vm(*)\\current pressure": round(
+                                100.0 * vm.memory_demand_mb / assigned
+                            ),
+                        }
+                        for path, value in memory.items():
+                            if path in paths:
+                                samples.append(_counter_sample(host.name, path, instance, value))
             return [CIDict(Timestamp=time.time(), CounterSamples=samples)]
 
     def measure_vm(self, invocation: Invocation) -> list[Any]:
@@ -710,4 +716,4 @@ def _clixml(message: str) -> bytes:
         '#< CLIXML\r\n<Objs Version="1.1.0.1" '
         'xmlns="http://schemas.microsoft.com/powershell/2004/04">'
         f'<S S="Error">{text}_x000D__x000A_</S></Objs>'
-    ).encode("utf-8")
+    ).encode()

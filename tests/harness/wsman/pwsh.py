@@ -248,11 +248,11 @@ class Parser:
         self.skip_separators()
         while not self._at_end(end):
             statements.append(self.parse_statement())
-            if not self._at_end(end):
-                if not (self.at("newline") or self.at("punct", ";")):
-                    raise ParseError(
-                        f"expected end of statement at offset {self.current.pos}, found {self.current.text!r}"
-                    )
+            if not self._at_end(end) and not (self.at("newline") or self.at("punct", ";")):
+                raise ParseError(
+                    f"expected end of statement at offset {self.current.pos}, "
+                    f"found {self.current.text!r}"
+                )
             self.skip_separators()
         return statements
 
@@ -693,6 +693,7 @@ class Interpreter:
 
     def invoke(self, command: Command, pipeline_input: list[Any] | None) -> list[Any]:
         function = self.cmdlets.get(command.name.lower())
+        self.calls.append(command.name)
         if function is None:
             raise PSError(
                 f"The term '{command.name}' is not recognized as the name of a cmdlet, function, "
@@ -708,7 +709,6 @@ class Interpreter:
                 positional.append(evaluated)
             else:
                 named[parameter] = evaluated
-        self.calls.append(command.name)
         invocation = Invocation(command.name, named, positional, pipeline_input, self)
         preference = str(invocation.get("ErrorAction", "")).lower()
         try:

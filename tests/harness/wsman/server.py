@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import socket
 import ssl
 import tempfile
 import threading
@@ -228,7 +229,9 @@ class WSManServer:
         command_id = str(uuid.uuid4()).upper()
         with self.lock:
             shell.commands[command_id] = CommandRecord(" ".join(w for w in words if w))
-        return SHELL_URI + "/CommandResponse", f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
+        return SHELL_URI + "/CommandResponse", (
+            f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
+        )
 
     def send(self, root: ET.Element) -> tuple[str, str]:
         _, shell = self._shell(root)
@@ -306,6 +309,11 @@ class WSManServer:
             protocol_version = "HTTP/1.1"
             ntlm: Any = None
             authenticated = False
+
+            def setup(self) -> None:
+                """No Nagle: headers and body go out in separate writes."""
+                super().setup()
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 """Quiet: tests read state, not logs (and logs would hold headers)."""
@@ -410,7 +418,7 @@ def _envelope(action: str, relates_to: str, body: str) -> bytes:
         "<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>"
         f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo></s:Header>"
         f"<s:Body>{body}</s:Body></s:Envelope>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def _fault_envelope(relates_to: str, fault: Fault) -> bytes:

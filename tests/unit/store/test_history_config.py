@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cotenancy.exceptions import ConfigurationError
+from cotenancy.exceptions import ConfigurationError, NotFound
 from cotenancy.model import MetricSample, StepStatus
 from cotenancy.store import HistoryStore
 from cotenancy.store.history import normalise_url, rejection_reason
@@ -48,7 +48,7 @@ def test_in_memory_store_works_across_calls() -> None:
     with HistoryStore("sqlite://") as store:
         store.add_samples([MetricSample("a", 1.0, "cpu", 2.0)])
         assert store.samples(0.0, 2.0) == [MetricSample("a", 1.0, "cpu", 2.0)]
-        with pytest.raises(Exception, match="no plan"):
+        with pytest.raises(NotFound, match="no plan"):
             store.update_step("nope", 0, StepStatus.RUNNING)
 
 

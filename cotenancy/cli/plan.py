@@ -1,0 +1,71 @@
+"""``cotenancy plan``: one planning round, printed as a table with the reason for every step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from oslo_config import cfg
+
+from cotenancy.cli.common import load_driver, load_executor, load_strategy, open_store
+from cotenancy.engine.loop import ControlLoop
+from cotenancy.exceptions import ConfigurationError
+from cotenancy.plan.report import format_plan, plan_to_dict
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="plan one round and print the steps with their reasons",
+        description="Observe the cloud once, plan with the strategy, print the plan as a table "
+        "(reason and expected benefit per step) and, unless --dry-run, carry it out.",
+    )
+    parser.add_argument("--driver", help="driver name (default: [DEFAULT] driver)")
+    parser.add_argument("--strategy", help="strategy name (default: [DEFAULT] strategy)")
+    parser.add_argument("--executor", help="executor name (default: [DEFAULT] executor)")
+    parser.add_argument("--dry-run", action="store_true", help="print and store the plan; change nothing")
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the plan as JSON to FILE")
+    parser.add_argument("--store", metavar="URL", help="history store URL (default: [store])")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        metavar="N",
+        help="collect telemetry for N intervals before planning (instant on the simulated driver, "
+        "real time elsewhere), so forecasts have history to work from",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
+    if args.warmup < 0:
+        raise ConfigurationError("--warmup must be 0 or more intervals")
+    if args.json is not None and args.json.parent and not args.json.parent.exists():
+        raise ConfigurationError(f"--json: folder {args.json.parent} does not exist")
+    store = open_store(conf, args.store)
+    driver = load_driver(conf, args.driver)
+    try:
+        loop = ControlLoop(
+            conf,
+            driver=driver,
+            strategy=load_strategy(conf, args.strategy),
+            executor=load_executor(conf, store, args.executor),
+            store=store,
+            dry_run=True if args.dry_run else None,
+        )
+        for _ in range(args.warmup):
+            loop.collect(driver.now())
+            driver.wait(loop.interval)
+        result = loop.run_once()
+    finally:
+        driver.close()
+        store.close()
+    print(format_plan(result.plan))
+    if args.json is not None:
+        args.json.write_text(json.dumps(plan_to_dict(result.plan), indent=2) + "\n")
+    if result.executed:
+        failed = result.failed_steps
+        print(f"carried out: {len(result.plan.actions) - failed} steps succeeded or skipped, {failed} failed")
+        return 1 if failed else 0
+    return 0

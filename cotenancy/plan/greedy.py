@@ -1,0 +1,153 @@
+"""Greedy placement over the same options and costs as the CP-SAT model.
+
+It serves twice: as the hint CP-SAT starts from (so a feasible solution exists from the first
+millisecond) and as the plan when CP-SAT finds none within its time limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cotenancy.plan.candidates import CandidateModel
+
+_EPS = 1e-6
+
+
+@dataclass(slots=True)
+class Assignment:
+    """One option index per candidate, and the objective of that choice (objective units)."""
+
+    choice: np.ndarray
+    objective: float
+
+
+class LoadTracker:
+    """Loads of the model hosts for a (partial) choice of options, for incremental costs."""
+
+    def __init__(self, cm: CandidateModel, choice: np.ndarray) -> None:
+        self.cm = cm
+        self.choice = choice.copy()
+        self.held = cm.fixed_held.copy()
+        self.demand = cm.fixed_demand.copy()
+        self.count = cm.has_fixed.astype(int)
+        self.moves_total = 0
+        self.moves_at = np.zeros(len(cm.hosts), dtype=int)
+        self.pair_cost: dict[int, list[tuple[int, float]]] = {}
+        self.forbidden: dict[int, set[int]] = {}
+        for a, b, cost, _ in cm.pairs:
+            self.pair_cost.setdefault(a, []).append((b, cost))
+            self.pair_cost.setdefault(b, []).append((a, cost))
+        for a, b in cm.forbidden_pairs:
+            self.forbidden.setdefault(a, set()).add(b)
+            self.forbidden.setdefault(b, set()).add(a)
+        self.home = np.array([cm.host_pos[int(cm.problem.host_of[v])] for v in cm.candidates], dtype=int)
+        for pos, opt in enumerate(self.choice):
+            if opt >= 0:
+                self._apply(pos, int(opt), +1)
+
+    def _apply(self, pos: int, opt: int, sign: int) -> None:
+        cm = self.cm
+        h = int(cm.opt_host[opt])
+        self.held[h] += sign * cm.opt_held[opt]
+        self.demand[h] += sign * cm.opt_demand[opt]
+        self.count[h] += sign
+        if cm.opt_move[opt]:
+            self.moves_total += sign
+            self.moves_at[h] += sign
+            self.moves_at[self.home[pos]] += sign
+
+    def remove(self, pos: int) -> None:
+        opt = int(self.choice[pos])
+        if opt >= 0:
+            self._apply(pos, opt, -1)
+            self.choice[pos] = -1
+
+    def place(self, pos: int, opt: int) -> None:
+        self._apply(pos, opt, +1)
+        self.choice[pos] = opt
+
+    def feasible(self, pos: int, opt: int) -> bool:
+        cm = self.cm
+        s = cm.problem.settings
+        h = int(cm.opt_host[opt])
+        if (self.held[h] + cm.opt_held[opt] > cm.limit[h] + _EPS).any():
+            return False
+        for other in self.forbidden.get(pos, ()):
+            if self.choice[other] >= 0 and cm.opt_host[self.choice[other]] == h:
+                return False
+        if cm.opt_move[opt]:
+            if self.moves_total + 1 > s.max_migrations:
+                return False
+            if self.moves_at[h] + 1 > s.max_migrations_per_host:
+                return False
+            if self.moves_at[self.home[pos]] + 1 > s.max_migrations_per_host:
+                return False
+        return True
+
+    def incremental_cost(self, pos: int, opt: int) -> float:
+        """Objective change of placing candidate ``pos`` with option ``opt`` now."""
+        cm = self.cm
+        s = cm.problem.settings
+        h = int(cm.opt_host[opt])
+        cost = float(cm.opt_cost[opt])
+        for other, pair in self.pair_cost.get(pos, ()):
+            if self.choice[other] >= 0 and cm.opt_host[self.choice[other]] == h:
+                cost += pair
+        cost += _overload_cost(cm, h, self.demand[h] + cm.opt_demand[opt]) - _overload_cost(
+            cm, h, self.demand[h]
+        )
+        if self.count[h] == 0:
+            cost += s.weight_energy * cm.problem.power_idle[cm.hosts[h]]
+        return cost
+
+    def objective(self) -> float:
+        cm = self.cm
+        s = cm.problem.settings
+        total = float(sum(cm.opt_cost[o] for o in self.choice if o >= 0))
+        for a, b, cost, _ in cm.pairs:
+            oa, ob = self.choice[a], self.choice[b]
+            if oa >= 0 and ob >= 0 and cm.opt_host[oa] == cm.opt_host[ob]:
+                total += cost
+        for h in range(len(cm.hosts)):
+            total += _overload_cost(cm, h, self.demand[h])
+            if not cm.has_fixed[h] and self.count[h] > 0:
+                total += s.weight_energy * cm.problem.power_idle[cm.hosts[h]]
+        return total
+
+
+def _overload_cost(cm: CandidateModel, h: int, demand: np.ndarray) -> float:
+    s = cm.problem.settings
+    cap = cm.problem.capacity[cm.hosts[h]]
+    soft = ~cm.problem.hard & (cap > 0)
+    excess = np.maximum(demand - cm.overload_at[h], 0.0)[soft] / cap[soft]
+    return float(s.weight_overload * excess.sum())
+
+
+def stay_assignment(cm: CandidateModel) -> np.ndarray:
+    return np.array([cm.stay_option(pos) for pos in range(len(cm.candidates))], dtype=int)
+
+
+def greedy_solve(cm: CandidateModel, passes: int = 2) -> Assignment:
+    """Start from "everyone stays", then re-place each candidate at its cheapest feasible option."""
+    tracker = LoadTracker(cm, stay_assignment(cm))
+    options = [cm.options_of(pos) for pos in range(len(cm.candidates))]
+    for _ in range(passes):
+        changed = False
+        for pos in range(len(cm.candidates)):
+            current = int(tracker.choice[pos])
+            tracker.remove(pos)
+            best, best_cost = current, tracker.incremental_cost(pos, current)
+            for opt in options[pos]:
+                opt = int(opt)
+                if opt == current or not tracker.feasible(pos, opt):
+                    continue
+                cost = tracker.incremental_cost(pos, opt)
+                if cost < best_cost - 1e-9:
+                    best, best_cost = opt, cost
+            tracker.place(pos, best)
+            changed |= best != current
+        if not changed:
+            break
+    return Assignment(tracker.choice.copy(), tracker.objective())

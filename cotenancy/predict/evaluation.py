@@ -1,0 +1,252 @@
+"""Forecast evaluation on a trace given by path: the model against the usual baselines.
+
+Protocol (nothing is tuned on the test period):
+
+- train on the first ``train_days`` of the trace, test on the rest; every test step is a target,
+  forecast ``horizon`` steps earlier from the history up to that origin;
+- metrics in project units (MHz, MiB) over all (VM, target) pairs with a valid target:
+  ``pinball_p95`` (mean p95 pinball loss), ``mae_p50`` and ``coverage_p95`` (share of targets at or
+  below the p95);
+- baselines: ``last_value`` (last valid sample), ``same_time_yesterday``, ``moving_window_max``
+  (the Autopilot recommender; its window is picked among 1 h/6 h/24 h on the last three training
+  days) and ``arima`` (statsmodels SARIMAX(1,0,1) with a constant, fitted per VM and resource on
+  the last ``arima_fit_days`` of training, Gaussian intervals from its state-space form). Point
+  baselines use their single value as both p50 and p95.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cotenancy.predict import features as feats
+from cotenancy.predict.forecast import (
+    HybridForecaster,
+    TrainingConfig,
+    stacked_windows,
+    train_forecaster,
+)
+from cotenancy.sim.workload import Workload
+
+LOG = logging.getLogger(__name__)
+
+Z95 = 1.6448536269514722
+
+
+def pinball(y: np.ndarray, q: np.ndarray, alpha: float) -> float:
+    diff = y - q
+    return float(np.mean(np.maximum(alpha * diff, (alpha - 1.0) * diff)))
+
+
+def score(y: np.ndarray, p50: np.ndarray, p95: np.ndarray) -> dict[str, float]:
+    return {
+        "pinball_p95": pinball(y, p95, 0.95),
+        "mae_p50": float(np.mean(np.abs(y - p50))),
+        "coverage_p95": float(np.mean(y <= p95)),
+    }
+
+
+def _ffill(values: np.ndarray) -> np.ndarray:
+    return pd.DataFrame(values.T).ffill().to_numpy().T
+
+
+def _rolling_max(values: np.ndarray, window: int) -> np.ndarray:
+    return pd.DataFrame(values.T).rolling(window, min_periods=1).max().to_numpy().T
+
+
+def arima_forecasts(
+    series: np.ndarray, fit_slice: slice, horizon: int, origins: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and standard deviation of the ``horizon``-step SARIMAX(1,0,1)+c forecast made at each
+    origin, using parameters fitted on ``fit_slice`` only. ``None`` when the fit fails."""
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    train = series[fit_slice]
+    if np.sum(np.isfinite(train)) < 30 or np.nanstd(train) < 1e-9:
+        return None
+    level = float(np.nanmean(train))
+    spread = float(np.nanstd(train)) or 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fitted = SARIMAX((train - level) / spread, order=(1, 0, 1), trend="c").fit(disp=False, maxiter=50)
+            applied = fitted.apply((series - level) / spread)
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+    fr = applied.filter_results
+    t_mat = fr.transition[:, :, 0]
+    c_vec = fr.state_intercept[:, 0]
+    z_vec = fr.design[0, :, 0]
+    d = float(fr.obs_intercept[0, 0])
+    rqr = fr.selection[:, :, 0] @ fr.state_cov[:, :, 0] @ fr.selection[:, :, 0].T
+    a = fr.filtered_state[:, origins]
+    p = np.moveaxis(fr.filtered_state_cov[:, :, origins], 2, 0)
+    for _ in range(horizon):
+        a = t_mat @ a + c_vec[:, None]
+        p = t_mat @ p @ t_mat.T + rqr
+    mean = z_vec @ a + d
+    var = np.einsum("i,nij,j->n", z_vec, p, z_vec) + float(fr.obs_cov[0, 0, 0])
+    return mean * spread + level, np.sqrt(np.maximum(var, 0.0)) * spread
+
+
+def evaluate_forecast(
+    workload: Workload,
+    resources: tuple[str, ...] = ("cpu", "memory"),
+    train_days: float = 21.0,
+    horizon_seconds: float = 1800.0,
+    arima_fit_days: float = 2.0,
+    config: TrainingConfig | None = None,
+    model_path: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """The JSON document of ``cotenancy evaluate forecast`` (see the module docstring)."""
+    say = progress or (lambda _msg: None)
+    step = workload.step_seconds
+    steps_per_day = int(round(86400 / step))
+    horizon = max(1, int(round(horizon_seconds / step)))
+    train_end = int(round(train_days * steps_per_day))
+    total = workload.n_steps
+    if train_end >= total - horizon:
+        raise ValueError(f"the trace has {total * step / 86400:.1f} days; nothing left to test")
+    timestamps = workload.start + step * np.arange(total)
+    values = {r: workload.demand(r) for r in resources}
+    sizes = {r: np.array([s[r] for s in workload.sizes]) for r in resources} if workload.sizes else None
+    config = config or TrainingConfig(horizons=(horizon,), steps_per_day=steps_per_day)
+    started = time.perf_counter()
+    say(f"training on {train_days:g} days x {workload.n_vms} VMs")
+    model = train_forecaster(
+        {r: v[:, :train_end] for r, v in values.items()},
+        timestamps[:train_end],
+        step,
+        {r: s for r, s in sizes.items()} if sizes else None,
+        workload.vm_names,
+        None,
+        config,
+    )
+    train_seconds = time.perf_counter() - started
+    forecaster = HybridForecaster(model_path=model_path or Path("/nonexistent/forecast.json"))
+    forecaster.pin(model)
+    origins = np.arange(train_end - horizon, total - horizon)
+    methods: dict[str, dict[str, dict[str, float]]] = {}
+    timings: dict[str, float] = {"train_seconds": train_seconds}
+    counts: dict[str, int] = {}
+    for resource in resources:
+        clean = feats.clean(values[resource])
+        target = clean[:, origins + horizon]
+        predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        say(f"{resource}: model forecasts")
+        began = time.perf_counter()
+        p50 = np.empty_like(target)
+        p95 = np.empty_like(target)
+        batch = max(1, 20_000 // workload.n_vms)
+        for b in range(0, len(origins), batch):
+            chunk = origins[b : b + batch]
+            windows, origin_col = stacked_windows(clean, chunk, config.window_steps)
+            size = None if sizes is None else np.tile(sizes[resource], len(chunk))
+            fc = forecaster.forecast_arrays(
+                {resource: windows}, timestamps[origin_col], step, (horizon,), (0.5, 0.95),
+                sizes={resource: size} if size is not None else None,
+            )
+            cube = fc.values[resource][:, 0, :].reshape(len(chunk), workload.n_vms, 2)
+            p50[:, b : b + len(chunk)] = cube[:, :, 0].T
+            p95[:, b : b + len(chunk)] = cube[:, :, 1].T
+        timings[f"{resource}_model_forecast_seconds"] = time.perf_counter() - began
+        predictions["model"] = (p50, p95)
+        filled = _ffill(clean)
+        last = filled[:, origins]
+        predictions["last_value"] = (last, last)
+        yday_cols = origins + horizon - steps_per_day
+        yday = np.where(np.isnan(clean[:, yday_cols]), filled[:, yday_cols], clean[:, yday_cols])
+        predictions["same_time_yesterday"] = (yday, yday)
+        window = _pick_max_window(clean, filled, train_end, horizon, steps_per_day)
+        rolling = _rolling_max(clean, window)[:, origins]
+        rolling = np.where(np.isnan(rolling), last, rolling)
+        predictions["moving_window_max"] = (rolling, rolling)
+        say(f"{resource}: ARIMA per VM")
+        began = time.perf_counter()
+        mean = last.copy()
+        upper = last.copy()
+        failed = 0
+        fit_slice = slice(max(0, train_end - int(arima_fit_days * steps_per_day)), train_end)
+        for i in range(workload.n_vms):
+            got = arima_forecasts(clean[i], fit_slice, horizon, origins)
+            if got is None:
+                failed += 1
+                continue
+            mean[i] = np.maximum(got[0], 0.0)
+            upper[i] = np.maximum(got[0] + Z95 * got[1], 0.0)
+        predictions["arima"] = (mean, upper)
+        timings[f"{resource}_arima_seconds"] = time.perf_counter() - began
+        # one common set of targets: valid, and every method has a value (a VM's first samples
+        # have no last value yet)
+        valid = ~np.isnan(target)
+        for low, high in predictions.values():
+            valid &= np.isfinite(low) & np.isfinite(high)
+        y = target[valid]
+        for name, (low, high) in predictions.items():
+            methods.setdefault(name, {})[resource] = score(y, low[valid], high[valid])
+        methods["moving_window_max"][resource]["window_steps"] = float(window)
+        methods["arima"][resource]["fallback_to_last_value_vms"] = float(failed)
+        counts[resource] = int(valid.sum())
+    baselines = [m for m in methods if m != "model"]
+    summary = {}
+    for resource in resources:
+        best = min(baselines, key=lambda m: methods[m][resource]["pinball_p95"])
+        summary[resource] = {
+            "best_baseline": best,
+            "pinball_p95_reduction_vs_best": 1.0
+            - methods["model"][resource]["pinball_p95"] / methods[best][resource]["pinball_p95"],
+        }
+    return {
+        "trace": workload.source,
+        "vms": workload.n_vms,
+        "train_days": train_days,
+        "horizon_minutes": horizon * step / 60.0,
+        "test_origins": int(len(origins)),
+        "test_points": counts,
+        "units": {"cpu": "MHz", "memory": "MiB"},
+        "methods": methods,
+        "summary": summary,
+        "model_validation": model.metadata.get("validation", {}),
+        "timings": timings,
+    }
+
+
+def _pick_max_window(clean, filled, train_end, horizon, steps_per_day) -> int:
+    """The moving-max window (1 h, 6 h or 24 h) with the lowest p95 pinball on the last three
+    training days: the baseline gets its best shot without looking at the test period."""
+    origins = np.arange(max(train_end - 3 * steps_per_day, steps_per_day), train_end - horizon)
+    target = clean[:, origins + horizon]
+    valid = ~np.isnan(target)
+    best, best_loss = 12, np.inf
+    for window in (12, 72, 288):
+        rolling = _rolling_max(clean[:, :train_end], window)[:, origins]
+        rolling = np.where(np.isnan(rolling), filled[:, origins], rolling)
+        ok = valid & ~np.isnan(rolling)
+        loss = pinball(target[ok], rolling[ok], 0.95)
+        if loss < best_loss:
+            best, best_loss = window, loss
+    return best
+
+
+def format_table(result: dict) -> str:
+    """A plain-text table of the methods x resources."""
+    lines = [f"{'method':<22}{'resource':<9}{'pinball_p95':>13}{'mae_p50':>12}{'coverage_p95':>14}"]
+    for method, per_resource in result["methods"].items():
+        for resource, m in per_resource.items():
+            lines.append(
+                f"{method:<22}{resource:<9}{m['pinball_p95']:>13.3f}{m['mae_p50']:>12.3f}"
+                f"{m['coverage_p95']:>14.3f}"
+            )
+    for resource, s in result.get("summary", {}).items():
+        lines.append(
+            f"{resource}: model p95 pinball {100 * s['pinball_p95_reduction_vs_best']:.1f} % below "
+            f"the best baseline ({s['best_baseline']})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""A self-contained HTML report of a simulation: plots as embedded PNGs, no network needed."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from cotenancy.sim.runner import SimulationResult
+
+PLOTS = (
+    ("active_hosts", "Active hosts", "hosts"),
+    ("mean_host_utilisation", "Mean CPU utilisation of active hosts", "fraction"),
+    ("migrations", "Migrations started per step", "migrations"),
+    ("degraded_vms", "VMs degraded (< 90 % of their request delivered)", "VMs"),
+    ("overloaded_hosts", "Hosts with allocated < requested CPU", "hosts"),
+    ("power_watts", "Power of active hosts", "W"),
+)
+
+
+def _png(series: dict[str, list[float]], key: str, title: str, unit: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = np.asarray(series["time"], dtype=float)
+    hours = (times - times[0]) / 3600.0 if times.size else times
+    fig, ax = plt.subplots(figsize=(8, 2.6), dpi=90)
+    ax.plot(hours, series[key], linewidth=1.0)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("hours since start")
+    ax.set_ylabel(unit)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def render_html(result: SimulationResult) -> str:
+    from cotenancy.sim.runner import UNITS, summary_rows
+
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+        for name, value in summary_rows(result)
+    )
+    units = "".join(
+        f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in UNITS.items()
+    )
+    images = "".join(
+        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{_png(result.series, key, title, unit)}">'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        for key, title, unit in PLOTS
+        if key in result.series
+    )
+    title = f"cotenancy simulation: {result.strategy} on {result.setup}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}
+th,td{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}figure{{margin:1em 0}}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p>Workload <code>{html.escape(result.workload)}</code>: {result.n_vms} VMs on {result.n_hosts} hosts,
+{result.steps} control rounds.</p>
+<table>{rows}</table>
+<h2>Over time</h2>
+{images}
+<h2>Units</h2><ul>{units}</ul>
+</body></html>
+"""
+
+
+def write_report(result: SimulationResult, path: str | Path) -> Path:
+    target = Path(path)
+    target.write_text(render_html(result), encoding="utf-8")
+    return target

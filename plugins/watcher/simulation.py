@@ -1,0 +1,177 @@
+"""Watcher strategies, unmodified, driving the simulated cloud.
+
+Each round: the simulated cloud's inventory becomes a Watcher compute model, its telemetry a
+Watcher datasource (:class:`SimulatorSource`); a strategy is loaded by name through Watcher's
+``DefaultStrategyLoader`` and executed; the actions of its solution are carried out on the
+simulated cloud the way Watcher's applier would carry them out on Nova (live migrations,
+compute-service state, resizes to a flavor); then five minutes of simulated time pass.
+
+Run from the Watcher venv (it imports Watcher). Every strategy sees the same cloud, the same
+metrics and the same units, so their figures compare.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from watcher.common import utils
+from watcher.decision_engine.loading import default as de_loading
+
+from cotenancy.drivers.simulated.driver import SimulatedDriver
+from cotenancy.exceptions import DriverError
+from cotenancy.model import Resources
+from cotenancy.plugins.watcher import cloud_model, datasource, translate
+
+#: one Watcher vCPU of the simulated cloud, in MHz: fine enough for 500 MHz VMs on 1860 MHz cores
+SIM_MHZ_PER_VCPU = 100.0
+#: metrics kept for Watcher's strategies (the longest default period among them is 2 h)
+HISTORY_SECONDS = 7200.0
+
+
+class SimulatorSource(datasource.MetricSource):
+    """What a Gnocchi would have recorded about the simulated cloud, in Watcher's units.
+
+    Instance CPU is what the VM got (the ``cpu`` metric), in percent of its vCPUs; instance
+    memory is its memory use, or its size when the setup does not model memory use.
+    """
+
+    def __init__(self, view: cloud_model.WatcherView, driver: SimulatedDriver, history: float) -> None:
+        super().__init__(view.model)
+        self._now = driver.now()
+        self.step = driver.cloud.step_seconds
+        frames = driver.metric_frames(self._now - history, self._now + 1e-6)
+        self.times = np.array([stamp for stamp, _, _ in frames], dtype=float)
+        uuid_of = view.uuid_of_vm()
+        inventory_sizes = {
+            u: (inst.vcpus * view.mhz_per_vcpu, float(inst.memory))
+            for u, inst in view.model.get_all_instances().items()
+        }
+        self.cpu: dict[str, np.ndarray] = {}
+        self.ram: dict[str, np.ndarray] = {}
+        for column, (_, ids, values) in enumerate(frames):
+            cpu = values.get("cpu")
+            memory = values.get("memory")
+            for position, vm_id in enumerate(ids):
+                watcher_id = uuid_of.get(vm_id)
+                if watcher_id is None:
+                    continue
+                cpu_size, mem_size = inventory_sizes[watcher_id]
+                if watcher_id not in self.cpu:
+                    self.cpu[watcher_id] = np.full(len(frames), np.nan)
+                    self.ram[watcher_id] = np.full(len(frames), np.nan)
+                if cpu is not None:
+                    self.cpu[watcher_id][column] = 100.0 * float(cpu[position]) / max(cpu_size, 1e-9)
+                self.ram[watcher_id][column] = float(memory[position]) if memory is not None else mem_size
+
+    def now(self) -> float:
+        return self._now
+
+    def instance_usage(self, uuid: str, meter: str, start: float, end: float) -> dict[float, float]:
+        series = (self.cpu if meter == "instance_cpu_usage" else self.ram).get(uuid)
+        if series is None:
+            return {}
+        keep = (self.times > start) & (self.times <= end) & np.isfinite(series)
+        return dict(zip(self.times[keep].tolist(), series[keep].tolist(), strict=True))
+
+
+def sim_flavors(driver: SimulatedDriver) -> list[translate.Flavor]:
+    """The simulated cloud's VM types as Nova flavors (vCPUs counted in SIM_MHZ_PER_VCPU)."""
+    cloud = driver.cloud
+    seen: dict[str, translate.Flavor] = {}
+    for name, cpu, memory in zip(
+        cloud.setup.vm_flavors, cloud.setup.vm_cpu, cloud.setup.vm_memory, strict=False
+    ):
+        if name and name not in seen:
+            seen[name] = translate.Flavor(
+                name=name, vcpus=int(round(cpu / SIM_MHZ_PER_VCPU)), ram=int(memory), disk=10
+            )
+    return sorted(seen.values(), key=lambda f: (f.vcpus, f.ram))
+
+
+@dataclass(slots=True)
+class RoundResult:
+    """What one strategy did in one round."""
+
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    applied: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass(slots=True)
+class WatcherOnSimulator:
+    """Runs one Watcher strategy against one simulated cloud, round after round."""
+
+    strategy_name: str
+    driver: SimulatedDriver
+    input_parameters: dict[str, Any] = field(default_factory=dict)
+    history: float = HISTORY_SECONDS
+    rounds: list[RoundResult] = field(default_factory=list)
+
+    def parameters(self, strategy: Any) -> utils.Struct:
+        params = utils.Struct(dict(self.input_parameters))
+        utils.StrictDefaultValidatingDraft4Validator(strategy.get_schema()).validate(params)
+        return params
+
+    def run_round(self) -> RoundResult:
+        """Plan with the strategy on the cloud as it is now and carry the plan out."""
+        started = time.perf_counter()
+        result = RoundResult()
+        inventory = self.driver.get_inventory()
+        view = cloud_model.compute_model_from_inventory(inventory, SIM_MHZ_PER_VCPU)
+        strategy = de_loading.DefaultStrategyLoader().load(self.strategy_name)
+        strategy._compute_model = view.model
+        strategy._datasource_backend = datasource.CotenancyDatasource(
+            SimulatorSource(view, self.driver, self.history)
+        )
+        strategy.input_parameters = self.parameters(strategy)
+        try:
+            solution = strategy.execute()
+        except Exception as exc:  # a Watcher strategy that fails a round does nothing that round
+            result.error = f"{type(exc).__name__}: {exc}"
+            result.seconds = time.perf_counter() - started
+            self.rounds.append(result)
+            return result
+        result.actions = [dict(a) for a in solution.actions]
+        self.apply(view, result.actions, result)
+        result.seconds = time.perf_counter() - started
+        self.rounds.append(result)
+        return result
+
+    def apply(
+        self, view: cloud_model.WatcherView, actions: Iterable[dict[str, Any]], result: RoundResult
+    ) -> None:
+        """Do what Watcher's applier would: service state first, then migrations, then resizes
+        (the weight planner's order)."""
+        order = {"change_nova_service_state": 0, "migrate": 1, "resize": 2}
+        flavors = {f.name: f for f in sim_flavors(self.driver)}
+        for action in sorted(actions, key=lambda a: order.get(a["action_type"], 9)):
+            params = action["input_parameters"]
+            try:
+                if action["action_type"] == "migrate":
+                    vm_id = view.vm_by_uuid[params["resource_id"]]
+                    target = params.get("destination_node")
+                    if not target:
+                        result.failed.append(f"{vm_id}: migration without destination")
+                        continue
+                    self.driver.live_migrate(vm_id, view.host_by_hostname[target])
+                elif action["action_type"] == "change_nova_service_state":
+                    host_id = view.host_by_hostname[params["resource_name"]]
+                    self.driver.set_host_maintenance(host_id, params["state"] == "disabled")
+                elif action["action_type"] == "resize":
+                    vm_id = view.vm_by_uuid[params["resource_id"]]
+                    flavor = flavors[params["flavor"]]
+                    self.driver.resize(
+                        vm_id, Resources(cpu=flavor.vcpus * SIM_MHZ_PER_VCPU, memory=float(flavor.ram))
+                    )
+                else:
+                    result.failed.append(f"no simulated applier for {action['action_type']}")
+                    continue
+                result.applied += 1
+            except (DriverError, KeyError) as exc:
+                result.failed.append(f"{action['action_type']}: {exc}")

@@ -1,0 +1,122 @@
+"""Failures come back as typed errors; the connection validates TLS and keeps the password secret."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from cotenancy.drivers.hyperv.client import WinRMAccessDenied
+from cotenancy.exceptions import ActionFailed, ConfigurationError, NotFound, TimedOut
+from cotenancy.model import Allocation, Resources
+
+UNKNOWN = "00000000-0000-0000-0000-000000000000"
+
+
+def vm_named(site, name):
+    return next(vm for vm in site.vms.values() if vm.name == name)
+
+
+@pytest.mark.parametrize("action", [
+    lambda d: d.live_migrate(UNKNOWN, "HV02"),
+    lambda d: d.set_allocation(UNKNOWN, Allocation()),
+    lambda d: d.resize(UNKNOWN, Resources(cpu=2500, memory=1024)),
+], ids=["live_migrate", "set_allocation", "resize"])
+def test_unknown_vm_is_not_found(make_driver, site, action):
+    with pytest.raises(NotFound):
+        action(make_driver())
+
+
+def test_unknown_host_is_not_found(make_driver, site):
+    driver = make_driver()
+    with pytest.raises(NotFound, match="host"):
+        driver.live_migrate(vm_named(site, "web01").id, "HV99")
+    with pytest.raises(NotFound, match="host"):
+        driver.set_host_maintenance("HV99", True)
+
+
+def test_powershell_error_is_action_failed_with_its_message(make_driver, site):
+    site.fail_next("Move-VM", "Virtual machine migration operation for 'web01' failed at "
+                              "migration source 'HV01'. (0x80042001)")
+    web = vm_named(site, "web01")
+    with pytest.raises(ActionFailed, match=r"migration operation for 'web01' failed.*0x80042001"):
+        make_driver().live_migrate(web.id, "HV02")
+    assert web.host == "HV01"
+
+
+def test_hyper_v_refusal_is_action_failed(make_driver, site):
+    site.hosts["hv02"].memory_bytes = 1024**3
+    with pytest.raises(ActionFailed, match="not enough memory"):
+        make_driver().live_migrate(vm_named(site, "web01").id, "HV02")
+
+
+def test_slow_migration_times_out_within_the_given_time(make_driver, site, wsman_server):
+    site.migration_seconds = 4.0
+    driver = make_driver(operation_timeout=1)
+    started = time.monotonic()
+    with pytest.raises(TimedOut):
+        driver.live_migrate(vm_named(site, "web01").id, "HV02", timeout=1.5)
+    assert time.monotonic() - started < 3.5
+    assert "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal" in wsman_server.requests
+
+
+def test_soap_fault_is_mapped(make_driver, site, wsman_server):
+    wsman_server.inject_fault("/Command", "Access is denied.")
+    with pytest.raises(WinRMAccessDenied, match="Access is denied"):
+        make_driver().get_inventory()
+
+
+def test_other_soap_faults_are_action_failed(make_driver, site, wsman_server):
+    wsman_server.inject_fault("/transfer/Create", "The WS-Management service cannot process the "
+                              "request. The maximum number of concurrent shells for this user "
+                              "has been exceeded.", wsman_code=2150859173,
+                              subcode="w:QuotaLimit")
+    with pytest.raises(ActionFailed, match="2150859173.*concurrent shells"):
+        make_driver().get_inventory()
+
+
+def test_wrong_password_is_access_denied(make_driver, site):
+    with pytest.raises(WinRMAccessDenied, match="rejected the credentials"):
+        make_driver(password="wrong").get_inventory()
+
+
+def test_certificate_is_validated_by_default(make_driver, site):
+    with pytest.raises(ActionFailed, match="TLS verification"):
+        make_driver(ca_file=None).get_inventory()
+
+
+def test_validation_can_be_switched_off_and_says_so(make_driver, site, caplog):
+    caplog.set_level(logging.WARNING, logger="cotenancy.drivers.hyperv")
+    inventory = make_driver(ca_file=None, verify_tls=False).get_inventory()
+    assert len(inventory.vms) == 3
+    assert "validation is off" in caplog.text
+
+
+def test_basic_authentication_over_https(make_driver, site):
+    assert len(make_driver(transport="basic").get_inventory().hosts) == 2
+
+
+def test_basic_authentication_over_http_is_refused(make_driver, site, wsman_server):
+    with pytest.raises(ConfigurationError, match="clear text"):
+        make_driver(transport="basic", endpoint=f"http://127.0.0.1:{wsman_server.port}/wsman")
+
+
+def test_password_never_reaches_the_logs(make_driver, site, caplog, password):
+    caplog.set_level(logging.DEBUG)
+    driver = make_driver()
+    driver.get_inventory()
+    driver.live_migrate(vm_named(site, "web01").id, "HV02")
+    with pytest.raises(WinRMAccessDenied):
+        make_driver(password=password + "x").get_inventory()
+    assert "hyperv: running migrate" in caplog.text
+    assert password not in caplog.text
+    assert password not in repr(driver.runner.settings)
+
+
+def test_password_option_is_secret():
+    from cotenancy.drivers.hyperv.driver import list_opts
+
+    [(group, opts)] = list_opts()
+    assert group == "hyperv"
+    assert {o.name: o.secret for o in opts}["password"] is True

@@ -1,0 +1,54 @@
+"""Fixtures for the Watcher plugin: Watcher runs in its own venv, driven through a subprocess.
+
+Watcher cannot be imported into the project's environment (nor next to Nova), so every test
+sends a JSON request to ``cotenancy.plugins.watcher.selftest`` running under the Watcher venv's
+interpreter and asserts on the JSON it prints. A missing venv fails the tests: build it with
+``scripts/setup.d/50-watcher.sh``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+WATCHER_PYTHON = REPO_ROOT / ".cache" / "venvs" / "watcher" / "bin" / "python"
+
+#: first-run imports (xgboost, ortools, Watcher's stack) take a while on a busy two-core machine
+RUN_TIMEOUT = 600
+
+
+@pytest.fixture(scope="session")
+def watcher_python() -> Path:
+    if not WATCHER_PYTHON.exists():
+        pytest.fail(f"Watcher venv missing at {WATCHER_PYTHON}: run scripts/setup.d/50-watcher.sh")
+    return WATCHER_PYTHON
+
+
+@pytest.fixture(scope="session")
+def watcher(watcher_python: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Send one request to the self-test runner in the Watcher venv; its failure fails the test."""
+
+    def run(request: dict[str, Any]) -> dict[str, Any]:
+        proc = subprocess.run(
+            [str(watcher_python), "-m", "cotenancy.plugins.watcher.selftest"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            cwd=REPO_ROOT,
+        )
+        try:
+            answer = json.loads(proc.stdout)
+        except ValueError:
+            pytest.fail(f"selftest printed no JSON (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        if proc.returncode != 0 or "error" in answer:
+            pytest.fail(f"selftest failed: {answer.get('error')}\n{answer.get('traceback', '')}")
+        return answer
+
+    return run

@@ -1,0 +1,226 @@
+"""The Watcher plugin as Watcher itself sees it: its loaders, its compute model fixtures, its
+action schemas. Every request runs in the real Watcher 17 venv (see conftest)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+#: Watcher's faker_cluster_state scenario 1: 5 nodes of 40 vCPUs, 8 placed instances of 10-12 vCPUs
+SCENARIO_1 = {"faker": "generate_scenario_1"}
+INSTANCE_0 = "d000ef1f-dc19-4982-9383-087498bfde03"
+INSTANCE_2 = "d020ef1f-dc19-4982-9383-087498bfde03"
+FLAVORS = [
+    {"name": "m1.small", "vcpus": 1, "ram": 2048, "disk": 20},
+    {"name": "m1.xlarge", "vcpus": 20, "ram": 4096, "disk": 40},
+    {"name": "m1.huge", "vcpus": 40, "ram": 8192, "disk": 80},
+]
+
+
+def test_watcher_loaders_list_and_load_the_goal_and_the_strategy(watcher):
+    answer = watcher({"command": "loaders"})
+
+    assert "cotenancy" in answer["goals"]
+    assert "cotenancy_predictive" in answer["strategies"]
+    assert answer["strategy"]["class"] == "cotenancy.plugins.watcher.strategy.CotenancyPredictiveStrategy"
+    assert answer["strategy"]["goal"] == "cotenancy"
+    assert answer["goal"]["indicators"] == [
+        "conflicts_predicted",
+        "conflicts_avoided",
+        "instance_migrations_count",
+        "instances_resized_count",
+    ]
+    assert set(answer["strategy"]["datasource_metrics"]) == {"instance_cpu_usage", "instance_ram_usage"}
+
+
+def test_strategy_parameters_have_a_json_schema_with_defaults(watcher):
+    schema = watcher({"command": "loaders"})["strategy"]["schema"]
+
+    assert schema["type"] == "object"
+    assert schema["additionalProperties"] is False
+    for name, prop in schema["properties"].items():
+        assert "default" in prop, name
+        assert "description" in prop, name
+    assert schema["properties"]["migration_type"]["enum"] == ["live", "cold"]
+
+
+def test_compute_model_becomes_an_inventory_in_mhz_and_mib(watcher):
+    answer = watcher({"command": "translate", "scenario": SCENARIO_1, "plan": [], "mhz_per_vcpu": 2000})
+
+    hosts = answer["inventory"]["hosts"]
+    vms = answer["inventory"]["vms"]
+    assert len(hosts) == 5
+    assert hosts["Node_0"]["capacity"]["cpu"] == 40 * 2000
+    assert hosts["Node_0"]["capacity"]["memory"] == 132
+    assert vms[INSTANCE_0]["host_id"] == "Node_0"
+    assert vms[INSTANCE_0]["size"]["cpu"] == 10 * 2000
+    assert Counter(v["host_id"] for v in vms.values()) == {
+        "Node_0": 2,
+        "Node_1": 1,
+        "Node_2": 3,
+        "Node_3": 1,
+        "Node_4": 1,
+    }
+
+
+def test_a_plan_becomes_watcher_actions_that_pass_watcher_action_schemas(watcher):
+    answer = watcher(
+        {
+            "command": "translate",
+            "scenario": SCENARIO_1,
+            "flavors": FLAVORS,
+            "plan": [
+                {"kind": "live_migrate", "vm_id": INSTANCE_0, "target_host_id": "Node_3"},
+                {"kind": "resize", "vm_id": INSTANCE_2, "size": {"cpu": 30000, "memory": 1}},
+                {"kind": "set_maintenance", "host_id": "Node_4", "maintenance": True, "reason": "risk 0.9"},
+                {"kind": "set_allocation", "vm_id": INSTANCE_2},
+            ],
+        }
+    )
+
+    actions = answer["actions"]
+    assert [a["action_type"] for a in actions] == ["migrate", "resize", "change_nova_service_state"]
+    assert all(a["valid"] for a in actions), [a["error"] for a in actions]
+    migrate, resize, service = (a["input_parameters"] for a in actions)
+    assert migrate == {
+        "migration_type": "live",
+        "source_node": "hostname_0",
+        "destination_node": "hostname_3",
+        "resource_name": "INSTANCE_0",
+        "resource_id": INSTANCE_0,
+    }
+    assert resize == {"flavor": "m1.xlarge", "resource_id": INSTANCE_2}
+    assert service["state"] == "disabled" and service["resource_name"] == "hostname_4"
+    assert answer["dropped"] == ["step 3: Watcher has no action for set_allocation"]
+
+
+def test_resize_without_a_fitting_flavor_is_dropped_not_approximated(watcher):
+    answer = watcher(
+        {
+            "command": "translate",
+            "scenario": SCENARIO_1,
+            "flavors": FLAVORS[:1],
+            "plan": [{"kind": "resize", "vm_id": INSTANCE_2, "size": {"cpu": 30000, "memory": 1}}],
+        }
+    )
+
+    assert answer["actions"] == []
+    assert "no flavor" in answer["dropped"][0]
+
+
+def test_instances_watcher_excludes_are_never_moved(watcher):
+    answer = watcher(
+        {
+            "command": "translate",
+            "scenario": {"faker": "generate_scenario_1_with_all_instances_exclude"},
+            "plan": [{"kind": "live_migrate", "vm_id": "INSTANCE_0", "target_host_id": "Node_1"}],
+        }
+    )
+
+    assert answer["inventory"]["vms"]["INSTANCE_0"]["movable"] == "false"
+    assert answer["actions"] == []
+    assert "excluded" in answer["dropped"][0]
+
+
+def test_disabled_compute_services_are_hosts_in_maintenance(watcher):
+    answer = watcher(
+        {
+            "command": "translate",
+            "scenario": {"faker": "generate_scenario_1_with_all_nodes_disable"},
+            "plan": [],
+        }
+    )
+
+    assert all(h["maintenance"] for h in answer["inventory"]["hosts"].values())
+
+
+def _run(scenario: dict, load: dict) -> dict:
+    return {
+        "command": "run",
+        "strategy": "cotenancy_predictive",
+        "scenario": scenario,
+        "load": load,
+        "input_parameters": {"flavors": FLAVORS},
+    }
+
+
+def _check_relief(answer: dict, crowded: str) -> list[dict]:
+    actions = answer["actions"]
+    assert all(a["valid"] for a in actions), [a["error"] for a in actions]
+    migrations = [a["input_parameters"] for a in actions if a["action_type"] == "migrate"]
+    assert migrations, answer.get("cotenancy_plan")
+    assert {m["source_node"] for m in migrations} == {crowded}
+    assert all(m["migration_type"] == "live" for m in migrations)
+    indicators = answer["efficacy_indicators"]
+    assert indicators["instance_migrations_count"] == len(migrations)
+    assert indicators["conflicts_predicted"] >= 1
+    assert 1 <= indicators["conflicts_avoided"] <= indicators["conflicts_predicted"]
+    assert answer["global_efficacy"][0]["name"] == "conflicts_avoided_ratio"
+    return migrations
+
+
+def test_strategy_relieves_the_overcommitted_host_of_watchers_metric_fixture(watcher):
+    # faker_cluster_and_metrics scenario 2: six 10-vCPU instances on one 16-vCPU node; Watcher's
+    # fixture metrics put them at 10..60 % (21 vCPUs of demand). Three nodes stand empty.
+    answer = watcher(_run({"faker_metrics": "generate_scenario_2", "uuids": True}, {"fixture_metrics": True}))
+
+    migrations = _check_relief(answer, "hostname_0")
+    assert {m["destination_node"] for m in migrations} <= {"hostname_1", "hostname_2", "hostname_3"}
+
+
+def test_strategy_reads_metrics_through_the_datasource(watcher):
+    # faker_cluster_and_metrics scenario 3: 1+2+4+8 vCPUs on a 10-vCPU node, one empty node.
+    busy = watcher(_run({"faker_metrics": "generate_scenario_3", "uuids": True}, {"fixture_metrics": True}))
+    idle = watcher(
+        _run(
+            {"faker_metrics": "generate_scenario_3", "uuids": True},
+            {"defaults": {"instance_cpu_usage": 5.0, "instance_ram_usage": 100.0}},
+        )
+    )
+
+    _check_relief(busy, "hostname_0")
+    assert idle["efficacy_indicators"]["conflicts_predicted"] == 0
+    assert [a for a in idle["actions"] if a["action_type"] == "migrate"] == []
+
+
+def test_strategy_on_a_quiet_cloud_predicts_no_conflict(watcher):
+    answer = watcher(
+        _run(SCENARIO_1, {"step": 300, "defaults": {"instance_cpu_usage": 10.0, "instance_ram_usage": 1.0}})
+    )
+
+    assert all(a["valid"] for a in answer["actions"]), answer["actions"]
+    assert answer["efficacy_indicators"]["conflicts_predicted"] == 0
+    assert answer["efficacy_indicators"]["conflicts_avoided"] == 0
+
+
+def _simulate(shared_dir, strategy: str, rounds: int = 4) -> dict:
+    return {
+        "command": "simulate",
+        "strategy": strategy,
+        "planetlab_day": str(shared_dir / "traces" / "planetlab" / "20110303"),
+        "vms": 40,
+        "rounds": rounds,
+    }
+
+
+def test_watchers_own_strategy_runs_on_the_compute_model_built_from_the_simulator(watcher, shared_dir):
+    # vm_workload_consolidation empties lightly loaded hosts: it must find moves on a PlanetLab cloud,
+    # and Watcher's applier would accept every one of them.
+    answer = watcher(_simulate(shared_dir, "vm_workload_consolidation"))
+
+    actions = [a for r in answer["rounds"] for a in r["actions"]]
+    assert not [r["error"] for r in answer["rounds"] if r["error"]]
+    assert any(a["action_type"] == "migrate" for a in actions)
+    assert all(a["valid"] for a in actions), [a["error"] for a in actions if not a["valid"]]
+    assert answer["metrics"]["migrations"] == sum(a["action_type"] == "migrate" for a in actions) - sum(
+        len(r["failed"]) for r in answer["rounds"]
+    )
+
+
+def test_cotenancy_predictive_runs_on_the_compute_model_built_from_the_simulator(watcher, shared_dir):
+    answer = watcher(_simulate(shared_dir, "cotenancy_predictive"))
+
+    assert not [r["error"] for r in answer["rounds"] if r["error"]]
+    actions = [a for r in answer["rounds"] for a in r["actions"]]
+    assert all(a["valid"] for a in actions), [a["error"] for a in actions if not a["valid"]]
+    assert not [f for r in answer["rounds"] for f in r["failed"]]
+    assert answer["metrics"]["migrations"] == sum(a["action_type"] == "migrate" for a in actions)

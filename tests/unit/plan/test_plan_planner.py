@@ -1,0 +1,226 @@
+"""What the planner decides, and why, on small clouds where the right answer is clear."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from plan_builders import noisy_pair_risk
+from plan_safety import check_plan_safe
+
+from cotenancy.model import (
+    VM,
+    ActionKind,
+    ActionPlan,
+    Allocation,
+    CoTenancyPolicy,
+    Host,
+    Inventory,
+    PolicyAttribute,
+    Resource,
+    Resources,
+    WorkloadClass,
+)
+from cotenancy.plan.candidates import build_candidate_model
+from cotenancy.plan.greedy import greedy_solve
+from cotenancy.plan.migration_cost import MigrationCostModel
+from cotenancy.plan.model import solve_cpsat
+from cotenancy.plan.ordering import VMChange, order_changes
+from cotenancy.plan.planner import Planner
+from cotenancy.plan.problem import DemandForecast, PlannerSettings, build_problem
+
+
+def host(name: str, cpu: float = 4000.0, memory: float = 4096.0, maintenance: bool = False) -> Host:
+    return Host(name, name, Resources(cpu=cpu, memory=memory), maintenance=maintenance, power_model="g4")
+
+
+def vm(name: str, on: str, cpu: float = 1000.0, memory: float = 1024.0, **kw) -> VM:
+    return VM(name, name, on, Resources(cpu=cpu, memory=memory), **kw)
+
+
+def cpu_forecast(inventory: Inventory, share: dict[str, float]) -> DemandForecast:
+    cpu = np.array([share.get(v.id, 0.1) * v.size.cpu for v in inventory.vms.values()])
+    return DemandForecast({Resource.CPU: cpu}, {Resource.CPU: cpu * 0.8}, "forecast p95")
+
+
+def final_hosts(inventory: Inventory, plan: ActionPlan) -> dict[str, str | None]:
+    where = inventory.placement()
+    for step in plan.migrations:
+        where[step.vm_id] = step.target_host_id
+    return where
+
+
+def test_a_swap_between_full_hosts_goes_through_a_staging_host(settings):
+    inventory = Inventory(
+        hosts={"a": host("a", memory=2048), "b": host("b", memory=2048), "c": host("c", memory=2048)},
+        vms={"x": vm("x", "a", memory=2048), "y": vm("y", "b", memory=2048)},
+    )
+    problem = build_problem(inventory, settings)
+    changes = [
+        VMChange(0, 1, problem.size[0], problem.reservation[0], "swap x", 1.0),
+        VMChange(1, 0, problem.size[1], problem.reservation[1], "swap y", 1.0),
+    ]
+    result = order_changes(problem, changes, "test")
+    assert result.staged == 1
+    assert len(result.plan.migrations) == 3
+    assert final_hosts(inventory, result.plan) == {"x": "b", "y": "a"}
+    check_plan_safe(inventory, result.plan)
+
+
+def test_a_swap_with_no_room_anywhere_is_dropped_not_forced(settings):
+    inventory = Inventory(
+        hosts={"a": host("a", memory=2048), "b": host("b", memory=2048)},
+        vms={"x": vm("x", "a", memory=2048), "y": vm("y", "b", memory=2048)},
+    )
+    problem = build_problem(inventory, settings)
+    changes = [
+        VMChange(0, 1, problem.size[0], problem.reservation[0], "swap x", 1.0),
+        VMChange(1, 0, problem.size[1], problem.reservation[1], "swap y", 1.0),
+    ]
+    result = order_changes(problem, changes, "test")
+    assert result.plan.migrations == []
+    assert len(result.dropped) == 2
+
+
+def test_the_safety_checker_rejects_a_swap_without_room():
+    inventory = Inventory(
+        hosts={"a": host("a", memory=2048), "b": host("b", memory=2048)},
+        vms={"x": vm("x", "a", memory=2048), "y": vm("y", "b", memory=2048)},
+    )
+    unsafe = ActionPlan("test")
+    unsafe.add(ActionKind.LIVE_MIGRATE, vm_id="x", source_host_id="a", target_host_id="b")
+    unsafe.add(ActionKind.LIVE_MIGRATE, vm_id="y", source_host_id="b", target_host_id="a")
+    with pytest.raises(AssertionError, match="over capacity"):
+        check_plan_safe(inventory, unsafe)
+
+
+def test_vms_leave_a_host_in_maintenance_and_say_why(settings):
+    inventory = Inventory(
+        hosts={"a": host("a", maintenance=True), "b": host("b")},
+        vms={"x": vm("x", "a"), "y": vm("y", "b")},
+    )
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), strategy="test")
+    assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("x", "b")]
+    assert "maintenance" in plan.migrations[0].reason
+    assert plan.migrations[0].expected_benefit > 0
+    check_plan_safe(inventory, plan)
+
+
+def test_the_riskiest_pair_is_separated_proactively():
+    settings = PlannerSettings(underloaded_hosts=0)
+    noisy = {"noisy": "yes"}
+    inventory = Inventory(
+        hosts={"a": host("a"), "b": host("b"), "c": host("c")},
+        vms={
+            "x": vm("x", "a", attributes=noisy),
+            "y": vm("y", "a", attributes=noisy),
+            "z": vm("z", "b"),
+            "w": vm("w", "c"),
+        },
+    )
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), noisy_pair_risk(inventory))
+    where = final_hosts(inventory, plan)
+    assert where["x"] != where["y"]
+    assert plan.migrations and {s.vm_id for s in plan.migrations} <= {"x", "y"}
+    assert all("pair risk 0.90 of x with y" in s.reason for s in plan.migrations)
+    assert plan.stats["max_pair_risk"] == pytest.approx(0.9)
+    check_plan_safe(inventory, plan)
+
+
+def test_a_host_predicted_to_overload_is_relieved(settings):
+    inventory = Inventory(
+        hosts={"a": host("a", cpu=3000), "b": host("b", cpu=3000)},
+        vms={"x": vm("x", "a", cpu=2000), "y": vm("y", "a", cpu=2000), "z": vm("z", "b", cpu=500)},
+    )
+    forecast = cpu_forecast(inventory, {"x": 0.9, "y": 0.9, "z": 0.5})
+    plan = Planner(PlannerSettings(manage_allocations=False)).plan(inventory, forecast)
+    assert len(plan.migrations) == 1
+    assert plan.migrations[0].source_host_id == "a"
+    assert "host a cpu 3600 > 85% of 3000" in plan.migrations[0].reason
+    check_plan_safe(inventory, plan)
+
+
+def test_policies_are_never_broken_to_relieve_a_host(settings):
+    secret = WorkloadClass(security_level="secret")
+    inventory = Inventory(
+        hosts={"a": host("a", cpu=3000), "b": host("b", cpu=3000)},
+        vms={
+            "x": vm("x", "a", cpu=2000, workload=secret),
+            "y": vm("y", "a", cpu=2000, workload=secret),
+            "z": vm("z", "b", cpu=500),
+        },
+        policies=[CoTenancyPolicy("isolate", PolicyAttribute.SECURITY_LEVEL, "secret")],
+    )
+    forecast = cpu_forecast(inventory, {"x": 0.9, "y": 0.9})
+    plan = Planner(PlannerSettings(manage_allocations=False)).plan(inventory, forecast)
+    assert plan.migrations == []
+
+
+def test_an_underloaded_host_is_emptied_to_save_energy():
+    inventory = Inventory(
+        hosts={"a": host("a"), "b": host("b")},
+        vms={"x": vm("x", "a"), "y": vm("y", "b")},
+    )
+    plan = Planner(PlannerSettings(manage_allocations=False)).plan(inventory, cpu_forecast(inventory, {}))
+    assert len(plan.migrations) == 1
+    assert "emptying it saves 86 W" in plan.migrations[0].reason
+    check_plan_safe(inventory, plan)
+
+
+@pytest.mark.parametrize(
+    ("demand", "critical", "expected"),
+    [
+        (1050.0, False, None),  # inside the hysteresis band: leave it alone
+        (750.0, False, None),
+        (1200.0, False, 1320.0),  # up by more than 10 %: demand plus 10 % headroom
+        (600.0, False, 660.0),  # down by more than 30 %
+        (1200.0, True, 1560.0),  # critical VMs get 30 % headroom
+    ],
+)
+def test_allocations_follow_demand_with_hysteresis(demand, critical, expected):
+    inventory = Inventory(
+        hosts={"a": host("a"), "b": host("b")},
+        vms={
+            "x": vm(
+                "x",
+                "a",
+                cpu=2000,
+                critical=critical,
+                allocation=Allocation(reservation=Resources(cpu=1000.0)),
+            ),
+            "y": vm("y", "b", cpu=2000, allocation=Allocation(reservation=Resources(cpu=1000.0))),
+        },
+    )
+    forecast = DemandForecast(
+        {Resource.CPU: np.array([demand, 1000.0])}, {Resource.CPU: np.array([demand, 1000.0])}, "forecast"
+    )
+    plan = Planner(PlannerSettings(underloaded_hosts=0)).plan(inventory, forecast)
+    steps = [s for s in plan.actions if s.kind is ActionKind.SET_ALLOCATION]
+    if expected is None:
+        assert steps == []
+    else:
+        assert [(s.vm_id, s.allocation.reservation.cpu) for s in steps] == [("x", expected)]
+        assert "cpu reservation 1000 -> " in steps[0].reason and "p95" in steps[0].reason
+        assert steps[0].expected_benefit > 0
+
+
+def test_cp_sat_is_never_worse_than_its_greedy_hint_and_reports_a_gap():
+    rng = np.random.default_rng(7)
+    hosts = {f"h{i}": host(f"h{i}", cpu=3000) for i in range(12)}
+    vms = {f"v{i}": vm(f"v{i}", f"h{i % 12}", cpu=1000, memory=512) for i in range(40)}
+    inventory = Inventory(hosts=hosts, vms=vms)
+    share = {v: float(s) for v, s in zip(vms, rng.uniform(0.2, 1.0, len(vms)), strict=True)}
+    settings = PlannerSettings(time_limit=2.0, max_migrations=8, underloaded_hosts=2)
+    problem = build_problem(inventory, settings, cpu_forecast(inventory, share))
+    model = build_candidate_model(problem)
+    greedy = greedy_solve(model)
+    result = solve_cpsat(model, hint=greedy)
+    assert result.assignment is not None
+    assert result.objective <= greedy.objective + 1e-6
+    assert 0.0 <= result.gap <= 1.0 and result.bound <= result.objective + 1e-6
+
+
+def test_migration_time_grows_with_memory_and_stays_finite_when_dirtying_outruns_the_link():
+    model = MigrationCostModel(dirty_rate=0.02, bandwidth=125.0)
+    assert model.seconds(2048) > model.seconds(512) > 512 / 125.0
+    hopeless = MigrationCostModel(dirty_rate=1.0, bandwidth=10.0, precopy_rounds=5)
+    assert np.isfinite(hopeless.seconds(1024)) and hopeless.seconds(1024) <= 6 * 1024 / 10.0
