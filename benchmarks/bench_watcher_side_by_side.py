@@ -28,7 +28,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WATCHER_PYTHON = REPO_ROOT / ".cache" / "venvs" / "watcher" / "bin" / "python"
 WATCHER_STRATEGIES = ["workload_stabilization", "workload_balance", "vm_workload_consolidation", "basic"]
-REFERENCE_HOSTS_PER_VM = 800 / 1052
 
 
 def in_watcher_venv() -> bool:
@@ -54,12 +53,19 @@ def parse_args() -> argparse.Namespace:
         "--traces", type=Path, default=shared / "traces" / "planetlab", help="PlanetLab folder"
     )
     parser.add_argument("--day", default="20110303", help="PlanetLab day folder")
-    parser.add_argument("--vms", type=int, default=100, help="first N VMs of the day")
+    parser.add_argument("--vms", type=int, default=100, help="first N VMs of the day (0: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the hidden interference traits")
+    parser.add_argument("--no-interference", action="store_true", help="capacity contention only")
     parser.add_argument("--hours", type=float, default=24.0, help="simulated hours")
     parser.add_argument(
         "--strategies",
         default=",".join([*WATCHER_STRATEGIES, "cotenancy_predictive"]),
         help="comma-separated Watcher strategy names",
+    )
+    parser.add_argument(
+        "--cotenancy-config",
+        type=Path,
+        help="cotenancy.conf for cotenancy_predictive (Watcher option cotenancy_config_file)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args()
@@ -78,24 +84,25 @@ def main() -> int:
     # Watcher's strategies log every decision; the table is the output here.
     logging.getLogger().setLevel(logging.ERROR)
 
-    from cotenancy.conf import make_conf
-    from cotenancy.drivers.simulated.driver import SimulatedDriver
     from cotenancy.plugins.watcher import simulation
-    from cotenancy.sim.cloud import SimulatedCloud
-    from cotenancy.sim.cloudsim import cloudsim_setup
-    from cotenancy.sim.traces import load_planetlab
+    from cotenancy.plugins.watcher.strategy import CotenancyPredictiveStrategy
+
+    if args.cotenancy_config:
+        group = "watcher_strategies.cotenancy_predictive"
+        cfg.CONF.register_opts(CotenancyPredictiveStrategy.get_config_opts(), group=group)
+        cfg.CONF.set_override("cotenancy_config_file", str(args.cotenancy_config.resolve()), group=group)
 
     folder = args.traces / args.day
     if not folder.is_dir():
         sys.exit(f"no PlanetLab day at {folder} (set COTENANCY_SHARED or --traces)")
-    workload = load_planetlab(folder, limit=args.vms)
-    n_hosts = max(2, round(workload.n_vms * REFERENCE_HOSTS_PER_VM))
-    rounds = int(args.hours * 3600 / workload.step_seconds)
-    conf = make_conf([], config_files=[])
 
-    def fresh_driver() -> SimulatedDriver:
-        cloud = SimulatedCloud(workload, cloudsim_setup(workload, n_hosts=n_hosts))
-        return SimulatedDriver(conf, cloud=cloud)
+    def fresh_driver():
+        return simulation.reference_cloud(
+            folder, vms=args.vms or None, seed=args.seed, interference=not args.no_interference
+        )
+
+    probe = fresh_driver().cloud
+    rounds = int(args.hours * 3600 / probe.step_seconds)
 
     results = []
     for name in [s.strip() for s in args.strategies.split(",") if s.strip()]:
@@ -135,8 +142,9 @@ def main() -> int:
         print(f"# {name}: done in {results[-1]['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
 
     print(
-        f"PlanetLab {args.day}, {workload.n_vms} VMs on {n_hosts} hosts (CloudSim reference setup), "
-        f"{rounds} rounds of {workload.step_seconds:.0f} s, "
+        f"PlanetLab {args.day}, {probe.n_vms} VMs on {probe.n_hosts} hosts (CloudSim reference setup, "
+        f"interference {'off' if args.no_interference else 'on'}, seed {args.seed}), "
+        f"{rounds} rounds of {probe.step_seconds:.0f} s, "
         "strategies loaded by Watcher 17's DefaultStrategyLoader"
     )
     header = (
@@ -148,7 +156,7 @@ def main() -> int:
     for r in results:
         failed = r["failed_actions"] + r["failed_rounds"]
         print(
-            f"{r['strategy']:<26} {r['slav']:>9.5f} {r['slatah']:>9.3f} {r['pdm']:>8.4f} "
+            f"{r['strategy']:<26} {r['slav']:>9.2e} {r['slatah']:>9.3f} {r['pdm']:>8.4f} "
             f"{r['energy_kwh']:>11.2f} {r['migrations']:>10d} {r['conflict_minutes']:>12.0f} "
             f"{failed:>7d} {r['median_round_seconds']:>8.3f}"
         )

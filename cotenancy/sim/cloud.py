@@ -460,18 +460,18 @@ class SimulatedCloud:
             raise NotFound(f"VM {vm_id} was retired at {self.vm_retired_at[v]:.1f} (zero CPU request)")
         if self.vm_host[v] < 0:
             raise ActionFailed(f"VM {vm_id} is not running")
+        if self.vm_host[v] == target:
+            raise ActionFailed(f"VM {vm_id} already runs on {target_host_id}")
+        if self.host_maintenance[target]:
+            raise ActionFailed(f"host {target_host_id} is in maintenance")
         if self.vm_target[v] >= 0:
-            if self.vm_migration_start[v] != self.time or self.vm_target[v] == target:
+            if self.vm_migration_start[v] != self.time or self.vm_target[v] == target or not self.quirks:
                 raise ActionFailed(f"VM {vm_id} is already migrating")
             # CloudSim executes a VM's second entry of the same migration map too: the VM ends on
             # the later target, both count as migrations, and the first target keeps its 10 %
             # reservation until the migration ends
             self._ghosts.append((v, int(self.vm_target[v]), float(self.vm_migration_end[v])))
             self.vm_target[v] = -1
-        if self.vm_host[v] == target:
-            raise ActionFailed(f"VM {vm_id} already runs on {target_host_id}")
-        if self.host_maintenance[target]:
-            raise ActionFailed(f"host {target_host_id} is in maintenance")
         if not self.quirks:
             committed = self.memory_committed()
             if committed[target] + self.vm_memory[v] > self.hosts.memory[target] + 1e-6:

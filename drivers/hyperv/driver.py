@@ -228,9 +228,9 @@ class HyperVDriver(Driver):
 
     def _read_metrics(self, end: float) -> list[MetricSample]:
         answer = self._run("metrics", None, Counters=COUNTERS)
-        taken = _number(answer.get("Now")) / 1000.0 or time.time()
-        # a reading answering a window that reaches the present belongs to that window
-        timestamp = min(taken, math.nextafter(end, -math.inf))
+        # stamped on the local clock the control loop uses (hosts' clocks may be skewed); a
+        # reading answering a window that reaches the present belongs to that window
+        timestamp = min(time.time(), math.nextafter(end, -math.inf))
         clock = _clock_by_host(answer.get("Sockets"))
         vms = _items(answer.get("VMs"))
         by_instance: dict[tuple[str, str], list[str]] = {}

@@ -57,14 +57,12 @@ if ($p.Cluster) {
 } | ConvertTo-Json -Depth 4 -Compress
 """
 
-METRICS = PROLOGUE + r"""$now = [DateTimeOffset]::UtcNow.ToUnixTimeMilliseconds()
-$samples = @((Get-Counter -ComputerName $computers -Counter $p.Counters -ErrorAction SilentlyContinue).CounterSamples | Select-Object Path, InstanceName, CookedValue)
+METRICS = PROLOGUE + r"""$samples = @((Get-Counter -ComputerName $computers -Counter $p.Counters -ErrorAction SilentlyContinue).CounterSamples | Select-Object Path, InstanceName, CookedValue)
 $sockets = @(Get-CimInstance -ClassName Win32_Processor -ComputerName $computers | Select-Object PSComputerName, MaxClockSpeed)
 $vms = @(Get-VM -ComputerName $computers)
 $metering = @($vms | Where-Object ResourceMeteringEnabled | Measure-VM | Select-Object VMId, AvgCPU, AvgRAM, AggregatedDiskDataRead, AggregatedDiskDataWritten, NetworkMeteredTrafficReport, MeteringDuration)
 @{
     Status = 'OK'
-    Now = $now
     Samples = $samples
     Sockets = $sockets
     VMs = @($vms | Select-Object VMId, VMName, ComputerName, ProcessorCount)

@@ -40,9 +40,7 @@ METRIC_COUNTERS: tuple[CounterSpec, ...] = (
     CounterSpec(Metric.CPU, "cpu.usagemhz.average", lambda v, _i, _c: v),
     CounterSpec(Metric.CPU_DEMAND, "cpu.demand.average", lambda v, _i, _c: v),
     # summation of milliseconds ready over the interval, summed over the vCPUs
-    CounterSpec(
-        Metric.CPU_READY, "cpu.ready.summation", lambda v, i, c: v / (i * 1000.0 * max(c, 1))
-    ),
+    CounterSpec(Metric.CPU_READY, "cpu.ready.summation", lambda v, i, c: v / (i * 1000.0 * max(c, 1))),
     CounterSpec(Metric.MEMORY, "mem.active.average", lambda v, _i, _c: v / 1024.0),
     CounterSpec(Metric.DISK_IO, "disk.usage.average", lambda v, _i, _c: v),
     CounterSpec(Metric.NETWORK, "net.usage.average", lambda v, _i, _c: v),
@@ -112,9 +110,7 @@ def allocation_to_vim(
     if reservation.cpu < 0 or reservation.memory < 0:
         problems.append("reservations must not be negative")
     if reservation.memory > memory_mb:
-        problems.append(
-            f"memory reservation {reservation.memory:g} MiB exceeds the VM's {memory_mb:g} MiB"
-        )
+        problems.append(f"memory reservation {reservation.memory:g} MiB exceeds the VM's {memory_mb:g} MiB")
     if limit is not None:
         if limit.cpu < reservation.cpu or limit.memory < reservation.memory:
             problems.append("a limit is below its reservation")
@@ -216,7 +212,7 @@ def event_from_vim(event: vim.event.Event) -> Event | None:
         details = {"source_host_id": source} if source else {}
         return Event(kind=EventKind.MIGRATION, details=details, **common)
     if isinstance(event, _POWER_EVENTS):
-        return Event(kind=EventKind.POWER, details={"type": type(event).__name__}, **common)
+        return Event(kind=EventKind.POWER, details={"type": event._wsdlName}, **common)
     if isinstance(event, vim.event.VmReconfiguredEvent):
         spec = event.configSpec
         if spec is None:

@@ -48,8 +48,7 @@ VSPHERE_OPTS: list[cfg.Opt] = [
         "perf_interval",
         default=20,
         min=1,
-        help="PerformanceManager intervalId: 20 (real-time, last hour) or a historical interval "
-        "such as 300.",
+        help="PerformanceManager intervalId: 20 (real-time, last hour) or a historical interval such as 300.",
     ),
     cfg.IntOpt(
         "perf_max_samples",

@@ -16,9 +16,8 @@ from pyVim.connect import SmartStubAdapter, VimSessionOrientedStub
 from pyVmomi import vim
 from pyVmomi.SoapAdapter import StubAdapterBase
 
-from cotenancy.exceptions import ActionFailed, ConfigurationError
-
 from cotenancy.drivers.vsphere.convert import error_from_fault
+from cotenancy.exceptions import ActionFailed, ConfigurationError
 
 LOG = logging.getLogger(__name__)
 
@@ -112,9 +111,7 @@ class Session:
                 self._content = si.RetrieveContent()
                 self._stub._CallLoginMethod()
             except vim.fault.InvalidLogin as exc:
-                raise ActionFailed(
-                    f"vCenter {self.host} refused the login of {self._username}"
-                ) from exc
+                raise ActionFailed(f"vCenter {self.host} refused the login of {self._username}") from exc
             except Exception as exc:
                 raise error_from_fault(exc, f"connecting to vCenter {self.host}:{self.port}") from exc
             LOG.info("connected to vCenter %s:%s as %s", self.host, self.port, self._username)

@@ -259,17 +259,12 @@ def command_simulate(request: dict[str, Any]) -> dict[str, Any]:
     """Rounds of a strategy on a simulated PlanetLab cloud (CloudSim reference setup, scaled)."""
     from pathlib import Path
 
-    from cotenancy.conf import make_conf
-    from cotenancy.drivers.simulated.driver import SimulatedDriver
     from cotenancy.plugins.watcher import simulation
-    from cotenancy.sim.cloud import SimulatedCloud
-    from cotenancy.sim.cloudsim import cloudsim_setup
-    from cotenancy.sim.traces import load_planetlab
 
-    workload = load_planetlab(Path(request["planetlab_day"]), limit=int(request.get("vms", 30)))
-    n_hosts = max(2, round(workload.n_vms * 800 / 1052))
-    cloud = SimulatedCloud(workload, cloudsim_setup(workload, n_hosts=n_hosts))
-    driver = SimulatedDriver(make_conf([], config_files=[]), cloud=cloud)
+    driver = simulation.reference_cloud(
+        Path(request["planetlab_day"]), vms=int(request.get("vms", 30)), seed=int(request.get("seed", 0))
+    )
+    cloud = driver.cloud
     driver.wait(float(request.get("warmup_rounds", 0)) * cloud.step_seconds)
     params = dict(request.get("input_parameters", {}))
     if request.get("strategy") == "cotenancy_predictive":
@@ -294,7 +289,7 @@ def command_simulate(request: dict[str, Any]) -> dict[str, Any]:
             }
         )
         driver.wait(cloud.step_seconds)
-    return {"vms": workload.n_vms, "hosts": n_hosts, "rounds": rounds, "metrics": cloud.metrics()}
+    return {"vms": cloud.n_vms, "hosts": cloud.n_hosts, "rounds": rounds, "metrics": cloud.metrics()}
 
 
 COMMANDS = {

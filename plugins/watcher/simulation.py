@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,30 @@ from cotenancy.plugins.watcher import cloud_model, datasource, translate
 SIM_MHZ_PER_VCPU = 100.0
 #: metrics kept for Watcher's strategies (the longest default period among them is 2 h)
 HISTORY_SECONDS = 7200.0
+#: CloudSim's reference setup: 800 hosts for the 1052 VMs of PlanetLab 20110303
+REFERENCE_HOSTS_PER_VM = 800 / 1052
+
+
+def reference_cloud(
+    planetlab_day: Path, vms: int | None = None, seed: int = 0, interference: bool = True
+) -> SimulatedDriver:
+    """A PlanetLab day on CloudSim's reference setup, scaled to ``vms`` VMs with hosts in the
+    reference ratio; co-located VMs interfere as in ``cotenancy.sim.runner.make_cloud``."""
+    from cotenancy.conf import make_conf
+    from cotenancy.sim.cloud import SimulatedCloud
+    from cotenancy.sim.cloudsim import cloudsim_setup
+    from cotenancy.sim.interference import InterferenceModel
+    from cotenancy.sim.traces import load_planetlab
+
+    workload = load_planetlab(planetlab_day, limit=vms)
+    n_hosts = max(2, round(workload.n_vms * REFERENCE_HOSTS_PER_VM))
+    cloud = SimulatedCloud(
+        workload,
+        cloudsim_setup(workload, n_hosts=n_hosts),
+        interference=InterferenceModel() if interference else None,
+        seed=seed,
+    )
+    return SimulatedDriver(make_conf([], config_files=[]), cloud=cloud)
 
 
 class SimulatorSource(datasource.MetricSource):

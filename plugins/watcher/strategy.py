@@ -241,7 +241,8 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
 
     def do_execute(self, audit: Any = None) -> None:
         state = self.build_state()
-        plan = self.cotenancy_planner().plan(state)
+        planner = self.cotenancy_planner()
+        plan = planner.plan(state)
         wants_resize = any(a.kind.value == "resize" for a in plan.actions)
         flavors = self.flavors() if wants_resize and self.param("allow_resize") else []
         translation = translate.actions_from_plan(
@@ -260,7 +261,7 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
             )
         for reason in translation.dropped:
             LOG.info("cotenancy step without Watcher action: %s", reason)
-        predicted, avoided = self.conflict_counts(state, plan, translation)
+        predicted, avoided = self.conflict_counts(state, plan, translation, planner)
         self.solution.set_efficacy_indicators(
             conflicts_predicted=predicted,
             conflicts_avoided=avoided,
@@ -272,19 +273,29 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
 
     @staticmethod
     def conflict_counts(
-        state: ClusterState, plan: ActionPlan, translation: translate.Translation
+        state: ClusterState, plan: ActionPlan, translation: translate.Translation, planner: Any = None
     ) -> tuple[int, int]:
-        """The planner's own counts when it reports them; otherwise hosts whose planned-for demand
-        exceeds capacity, before and after the migrations Watcher will carry out."""
+        """Hosts in predicted conflict before the plan, and how many of them the migrations Watcher
+        will carry out clear. The planner's own counts win when its plan statistics carry them.
+
+        A host is in conflict when its VMs' planned-for demand (95th percentile of the window)
+        exceeds its capacity, or, when the cotenancy strategy has a pair-risk model, when two of its
+        VMs reach the planner's risk threshold together there.
+        """
         stats = plan.stats
         if "conflicts_predicted" in stats and "conflicts_avoided" in stats:
             predicted = max(0, int(float(stats["conflicts_predicted"])))
             return predicted, min(predicted, max(0, int(float(stats["conflicts_avoided"]))))
-        demand = translate.peak_demand(state.inventory, state.telemetry)
-        before = translate.host_conflicts(state.inventory, demand, state.inventory.placement())
-        after = translate.host_conflicts(
-            state.inventory, demand, translate.placement_after(state.inventory, translation)
-        )
+        inventory = state.inventory
+        demand = translate.peak_demand(inventory, state.telemetry)
+        placements = (inventory.placement(), translate.placement_after(inventory, translation))
+        before, after = (translate.host_conflicts(inventory, demand, p) for p in placements)
+        pair_risk = getattr(planner, "pair_risk", None)
+        score = pair_risk(state) if callable(pair_risk) else None
+        if score is not None:
+            threshold = float(getattr(getattr(planner, "settings", None), "risk_threshold", 0.5))
+            before |= translate.risky_hosts(inventory, placements[0], score, threshold)
+            after |= translate.risky_hosts(inventory, placements[1], score, threshold)
         return len(before), len(before - after)
 
     def post_execute(self) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -111,8 +112,18 @@ class Translation:
         return sum(a.action_type == "resize" for a in self.actions)
 
 
+def field_of(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a Watcher model element, or ``default`` when unset: the fixtures and older
+    collectors leave optional fields out, and versioned objects raise on reading those."""
+    is_set = getattr(obj, "obj_attr_is_set", None)
+    if is_set is not None and name in getattr(obj, "fields", {}) and not is_set(name):
+        return default
+    value = getattr(obj, name, default)
+    return default if value is None else value
+
+
 def _metadata(instance: Any) -> dict[str, Any]:
-    raw = getattr(instance, "metadata", None) or {}
+    raw = field_of(instance, "metadata", {})
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -136,7 +147,7 @@ def _workload(meta: Mapping[str, Any]) -> WorkloadClass:
 
 def _movable(instance: Any, meta: Mapping[str, Any]) -> bool:
     """Watcher's own rules: excluded by the audit scope, locked, or ``optimize: false`` stay put."""
-    if getattr(instance, "watcher_exclude", False) or getattr(instance, "locked", False):
+    if field_of(instance, "watcher_exclude", False) or field_of(instance, "locked", False):
         return False
     optimize = meta.get("optimize", True)
     if isinstance(optimize, str):
@@ -154,17 +165,18 @@ def inventory_from_compute_model(model: Any, scale: UnitScale) -> Inventory:
     inventory = Inventory()
     for node in model.get_all_compute_nodes().values():
         mhz = scale.host_mhz(node.hostname)
-        usable_vcpus = max(0, int(node.vcpus) - int(getattr(node, "vcpu_reserved", 0) or 0))
-        usable_mem = max(0, int(node.memory) - int(getattr(node, "memory_mb_reserved", 0) or 0))
+        usable_vcpus = max(0, int(node.vcpus) - int(field_of(node, "vcpu_reserved", 0)))
+        usable_mem = max(0, int(node.memory) - int(field_of(node, "memory_mb_reserved", 0)))
+        status, service_state = field_of(node, "status", "enabled"), field_of(node, "state", "up")
         inventory.hosts[node.uuid] = Host(
             id=node.uuid,
             name=node.hostname,
             capacity=Resources(cpu=usable_vcpus * mhz, memory=float(usable_mem)),
-            maintenance=node.status != "enabled" or node.state != "up",
+            maintenance=status != "enabled" or service_state != "up",
             attributes={
                 "vcpus": str(node.vcpus),
-                "vcpu_ratio": str(getattr(node, "vcpu_ratio", 1.0)),
-                "memory_ratio": str(getattr(node, "memory_ratio", 1.0)),
+                "vcpu_ratio": str(field_of(node, "vcpu_ratio", 1.0)),
+                "memory_ratio": str(field_of(node, "memory_ratio", 1.0)),
                 "mhz_per_vcpu": str(mhz),
             },
         )
@@ -172,17 +184,17 @@ def inventory_from_compute_model(model: Any, scale: UnitScale) -> Inventory:
             meta = _metadata(instance)
             inventory.vms[instance.uuid] = VM(
                 id=instance.uuid,
-                name=instance.name or instance.uuid,
+                name=field_of(instance, "name", "") or instance.uuid,
                 host_id=node.uuid,
                 size=Resources(cpu=int(instance.vcpus) * mhz, memory=float(instance.memory)),
                 vcpus=int(instance.vcpus),
-                tenant=str(getattr(instance, "project_id", None) or "default"),
+                tenant=str(field_of(instance, "project_id", "default")),
                 workload=_workload(meta),
                 critical=str(meta.get(f"{METADATA_PREFIX}critical", "")).lower() in {"1", "true", "yes"},
-                state=_STATE_MAP.get(str(instance.state).lower(), VMState.ACTIVE),
+                state=_STATE_MAP.get(str(field_of(instance, "state", "active")).lower(), VMState.ACTIVE),
                 attributes={
                     "movable": "true" if _movable(instance, meta) else "false",
-                    "disk_gb": str(getattr(instance, "disk", 0) or 0),
+                    "disk_gb": str(field_of(instance, "disk", 0)),
                 },
             )
     return inventory
@@ -405,3 +417,29 @@ def peak_demand(
             values[metric] = float(np.quantile(samples, quantile)) if samples.size else float(fallback)
         demand[vm_id] = Resources(cpu=values["cpu"], memory=values["memory"])
     return demand
+
+
+#: ``(pairs (k, 2) of VM indices in inventory order, hosts (k,) of host indices or None) -> (k,)``
+PairScore = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
+
+def risky_hosts(
+    inventory: Inventory, placement: Mapping[str, str | None], score: PairScore, threshold: float
+) -> set[str]:
+    """Hosts holding a pair of VMs whose predicted conflict risk there reaches ``threshold``."""
+    vm_index = {vm_id: i for i, vm_id in enumerate(inventory.vms)}
+    host_index = {host_id: i for i, host_id in enumerate(inventory.hosts)}
+    members: dict[str, list[int]] = {}
+    for vm_id, host_id in placement.items():
+        if host_id is not None and vm_id in vm_index:
+            members.setdefault(host_id, []).append(vm_index[vm_id])
+    pairs, hosts, owners = [], [], []
+    for host_id, vms in members.items():
+        for a, b in combinations(sorted(vms), 2):
+            pairs.append((a, b))
+            hosts.append(host_index[host_id])
+            owners.append(host_id)
+    if not pairs:
+        return set()
+    risk = np.asarray(score(np.array(pairs, dtype=int), np.array(hosts, dtype=int)), dtype=float)
+    return {owner for owner, r in zip(owners, risk, strict=True) if r >= threshold}

@@ -6,8 +6,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.cache/venvs/nova"
 STAMP="$VENV/.cotenancy-nova-ready"
-# Bump when the package set changes so existing venvs are rebuilt.
-SPEC_VERSION="1"
+CONSTRAINTS="$ROOT/tests/harness/nova/constraints.txt"
+# The venv is rebuilt whenever this spec or the constraints change.
+SPEC_VERSION="2-$(sha256sum "$CONSTRAINTS" | cut -c1-16)"
 PACKAGES=(
   "nova==34.0.0"
   "openstack-placement==16.0.0"
@@ -20,6 +21,14 @@ PACKAGES=(
   "python-neutronclient"
   "eventlet"
 )
+
+if [[ "${1:-}" == "--refreeze" ]]; then
+  # Re-resolve without the constraints, then record what was installed.
+  rm -f "$STAMP"
+  REFREEZE=1
+else
+  REFREEZE=0
+fi
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SPEC_VERSION" && -x "$VENV/bin/python" ]]; then
   echo "nova harness venv ready: $VENV"
@@ -50,7 +59,11 @@ rm -rf "$VENV"
 mkdir -p "$(dirname "$VENV")"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+if [[ "$REFREEZE" == 1 ]]; then
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+else
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" "${PACKAGES[@]}"
+fi
 
 # Fail here, not in the tests, when the harness cannot import what it needs.
 "$VENV/bin/python" - <<'PY'
@@ -60,5 +73,13 @@ import placement.tests.functional.fixtures.placement  # noqa: F401
 paste = os.path.join(sys.prefix, "etc", "nova", "api-paste.ini")
 assert os.path.exists(paste), f"missing {paste}"
 PY
+if [[ "$REFREEZE" == 1 ]]; then
+  {
+    head -n 2 "$CONSTRAINTS"
+    "$VENV/bin/pip" freeze --disable-pip-version-check | grep -v '^-e\|@ file'
+  } > "$CONSTRAINTS.new"
+  mv "$CONSTRAINTS.new" "$CONSTRAINTS"
+  SPEC_VERSION="2-$(sha256sum "$CONSTRAINTS" | cut -c1-16)"
+fi
 echo "$SPEC_VERSION" > "$STAMP"
 echo "40-nova: ready"

@@ -52,15 +52,24 @@ def admin(clouds_yaml: Path) -> openstack.connection.Connection:
     return openstack.connection.Connection(config=config.get_one(cloud=nova_harness.CLOUD_NAME))
 
 
+@pytest.fixture(scope="session")
+def nova_overrides(clouds_yaml: Path) -> dict[str, object]:
+    """``[nova]`` options that point the driver at the harness and keep waits short."""
+    return {
+        "cloud": nova_harness.CLOUD_NAME,
+        "clouds_file": str(clouds_yaml),
+        "poll_interval": 0.1,
+        "action_timeout": 60.0,
+    }
+
+
 @pytest.fixture
-def nova_conf(clouds_yaml: Path) -> cfg.ConfigOpts:
+def nova_conf(nova_overrides: dict[str, object]) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf([], project="cotenancy", default_config_files=[])
     conf.register_opts(NOVA_OPTS, group=GROUP)
-    conf.set_override("cloud", nova_harness.CLOUD_NAME, group=GROUP)
-    conf.set_override("clouds_file", str(clouds_yaml), group=GROUP)
-    conf.set_override("poll_interval", 0.1, group=GROUP)
-    conf.set_override("action_timeout", 60.0, group=GROUP)
+    for name, value in nova_overrides.items():
+        conf.set_override(name, value, group=GROUP)
     return conf
 
 

@@ -5,11 +5,8 @@ step statuses."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-import nova_harness
 from cotenancy.conf import make_conf
 from cotenancy.engine.loop import ControlLoop
 from cotenancy.loading import DRIVERS, load_plugin
@@ -58,14 +55,10 @@ class DeleteAfterPlanning(PlanOnLatestTelemetry):
 
 
 @pytest.fixture
-def loop_conf(clouds_yaml: Path):
+def loop_conf(nova_overrides):
+    """The whole project's configuration, as the ``cotenancy`` command builds it."""
     conf = make_conf([])
-    for name, value in {
-        "cloud": nova_harness.CLOUD_NAME,
-        "clouds_file": str(clouds_yaml),
-        "poll_interval": 0.1,
-        "action_timeout": 60.0,
-    }.items():
+    for name, value in nova_overrides.items():
         conf.set_override(name, value, group="nova")
     return conf
 
@@ -90,9 +83,7 @@ def host1_back_in_service(admin):
 
 def busy(nova, server_id: str, cores: float, *, uptime: float) -> None:
     """Diagnostics counters of a guest that has kept ``cores`` vCPUs busy for ``uptime`` s."""
-    nova.set_diagnostics(
-        server_id, uptime=uptime, cpu_time_ns=cores * uptime * 1e9, memory_used_mib=256
-    )
+    nova.set_diagnostics(server_id, uptime=uptime, cpu_time_ns=cores * uptime * 1e9, memory_used_mib=256)
 
 
 def prime_then_advance(driver, nova, load: dict[str, float]) -> None:
@@ -114,9 +105,7 @@ def test_the_loop_discovers_plans_live_migrates_and_resizes(
     db = make_server("db", "host2")
     prime_then_advance(loop_driver, nova, {api.id: 0.2, etl.id: 0.3, db.id: 1.8})
     store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
-    loop = ControlLoop(
-        loop_conf, driver=loop_driver, strategy=PlanOnLatestTelemetry(loop_conf), store=store
-    )
+    loop = ControlLoop(loop_conf, driver=loop_driver, strategy=PlanOnLatestTelemetry(loop_conf), store=store)
 
     loop_driver.set_host_maintenance("host1", True)
     result = loop.run_once()
@@ -154,9 +143,7 @@ def test_a_migration_nova_fails_is_a_failed_step_on_record(
     lonely = make_server("lonely", "host1")
     prime_then_advance(loop_driver, nova, {lonely.id: 0.1})
     store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
-    loop = ControlLoop(
-        loop_conf, driver=loop_driver, strategy=PlanOnLatestTelemetry(loop_conf), store=store
-    )
+    loop = ControlLoop(loop_conf, driver=loop_driver, strategy=PlanOnLatestTelemetry(loop_conf), store=store)
     loop_driver.set_host_maintenance("host1", True)
     nova.fail_next_live_migrations(1)
 

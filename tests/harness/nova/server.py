@@ -209,6 +209,8 @@ class Dispatcher:
         if path == "/placement" or path.startswith("/placement/"):
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/placement"
             environ["PATH_INFO"] = path[len("/placement") :]
+            # Placement's noauth reads "user:project" from the token; admin is its admin.
+            environ["HTTP_X_AUTH_TOKEN"] = f"admin:{PROJECT_ID}"
             return self.placement_app(environ, start_response)
         if path.startswith("/_harness"):
             return self.control(environ, start_response, path[len("/_harness") :].strip("/"))

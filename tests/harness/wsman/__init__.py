@@ -1,0 +1,1 @@
+"""Loopback WS-Management server with a stateful Hyper-V behind it (test harness)."""

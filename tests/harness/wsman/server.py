@@ -71,7 +71,7 @@ class CommandRecord:
     stdout: bytes = b""
     stderr: bytes = b""
     exit_code: int = 0
-    delivered: bool = False
+    stdout_sent: int = 0
 
 
 @dataclass
@@ -98,6 +98,9 @@ class WSManServer:
         self.requests: list[str] = []
         self.injected: list[tuple[str, Fault]] = []
         self.auth_failures = 0
+        #: stdout goes out in pieces of this size, in several Receive answers (as Windows does
+        #: for large output), so clients must keep receiving until the command state is Done
+        self.receive_chunk_bytes = 4096
         self._user_file = self._write_ntlm_user_file()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.httpd.daemon_threads = True
@@ -144,6 +147,8 @@ class WSManServer:
             self.injected.append((action, Fault("s:Sender", subcode, reason, wsman_code)))
 
     def _write_ntlm_user_file(self) -> str:
+        """pyspnego's NTLM acceptor reads accounts from ``$NTLM_USER_FILE`` (process-wide), so
+        the last server started in a process defines the NTLM accounts."""
         handle, path = tempfile.mkstemp(prefix="wsman-ntlm-", suffix=".txt")
         with os.fdopen(handle, "w") as stream:
             for user, password in self.users.items():
@@ -273,13 +278,24 @@ class WSManServer:
             raise Fault("s:Receiver", "w:TimedOut", "The WS-Management service cannot complete "
                         "the operation within the time specified in OperationTimeout.",
                         OPERATION_TIMEOUT)
+        start = record.stdout_sent
+        piece = record.stdout[start : start + self.receive_chunk_bytes]
+        record.stdout_sent = start + len(piece)
+        finished = record.stdout_sent >= len(record.stdout)
         streams = ""
-        for name, data in (("stdout", record.stdout), ("stderr", record.stderr)):
-            if data and not record.delivered:
-                streams += (f"<rsp:Stream Name=\"{name}\" CommandId=\"{command_id}\">"
-                            f"{base64.b64encode(data).decode()}</rsp:Stream>")
+        if piece:
+            streams += (f"<rsp:Stream Name=\"stdout\" CommandId=\"{command_id}\">"
+                        f"{base64.b64encode(piece).decode()}</rsp:Stream>")
+        if not finished:
+            return SHELL_URI + "/ReceiveResponse", (
+                f"<rsp:ReceiveResponse>{streams}<rsp:CommandState CommandId=\"{command_id}\" "
+                f"State=\"{RUNNING}\"/></rsp:ReceiveResponse>"
+            )
+        if record.stderr:
+            streams += (f"<rsp:Stream Name=\"stderr\" CommandId=\"{command_id}\">"
+                        f"{base64.b64encode(record.stderr).decode()}</rsp:Stream>")
+        for name in ("stdout", "stderr"):
             streams += f"<rsp:Stream Name=\"{name}\" CommandId=\"{command_id}\" End=\"true\"/>"
-        record.delivered = True
         return SHELL_URI + "/ReceiveResponse", (
             f"<rsp:ReceiveResponse>{streams}<rsp:CommandState CommandId=\"{command_id}\" "
             f"State=\"{DONE}\"><rsp:ExitCode>{record.exit_code}</rsp:ExitCode>"

@@ -1,0 +1,215 @@
+"""The closed loop side by side: ``noop``, ``reactive-threshold``, ``lr-mmt`` and ``predictive`` on
+the five PlanetLab days in the CloudSim reference setup (800 hosts), one table per day and the mean.
+
+Columns: energy (kWh), SLATAH (%), PDM (%), SLAV (%), ESV, migrations, conflict-minutes (VM-minutes
+with less than 90 % of the CPU request delivered), as computed by the simulator
+(:mod:`cotenancy.sim.cloud`). Every strategy runs through the product's control loop on the
+``simulated`` driver (:func:`cotenancy.sim.runner.run_simulation`).
+
+Models are never trained on the day they are tested on: for each test day the forecaster is
+trained on the VMs of the other four days (``--no-train`` serves the cold-start fallback instead).
+The risk model is the ``xgboost`` plugin when it can be loaded; the table says which models served.
+
+Run: ``.venv/bin/python benchmarks/bench_closed_loop.py [--days 20110303,...] [--jobs 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("COTENANCY_SHARED", REPO.parent / "shared"))
+DAYS = ["20110303", "20110306", "20110309", "20110322", "20110325"]
+STRATEGIES = ["noop", "reactive-threshold", "lr-mmt", "predictive"]
+COLUMNS = [
+    ("energy_kwh", "energy kWh", "{:.2f}"),
+    ("slatah", "SLATAH %", "{:.3f}"),
+    ("pdm", "PDM %", "{:.4f}"),
+    ("slav", "SLAV %", "{:.6f}"),
+    ("esv", "ESV", "{:.6f}"),
+    ("migrations", "migrations", "{:.0f}"),
+    ("conflict_minutes", "conflict-min", "{:.0f}"),
+]
+
+
+def _day_path(day: str) -> Path:
+    return SHARED / "traces" / "planetlab" / day
+
+
+def train_forecaster_excluding(test_day: str, days: list[str]):
+    """A forecaster trained on every PlanetLab day but ``test_day`` (their VMs stacked as rows)."""
+    from cotenancy.model import Resource
+    from cotenancy.predict.forecast import TrainingConfig, train_forecaster
+    from cotenancy.sim.runner import make_workload
+    from cotenancy.sim.setups import build_setup
+
+    rows, sizes, names = [], [], []
+    for day in days:
+        if day == test_day:
+            continue
+        workload = make_workload(_day_path(day))
+        setup = build_setup(workload, "cloudsim")
+        utilisation = np.nan_to_num(workload.utilisation[Resource.CPU], nan=0.0)
+        rows.append(utilisation * setup.vm_cpu[:, None])
+        sizes.append(setup.vm_cpu)
+        names += [f"{day}/{v}" for v in workload.vm_names]
+    steps = min(r.shape[1] for r in rows)
+    matrix = np.vstack([r[:, :steps] for r in rows])
+    timestamps = np.arange(steps) * 300.0
+    return train_forecaster(
+        {"cpu": matrix},
+        timestamps,
+        300.0,
+        sizes={"cpu": np.concatenate(sizes)},
+        vm_ids=names,
+        config=TrainingConfig(nthread=1),
+    )
+
+
+def run_one(day: str, strategy_name: str, overrides: list[str], train: bool, days: list[str]) -> dict:
+    """One (day, strategy) run in its own process; returns metrics or the error."""
+    from cotenancy import loading
+    from cotenancy.conf import make_conf
+    from cotenancy.sim.runner import make_workload, run_simulation
+
+    started = time.perf_counter()
+    conf = make_conf([], config_files=[])
+    for item in overrides:
+        key, _, value = item.partition("=")
+        group, _, option = key.rpartition(".")
+        conf.set_override(option, value, group=None if group in ("", "DEFAULT") else group)
+    models = ""
+    try:
+        workload = make_workload(_day_path(day))
+        if strategy_name == "predictive":
+            from cotenancy.predict.forecast import HybridForecaster
+            from cotenancy.strategies.predictive import PredictiveStrategy
+
+            forecaster = HybridForecaster(conf)
+            if train:
+                forecaster.pin(train_forecaster_excluding(day, days))
+                models = "forecast trained on other days"
+            else:
+                models = "forecast fallback"
+            risk = None
+            try:
+                risk = loading.load_plugin(loading.RISK_MODELS, "xgboost", conf)
+                models += ", risk xgboost (" + ("trained" if risk.trained else "cold fallback") + ")"
+            except Exception as exc:  # the risk plugin may not be installed yet: say so in the table
+                conf.set_override("risk_model", "", group="strategy_predictive")
+                models += f", no risk model ({type(exc).__name__})"
+            strategy = PredictiveStrategy(conf, risk_model=risk, forecaster=forecaster)
+        else:
+            strategy = loading.load_plugin(loading.STRATEGIES, strategy_name, conf)
+        result = run_simulation(workload, setup="cloudsim", strategy=strategy, conf=conf)
+        metrics = {k: float(v) for k, v in result.metrics.items()}
+        return {
+            "day": day,
+            "strategy": strategy_name,
+            "metrics": metrics,
+            "models": models,
+            "seconds": time.perf_counter() - started,
+        }
+    except Exception as exc:
+        return {
+            "day": day,
+            "strategy": strategy_name,
+            "error": f"{type(exc).__name__}: {exc}",
+            "trace": traceback.format_exc(),
+            "seconds": time.perf_counter() - started,
+        }
+
+
+def _table(title: str, rows: dict[str, dict[str, float] | str]) -> str:
+    header = f"{'strategy':20}" + "".join(f"{name:>14}" for _, name, _ in COLUMNS)
+    lines = [title, header, "-" * len(header)]
+    for strategy, metrics in rows.items():
+        if isinstance(metrics, str):
+            lines.append(f"{strategy:20}  {metrics}")
+            continue
+        cells = "".join(f"{fmt.format(metrics[key]):>14}" for key, _, fmt in COLUMNS)
+        lines.append(f"{strategy:20}{cells}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", default=",".join(DAYS))
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (this machine has 2 cores)")
+    parser.add_argument("--no-train", action="store_true", help="serve the cold-start forecaster")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="GROUP.OPTION=VALUE",
+        help="configuration override for every run, e.g. planner.max_migrations=20",
+    )
+    parser.add_argument("--json", type=Path, help="write every result as JSON")
+    args = parser.parse_args(argv)
+    days = [d for d in args.days.split(",") if d]
+    strategies = [s for s in args.strategies.split(",") if s]
+    all_days = DAYS if set(days) <= set(DAYS) else days
+    jobs = [(d, s) for d in days for s in strategies]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {
+            job: pool.submit(run_one, job[0], job[1], args.set, not args.no_train, all_days) for job in jobs
+        }
+        results = {job: f.result() for job, f in futures.items()}
+    print(
+        f"overrides: {args.set or 'none'}; forecaster: {'fallback' if args.no_train else 'trained per day'}"
+    )
+    for (day, strategy), r in results.items():
+        if "error" in r:
+            print(f"{day} {strategy} failed: {r['error']}", file=sys.stderr)
+    for day in days:
+        rows = {
+            s: results[(day, s)].get("metrics") or f"unavailable: {results[(day, s)]['error']}"
+            for s in strategies
+        }
+        print()
+        print(_table(f"PlanetLab {day} (cloudsim setup)", rows))
+        models = results.get((day, "predictive"), {}).get("models")
+        if models:
+            print(f"  predictive models: {models}")
+    means: dict[str, dict[str, float] | str] = {}
+    for s in strategies:
+        ok = [results[(d, s)]["metrics"] for d in days if "metrics" in results[(d, s)]]
+        means[s] = (
+            {key: float(np.mean([m[key] for m in ok])) for key, _, _ in COLUMNS}
+            if len(ok) == len(days)
+            else f"unavailable on {len(days) - len(ok)} of {len(days)} days"
+        )
+    print()
+    print(_table(f"mean over {len(days)} days", means))
+    if isinstance(means.get("predictive"), dict) and isinstance(means.get("lr-mmt"), dict):
+        p, lr = means["predictive"], means["lr-mmt"]
+        targets = [
+            ("SLAV", "slav", 0.5, "<="),
+            ("migrations", "migrations", 0.25, "<="),
+            ("energy", "energy_kwh", 1.05, "<="),
+            ("conflict-minutes", "conflict_minutes", 0.5, "<="),
+        ]
+        print()
+        print("predictive / lr-mmt (mean over days) against the targets of issue 4:")
+        for label, key, limit, _ in targets:
+            ratio = p[key] / lr[key] if lr[key] else math.inf
+            verdict = "meets" if ratio <= limit else "MISSES"
+            print(f"  {label:17} {ratio:8.3f}  (target <= {limit:g})  {verdict}")
+    if args.json:
+        args.json.write_text(json.dumps({f"{d}/{s}": r for (d, s), r in results.items()}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""Plans as vCenter scheduled tasks, so that vSphere admins see, approve or cancel them in vCenter.
+
+Each step becomes one ``ScheduledTask`` with a ``MethodAction`` (``RelocateVM_Task``,
+``ReconfigVM_Task``, ``EnterMaintenanceMode_Task``/``ExitMaintenanceMode_Task``) that runs once at
+the next maintenance window. vCenter knows nothing of step dependencies, so a step is scheduled
+only once the steps it depends on have succeeded: every :meth:`ScheduledTaskExecutor.execute` reads
+the outcome of the tasks already written, then schedules the steps that became ready. Task names
+carry the plan id and step index, so a step is never written twice, even after a crash.
+
+Admins approve by leaving a task enabled (or enabling it), and cancel by removing it: a removed
+task reads back as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from oslo_config import cfg
+from pyVmomi import vim, vmodl
+
+from cotenancy.drivers.vsphere import convert
+from cotenancy.drivers.vsphere.driver import VSphereDriver, faults
+from cotenancy.engine.executor import FINISHED, Executor, topological_order
+from cotenancy.exceptions import ConfigurationError, DriverError, Unsupported
+from cotenancy.model import Action, ActionKind, ActionPlan, StepStatus
+
+if TYPE_CHECKING:
+    from cotenancy.drivers.base import Driver
+    from cotenancy.store import HistoryStore
+
+LOG = logging.getLogger(__name__)
+
+PC = vmodl.query.PropertyCollector
+NAME_PREFIX = "cotenancy"
+
+OPTS: list[cfg.Opt] = [
+    cfg.StrOpt(
+        "window_start",
+        default="",
+        help="Start of the daily maintenance window as HH:MM (UTC); steps are scheduled at its "
+        "next occurrence. Empty: start_delay seconds from now.",
+    ),
+    cfg.FloatOpt(
+        "start_delay",
+        default=60.0,
+        min=0.0,
+        help="Seconds from now to schedule steps at when no window_start is set.",
+    ),
+    cfg.BoolOpt(
+        "enabled",
+        default=True,
+        help="Create the tasks enabled. Off: they wait until an admin enables them in vCenter.",
+    ),
+    cfg.BoolOpt(
+        "wait",
+        default=False,
+        help="Keep polling until every step finished (or wait_timeout passed) instead of "
+        "returning once the ready steps are scheduled.",
+    ),
+    cfg.FloatOpt(
+        "wait_timeout",
+        default=3600.0,
+        min=0.0,
+        help="Seconds execute() waits for the scheduled steps when wait is on.",
+    ),
+    cfg.FloatOpt("poll_interval", default=1.0, min=0.01, help="Seconds between outcome polls."),
+]
+
+_STATE_TO_STATUS = {
+    "queued": StepStatus.SCHEDULED,
+    "running": StepStatus.RUNNING,
+    "success": StepStatus.SUCCEEDED,
+    "error": StepStatus.FAILED,
+}
+
+
+def task_name(plan: ActionPlan, action: Action) -> str:
+    """Unique per plan step; admins read it in the vSphere Client's scheduled-task list."""
+    target = action.vm_id or action.host_id or ""
+    return f"{NAME_PREFIX} {plan.id} step {action.index}: {action.kind} {target}".strip()
+
+
+def next_window(now: dt.datetime, window_start: str) -> dt.datetime:
+    """The next occurrence (UTC) of a daily ``HH:MM`` window start, strictly after ``now``."""
+    try:
+        hour, minute = (int(part) for part in window_start.split(":"))
+        start = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"[vcenter-scheduled] window_start must be HH:MM, got {window_start!r}"
+        ) from exc
+    return start if start > now else start + dt.timedelta(days=1)
+
+
+class ScheduledTaskExecutor(Executor):
+    """Writes plan steps as vCenter scheduled tasks and reads their outcome back."""
+
+    name = "vcenter-scheduled"
+
+    @classmethod
+    def list_opts(cls) -> list[cfg.Opt]:
+        return list(OPTS)
+
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        store: HistoryStore | None = None,
+        run_at: dt.datetime | None = None,
+    ) -> None:
+        super().__init__(conf, store)
+        self.run_at = run_at
+
+    @property
+    def options(self) -> Any:
+        return getattr(self.conf, self.name)
+
+    def when(self) -> dt.datetime:
+        """When newly ready steps run."""
+        if self.run_at is not None:
+            return self.run_at
+        now = dt.datetime.now(dt.UTC)
+        if self.options.window_start:
+            return next_window(now, self.options.window_start)
+        return now + dt.timedelta(seconds=self.options.start_delay)
+
+    # -- Executor ------------------------------------------------------------------------------
+
+    def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
+        vsphere = self._vsphere(driver)
+        self.sync(plan, vsphere)
+        if not self.options.wait:
+            return plan
+        deadline = time.monotonic() + self.options.wait_timeout
+        while not all(a.status in FINISHED for a in plan.actions) and time.monotonic() < deadline:
+            time.sleep(self.options.poll_interval)
+            self.sync(plan, vsphere)
+        return plan
+
+    def sync(self, plan: ActionPlan, driver: VSphereDriver) -> ActionPlan:
+        """One pass: read the outcome of written steps, then write the steps that became ready."""
+        self.collect(plan, driver)
+        existing = self._tasks_by_name(driver)
+        status = {a.index: a.status for a in plan.actions}
+        run_at = None
+        for action in topological_order(plan.actions):
+            if action.status is not StepStatus.PENDING:
+                continue
+            deps = [status[d] for d in action.depends_on]
+            broken = [d for d in action.depends_on if status[d] in FINISHED - {StepStatus.SUCCEEDED}]
+            if broken:
+                self.record(
+                    plan, action, StepStatus.SKIPPED, f"depends on steps {broken} that did not succeed"
+                )
+                status[action.index] = action.status
+                continue
+            if any(s is not StepStatus.SUCCEEDED for s in deps):
+                continue
+            name = task_name(plan, action)
+            if name in existing:
+                self.record(plan, action, StepStatus.SCHEDULED, f"vCenter task {existing[name]._moId}")
+                status[action.index] = action.status
+                continue
+            run_at = run_at or self.when()
+            try:
+                task = self._create(driver, plan, action, name, run_at)
+            except DriverError as exc:
+                self.record(plan, action, StepStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            else:
+                if task is None:
+                    self.record(plan, action, StepStatus.SUCCEEDED, "nothing to do")
+                    status[action.index] = action.status
+                    continue
+                self.record(
+                    plan,
+                    action,
+                    StepStatus.SCHEDULED,
+                    f"vCenter task {task._moId} at {run_at.isoformat()}",
+                )
+            status[action.index] = action.status
+        return plan
+
+    def collect(self, plan: ActionPlan, driver: VSphereDriver) -> ActionPlan:
+        """Read the outcome of every written step back into the plan (and the history store)."""
+        waiting = [a for a in plan.actions if a.status in (StepStatus.SCHEDULED, StepStatus.RUNNING)]
+        if not waiting:
+            return plan
+        infos = self._task_infos(driver)
+        for action in waiting:
+            info = infos.get(task_name(plan, action))
+            if info is None:
+                self.record(plan, action, StepStatus.CANCELLED, "the scheduled task was removed in vCenter")
+                continue
+            status = _STATE_TO_STATUS.get(str(info.state), StepStatus.SCHEDULED)
+            if status is StepStatus.SCHEDULED and not info.enabled:
+                message = "disabled in vCenter: waiting for an admin to enable it"
+            elif status is StepStatus.FAILED:
+                message = _failure_message(info)
+            elif status is StepStatus.SUCCEEDED:
+                message = f"ran at {info.prevRunTime.isoformat() if info.prevRunTime else '?'}"
+            else:
+                message = action.message
+            if status is not action.status or message != action.message:
+                self.record(plan, action, status, message)
+        return plan
+
+    def cancel(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
+        """Remove the plan's tasks that have not run yet; their steps become cancelled."""
+        vsphere = self._vsphere(driver)
+        existing = self._tasks_by_name(vsphere)
+        for action in plan.actions:
+            if action.status in FINISHED:
+                continue
+            task = existing.get(task_name(plan, action))
+            if task is not None:
+                with faults(f"removing scheduled task {task._moId}"):
+                    task.RemoveScheduledTask()
+            self.record(plan, action, StepStatus.CANCELLED, "cancelled before it ran")
+        return plan
+
+    # -- vCenter -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _vsphere(driver: Driver) -> VSphereDriver:
+        if not isinstance(driver, VSphereDriver):
+            raise ConfigurationError(
+                f"the vcenter-scheduled executor needs the vsphere driver, not {type(driver).__name__}"
+            )
+        return driver
+
+    def _scheduled(self, driver: VSphereDriver) -> list[tuple[Any, Any]]:
+        """(task, info) of every scheduled task, in one property-collector call."""
+        content = driver.session.content
+        manager = content.scheduledTaskManager
+        if manager is None:
+            raise Unsupported("this vCenter has no ScheduledTaskManager")
+        with faults("listing vCenter scheduled tasks"):
+            tasks = list(manager.scheduledTask or [])
+            if not tasks:
+                return []
+            spec = PC.FilterSpec(
+                objectSet=[PC.ObjectSpec(obj=t, skip=False) for t in tasks],
+                propSet=[PC.PropertySpec(type=vim.scheduler.ScheduledTask, pathSet=["info"])],
+            )
+            result = content.propertyCollector.RetrievePropertiesEx([spec], PC.RetrieveOptions())
+            found = []
+            while result is not None:
+                for obj in result.objects:
+                    props = {p.name: p.val for p in obj.propSet}
+                    if "info" in props:
+                        found.append((obj.obj, props["info"]))
+                if not result.token:
+                    break
+                result = content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
+            return found
+
+    def _tasks_by_name(self, driver: VSphereDriver) -> dict[str, Any]:
+        return {info.name: task for task, info in self._scheduled(driver)}
+
+    def _task_infos(self, driver: VSphereDriver) -> dict[str, Any]:
+        return {info.name: info for _task, info in self._scheduled(driver)}
+
+    def _create(
+        self, driver: VSphereDriver, plan: ActionPlan, action: Action, name: str, run_at: dt.datetime
+    ) -> Any:
+        """The new scheduled task; None when the step has nothing to change."""
+        planned = self._method_action(driver, action)
+        if planned is None:
+            return None
+        entity, method, arguments = planned
+        spec = vim.scheduler.ScheduledTaskSpec(
+            name=name,
+            description=_description(action),
+            enabled=self.options.enabled,
+            scheduler=vim.scheduler.OnceTaskScheduler(runAt=run_at),
+            action=vim.action.MethodAction(
+                name=method,
+                argument=[vim.action.MethodActionArgument(value=a) for a in arguments],
+            ),
+        )
+        with faults(f"scheduling step {action.index} ({action.kind})"):
+            return driver.session.content.scheduledTaskManager.CreateScheduledTask(entity, spec)
+
+    def _method_action(self, driver: VSphereDriver, action: Action) -> tuple[Any, Any, list[Any]] | None:
+        """Entity, managed method and arguments that carry out one step (None: nothing to do).
+
+        Resizes are scheduled only where hot-add allows them: a scheduled task never power-cycles.
+        """
+        stub = driver.session.stub
+        if action.kind is ActionKind.LIVE_MIGRATE:
+            vm_id = _need(action.vm_id, action)
+            relocate = driver.relocate_spec(vm_id, _need(action.target_host_id, action))
+            if relocate is None:
+                return None
+            return vim.VirtualMachine(vm_id, stub), vim.VirtualMachine.Relocate, [relocate]
+        if action.kind is ActionKind.SET_ALLOCATION:
+            vm_id = _need(action.vm_id, action)
+            spec = driver.allocation_spec(vm_id, _need(action.allocation, action))
+            return vim.VirtualMachine(vm_id, stub), vim.VirtualMachine.Reconfigure, [spec]
+        if action.kind is ActionKind.RESIZE:
+            vm_id = _need(action.vm_id, action)
+            resize = driver.resize_spec(vm_id, _need(action.size, action), allow_power_cycle=False)
+            if resize is None:
+                return None
+            return vim.VirtualMachine(vm_id, stub), vim.VirtualMachine.Reconfigure, [resize[0]]
+        if action.kind is ActionKind.SET_MAINTENANCE:
+            host = vim.HostSystem(_need(action.host_id, action), stub)
+            if action.maintenance:
+                return host, vim.HostSystem.EnterMaintenanceMode, [0]
+            return host, vim.HostSystem.ExitMaintenanceMode, [0]
+        raise Unsupported(f"cannot schedule a {action.kind} step")
+
+
+def _need(value: Any, action: Action) -> Any:
+    if value is None:
+        raise Unsupported(f"step {action.index} ({action.kind}) is missing a field it needs")
+    return value
+
+
+def _description(action: Action) -> str:
+    parts = [f"cotenancy step {action.index}: {action.kind}"]
+    if action.reason:
+        parts.append(f"why: {action.reason}")
+    if action.expected_benefit:
+        parts.append(f"expected benefit: {action.expected_benefit:g}")
+    return "; ".join(parts)
+
+
+def _failure_message(info: Any) -> str:
+    fault = info.error
+    if fault is None:
+        return "the scheduled task failed"
+    error = convert.error_from_fault(fault, "scheduled task")
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,111 @@
+"""The simulated driver behaves like a cloud: inventory, telemetry, events and the four verbs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cotenancy import loading
+from cotenancy.drivers.base import Driver
+from cotenancy.drivers.simulated.driver import SimulatedDriver
+from cotenancy.exceptions import ActionFailed, NotFound
+from cotenancy.model import Allocation, EventKind, Resources, VMState
+from cotenancy.sim.cloud import SimulatedCloud
+from cotenancy.sim.setups import default_setup
+
+
+class Crowding:
+    """Stand-in interference: every VM loses 15 % per co-located VM (test only)."""
+
+    def draw_traits(self, n_vms, rng):
+        return np.ones(n_vms)
+
+    def slowdown(self, traits, host_index, activity, n_hosts):
+        counts = np.bincount(host_index[host_index >= 0], minlength=n_hosts)
+        return np.where(host_index >= 0, 0.15 * (counts[np.maximum(host_index, 0)] - 1), 0.0)
+
+
+@pytest.fixture
+def driver(conf, make_planetlab):
+    workload = make_planetlab(np.full((6, 8), 30), start=1_000_000.0)
+    setup = default_setup(workload, headroom=4.0)
+    assert setup.hosts.n_hosts == 4
+    setup.placement[:] = [0, 0, 0, 1, 1, 1]
+    cloud = SimulatedCloud(workload, setup, interference=Crowding())
+    return SimulatedDriver(conf, cloud=cloud)
+
+
+def test_is_loaded_by_name_as_a_driver(conf):
+    cls = loading.plugin_class(loading.DRIVERS, "simulated")
+    assert cls is SimulatedDriver and issubclass(cls, Driver)
+
+
+def test_inventory_lists_every_host_and_vm_with_placement(driver):
+    inventory = driver.get_inventory()
+    assert len(inventory.hosts) == driver.cloud.n_hosts
+    assert len(inventory.vms) == 6
+    assert {vm.host_id for vm in inventory.vms.values()} == {"host-0000", "host-0001"}
+    assert all(vm.state is VMState.ACTIVE for vm in inventory.vms.values())
+
+
+def test_wait_advances_simulated_time_and_metrics_describe_past_intervals(driver):
+    start = driver.now()
+    driver.wait(600.0)
+    assert driver.now() == start + 600.0
+    samples = driver.get_metrics(start - 300.0, driver.now())
+    metrics = {s.metric for s in samples}
+    assert {"cpu", "cpu_demand", "cpu_ready", "memory"} <= metrics
+    assert {s.timestamp for s in samples} == {start - 300.0, start, start + 300.0}
+    demand = [s.value for s in samples if s.metric == "cpu_demand" and s.vm_id == "vm-000"]
+    assert demand == pytest.approx([0.3 * driver.cloud.vm_cpu[0]] * 3)
+
+
+def test_interference_raises_degradation_events_naming_neighbours(driver):
+    driver.wait(300.0)
+    events = [e for e in driver.get_events(0, driver.now() + 1) if e.kind is EventKind.DEGRADATION]
+    assert events
+    event = events[0]
+    assert event.resource == "interference"
+    assert event.severity == pytest.approx(0.3)
+    assert set(event.details["neighbours"].split(",")) == set(event.vm_ids)
+    ready = [s.value for s in driver.get_metrics(0, driver.now()) if s.metric == "cpu_ready"]
+    assert max(ready) == pytest.approx(0.3)
+    assert driver.cloud.metrics()["conflict_minutes"] > 0
+
+
+def test_live_migration_takes_time_then_moves_the_vm(driver):
+    driver.live_migrate("vm-000", "host-0002")
+    assert driver.get_inventory().vms["vm-000"].state is VMState.MIGRATING
+    with pytest.raises(ActionFailed):
+        driver.live_migrate("vm-000", "host-0003")
+    driver.wait(300.0)
+    vm = driver.get_inventory().vms["vm-000"]
+    assert (vm.host_id, vm.state) == ("host-0002", VMState.ACTIVE)
+    moved = [e for e in driver.get_events(0, driver.now() + 1) if e.kind is EventKind.MIGRATION]
+    assert moved[0].details == {"from": "host-0000", "to": "host-0002"}
+
+
+def test_verbs_fail_with_typed_errors(driver):
+    with pytest.raises(NotFound):
+        driver.live_migrate("nope", "host-0001")
+    with pytest.raises(NotFound):
+        driver.set_host_maintenance("nope", True)
+    driver.set_host_maintenance("host-0002", True)
+    assert driver.get_inventory().hosts["host-0002"].maintenance
+    with pytest.raises(ActionFailed):
+        driver.live_migrate("vm-000", "host-0002")
+    with pytest.raises(ActionFailed):
+        driver.live_migrate("vm-000", "host-0000")
+
+
+def test_resize_and_allocation_change_what_the_vm_gets(driver):
+    driver.resize("vm-001", Resources(cpu=4000.0, memory=1024.0))
+    driver.set_allocation("vm-002", Allocation(limit=Resources(cpu=100.0), shares=500))
+    driver.wait(300.0)
+    inventory = driver.get_inventory()
+    assert inventory.vms["vm-001"].size.cpu == 4000.0
+    assert inventory.vms["vm-002"].allocation.limit.cpu == 100.0
+    cpu = {s.vm_id: s.value for s in driver.get_metrics(driver.now() - 300.0, driver.now()) if s.metric == "cpu_demand"}
+    assert cpu["vm-001"] == pytest.approx(0.3 * 4000.0)
+    state = driver.cloud.cpu_state(driver.cloud.time)
+    assert state.allocated[2] == pytest.approx(100.0)
