@@ -20,11 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trace", metavar="PATH", help="PlanetLab day folder or Bitbrains CSV folder")
     parser.add_argument("--strategy", default="lr-mmt", help="strategy name (default: lr-mmt)")
     parser.add_argument(
-        "--setup", choices=("default", "cloudsim"), default=None, help="cloud setup (default: [simulator] setup)"
+        "--setup",
+        choices=("default", "cloudsim"),
+        default=None,
+        help="cloud setup (default: [simulator] setup)",
     )
     parser.add_argument("--days", type=float, default=None, help="simulated span in days (default: 1)")
     parser.add_argument("--vms", type=int, default=None, help="VMs of the synthetic workload")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the synthetic workload and hidden traits")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of the synthetic workload and hidden traits"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
     parser.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report with plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -49,7 +54,10 @@ def run(args: argparse.Namespace, conf) -> int:
     cloud = make_cloud(workload, setup, seed=seed, interference=sim.interference, headroom=sim.host_headroom)
     result = run_cloud(cloud, strategy, conf, progress=not args.no_progress)
     width = max(len(name) for name, _ in summary_rows(result))
-    print(f"{result.strategy} on {result.setup}: {result.n_vms} VMs, {result.n_hosts} hosts, {result.steps} rounds")
+    print(
+        f"{result.strategy} on {result.setup}: {result.n_vms} VMs, {result.n_hosts} hosts, "
+        f"{result.steps} rounds"
+    )
     for name, value in summary_rows(result):
         print(f"  {name:<{width}}  {value}")
     if args.json:

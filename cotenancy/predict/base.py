@@ -40,7 +40,7 @@ class Forecast:
         return self.values[resource][:, self.horizons.index(horizon), self.quantiles.index(quantile)]
 
 
-class Predictor(abc.ABC):
+class Predictor(abc.ABC):  # noqa: B024 - the abstract methods live on the two subclasses
     """What both kinds of predictor share: a name, an option group and the configuration."""
 
     #: entry-point name in its namespace

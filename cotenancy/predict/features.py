@@ -201,3 +201,182 @@ def forecast_features(
     ]
     features = np.column_stack(normalised + extra).astype(np.float32)
     return features, anchor, scale
+
+
+# ---------------------------------------------------------------------------------------- pairs
+
+PAIR_FEATURES = (
+    "colocated_now",
+    "host_used_last",
+    "host_demand_last",
+    "host_demand_mean",
+    "host_demand_max3",
+    "host_demand_lr",
+    "host_demand_slope",
+    "pair_demand_last",
+    "pair_demand_lr",
+    "pair_util_max",
+    "pair_util_min",
+    "pair_corr",
+    "host_ready_max",
+    "pair_ready_max",
+    "host_vms",
+    "host_memory",
+    "vm_conflicts_max",
+    "vm_conflicts_min",
+    "pair_conflicts",
+    "class_conflict_rate_max",
+    "priority_max",
+    "same_app",
+    "hod_sin",
+    "hod_cos",
+    "log_host_cpu",
+)
+
+
+def linear_stats(series: np.ndarray, ahead: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, least-squares slope per step and the line's value ``ahead`` steps after the last column.
+
+    All three are linear in the series, so a host's stats minus a VM's equal the stats of the host
+    without that VM: hypothetical placements cost no extra pass over the windows.
+    """
+    width = series.shape[-1]
+    x = np.arange(width, dtype=np.float64) - (width - 1) / 2.0
+    denom = float((x * x).sum()) or 1.0
+    mean = series.mean(axis=-1)
+    slope = (series * x).sum(axis=-1) / denom
+    return mean, slope, mean + slope * ((width - 1) / 2.0 + ahead)
+
+
+class PairContext:
+    """Everything pair features need from one moment of one cloud, as arrays (built once, used for
+    millions of pairs). ``host_of[i]`` indexes ``host_cpu`` (-1: not placed)."""
+
+    def __init__(
+        self,
+        cpu: np.ndarray,
+        demand: np.ndarray | None,
+        ready: np.ndarray | None,
+        memory: np.ndarray | None,
+        vm_cpu_size: np.ndarray,
+        host_of: np.ndarray,
+        host_cpu: np.ndarray,
+        host_memory: np.ndarray,
+        priority: np.ndarray,
+        app_code: np.ndarray,
+        origin: float,
+        horizon_steps: int,
+        vm_conflicts: np.ndarray | None = None,
+        class_conflict_rate: np.ndarray | None = None,
+        pair_conflict_keys: np.ndarray | None = None,
+        pair_conflict_counts: np.ndarray | None = None,
+    ) -> None:
+        n = cpu.shape[0]
+        self.n = n
+        used = np.nan_to_num(clean(cpu), nan=0.0)
+        wanted = used if demand is None else np.where(np.isnan(clean(demand)), used, clean(demand))
+        self.used_last = used[:, -1] if used.shape[1] else np.zeros(n)
+        self.demand = wanted
+        self.demand_last = wanted[:, -1] if wanted.shape[1] else np.zeros(n)
+        self.demand_tail = _tail(wanted, 3)
+        self.mean, self.slope, self.lr = linear_stats(wanted, horizon_steps) if wanted.shape[1] else (
+            np.zeros(n), np.zeros(n), np.zeros(n))
+        centred = wanted - wanted.mean(axis=1, keepdims=True) if wanted.shape[1] else wanted
+        norm = np.sqrt((centred * centred).sum(axis=1, keepdims=True))
+        self.standardised = np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-9)
+        ready_c = clean(ready) if ready is not None else np.full((n, 1), np.nan)
+        self.ready_last = np.nan_to_num(last_valid(ready_c), nan=0.0)
+        mem = np.nan_to_num(last_valid(clean(memory)), nan=0.0) if memory is not None else np.zeros(n)
+        self.memory_last = mem
+        self.size = np.where(np.asarray(vm_cpu_size, float) > 0, vm_cpu_size, np.nan)
+        self.host_of = np.asarray(host_of, dtype=np.int64)
+        self.host_cpu = np.asarray(host_cpu, dtype=np.float64)
+        self.host_memory = np.asarray(host_memory, dtype=np.float64)
+        n_hosts = len(self.host_cpu)
+        placed = self.host_of >= 0
+        h = self.host_of[placed]
+        self.h_used = np.bincount(h, self.used_last[placed], n_hosts)
+        self.h_demand = np.bincount(h, self.demand_last[placed], n_hosts)
+        self.h_mean = np.bincount(h, self.mean[placed], n_hosts)
+        self.h_slope = np.bincount(h, self.slope[placed], n_hosts)
+        self.h_lr = np.bincount(h, self.lr[placed], n_hosts)
+        self.h_memory = np.bincount(h, mem[placed], n_hosts)
+        self.h_count = np.bincount(h, minlength=n_hosts).astype(np.float64)
+        self.h_tail = np.zeros((n_hosts, self.demand_tail.shape[1]))
+        np.add.at(self.h_tail, h, self.demand_tail[placed])
+        self.h_ready = np.zeros(n_hosts)
+        np.maximum.at(self.h_ready, h, self.ready_last[placed])
+        self.priority = np.asarray(priority, dtype=np.float64)
+        self.app_code = np.asarray(app_code, dtype=np.int64)
+        self.vm_conflicts = np.zeros(n) if vm_conflicts is None else np.asarray(vm_conflicts, float)
+        self.class_rate = (
+            np.zeros(n) if class_conflict_rate is None else np.asarray(class_conflict_rate, float)
+        )
+        self.pair_keys = np.zeros(0, np.int64) if pair_conflict_keys is None else pair_conflict_keys
+        self.pair_counts = np.zeros(0) if pair_conflict_counts is None else pair_conflict_counts
+        phase = 2 * np.pi * (origin % DAY) / DAY
+        self.hod = (np.sin(phase), np.cos(phase))
+
+    def pair_conflicts(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if len(self.pair_keys) == 0:
+            return np.zeros(len(a))
+        keys = np.minimum(a, b).astype(np.int64) * self.n + np.maximum(a, b)
+        pos = np.clip(np.searchsorted(self.pair_keys, keys), 0, len(self.pair_keys) - 1)
+        return np.where(self.pair_keys[pos] == keys, self.pair_counts[pos], 0.0)
+
+    def features(self, pairs: np.ndarray, hosts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, placed)``: features of each pair on ``hosts`` (default: the host of its first VM)
+        and whether the pair shares that host (a pair on two hosts, without a candidate host, has
+        no shared host and is given probability 0 by the models)."""
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        a, b = pairs[:, 0], pairs[:, 1]
+        ha, hb = self.host_of[a], self.host_of[b]
+        if hosts is None:
+            h = ha
+            placed = (ha >= 0) & (ha == hb)
+        else:
+            h = np.asarray(hosts, dtype=np.int64)
+            placed = h >= 0
+        hs = np.where(h >= 0, h, 0)
+        in_a = (ha == h).astype(np.float64)
+        in_b = (hb == h).astype(np.float64)
+        add_a, add_b = 1.0 - in_a, 1.0 - in_b
+
+        def host_plus(host_stat: np.ndarray, vm_stat: np.ndarray) -> np.ndarray:
+            return host_stat[hs] + add_a * vm_stat[a] + add_b * vm_stat[b]
+
+        cap = self.host_cpu[hs]
+        inv = 1.0 / np.where(cap > 0, cap, np.nan)
+        tail = self.h_tail[hs] + add_a[:, None] * self.demand_tail[a] + add_b[:, None] * self.demand_tail[b]
+        util_a = self.demand_last[a] / self.size[a]
+        util_b = self.demand_last[b] / self.size[b]
+        corr = np.einsum("ij,ij->i", self.standardised[a], self.standardised[b])
+        mem_cap = self.host_memory[hs]
+        columns = [
+            (in_a * in_b),
+            host_plus(self.h_used, self.used_last) * inv,
+            host_plus(self.h_demand, self.demand_last) * inv,
+            host_plus(self.h_mean, self.mean) * inv,
+            tail.max(axis=1) * inv if tail.shape[1] else np.zeros(len(a)),
+            host_plus(self.h_lr, self.lr) * inv,
+            host_plus(self.h_slope, self.slope) * inv,
+            (self.demand_last[a] + self.demand_last[b]) * inv,
+            (self.lr[a] + self.lr[b]) * inv,
+            np.fmax(util_a, util_b),
+            np.fmin(util_a, util_b),
+            corr,
+            self.h_ready[hs],
+            np.maximum(self.ready_last[a], self.ready_last[b]),
+            self.h_count[hs] + add_a + add_b,
+            host_plus(self.h_memory, self.memory_last) / np.where(mem_cap > 0, mem_cap, np.nan),
+            np.maximum(self.vm_conflicts[a], self.vm_conflicts[b]),
+            np.minimum(self.vm_conflicts[a], self.vm_conflicts[b]),
+            self.pair_conflicts(a, b),
+            np.maximum(self.class_rate[a], self.class_rate[b]),
+            np.maximum(self.priority[a], self.priority[b]),
+            (self.app_code[a] == self.app_code[b]).astype(np.float64),
+            np.full(len(a), self.hod[0]),
+            np.full(len(a), self.hod[1]),
+            np.log10(np.maximum(cap, 1.0)),
+        ]
+        return np.column_stack(columns).astype(np.float32), placed

@@ -316,8 +316,11 @@ def train_forecaster(
         if fit.sum() < 50:
             LOG.warning("too little valid history to train %s forecasts (%d rows)", resource, fit.sum())
             continue
+        # weight rows by their scale: pinball in project units is scale x pinball in normalised
+        # units, so this trains for the loss the forecasts are judged (and used) by
+        weight = np.power(10.0, x[fit, feats.FORECAST_FEATURES.index("log_scale")].astype(np.float64))
         dtrain = xgb.DMatrix(x[fit], label=np.clip(z[fit], -Z_CLIP, Z_CLIP), missing=np.nan,
-                             feature_names=list(feats.FORECAST_FEATURES))
+                             weight=weight / weight.mean(), feature_names=list(feats.FORECAST_FEATURES))
         prior = previous.boosters.get(resource) if previous is not None else None
         if prior is not None and tuple(previous.alphas) != tuple(config.alphas):
             prior = None

@@ -248,9 +248,7 @@ class SimulatedCloud:
         capped_in = np.minimum(np.minimum(request[inc], pe[h_in] * self.vm_cores[inc]), self.vm_limit[inc])
         nh = self.n_hosts
         weight = self.vm_shares[res] / 1000.0 if not self.quirks else None
-        required = np.bincount(h_res, capped, nh) + np.bincount(
-            h_in, capped_in * MIGRATION_TARGET_SHARE, nh
-        )
+        required = np.bincount(h_res, capped, nh) + np.bincount(h_in, capped_in * MIGRATION_TARGET_SHARE, nh)
         over = required > self.hosts.cpu
         factor = np.where(over, self.hosts.cpu / np.where(required > 0, required, 1.0), 1.0)
         out = self.vm_target[res] >= 0
@@ -338,14 +336,24 @@ class SimulatedCloud:
         return state
 
     # ----------------------------------------------------------------- observation
-    def _other_delivery(self, t: float, running: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+    def _other_delivery(
+        self, t: float, running: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
         """Usage and delivered share of memory, disk I/O and network (proportional sharing)."""
         usage: dict[str, np.ndarray] = {}
         worst = np.ones(self.n_vms)
         cause = np.full(self.n_vms, "", dtype=object)
         names: list[str] = []
-        sizes = {Resource.MEMORY: self.vm_memory, Resource.DISK_IO: self.vm_disk_io, Resource.NETWORK: self.vm_network}
-        caps = {Resource.MEMORY: self.hosts.memory, Resource.DISK_IO: self.hosts.disk_io, Resource.NETWORK: self.hosts.network}
+        sizes = {
+            Resource.MEMORY: self.vm_memory,
+            Resource.DISK_IO: self.vm_disk_io,
+            Resource.NETWORK: self.vm_network,
+        }
+        caps = {
+            Resource.MEMORY: self.hosts.memory,
+            Resource.DISK_IO: self.hosts.disk_io,
+            Resource.NETWORK: self.hosts.network,
+        }
         res = np.flatnonzero(running)
         h = self.vm_host[res]
         for resource, size in sizes.items():
@@ -431,11 +439,15 @@ class SimulatedCloud:
         s = self.series
         s["time"].append(t)
         s["active_hosts"].append(float(active.sum()))
-        s["mean_host_utilisation"].append(float(state.host_utilisation[active].mean()) if active.any() else 0.0)
+        s["mean_host_utilisation"].append(
+            float(state.host_utilisation[active].mean()) if active.any() else 0.0
+        )
         s["overloaded_hosts"].append(float((active & (state.host_used < state.host_requested)).sum()))
         s["migrations"].append(float(self._migrations_this_step))
         s["degraded_vms"].append(float(degraded.sum()))
-        s["power_watts"].append(float(np.sum(np.where(active, power_at(self.hosts.power, state.host_utilisation), 0.0))))
+        s["power_watts"].append(
+            float(np.sum(np.where(active, power_at(self.hosts.power, state.host_utilisation), 0.0)))
+        )
         s["running_vms"].append(float(running.sum()))
         self._migrations_this_step = 0
 
@@ -495,7 +507,9 @@ class SimulatedCloud:
         inc = self.vm_target >= 0
         return out + np.bincount(self.vm_target[inc], self.vm_memory[inc], self.n_hosts)
 
-    def resize(self, vm_id: str, cpu: float | None = None, memory: float | None = None, cores: int | None = None) -> None:
+    def resize(
+        self, vm_id: str, cpu: float | None = None, memory: float | None = None, cores: int | None = None
+    ) -> None:
         v = self._vm(vm_id)
         if self.vm_retired[v]:
             raise NotFound(f"VM {vm_id} was retired")

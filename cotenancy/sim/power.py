@@ -30,13 +30,12 @@ def power_at(tables: np.ndarray, utilisation: np.ndarray) -> np.ndarray:
     Same arithmetic as CloudSim's ``PowerModelSpecPower.getPower``: the table value at a multiple
     of 10 %, linear interpolation between the two neighbours otherwise.
     """
-    u = np.clip(np.asarray(utilisation, dtype=float), 0.0, 1.0)
-    scaled = u * 10.0
-    low = np.clip(np.floor(scaled).astype(int), 0, 10)
-    high = np.clip(np.ceil(scaled).astype(int), 0, 10)
-    rows = np.arange(tables.shape[0]) if tables.ndim == 2 else None
-    if rows is None:
-        p1, p2 = tables[low], tables[high]
+    u = np.minimum(np.maximum(np.asarray(utilisation, dtype=float), 0.0), 1.0)
+    low = np.minimum((u * 10.0).astype(np.int64), 9)
+    if tables.ndim == 2:
+        flat = tables.ravel()
+        base = np.arange(tables.shape[0]) * tables.shape[1] + low
+        p1, p2 = flat[base], flat[base + 1]
     else:
-        p1, p2 = tables[rows, low], tables[rows, high]
+        p1, p2 = tables[low], tables[low + 1]
     return p1 + (p2 - p1) / 10.0 * (u - low / 10.0) * 100.0

@@ -51,11 +51,10 @@ def render_html(result: SimulationResult) -> str:
         f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
         for name, value in summary_rows(result)
     )
-    units = "".join(
-        f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in UNITS.items()
-    )
+    units = "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in UNITS.items())
     images = "".join(
-        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{_png(result.series, key, title, unit)}">'
+        f'<figure><img alt="{html.escape(title)}" '
+        f'src="data:image/png;base64,{_png(result.series, key, title, unit)}">'
         f"<figcaption>{html.escape(title)}</figcaption></figure>"
         for key, title, unit in PLOTS
         if key in result.series

@@ -112,7 +112,11 @@ def _simulation_loop_class() -> type:
         """ControlLoop whose collection takes array frames straight from the simulated driver."""
 
         def collect(self, now: float) -> tuple[int, list[Event]]:
-            start = self._last_collected if self._last_collected is not None else now - self.interval * self.history_window
+            start = (
+                self._last_collected
+                if self._last_collected is not None
+                else now - self.interval * self.history_window
+            )
             frames = self.driver.metric_frames(start, now)
             count = 0
             for stamp, ids, values in frames:
@@ -183,7 +187,10 @@ def run_cloud(
         n_hosts=cloud.n_hosts,
         steps=len(results),
         failed_actions=failed,
-        extra={"migrations_completed": cloud.acc.migrations_completed, "host_power_models": sorted(set(cloud.hosts.power_models))},
+        extra={
+            "migrations_completed": cloud.acc.migrations_completed,
+            "host_power_models": sorted(set(cloud.hosts.power_models)),
+        },
     )
 
 

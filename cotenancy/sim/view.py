@@ -52,17 +52,26 @@ def _linear_power(n: int) -> np.ndarray:
 
 def array_view(state: ClusterState, history: int = 30) -> ArrayView:
     """Arrays of hosts and running VMs. A host with attribute ``memory_admission=none`` admits VMs
-    whatever their memory (CloudSim: a running VM requests no RAM). ``vm_history`` holds the last ``history`` CPU demand
-    samples as fractions of the VM's size (oldest first, NaN where missing)."""
+    whatever their memory (CloudSim: a running VM requests no RAM). ``vm_history`` holds the last
+    ``history`` CPU demand samples as fractions of the VM's size (oldest first, NaN where missing)."""
     inv = state.inventory
     hosts = list(inv.hosts.values())
     host_ids = [h.id for h in hosts]
     index = {h: i for i, h in enumerate(host_ids)}
     host_cpu = np.array([h.capacity.cpu for h in hosts], dtype=float)
     cores = np.array([float(h.attributes.get("cores", 1) or 1) for h in hosts])
-    power = np.vstack(
-        [np.asarray(POWER_TABLES[h.power_model], dtype=float) if h.power_model in POWER_TABLES else np.linspace(0.5, 1.0, 11) for h in hosts]
-    ) if hosts else _linear_power(0)
+    power = (
+        np.vstack(
+            [
+                np.asarray(POWER_TABLES[h.power_model], dtype=float)
+                if h.power_model in POWER_TABLES
+                else np.linspace(0.5, 1.0, 11)
+                for h in hosts
+            ]
+        )
+        if hosts
+        else _linear_power(0)
+    )
     vms = [v for v in inv.vms.values() if v.host_id is not None and v.state is not VMState.STOPPED]
     vm_ids = [v.id for v in vms]
     vm_host = np.array([index.get(v.host_id, -1) for v in vms], dtype=np.int64)

@@ -51,7 +51,7 @@ class _Planner:
         self.safety = safety
         self.threshold = threshold
         nh = view.n_hosts
-        on = (view.vm_host >= 0)
+        on = view.vm_host >= 0
         idx = np.flatnonzero(on)
         h = view.vm_host[idx]
         hist = view.vm_history[:, -LR_LENGTH:]

@@ -62,13 +62,16 @@ class SimulatedDriver(Driver):
         ]
         self._tenants = attrs.get("tenant", ["default"] * cloud.n_vms)
         self._flavors = cloud.setup.vm_flavors or [""] * cloud.n_vms
+        self._sizes: dict[int, tuple[tuple[float, ...], Resources, Allocation]] = {}
 
     def _cloud_from_conf(self, conf: cfg.ConfigOpts) -> SimulatedCloud:
         from cotenancy.sim.runner import make_cloud, make_workload
 
         sim = conf.simulator
         workload = make_workload(self.options.trace, days=sim.days, n_vms=sim.synthetic_vms, seed=sim.seed)
-        return make_cloud(workload, sim.setup, seed=sim.seed, interference=sim.interference, headroom=sim.host_headroom)
+        return make_cloud(
+            workload, sim.setup, seed=sim.seed, interference=sim.interference, headroom=sim.host_headroom
+        )
 
     def _make_hosts(self) -> dict[str, Host]:
         h = self.cloud.hosts
@@ -101,42 +104,59 @@ class SimulatedDriver(Driver):
     # ------------------------------------------------------------------ inventory
     def get_inventory(self) -> Inventory:
         c = self.cloud
+        maintenance = c.host_maintenance.tolist()
         hosts = {}
         for i, hid in enumerate(c.hosts.ids):
             host = self._hosts[hid]
-            host.maintenance = bool(c.host_maintenance[i])
+            host.maintenance = maintenance[i]
             hosts[hid] = host
-        vms: dict[str, VM] = {}
-        order = np.argsort(c.vm_seq, kind="stable")
+        order = np.argsort(c.vm_seq, kind="stable").tolist()
+        host_of = c.vm_host.tolist()
+        target = c.vm_target.tolist()
+        retired = c.vm_retired.tolist()
         host_ids = c.hosts.ids
+        vms: dict[str, VM] = {}
         for v in order:
-            v = int(v)
-            retired = bool(c.vm_retired[v])
-            host = int(c.vm_host[v])
-            state = VMState.STOPPED if retired or host < 0 else (
-                VMState.MIGRATING if c.vm_target[v] >= 0 else VMState.ACTIVE
-            )
-            limit = None if not np.isfinite(c.vm_limit[v]) else Resources(cpu=float(c.vm_limit[v]))
+            host = host_of[v]
+            gone = retired[v]
+            if gone or host < 0:
+                state = VMState.STOPPED
+            else:
+                state = VMState.MIGRATING if target[v] >= 0 else VMState.ACTIVE
             vm_id = c.vm_ids[v]
+            size, allocation = self._sizing(v)
             vms[vm_id] = VM(
                 id=vm_id,
                 name=vm_id,
                 host_id=host_ids[host] if host >= 0 else None,
-                size=Resources(
-                    cpu=float(c.vm_cpu[v]),
-                    memory=float(c.vm_memory[v]),
-                    disk_io=float(c.vm_disk_io[v]),
-                    network=float(c.vm_network[v]),
-                ),
-                allocation=Allocation(limit=limit, shares=int(c.vm_shares[v])),
+                size=size,
+                allocation=allocation,
                 vcpus=int(c.vm_cores[v]),
                 tenant=self._tenants[v],
                 workload=self._classes[v],
                 state=state,
                 flavor=self._flavors[v] or None,
-                attributes={"retired": "zero-request"} if retired else {},
+                attributes={"retired": "zero-request"} if gone else {},
             )
         return Inventory(hosts=hosts, vms=vms)
+
+    def _sizing(self, v: int) -> tuple[Resources, Allocation]:
+        """Size and allocation records of VM ``v``, rebuilt only when they changed."""
+        c = self.cloud
+        key = (c.vm_cpu[v], c.vm_memory[v], c.vm_limit[v], c.vm_shares[v])
+        cached = self._sizes.get(v)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        size = Resources(
+            cpu=float(c.vm_cpu[v]),
+            memory=float(c.vm_memory[v]),
+            disk_io=float(c.vm_disk_io[v]),
+            network=float(c.vm_network[v]),
+        )
+        limit = None if not np.isfinite(c.vm_limit[v]) else Resources(cpu=float(c.vm_limit[v]))
+        allocation = Allocation(limit=limit, shares=int(c.vm_shares[v]))
+        self._sizes[v] = (key, size, allocation)
+        return size, allocation
 
     # ------------------------------------------------------------------ telemetry
     def metric_frames(self, start: float, end: float) -> list[tuple[float, list[str], dict[str, np.ndarray]]]:
@@ -159,7 +179,9 @@ class SimulatedDriver(Driver):
         boundary = c.workload.start + round((t - c.workload.start) / c.step_seconds) * c.step_seconds
         return boundary - c.step_seconds
 
-    def get_metrics(self, start: float, end: float, vm_ids: Sequence[str] | None = None) -> list[MetricSample]:
+    def get_metrics(
+        self, start: float, end: float, vm_ids: Sequence[str] | None = None
+    ) -> list[MetricSample]:
         wanted = None if vm_ids is None else set(vm_ids)
         samples: list[MetricSample] = []
         for stamp, ids, values in self.metric_frames(start, end):

@@ -41,6 +41,9 @@ from cotenancy.model import (
 LOG = logging.getLogger(__name__)
 
 PC = vmodl.query.PropertyCollector
+#: events per collector (vCenter's maximum) and per read
+EVENTS_MAX = 1000
+EVENTS_PAGE = 200
 
 HOST_PATHS = [
     "name",
@@ -375,10 +378,17 @@ class VSphereDriver(Driver):
         spec = vim.event.EventFilterSpec(
             time=vim.event.EventFilterSpec.ByTime(beginTime=_utc(start), endTime=_utc(end)),
             eventTypeId=convert.EVENT_TYPE_IDS,
+            maxCount=EVENTS_MAX,
         )
         events: list[Event] = []
+        raw: list[Any] = []
         with faults("reading vCenter events"):
-            raw = self.session.content.eventManager.QueryEvents(spec) or []
+            collector = self.session.content.eventManager.CreateCollectorForEvents(spec)
+            try:
+                while page := collector.ReadNextEvents(EVENTS_PAGE):
+                    raw.extend(page)
+            finally:
+                collector.DestroyCollector()
         for item in raw:
             event = convert.event_from_vim(item)
             if event is not None and start <= event.timestamp < end:

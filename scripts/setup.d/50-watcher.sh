@@ -28,9 +28,11 @@ PY
 }
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SPEC_VERSION" && -x "$VENV/bin/python" ]]; then
-  # Editable install: the code is live; only re-run pip when the project metadata moved on.
+  # Editable install: the code is live; re-run pip only when the project metadata (entry points,
+  # dependencies) moved on.
   if [[ "$ROOT/setup.cfg" -nt "$STAMP" ]]; then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT" "SQLAlchemy<2.1"
+    verify
     touch "$STAMP"
   fi
   echo "watcher harness venv ready: $VENV"

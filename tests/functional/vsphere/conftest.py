@@ -26,6 +26,7 @@ from vsphere_helpers import cluster_hosts, objects, vsphere_overrides, wait_task
 
 from cotenancy.conf import make_conf  # noqa: E402
 from cotenancy.drivers.vsphere.driver import VSphereDriver  # noqa: E402
+from cotenancy.store import HistoryStore  # noqa: E402
 
 CLUSTERS = 2
 HOSTS_PER_CLUSTER = 3
@@ -123,3 +124,12 @@ def new_vm(admin: vim.ServiceInstanceContent) -> Iterator[Callable[..., vim.Virt
         except Exception as exc:  # a VM the test deleted itself is gone already
             if "ManagedObjectNotFound" not in type(exc).__name__:
                 raise
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[HistoryStore]:
+    history = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    try:
+        yield history
+    finally:
+        history.close()

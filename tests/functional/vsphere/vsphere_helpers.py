@@ -41,3 +41,20 @@ def wait_task(task: vim.Task) -> Any:
 def cluster_hosts(admin: vim.ServiceInstanceContent, index: int) -> list[vim.HostSystem]:
     clusters = sorted(objects(admin, vim.ClusterComputeResource), key=lambda c: c.name)
     return sorted(clusters[index].host, key=lambda h: h.name)
+
+
+def migrations_of(admin: vim.ServiceInstanceContent, vm: vim.VirtualMachine) -> int:
+    """How many times vCenter recorded a migration of ``vm`` (counts runs: none lost, none twice)."""
+    spec = vim.event.EventFilterSpec(
+        eventTypeId=["VmMigratedEvent"],
+        maxCount=1000,
+        entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"),
+    )
+    collector = admin.eventManager.CreateCollectorForEvents(spec)
+    try:
+        events = []
+        while page := collector.ReadNextEvents(100):
+            events.extend(page)
+    finally:
+        collector.DestroyCollector()
+    return sum(1 for e in events if e.vm is not None and e.vm.vm._moId == vm._moId)

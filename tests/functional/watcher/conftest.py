@@ -32,9 +32,19 @@ def watcher_python() -> Path:
 
 @pytest.fixture(scope="session")
 def watcher(watcher_python: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Send one request to the self-test runner in the Watcher venv; its failure fails the test."""
+    """Send one request to the self-test runner in the Watcher venv; its failure fails the test.
+
+    Answers are kept for the session: the runner is deterministic and each start costs seconds.
+    """
+    answers: dict[str, dict[str, Any]] = {}
 
     def run(request: dict[str, Any]) -> dict[str, Any]:
+        key = json.dumps(request, sort_keys=True)
+        if key not in answers:
+            answers[key] = ask(request)
+        return json.loads(json.dumps(answers[key]))
+
+    def ask(request: dict[str, Any]) -> dict[str, Any]:
         proc = subprocess.run(
             [str(watcher_python), "-m", "cotenancy.plugins.watcher.selftest"],
             input=json.dumps(request),

@@ -27,7 +27,9 @@ def test_lr_coefficients_extrapolate_the_least_squares_line_to_x_11():
     assert lr_coefficients() @ y == pytest.approx(intercept + 11 * slope)
 
 
-def state_for(hosts: list[tuple[str, float, str]], vms: list[tuple[str, str, float, float, list[float]]]) -> ClusterState:
+def state_for(
+    hosts: list[tuple[str, float, str]], vms: list[tuple[str, str, float, float, list[float]]]
+) -> ClusterState:
     """hosts: (id, MIPS, power model); vms: (id, host, MIPS, RAM, demand history as fractions)."""
     inventory = Inventory(
         hosts={
@@ -127,3 +129,25 @@ def test_static_threshold_applies_before_ten_samples(strategy):
     )
     plan = strategy.plan(state)
     assert plan.actions[0].vm_id == "y" and plan.actions[0].source_host_id == "a"
+
+
+def test_reactive_threshold_moves_smallest_vm_off_a_hot_host(conf):
+    from cotenancy.strategies.reactive import ReactiveThresholdStrategy
+
+    state = state_for(
+        [("a", 3720.0, G4), ("b", 5320.0, G5), ("c", 5320.0, G5)],
+        [
+            ("big", "a", 2000.0, 1740.0, [0.95]),
+            ("small", "a", 2000.0, 613.0, [0.95]),
+            ("busy", "b", 2500.0, 870.0, [0.9]),
+        ],
+    )
+    plan = ReactiveThresholdStrategy(conf).plan(state)
+    assert [(a.vm_id, a.source_host_id, a.target_host_id) for a in plan.actions] == [("small", "a", "c")]
+
+
+def test_noop_never_acts(conf):
+    from cotenancy.strategies.noop import NoopStrategy
+
+    state = state_for([("a", 3720.0, G4), ("b", 5320.0, G5)], [("x", "a", 2000.0, 870.0, [1.0] * 10)])
+    assert NoopStrategy(conf).plan(state).actions == []

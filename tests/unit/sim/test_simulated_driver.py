@@ -105,7 +105,23 @@ def test_resize_and_allocation_change_what_the_vm_gets(driver):
     inventory = driver.get_inventory()
     assert inventory.vms["vm-001"].size.cpu == 4000.0
     assert inventory.vms["vm-002"].allocation.limit.cpu == 100.0
-    cpu = {s.vm_id: s.value for s in driver.get_metrics(driver.now() - 300.0, driver.now()) if s.metric == "cpu_demand"}
+    cpu = {
+        s.vm_id: s.value
+        for s in driver.get_metrics(driver.now() - 300.0, driver.now())
+        if s.metric == "cpu_demand"
+    }
     assert cpu["vm-001"] == pytest.approx(0.3 * 4000.0)
     state = driver.cloud.cpu_state(driver.cloud.time)
     assert state.allocated[2] == pytest.approx(100.0)
+
+
+def test_loaded_from_configuration_alone_replays_the_synthetic_workload(conf):
+    conf.set_override("synthetic_vms", 12, group="simulator")
+    conf.set_override("days", 0.05, group="simulator")
+    driver = loading.load_plugin(loading.DRIVERS, "simulated", conf)
+    inventory = driver.get_inventory()
+    assert len(inventory.vms) == 12
+    assert all(vm.host_id in inventory.hosts for vm in inventory.vms.values())
+    before = driver.now()
+    driver.wait(300.0)
+    assert driver.now() == before + 300.0

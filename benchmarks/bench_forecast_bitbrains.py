@@ -1,0 +1,53 @@
+"""Demand forecasts on Bitbrains Rnd 2013-7: the model against last value, same time yesterday,
+moving-window max and ARIMA (first 21 days train, rest test, 30 min ahead, CPU and memory).
+
+    .venv/bin/python benchmarks/bench_forecast_bitbrains.py [--limit N] [--json out.json]
+
+Prints the table and the p95-pinball reduction against the best baseline. The same code serves
+``cotenancy evaluate forecast``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from cotenancy.predict.evaluation import evaluate_forecast, format_table
+from cotenancy.sim.traces import load_bitbrains
+
+SHARED = Path(os.environ.get("COTENANCY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trace", default=str(SHARED / "traces" / "bitbrains-rnd" / "2013-7"))
+    parser.add_argument("--limit", type=int, default=None, help="first N VMs only (default: all)")
+    parser.add_argument("--train-days", type=float, default=21.0)
+    parser.add_argument("--horizon-minutes", type=float, default=30.0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    began = time.perf_counter()
+    workload = load_bitbrains(args.trace, limit=args.limit)
+    result = evaluate_forecast(
+        workload,
+        train_days=args.train_days,
+        horizon_seconds=args.horizon_minutes * 60,
+        progress=lambda msg: print(f"[{time.perf_counter() - began:7.1f} s] {msg}", file=sys.stderr),
+    )
+    print(f"{workload.n_vms} VMs, {result['test_origins']} test origins, units MHz / MiB")
+    print(format_table(result))
+    print("timings:", json.dumps({k: round(v, 1) for k, v in result["timings"].items()}))
+    print("model validation (held-out end of training, normalised units):")
+    for resource, metrics in result["model_validation"].items():
+        print(f"  {resource}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

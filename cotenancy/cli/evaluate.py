@@ -1,0 +1,93 @@
+"""``cotenancy evaluate``: compare the predictors with baselines on traces given by path."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from cotenancy.exceptions import ConfigurationError
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNIT = {"": 60, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``30m``, ``2h``, ``1800s`` (a bare number means minutes) -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ConfigurationError(f"cannot read duration {text!r}: use e.g. 30m, 2h, 1800s")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate", help="compare the predictors with baselines on traces")
+    kinds = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
+    forecast = kinds.add_parser(
+        "forecast", help="demand forecasts vs last value, yesterday, moving max, ARIMA"
+    )
+    forecast.add_argument("--trace", required=True, type=Path, help="Bitbrains or PlanetLab trace folder")
+    forecast.add_argument("--train-days", type=float, default=21.0)
+    forecast.add_argument("--horizon", default="30m", help="how far ahead (e.g. 30m, 2h)")
+    forecast.add_argument("--limit", type=int, default=None, help="first N VMs only")
+    forecast.add_argument("--json", type=Path, required=True, metavar="FILE")
+    forecast.set_defaults(func=run_forecast)
+    conflicts = kinds.add_parser("conflicts", help="pair risk vs reactive host rule and LR-MMT")
+    conflicts.add_argument("--setup", default="cloudsim", choices=["cloudsim", "default"])
+    conflicts.add_argument("--strategy", default="lr-mmt", help="strategy that runs the simulated cloud")
+    conflicts.add_argument("--train", nargs="+", required=True, type=Path, metavar="PATH")
+    conflicts.add_argument("--test", nargs="+", required=True, type=Path, metavar="PATH")
+    conflicts.add_argument("--from", dest="label_from", default="15m", help="label window start")
+    conflicts.add_argument("--horizon", default="30m", help="label window end")
+    conflicts.add_argument("--json", type=Path, required=True, metavar="FILE")
+    conflicts.set_defaults(func=run_conflicts)
+
+
+def _say(started: float):
+    return lambda msg: print(f"[{time.perf_counter() - started:7.1f} s] {msg}", file=sys.stderr)
+
+
+def _write(path: Path, result: dict) -> None:
+    try:
+        path.write_text(json.dumps(result, indent=2))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {path}: {exc}") from exc
+
+
+def run_forecast(args: argparse.Namespace, conf) -> int:
+    from cotenancy.predict.evaluation import evaluate_forecast, format_table
+    from cotenancy.sim.setups import load_trace
+
+    started = time.perf_counter()
+    workload = load_trace(args.trace, limit=args.limit)
+    resources = tuple(r for r in ("cpu", "memory") if r in {k.value for k in workload.utilisation})
+    if workload.sizes is None:
+        raise ConfigurationError(f"{args.trace}: the trace gives no VM sizes, so no demand in project units")
+    try:
+        result = evaluate_forecast(workload, resources, args.train_days, parse_duration(args.horizon),
+                                   progress=_say(started))
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    print(format_table(result))
+    _write(args.json, result)
+    return 0
+
+
+def run_conflicts(args: argparse.Namespace, conf) -> int:
+    from cotenancy.predict.evaluation import evaluate_conflicts, format_conflict_table
+
+    started = time.perf_counter()
+    try:
+        result = evaluate_conflicts(
+            [str(p) for p in args.train], [str(p) for p in args.test], setup=args.setup,
+            strategy=args.strategy, label_from_minutes=parse_duration(args.label_from) / 60,
+            horizon_minutes=parse_duration(args.horizon) / 60, progress=_say(started),
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    print(format_conflict_table(result))
+    _write(args.json, result)
+    return 0

@@ -1,0 +1,307 @@
+"""Pairwise conflict risk: P(a conflict involving both VMs within the horizon), XGBoost + isotonic
+calibration, with a labelled heuristic when no trained model exists yet.
+
+Features: :class:`cotenancy.predict.features.PairContext` (host load and its trend with the pair
+on the host, the pair's share and correlation, ready time, past conflicts of the VMs, the pair and
+their workload classes). A candidate host gives the load the pair *would* meet there, so the planner
+can judge a move before making it.
+
+Calibration: the booster's raw probabilities are mapped through an isotonic regression fitted on
+a time-ordered held-out slice of the training data, so a 0.3 means about 30 % of such pairs got into
+a conflict.
+
+Cold start (no model file): ``heuristic`` = logistic of the pair-on-host predicted CPU load against
+capacity (with ready time and past conflicts as small boosts). It ranks like an overload rule but is
+*not* calibrated; :attr:`XGBoostRiskModel.trained` says which one is serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xgboost as xgb
+from oslo_config import cfg
+from scipy.optimize import isotonic_regression
+
+from cotenancy.model import ClusterState, EventKind
+from cotenancy.predict import features as feats
+from cotenancy.predict.base import RiskModel
+from cotenancy.predict.history import PairDataset, memory_arrays
+from cotenancy.predict.metrics import average_precision, recall_at_precision
+from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, model_dir, save_bundle
+
+LOG = logging.getLogger(__name__)
+
+KIND = "risk"
+
+
+@dataclass(slots=True)
+class TrainedRisk:
+    booster: xgb.Booster
+    calib_x: np.ndarray
+    calib_y: np.ndarray
+    metadata: dict = field(default_factory=dict)
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self.booster.inplace_predict(x, missing=np.nan), dtype=np.float64)
+        if len(self.calib_x) < 2:
+            return raw
+        return np.interp(raw, self.calib_x, self.calib_y)
+
+    def to_bundle(self) -> ModelBundle:
+        meta = dict(self.metadata, feature_names=list(feats.PAIR_FEATURES))
+        return ModelBundle(KIND, feats.PAIR_SCHEMA, meta, {"risk": self.booster},
+                           {"calib_x": self.calib_x, "calib_y": self.calib_y})
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle) -> TrainedRisk:
+        return cls(bundle.boosters["risk"], bundle.arrays["calib_x"], bundle.arrays["calib_y"],
+                   bundle.metadata)
+
+
+def heuristic_probability(x: np.ndarray) -> np.ndarray:
+    """The cold-start score (see the module docstring); uncalibrated, monotone in host load."""
+    col = {name: i for i, name in enumerate(feats.PAIR_FEATURES)}
+    load = np.fmax(x[:, col["host_demand_lr"]], x[:, col["host_demand_last"]]).astype(np.float64)
+    z = (
+        12.0 * (np.nan_to_num(load, nan=0.0) - 0.95)
+        + 3.0 * np.nan_to_num(x[:, col["pair_ready_max"]], nan=0.0)
+        + 0.5 * np.minimum(x[:, col["pair_conflicts"]], 3.0)
+    )
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _isotonic_table(raw: np.ndarray, y: np.ndarray, bins: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Isotonic map raw -> frequency, compressed to at most ``bins`` knots for fast ``np.interp``."""
+    order = np.argsort(raw)
+    fitted = isotonic_regression(y[order].astype(np.float64)).x
+    xs = raw[order]
+    take = np.unique(np.linspace(0, len(xs) - 1, min(bins, len(xs))).astype(int))
+    knots_x, idx = np.unique(xs[take], return_index=True)
+    return knots_x, fitted[take][idx]
+
+
+def train_risk(
+    data: PairDataset,
+    rounds: int = 200,
+    max_depth: int = 5,
+    nthread: int = 2,
+    calibration_fraction: float = 0.25,
+    previous: TrainedRisk | None = None,
+    incremental_rounds: int = 50,
+    seed: int = 0,
+) -> TrainedRisk:
+    """Fit on the earlier origins; the last ``calibration_fraction`` of origin steps is held out,
+    its first half fits the isotonic calibration and its second half gives the stored metrics."""
+    steps = np.unique(data.step)
+    if len(steps) < 4 or data.y.sum() == 0:
+        raise ValueError("too little history (or no conflict at all) to train a risk model")
+    cut = steps[int(len(steps) * (1 - calibration_fraction))]
+    mid = steps[int(len(steps) * (1 - calibration_fraction / 2))]
+    fit, calib, hold = data.step < cut, (data.step >= cut) & (data.step < mid), data.step >= mid
+    params = {
+        "objective": "binary:logistic",
+        "eval_metric": "aucpr",
+        "tree_method": "hist",
+        "max_depth": max_depth,
+        "eta": 0.1,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "min_child_weight": 5,
+        "max_bin": 128,
+        "nthread": nthread,
+        "seed": seed,
+    }
+    dtrain = xgb.DMatrix(data.x[fit], label=data.y[fit].astype(float), missing=np.nan,
+                         feature_names=list(feats.PAIR_FEATURES))
+    booster = xgb.train(params, dtrain, num_boost_round=incremental_rounds if previous else rounds,
+                        xgb_model=previous.booster if previous else None)
+    booster.set_param({"nthread": nthread})
+    raw = np.asarray(booster.inplace_predict(data.x[calib | hold], missing=np.nan), dtype=np.float64)
+    raw_all = np.zeros(len(data.y))
+    raw_all[calib | hold] = raw
+    if calib.sum() >= 50 and data.y[calib].any():
+        cx, cy = _isotonic_table(raw_all[calib], data.y[calib])
+    else:
+        cx, cy = np.zeros(0), np.zeros(0)
+    model = TrainedRisk(booster, cx, cy)
+    metrics: dict[str, float] = {"rows_train": float(fit.sum()), "rows_holdout": float(hold.sum())}
+    if hold.any() and data.y[hold].any():
+        p = model.probability(data.x[hold])
+        metrics["pr_auc"] = average_precision(data.y[hold], p)
+        metrics["recall_at_p80"] = recall_at_precision(data.y[hold], p, 0.8)[0]
+        metrics["brier"] = float(np.mean((p - data.y[hold]) ** 2))
+        metrics["positive_rate"] = float(data.y[hold].mean())
+    model.metadata = {
+        "validation": metrics,
+        "rounds": int(booster.num_boosted_rounds()),
+        "incremental": previous is not None,
+        "trained_at": time.time(),
+    }
+    return model
+
+
+class XGBoostRiskModel(RiskModel):
+    """The default risk model plugin (``cotenancy.predictors.risk: xgboost``)."""
+
+    name = "xgboost"
+    group = "risk_xgboost"
+
+    @classmethod
+    def list_opts(cls) -> list[cfg.Opt]:
+        return [
+            cfg.StrOpt("model_file", default="risk.json",
+                       help="File name of the trained risk model inside [predict] model_dir."),
+            cfg.IntOpt("window_steps", default=12, min=2,
+                       help="Telemetry intervals the pair features look back over."),
+            cfg.IntOpt("memory_hours", default=6, min=1,
+                       help="Hours of past conflicts the features count."),
+            cfg.IntOpt("rounds", default=200, min=1, help="Boosting rounds of a fresh training."),
+            cfg.IntOpt("incremental_rounds", default=50, min=1,
+                       help="Rounds added by an incremental retraining."),
+            cfg.IntOpt("nthread", default=2, min=1, help="Threads for training and scoring."),
+        ]
+
+    def __init__(self, conf: cfg.ConfigOpts | None = None, model_path: str | Path | None = None) -> None:
+        super().__init__(conf)
+        opts = self.options
+        if model_path is None:
+            model_path = model_dir(conf) / (opts.model_file if opts is not None else "risk.json")
+        self.model_path = Path(model_path)
+        self.window_steps = opts.window_steps if opts is not None else 12
+        self.memory_seconds = 3600.0 * (opts.memory_hours if opts is not None else 6)
+        self.nthread = opts.nthread if opts is not None else 2
+        horizon = conf.predict.risk_horizon if conf is not None else 1800
+        self.horizon_seconds = float(horizon)
+        self._model = ReloadingModel(self.model_path, self._load)
+        self._pinned: TrainedRisk | None = None
+        self._events: deque = deque()
+        self._seen: set[tuple] = set()
+        self._cache: tuple[tuple[int, float], feats.PairContext] | None = None
+
+    def _load(self, path: Path) -> TrainedRisk:
+        return TrainedRisk.from_bundle(load_bundle(path, KIND, feats.PAIR_SCHEMA, self.nthread))
+
+    def pin(self, model: TrainedRisk | None) -> None:
+        """Serve this in-memory model instead of the file (evaluation, tests); ``None`` unpins."""
+        self._pinned = model
+        self._cache = None
+
+    @property
+    def model(self) -> TrainedRisk | None:
+        return self._pinned if self._pinned is not None else self._model.get()
+
+    @property
+    def trained(self) -> bool:
+        return self.model is not None
+
+    def save(self, model: TrainedRisk) -> Path:
+        path = save_bundle(model.to_bundle(), self.model_path)
+        self._model.invalidate()
+        return path
+
+    # ------------------------------------------------------------------------- serving
+    def _remember(self, state: ClusterState) -> None:
+        """Degradation events seen in past rounds feed the past-conflict features."""
+        for event in state.events:
+            if event.kind is not EventKind.DEGRADATION:
+                continue
+            key = (event.timestamp, event.host_id, event.vm_ids)
+            if key not in self._seen:
+                self._seen.add(key)
+                self._events.append(event)
+        while self._events and self._events[0].timestamp < state.now - self.memory_seconds:
+            old = self._events.popleft()
+            self._seen.discard((old.timestamp, old.host_id, old.vm_ids))
+
+    def context(self, state: ClusterState) -> feats.PairContext:
+        """Pair features' inputs for this state (cached: the planner scores many batches per round)."""
+        stamp = (id(state), state.now)
+        if self._cache is not None and self._cache[0] == stamp:
+            return self._cache[1]
+        self._remember(state)
+        tele = state.telemetry
+        inv = state.inventory
+        host_ids = sorted(inv.hosts)
+        host_index = {h: i for i, h in enumerate(host_ids)}
+        vm_index = {v: i for i, v in enumerate(tele.vm_ids)}
+        vms = [inv.vms.get(v) for v in tele.vm_ids]
+        apps = sorted({vm.workload.app_type for vm in vms if vm is not None})
+        app_code = {a: i for i, a in enumerate(apps)}
+        w = self.window_steps
+
+        def window(metric: str) -> np.ndarray | None:
+            values = tele.values.get(metric)
+            return None if values is None else values[:, -w:]
+
+        n = len(tele.vm_ids)
+        cpu = window("cpu")
+        per_vm = np.zeros(n)
+        pairs: dict[int, float] = {}
+        for event in self._events:
+            victims = [vm_index[v] for v in event.vm_ids if v in vm_index]
+            per_vm[victims] += 1
+            for y in (vm_index[v] for v in event.details.get("neighbours", "").split(",") if v in vm_index):
+                for x in victims:
+                    if x != y:
+                        key = min(x, y) * n + max(x, y)
+                        pairs[key] = pairs.get(key, 0.0) + 1.0
+        codes = np.array([app_code[vm.workload.app_type] if vm else 0 for vm in vms], dtype=np.int64)
+        ctx = feats.PairContext(
+            cpu=cpu if cpu is not None else np.zeros((n, 1)),
+            demand=window("cpu_demand"),
+            ready=window("cpu_ready"),
+            memory=window("memory"),
+            vm_cpu_size=np.array([vm.size.cpu if vm else np.nan for vm in vms]),
+            host_of=np.array([host_index.get(vm.host_id, -1) if vm and vm.host_id else -1 for vm in vms]),
+            host_cpu=np.array([inv.hosts[h].capacity.cpu for h in host_ids]),
+            host_memory=np.array([inv.hosts[h].capacity.memory for h in host_ids]),
+            priority=np.array([vm.workload.priority if vm else 5 for vm in vms], dtype=float),
+            app_code=codes,
+            origin=state.now,
+            horizon_steps=max(1, int(round(self.horizon_seconds / tele.step_seconds))),
+            **memory_arrays(per_vm, pairs, codes),
+        )
+        self._cache = (stamp, ctx)
+        return ctx
+
+    def score_features(self, x: np.ndarray) -> np.ndarray:
+        model = self.model
+        return model.probability(x) if model is not None else heuristic_probability(x)
+
+    def score_pairs(
+        self, state: ClusterState, pairs: np.ndarray, hosts: np.ndarray | None = None
+    ) -> np.ndarray:
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        if len(pairs) == 0:
+            return np.zeros(0)
+        x, placed = self.context(state).features(pairs, hosts)
+        return np.where(placed, self.score_features(x), 0.0)
+
+    def explain(
+        self, state: ClusterState, pair: tuple[int, int], top: int = 5, host: int | None = None
+    ) -> list[tuple[str, float]]:
+        """Top feature contributions (XGBoost SHAP values, log-odds) of one pair's score; for the
+        heuristic, the terms of its formula."""
+        hosts = None if host is None else np.array([host])
+        x, _ = self.context(state).features(np.array([pair]), hosts)
+        model = self.model
+        if model is None:
+            col = {name: i for i, name in enumerate(feats.PAIR_FEATURES)}
+            load = float(np.nan_to_num(max(x[0, col["host_demand_lr"]], x[0, col["host_demand_last"]])))
+            terms = [
+                ("host_demand", 12.0 * (load - 0.95)),
+                ("pair_ready_max", 3.0 * float(np.nan_to_num(x[0, col["pair_ready_max"]]))),
+                ("pair_conflicts", 0.5 * min(float(x[0, col["pair_conflicts"]]), 3.0)),
+            ]
+            return sorted(terms, key=lambda t: -abs(t[1]))[:top]
+        contribs = model.booster.predict(
+            xgb.DMatrix(x, missing=np.nan, feature_names=list(feats.PAIR_FEATURES)), pred_contribs=True
+        )[0]
+        named = list(zip(feats.PAIR_FEATURES, (float(c) for c in contribs[:-1]), strict=True))
+        return sorted(named, key=lambda t: -abs(t[1]))[:top]

@@ -1,0 +1,171 @@
+"""Fixtures for the Ansible path: real ansible-playbook / ansible-runner runs against real targets.
+
+- ``ansible_env``: environment for Ansible subprocesses that keeps Ansible's state in a temporary
+  folder and makes the test-only ``simulated_persistent`` driver entry point visible to module
+  processes (a ``.dist-info`` folder on ``PYTHONPATH``), so setup.cfg need not change for tests.
+- ``sim_cloud``: a small persistent simulated cloud (state file + cotenancy configuration file).
+- ``vcsim``: the vCenter simulator (tests/harness/vcsim), one per session.
+- ``nova``: the Nova harness (tests/harness/nova), one per session.
+
+A missing harness fails the tests that need it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "tests" / "harness" / "vcsim"))
+sys.path.insert(0, str(REPO / "tests" / "harness" / "nova"))
+
+import nova_harness  # noqa: E402
+import vcsim_harness  # noqa: E402
+
+from cotenancy.conf import make_conf  # noqa: E402
+from cotenancy.drivers.simulated.persistent import PersistentSimulatedDriver  # noqa: E402
+from cotenancy.store import HistoryStore  # noqa: E402
+
+TEST_DRIVER = "simulated_persistent"
+VCENTER_SECRET = vcsim_harness.PASSWORD
+
+
+@pytest.fixture(scope="session")
+def test_entry_points(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a distribution that registers ``simulated_persistent`` in
+    ``cotenancy.drivers``; on ``sys.path``/``PYTHONPATH`` it is found like an installed plugin."""
+    root = tmp_path_factory.mktemp("entry-points")
+    info = root / "cotenancy_ansible_tests-0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cotenancy-ansible-tests\nVersion: 0.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[cotenancy.drivers]\n{TEST_DRIVER} = "
+        "cotenancy.drivers.simulated.persistent:PersistentSimulatedDriver\n"
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def ansible_env(tmp_path_factory: pytest.TempPathFactory, test_entry_points: Path) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("ansible-home")
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(test_entry_points), os.environ.get("PYTHONPATH")])),
+        ANSIBLE_HOME=str(home),
+        ANSIBLE_LOCAL_TEMP=str(home / "tmp"),
+        ANSIBLE_REMOTE_TEMP=str(home / "tmp"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / "plugins" / "ansible" / "collection"),
+    )
+    return env
+
+
+@pytest.fixture
+def in_process_entry_points(test_entry_points: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test-only driver entry point, for code loading drivers in this process."""
+    monkeypatch.syspath_prepend(str(test_entry_points))
+
+
+@dataclass
+class SimCloud:
+    """A persistent simulated cloud and the cotenancy configuration file that points at it."""
+
+    state_file: Path
+    config_file: Path
+    store_url: str
+
+    def driver(self) -> PersistentSimulatedDriver:
+        return PersistentSimulatedDriver(self.conf())
+
+    def conf(self):
+        return make_conf([], config_files=[str(self.config_file)])
+
+    def store(self) -> HistoryStore:
+        return HistoryStore(self.store_url)
+
+    def busy_host(self) -> str:
+        """A host with at least two VMs (the synthetic placement is deterministic)."""
+        inventory = self.driver().get_inventory()
+        counts: dict[str, int] = {}
+        for vm in inventory.vms.values():
+            if vm.host_id:
+                counts[vm.host_id] = counts.get(vm.host_id, 0) + 1
+        return max(sorted(counts), key=lambda h: counts[h])
+
+
+@pytest.fixture
+def sim_cloud(tmp_path: Path) -> SimCloud:
+    """Eight synthetic VMs for about an hour of simulated time, saved in a state file."""
+    state = tmp_path / "cloud.pickle"
+    store_url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    config = tmp_path / "cotenancy.conf"
+    config.write_text(
+        "[DEFAULT]\n"
+        f"state_path = {tmp_path}\n"
+        "[simulator]\n"
+        "synthetic_vms = 8\n"
+        "days = 0.05\n"
+        "[simulated]\n"
+        f"state_file = {state}\n"
+        "[store]\n"
+        f"connection = {store_url}\n"
+    )
+    cloud = SimCloud(state_file=state, config_file=config, store_url=store_url)
+    cloud.driver()  # builds the cloud and writes the state file
+    return cloud
+
+
+# ---------------------------------------------------------------------------------------- vCenter
+
+
+@pytest.fixture(scope="session")
+def vcsim() -> Iterator[vcsim_harness.VCSim]:
+    """One cluster of three hosts with two VMs."""
+    sim = vcsim_harness.VCSim.start(clusters=1, hosts_per_cluster=3, vms_per_pool=2)
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_vcsim_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "vcsim" in request.fixturenames:
+        request.getfixturevalue("vcsim").clear_faults()
+
+
+@pytest.fixture(scope="session")
+def vcenter(vcsim: vcsim_harness.VCSim) -> Iterator[vim.ServiceInstanceContent]:
+    """The tests' own pyVmomi connection, to arrange and to check what the playbooks did."""
+    context = ssl.create_default_context(cafile=str(vcsim.ca_file))
+    si = SmartConnect(
+        host=vcsim.host, port=vcsim.port, user=vcsim.username, pwd=vcsim.password, sslContext=context
+    )
+    try:
+        yield si.RetrieveContent()
+    finally:
+        Disconnect(si)
+
+
+# ------------------------------------------------------------------------------------------- Nova
+
+
+@pytest.fixture(scope="session")
+def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nova_harness.NovaHarness]:
+    workdir = tmp_path_factory.mktemp("nova-harness")
+    harness = nova_harness.start(hosts=2, log_path=workdir / "harness.log")
+    try:
+        yield harness
+    finally:
+        harness.stop()

@@ -1,0 +1,102 @@
+"""The CI flow: ``ansible-playbook playbooks/ci/plan_approve_apply.yml`` with the cotenancy.cloud
+collection plans against the simulated cloud, stops for approval, and applies only on "yes".
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pexpect
+import pytest
+from conftest import REPO, TEST_DRIVER, SimCloud
+
+from cotenancy.model import StepStatus
+
+PLAYBOOK = REPO / "playbooks" / "ci" / "plan_approve_apply.yml"
+PROMPT = r"Type yes to apply\s*:"
+
+
+def playbook_args(cloud: SimCloud, *extra: str) -> list[str]:
+    return [
+        str(PLAYBOOK),
+        "-e",
+        f"driver={TEST_DRIVER}",
+        "-e",
+        f'{{"cotenancy_config_files": ["{cloud.config_file}"]}}',
+        *extra,
+    ]
+
+
+def run_with_answer(cloud: SimCloud, env: dict[str, str], answer: str) -> tuple[int, str]:
+    """Runs the playbook on a terminal (as a person or an approval bot sees it) and answers the pause."""
+    child = pexpect.spawn(
+        "ansible-playbook", playbook_args(cloud), cwd=str(REPO), env=env, encoding="utf-8", timeout=240
+    )
+    child.expect(PROMPT)
+    before = child.before
+    child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus, before + child.before
+
+
+def test_approved_plan_is_applied_to_the_cloud(sim_cloud: SimCloud, ansible_env: dict[str, str]) -> None:
+    busy = sim_cloud.busy_host()
+    sim_cloud.driver().set_host_maintenance(busy, True)
+    evacuees = {vm.id for vm in sim_cloud.driver().get_inventory().vms.values() if vm.host_id == busy}
+
+    status, output = run_with_answer(sim_cloud, ansible_env, "yes")
+
+    assert status == 0, output
+    plans = sim_cloud.store().list_plans()
+    assert len(plans) == 1
+    plan = plans[0]
+    moves = [a for a in plan.actions if a.kind.value == "live_migrate"]
+    assert moves and {a.vm_id for a in moves} <= evacuees
+    assert all(a.status is StepStatus.SUCCEEDED for a in plan.actions), [a.message for a in plan.actions]
+    driver = sim_cloud.driver()
+    driver.wait(900)  # the simulated migrations complete in cloud time
+    placed = driver.get_inventory().vms
+    for move in moves:
+        assert placed[move.vm_id].host_id == move.target_host_id
+
+
+def test_refused_plan_changes_nothing(sim_cloud: SimCloud, ansible_env: dict[str, str]) -> None:
+    sim_cloud.driver().set_host_maintenance(sim_cloud.busy_host(), True)
+    before = sim_cloud.state_file.read_bytes()
+
+    status, output = run_with_answer(sim_cloud, ansible_env, "no")
+
+    assert status != 0
+    assert "was not approved; nothing was applied" in output
+    assert sim_cloud.state_file.read_bytes() == before
+    (plan,) = sim_cloud.store().list_plans()
+    assert plan.actions and all(a.status is StepStatus.PENDING for a in plan.actions)
+
+
+def test_check_mode_plans_but_changes_nothing(sim_cloud: SimCloud, ansible_env: dict[str, str]) -> None:
+    sim_cloud.driver().set_host_maintenance(sim_cloud.busy_host(), True)
+    before = sim_cloud.state_file.read_bytes()
+
+    result = subprocess.run(
+        ["ansible-playbook", *playbook_args(sim_cloud, "--check")],
+        cwd=REPO,
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "live_migrate" in result.stdout  # the plan is shown ...
+    assert sim_cloud.state_file.read_bytes() == before  # ... and nothing changed
+    assert sim_cloud.store().list_plans() == []
+
+
+@pytest.fixture(autouse=True)
+def _use_repo_ansible_cfg(ansible_env: dict[str, str]) -> None:
+    """The CI flow runs from the repository root with its ansible.cfg, as a pipeline would."""
+    ansible_env.pop("ANSIBLE_COLLECTIONS_PATH", None)
+    assert (Path(REPO) / "ansible.cfg").is_file()

@@ -1,0 +1,38 @@
+"""``run_simulation`` is the API predictors train from: it records telemetry and events."""
+
+from __future__ import annotations
+
+from cotenancy.model import EventKind
+from cotenancy.sim.runner import METRIC_KEYS, run_simulation
+from cotenancy.sim.synthetic import generate_synthetic
+from cotenancy.store import HistoryStore
+from cotenancy.strategies.lr_mmt import LrMmtStrategy
+
+
+def test_history_store_receives_what_a_real_cloud_would_show(tmp_path, conf):
+    workload = generate_synthetic(30, 0.1, step_seconds=300.0, seed=3)
+    store = HistoryStore(f"sqlite:///{tmp_path / 'h.sqlite'}")
+    try:
+        result = run_simulation(
+            workload, setup="default", strategy=LrMmtStrategy(conf), conf=conf, store=store, seed=3
+        )
+        assert set(METRIC_KEYS) <= set(result.metrics)
+        assert len(result.series["time"]) == result.steps
+        samples = store.samples(workload.start - 3600, workload.start + 86400)
+        assert {s.metric for s in samples} >= {"cpu", "cpu_demand", "cpu_ready", "memory"}
+        assert {s.vm_id for s in samples} == set(workload.vm_names)
+        events = store.events(workload.start - 3600, workload.start + 86400)
+        degradation = [e for e in events if e.kind is EventKind.DEGRADATION]
+        assert len(degradation) > 0
+        assert all(e.details["neighbours"] for e in degradation)
+        assert "pressure" not in str(samples[:50]) and "sensitivity" not in str(events[:50])
+    finally:
+        store.close()
+
+
+def test_same_seed_gives_the_same_run(conf):
+    workload = generate_synthetic(20, 0.05, step_seconds=300.0, seed=1)
+    first = run_simulation(workload, setup="default", strategy="lr-mmt", conf=conf, seed=7).metrics
+    second = run_simulation(workload, setup="default", strategy="lr-mmt", conf=conf, seed=7).metrics
+    first.pop("wall_seconds"), second.pop("wall_seconds")
+    assert first == second

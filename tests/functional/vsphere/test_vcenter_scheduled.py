@@ -1,0 +1,202 @@
+"""Plans written as vCenter scheduled tasks (simulated ScheduledTaskManager), and read back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from pyVmomi import vim
+from vsphere_helpers import cluster_hosts, migrations_of
+
+from cotenancy.exceptions import ConfigurationError
+from cotenancy.loading import EXECUTORS, load_plugin
+from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepStatus
+from cotenancy.plugins.vcenter.executor import ScheduledTaskExecutor, task_name
+
+OPEN = (StepStatus.PENDING, StepStatus.SCHEDULED, StepStatus.RUNNING)
+
+
+def soon(seconds: float = 0.5) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+
+
+def scheduled(admin) -> dict[str, vim.scheduler.ScheduledTask]:
+    return {t.info.name: t for t in admin.scheduledTaskManager.scheduledTask}
+
+
+def plan_for(vm, target, other) -> ActionPlan:
+    plan = ActionPlan(strategy="test")
+    plan.add(
+        ActionKind.LIVE_MIGRATE,
+        vm_id=vm._moId,
+        target_host_id=target._moId,
+        reason="pair risk 0.8 with a noisy neighbour",
+        expected_benefit=0.6,
+    )
+    plan.add(
+        ActionKind.SET_ALLOCATION,
+        vm_id=other._moId,
+        allocation=Allocation(reservation=Resources(cpu=500, memory=64), shares=2000),
+    )
+    plan.add(
+        ActionKind.SET_ALLOCATION,
+        vm_id=vm._moId,
+        allocation=Allocation(shares=500),
+        depends_on=(0,),
+    )
+    return plan
+
+
+def run_until_done(executor, plan, driver, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        executor.sync(plan, driver)
+        if all(
+            a.status not in (StepStatus.PENDING, StepStatus.SCHEDULED, StepStatus.RUNNING)
+            for a in plan.actions
+        ):
+            return plan
+        time.sleep(0.2)
+    pytest.fail(f"plan did not finish: {[(a.status, a.message) for a in plan.actions]}")
+
+
+def test_executor_is_registered(vsphere_conf):
+    executor = load_plugin(EXECUTORS, "vcenter-scheduled", vsphere_conf)
+    assert isinstance(executor, ScheduledTaskExecutor)
+
+
+def test_steps_appear_as_scheduled_tasks_run_and_are_read_back(admin, driver, vsphere_conf, store, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source, memory_mb=256)
+    plan = plan_for(vm, target, other)
+    store.save_plan(plan)
+    run_at = soon(1.0)
+    executor = ScheduledTaskExecutor(vsphere_conf, store=store, run_at=run_at)
+
+    executor.execute(plan, driver)
+
+    # ready steps are written; the dependent one waits for its dependency
+    assert [a.status for a in plan.actions] == [
+        StepStatus.SCHEDULED,
+        StepStatus.SCHEDULED,
+        StepStatus.PENDING,
+    ]
+    tasks = scheduled(admin)
+    first = tasks[task_name(plan, plan.actions[0])]
+    assert first.info.entity._moId == vm._moId
+    assert first.info.action.name is vim.VirtualMachine.Relocate
+    assert abs((first.info.scheduler.runAt - run_at).total_seconds()) < 0.001
+    assert "pair risk 0.8" in first.info.description
+    assert task_name(plan, plan.actions[2]) not in tasks
+    assert vm.runtime.host._moId == source._moId  # nothing ran before its time
+
+    run_until_done(executor, plan, driver)
+
+    assert [a.status for a in plan.actions] == [StepStatus.SUCCEEDED] * 3
+    assert [a.status for a in store.get_plan(plan.id).actions] == [StepStatus.SUCCEEDED] * 3
+    assert vm.runtime.host._moId == target._moId
+    assert migrations_of(admin, vm) == 1
+    assert other.config.cpuAllocation.reservation == 500
+    assert other.config.cpuAllocation.shares.level == "high"
+    assert vm.config.cpuAllocation.shares.level == "low"
+    assert scheduled(admin)[task_name(plan, plan.actions[0])].info.state == "success"
+
+
+def test_sync_never_writes_a_step_twice(admin, driver, vsphere_conf, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source, memory_mb=256)
+    plan = plan_for(vm, target, other)
+    executor = ScheduledTaskExecutor(vsphere_conf, run_at=soon(3600))
+    executor.execute(plan, driver)
+    # a crash loses the in-memory statuses; the task names still identify the written steps
+    for action in plan.actions:
+        action.status = StepStatus.PENDING
+
+    executor.execute(plan, driver)
+
+    names = [t.info.name for t in admin.scheduledTaskManager.scheduledTask]
+    assert sum(name.startswith(f"cotenancy {plan.id} ") for name in names) == 2
+    executor.cancel(plan, driver)
+    assert all(a.status is StepStatus.CANCELLED for a in plan.actions)
+    assert not any(name.startswith(f"cotenancy {plan.id} ") for name in scheduled(admin))
+
+
+def test_failed_scheduled_step_skips_its_dependents(vcsim, admin, driver, vsphere_conf, store, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source, memory_mb=256)
+    plan = plan_for(vm, target, other)
+    store.save_plan(plan)
+    vcsim.arm_fault("RelocateVM_Task", "MigrationFault", this=vm._moId)
+    executor = ScheduledTaskExecutor(vsphere_conf, store=store, run_at=soon())
+
+    run_until_done(executor, plan, driver)
+
+    assert [a.status for a in plan.actions] == [
+        StepStatus.FAILED,
+        StepStatus.SUCCEEDED,
+        StepStatus.SKIPPED,
+    ]
+    assert "MigrationFault" in plan.actions[0].message
+    assert [a.status for a in store.get_plan(plan.id).actions] == [a.status for a in plan.actions]
+    assert vm.runtime.host._moId == source._moId
+
+
+def test_task_removed_by_an_admin_is_cancelled(admin, driver, vsphere_conf, store, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source, memory_mb=256)
+    plan = plan_for(vm, target, other)
+    store.save_plan(plan)
+    executor = ScheduledTaskExecutor(vsphere_conf, store=store, run_at=soon(3600))
+    executor.execute(plan, driver)
+
+    scheduled(admin)[task_name(plan, plan.actions[0])].RemoveScheduledTask()
+    executor.execute(plan, driver)
+
+    assert plan.actions[0].status is StepStatus.CANCELLED
+    assert plan.actions[2].status is StepStatus.SKIPPED
+    assert store.get_plan(plan.id).actions[0].status is StepStatus.CANCELLED
+    executor.cancel(plan, driver)
+
+
+def test_disabled_tasks_wait_for_approval(admin, driver, vsphere_conf, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source, memory_mb=256)
+    vsphere_conf.set_override("enabled", False, group="vcenter-scheduled")
+    plan = plan_for(vm, target, other)
+    executor = ScheduledTaskExecutor(vsphere_conf, run_at=soon(0.2))
+    executor.execute(plan, driver)
+    time.sleep(0.5)
+
+    executor.execute(plan, driver)
+
+    assert plan.actions[0].status is StepStatus.SCHEDULED
+    assert "waiting for an admin" in plan.actions[0].message
+    assert vm.runtime.host._moId == source._moId
+    executor.cancel(plan, driver)
+
+
+def test_waiting_mode_returns_a_finished_plan(admin, driver, vsphere_conf, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source, memory_mb=256)
+    vsphere_conf.set_override("wait", True, group="vcenter-scheduled")
+    vsphere_conf.set_override("poll_interval", 0.1, group="vcenter-scheduled")
+    vsphere_conf.set_override("start_delay", 0.2, group="vcenter-scheduled")
+
+    plan = ScheduledTaskExecutor(vsphere_conf).execute(plan_for(vm, target, other), driver)
+
+    assert [a.status for a in plan.actions] == [StepStatus.SUCCEEDED] * 3
+    assert vm.runtime.host._moId == target._moId
+
+
+def test_needs_the_vsphere_driver(vsphere_conf):
+    from cotenancy.drivers.base import Driver
+
+    class Other(Driver):
+        name = "other"
+        get_inventory = get_metrics = get_events = live_migrate = resize = None  # type: ignore
+        set_host_maintenance = None  # type: ignore
+
+    Other.__abstractmethods__ = frozenset()
+    with pytest.raises(ConfigurationError, match="vsphere driver"):
+        ScheduledTaskExecutor(vsphere_conf).execute(ActionPlan(strategy="x"), Other(vsphere_conf))

@@ -1,0 +1,163 @@
+"""Faults while acting: each gives the typed error and a recorded step status; no step is lost or
+run twice. Faults come from the simulator's hooks (failing or slow tasks, method delays)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pyVmomi import vim
+from vsphere_helpers import cluster_hosts, migrations_of, wait_task
+
+from cotenancy.drivers.vsphere.driver import VSphereDriver
+from cotenancy.engine.executor import DriverExecutor
+from cotenancy.exceptions import ActionFailed, TimedOut
+from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepStatus
+
+
+def migrate_plan(vm: vim.VirtualMachine, target: vim.HostSystem, other: vim.VirtualMachine) -> ActionPlan:
+    """Step 0 moves ``vm``; step 1 (independent) changes ``other``'s shares; step 2 needs step 0."""
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=other._moId, allocation=Allocation(shares=2000))
+    plan.add(
+        ActionKind.SET_ALLOCATION,
+        vm_id=vm._moId,
+        allocation=Allocation(shares=500),
+        depends_on=(0,),
+    )
+    return plan
+
+
+def statuses(plan: ActionPlan) -> list[StepStatus]:
+    return [a.status for a in plan.actions]
+
+
+def run(plan, conf, store, driver):
+    store.save_plan(plan)
+    DriverExecutor(conf, store=store).execute(plan, driver)
+    stored = store.get_plan(plan.id)
+    assert [(a.status, a.message) for a in stored.actions] == [(a.status, a.message) for a in plan.actions]
+    return plan
+
+
+def test_failing_task_fails_its_step_and_skips_its_dependents(
+    vcsim, admin, driver, vsphere_conf, store, new_vm
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    vcsim.arm_fault("RelocateVM_Task", "MigrationFault", this=vm._moId)
+
+    plan = run(migrate_plan(vm, target, other), vsphere_conf, store, driver)
+
+    assert statuses(plan) == [StepStatus.FAILED, StepStatus.SUCCEEDED, StepStatus.SKIPPED]
+    assert "ActionFailed" in plan.actions[0].message
+    assert "MigrationFault" in plan.actions[0].message
+    assert vm.runtime.host._moId == source._moId
+    assert other.config.cpuAllocation.shares.level == "high"
+    assert vm.config.cpuAllocation.shares.level == "normal"
+    assert migrations_of(admin, vm) == 0
+
+
+def test_failing_task_raises_action_failed(vcsim, admin, driver, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm = new_vm(host=source)
+    vcsim.arm_fault("RelocateVM_Task", "InvalidState", this=vm._moId)
+
+    with pytest.raises(ActionFailed, match="InvalidState"):
+        driver.live_migrate(vm._moId, target._moId)
+
+
+def test_task_that_outlives_its_timeout_is_recorded_once(vcsim, admin, driver, vsphere_conf, store, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    vsphere_conf.set_override("step_timeout", 1.0)
+    vcsim.arm_fault("RelocateVM_Task", delay_ms=2500, this=vm._moId)
+
+    started = time.monotonic()
+    plan = run(migrate_plan(vm, target, other), vsphere_conf, store, driver)
+
+    assert time.monotonic() - started < 2.5
+    assert statuses(plan) == [StepStatus.FAILED, StepStatus.SUCCEEDED, StepStatus.SKIPPED]
+    assert plan.actions[0].message.startswith("TimedOut")
+    assert "outcome is unknown" in plan.actions[0].message
+    # the slow task finishes on its own; running the plan again must not move the VM again
+    deadline = time.monotonic() + 10
+    while vm.runtime.host._moId != target._moId and time.monotonic() < deadline:
+        time.sleep(0.1)
+    DriverExecutor(vsphere_conf, store=store).execute(plan, driver)
+    assert vm.runtime.host._moId == target._moId
+    assert migrations_of(admin, vm) == 1
+    assert statuses(store.get_plan(plan.id))[0] is StepStatus.FAILED
+
+
+def test_slow_api_call_times_out_and_the_driver_recovers(vcsim, admin, vsphere_conf, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm = new_vm(host=source, memory_mb=256)
+    vsphere_conf.set_override("call_timeout", 0.5, group="vsphere")
+    drv = VSphereDriver(vsphere_conf)
+    drv.get_inventory()
+    vcsim.set_delay("ReconfigVM_Task", 1500)
+
+    with pytest.raises(TimedOut, match="outcome is unknown"):
+        drv.set_allocation(vm._moId, Allocation(shares=2000))
+
+    vcsim.set_delay("ReconfigVM_Task", 0)
+    drv.live_migrate(vm._moId, target._moId)
+    assert vm.runtime.host._moId == target._moId
+    drv.close()
+
+
+def test_vm_deleted_between_planning_and_acting(admin, driver, vsphere_conf, store, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    plan = migrate_plan(vm, target, other)
+    wait_task(vm.PowerOffVM_Task())
+    wait_task(vm.Destroy_Task())
+
+    plan = run(plan, vsphere_conf, store, driver)
+
+    assert statuses(plan) == [StepStatus.FAILED, StepStatus.SUCCEEDED, StepStatus.SKIPPED]
+    assert plan.actions[0].message.startswith("not found")
+    assert vm._moId in plan.actions[0].message
+
+
+def test_lost_session_is_reestablished_and_each_step_runs_once(admin, driver, vsphere_conf, store, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    driver.get_inventory()
+    session_key = driver.session.content.sessionManager.currentSession.key
+    admin.sessionManager.TerminateSession([session_key])
+
+    plan = run(migrate_plan(vm, target, other), vsphere_conf, store, driver)
+
+    assert statuses(plan) == [StepStatus.SUCCEEDED] * 3
+    assert driver.session.relogins == 1
+    assert vm.runtime.host._moId == target._moId
+    assert migrations_of(admin, vm) == 1
+    assert vm.config.cpuAllocation.shares.level == "low"
+
+
+def test_finished_plan_is_not_run_again(admin, driver, vsphere_conf, store, new_vm):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    plan = run(migrate_plan(vm, target, other), vsphere_conf, store, driver)
+    driver.live_migrate(vm._moId, source._moId)
+
+    run(plan, vsphere_conf, store, driver)
+
+    assert vm.runtime.host._moId == source._moId
+    assert migrations_of(admin, vm) == 2
+
+
+def test_resize_refusal_is_a_recorded_failed_step(admin, driver, vsphere_conf, store, new_vm):
+    vm = new_vm(cpus=1)
+    plan = ActionPlan(strategy="test")
+    mhz = vm.runtime.host.summary.hardware.cpuMhz
+    plan.add(ActionKind.RESIZE, vm_id=vm._moId, size=Resources(cpu=4 * mhz, memory=256))
+
+    run(plan, vsphere_conf, store, driver)
+
+    assert statuses(plan) == [StepStatus.FAILED]
+    assert "Unsupported" in plan.actions[0].message
+    assert vm.config.hardware.numCPU == 1
