@@ -185,17 +185,22 @@ def order_changes(
     migrations = 0
     while pending_moves or pending_raises:
         progress = False
-        for c in list(pending_moves):
+        still_moving: list[VMChange] = []
+        for c in pending_moves:
             if migrations < budget and seq.migrate(c.vm, c.target_host, c.reason, c.benefit):
-                pending_moves.remove(c)
                 migrations += 1
                 progress = True
-        for c in list(pending_raises):
-            if any(m.vm == c.vm for m in pending_moves):
-                continue
-            if _raise(seq, c):
-                pending_raises.remove(c)
+            else:
+                still_moving.append(c)
+        pending_moves = still_moving
+        waiting_to_move = {m.vm for m in pending_moves}
+        still_raising: list[VMChange] = []
+        for c in pending_raises:
+            if c.vm not in waiting_to_move and _raise(seq, c):
                 progress = True
+            else:
+                still_raising.append(c)
+        pending_raises = still_raising
         if progress:
             continue
         if migrations < budget - 1 and _stage_one(seq, pending_moves, staged):

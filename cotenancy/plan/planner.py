@@ -113,21 +113,33 @@ def _changes(problem: PlanningProblem, cm: CandidateModel, assignment: Assignmen
                 if problem.pair_risk is not None:
                     detail += f" (risk with VMs there {cm.opt_risk[opt]:.2f})"
                 move_reason[v] = (f"{cm.reasons[v]}; {detail}", benefit)
-    changes: list[VMChange] = []
     high = problem.demand_or_held("high")
     mid = problem.demand_or_held("mid")
-    for v in range(len(problem.vm_ids)):
-        moved = target_host[v] != problem.host_of[v]
-        resized = bool((np.abs(target_size[v] - problem.size[v]) > _EPS).any())
-        realloc = bool((np.abs(target_res[v] - problem.reservation[v]) > _EPS).any())
-        if not (moved or resized or realloc):
-            continue
+    size_changed = np.abs(target_size - problem.size) > _EPS
+    res_changed = np.abs(target_res - problem.reservation) > _EPS
+    benefits = _allocation_benefits(problem, target_res, high, mid)
+    changing = np.flatnonzero(
+        (target_host != problem.host_of) | size_changed.any(axis=1) | res_changed.any(axis=1)
+    )
+    names = [r.value for r in RESOURCES]
+    label = f"p{round(s.quantile * 100)}"
+    forecast_known = ~problem.hard[None, :] & ~np.isnan(problem.demand_high)
+    changes: list[VMChange] = []
+    for v in changing.tolist():
         reason, benefit = move_reason.get(v, ("", 0.0))
-        alloc_reason, alloc_benefit = "", 0.0
-        if resized or realloc:
-            alloc_reason, alloc_benefit = _allocation_reason(
-                problem, v, target_size[v], target_res[v], high[v], mid[v], s
+        alloc_reason = ""
+        if size_changed[v].any() or res_changed[v].any():
+            parts = [
+                f"{names[r]} size {problem.size[v, r]:.0f} -> {target_size[v, r]:.0f}"
+                for r in np.flatnonzero(size_changed[v])
+            ] + [
+                f"{names[r]} reservation {problem.reservation[v, r]:.0f} -> {target_res[v, r]:.0f}"
+                for r in np.flatnonzero(res_changed[v])
+            ]
+            demand = ", ".join(
+                f"{names[r]} {label} {high[v, r]:.0f}" for r in np.flatnonzero(forecast_known[v])
             )
+            alloc_reason = f"{problem.forecast_description} ({demand}): {'; '.join(parts)}"
         changes.append(
             VMChange(
                 v,
@@ -137,44 +149,22 @@ def _changes(problem: PlanningProblem, cm: CandidateModel, assignment: Assignmen
                 reason,
                 benefit,
                 alloc_reason,
-                alloc_benefit,
+                float(benefits[v]),
             )
         )
     return changes
 
 
-def _allocation_reason(
-    problem: PlanningProblem,
-    v: int,
-    size: np.ndarray,
-    reservation: np.ndarray,
-    high: np.ndarray,
-    mid: np.ndarray,
-    s: PlannerSettings,
-) -> tuple[str, float]:
-    parts: list[str] = []
-    benefit = 0.0
-    h = int(problem.host_of[v])
-    cap = problem.capacity[h] if h >= 0 else np.ones(len(RESOURCES))
-    for r, resource in enumerate(RESOURCES):
-        old_size, old_res = problem.size[v, r], problem.reservation[v, r]
-        if abs(size[r] - old_size) > _EPS:
-            parts.append(f"{resource.value} size {old_size:.0f} -> {size[r]:.0f}")
-        if abs(reservation[r] - old_res) > _EPS:
-            parts.append(f"{resource.value} reservation {old_res:.0f} -> {reservation[r]:.0f}")
-        else:
-            continue
-        scale = cap[r] if cap[r] > 0 else 1.0
-        shortfall_before = max(0.0, high[r] - old_res)
-        shortfall_after = max(0.0, high[r] - reservation[r])
-        idle_before = max(0.0, old_res - mid[r])
-        idle_after = max(0.0, reservation[r] - mid[r])
-        benefit += s.weight_overload * (shortfall_before - shortfall_after) / scale
-        benefit += s.weight_idle_allocation * (idle_before - idle_after) / scale
-    q = f"p{round(s.quantile * 100)}"
-    demand = ", ".join(
-        f"{resource.value} {q} {high[r]:.0f}"
-        for r, resource in enumerate(RESOURCES)
-        if not problem.hard[r] and not np.isnan(problem.demand_high[v, r])
-    )
-    return f"{problem.forecast_description} ({demand}): {'; '.join(parts)}", benefit
+def _allocation_benefits(
+    problem: PlanningProblem, reservation: np.ndarray, high: np.ndarray, mid: np.ndarray
+) -> np.ndarray:
+    """Objective drop of each VM's new reservations: demand newly covered, idle allocation freed."""
+    s = problem.settings
+    host = np.maximum(problem.host_of, 0)
+    cap = np.where(problem.capacity[host] > 0, problem.capacity[host], 1.0)
+    old = problem.reservation
+    covered = np.maximum(high - old, 0.0) - np.maximum(high - reservation, 0.0)
+    freed = np.maximum(old - mid, 0.0) - np.maximum(reservation - mid, 0.0)
+    gain = (s.weight_overload * covered + s.weight_idle_allocation * freed) / cap
+    soft = ~problem.hard[None, :]
+    return np.where(soft & (np.abs(reservation - old) > _EPS), gain, 0.0).sum(axis=1)

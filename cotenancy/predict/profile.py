@@ -84,6 +84,12 @@ class WeeklyProfiles:
                     continue
                 a = users[seen]
                 items[h] = np.linalg.solve(a.T @ a + eye, a.T @ m[seen, h])
+        # hours of the week never seen (a history shorter than a week) borrow the same hour of
+        # the days that were seen, instead of keeping their random initial factors
+        seen_hours = mask.any(axis=0)
+        for h in np.flatnonzero(~seen_hours):
+            same = [d * 24 + h % 24 for d in range(7) if seen_hours[d * 24 + h % 24]]
+            items[h] = items[same].mean(axis=0) if same else items[seen_hours].mean(axis=0)
         global_factor = users.mean(axis=0) if n else np.eye(rank)[0]
         class_factors: dict[str, np.ndarray] = {}
         if classes is not None:

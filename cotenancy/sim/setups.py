@@ -52,13 +52,13 @@ def load_trace(path: str | Path, limit: int | None = None) -> Workload:
     return load_planetlab(path, limit=limit) if kind == "planetlab" else load_bitbrains(path, limit=limit)
 
 
-def _default_fleet(n_hosts: int) -> HostFleet:
+def _default_fleet(n_hosts: int, memory: float, cores: int) -> HostFleet:
     spec = DEFAULT_HOST
     return HostFleet(
         ids=[f"host-{i:04d}" for i in range(n_hosts)],
-        cpu=np.full(n_hosts, spec["cores"] * spec["mhz_per_core"]),
-        cores=np.full(n_hosts, float(spec["cores"])),
-        memory=np.full(n_hosts, spec["memory"]),
+        cpu=np.full(n_hosts, cores * spec["mhz_per_core"]),
+        cores=np.full(n_hosts, float(cores)),
+        memory=np.full(n_hosts, memory),
         disk_io=np.full(n_hosts, spec["disk_io"]),
         network=np.full(n_hosts, spec["network"]),
         power_models=[str(spec["power_model"])] * n_hosts,
@@ -89,10 +89,17 @@ def default_setup(workload: Workload, headroom: float = 1.25) -> Setup:
         cores = np.array([max(1.0, float(c)) for c in vcpus])
     else:
         cores = np.maximum(1.0, np.ceil(cpu / DEFAULT_HOST["mhz_per_core"]))
-    host_cpu = DEFAULT_HOST["cores"] * DEFAULT_HOST["mhz_per_core"]
-    need = max(cpu.sum() / host_cpu, memory.sum() / DEFAULT_HOST["memory"], 1.0)
+    # hosts grow (in powers of two) when one VM is bigger than the standard host
+    host_memory = float(DEFAULT_HOST["memory"])
+    while memory.size and host_memory < memory.max():
+        host_memory *= 2
+    host_cores = int(DEFAULT_HOST["cores"])
+    while cores.size and host_cores < cores.max():
+        host_cores *= 2
+    host_cpu = host_cores * DEFAULT_HOST["mhz_per_core"]
+    need = max(cpu.sum() / host_cpu, memory.sum() / host_memory, 1.0)
     n_hosts = max(2, math.ceil(need * headroom))
-    fleet = _default_fleet(n_hosts)
+    fleet = _default_fleet(n_hosts, host_memory, host_cores)
     free_mem = fleet.memory.copy()
     free_cpu = fleet.cpu.copy()
     placement = np.full(n, -1, dtype=np.int64)

@@ -28,6 +28,7 @@ class ArrayView:
     vm_host: np.ndarray
     vm_cpu: np.ndarray
     vm_memory: np.ndarray
+    vm_vcpus: np.ndarray
     vm_migrating: np.ndarray
     vm_request: np.ndarray
     vm_allocated: np.ndarray
@@ -113,6 +114,7 @@ def array_view(state: ClusterState, history: int = 30) -> ArrayView:
         vm_host=vm_host,
         vm_cpu=vm_cpu,
         vm_memory=vm_memory,
+        vm_vcpus=np.array([max(1, v.vcpus) for v in vms], dtype=float),
         vm_migrating=migrating,
         vm_request=request,
         vm_allocated=allocated,

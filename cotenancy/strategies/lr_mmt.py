@@ -65,7 +65,7 @@ class _Planner:
         self.long = np.bincount(h, self.vm_long[idx].astype(float), nh) > 0
         self.reqsum = np.bincount(h, self.req[idx], nh)
         self.count = np.bincount(h, minlength=nh).astype(np.int64)
-        capped = np.minimum(self.req[idx], view.host_pe[h])
+        capped = np.minimum(self.req[idx], view.host_pe[h] * view.vm_vcpus[idx])
         committed = np.bincount(h, capped, nh)
         self.available = np.where(committed > view.host_cpu, 0.0, view.host_cpu - committed)
         self.used = view.host_used()
@@ -102,7 +102,7 @@ class _Planner:
         self.reqsum[host] -= self.req[vm]
         self.count[host] -= 1
         self.long[host] = self._host_long(host)
-        capped = min(self.req[vm], self.v.host_pe[host])
+        capped = min(self.req[vm], self.v.host_pe[host] * self.v.vm_vcpus[vm])
         self.available[host] = min(self.v.host_cpu[host], self.available[host] + capped)
         self.used[host] -= min(capped, self.v.vm_allocated[vm])
         self.mem_used[host] -= self.v.vm_memory[vm]
@@ -121,7 +121,7 @@ class _Planner:
     def find_host(self, vm: int, excluded: np.ndarray) -> int:
         v = self.v
         req = self.req[vm]
-        ok = ~excluded & (v.host_pe >= req) & (self.available >= req)
+        ok = ~excluded & (v.host_pe * v.vm_vcpus[vm] >= req) & (self.available >= req)
         if self.check_memory:
             ok &= self.mem_used + v.vm_memory[vm] <= self.mem_cap
         cand = np.flatnonzero(ok)

@@ -59,7 +59,9 @@ class ReactiveThresholdStrategy(Strategy):
                     break
                 req = view.vm_request[vm]
                 after = (demand + req) / cap
-                fits = (after <= threshold) & ~view.host_maintenance & (view.host_pe >= req)
+                fits = (
+                    (after <= threshold) & ~view.host_maintenance & (view.host_pe * view.vm_vcpus[vm] >= req)
+                )
                 fits &= (host_memory <= 0) | (memory + view.vm_memory[vm] <= host_memory)
                 fits[host] = False
                 if not fits.any():

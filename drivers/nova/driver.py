@@ -51,8 +51,8 @@ T = TypeVar("T")
 COMPUTE_BINARY = "nova-compute"
 #: Diagnostics show the present only: a window that ended longer ago than this gets no samples.
 DIAGNOSTICS_SLACK_SECONDS = 60.0
-#: Statuses a server passes through on its way to VERIFY_RESIZE or back to ACTIVE.
-_RESIZING = frozenset({"RESIZE", "VERIFY_RESIZE", "MIGRATING"})
+#: Where a resize ends: a running server comes back ACTIVE, a stopped one SHUTOFF.
+_AT_REST = frozenset({"ACTIVE", "SHUTOFF"})
 
 
 @contextmanager
@@ -125,6 +125,17 @@ class NovaDriver(Driver):
             LOG.warning("[nova] TLS certificate verification is disabled (insecure = true)")
         return openstack.connection.Connection(config=region, app_name="cotenancy")
 
+    @property
+    def _compute(self) -> Any:
+        """The compute proxy; its first use discovers the endpoint, which may fail."""
+        with _translated("connecting to the compute API"):
+            return self.connection.compute
+
+    @property
+    def _placement(self) -> Any:
+        with _translated("connecting to placement"):
+            return self.connection.placement
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
@@ -133,7 +144,7 @@ class NovaDriver(Driver):
     # -- inventory -----------------------------------------------------------------------------
 
     def get_inventory(self) -> Inventory:
-        compute = self.connection.compute
+        compute = self._compute
         mhz = self.options.mhz_per_vcpu
         with _translated("listing hypervisors, services and aggregates"):
             hypervisors = list(compute.hypervisors(details=True))
@@ -215,7 +226,7 @@ class NovaDriver(Driver):
 
     def _placement_providers(self) -> dict[str, dict[str, Any]]:
         """Root resource providers by uuid and by name, with their inventories and usages."""
-        placement = self.connection.placement
+        placement = self._placement
         found: dict[str, dict[str, Any]] = {}
         with _translated("reading placement"):
             for provider in placement.resource_providers():
@@ -233,7 +244,7 @@ class NovaDriver(Driver):
         return found
 
     def _placement_json(self, path: str) -> dict[str, Any]:
-        response = self.connection.placement.get(path)
+        response = self._placement.get(path)
         sdk_exc.raise_from_response(response)
         return response.json()
 
@@ -252,7 +263,7 @@ class NovaDriver(Driver):
         if end <= start or now < start or now - end > DIAGNOSTICS_SLACK_SECONDS:
             return []
         stamp = min(now, end - 1e-3)
-        compute = self.connection.compute
+        compute = self._compute
         if vm_ids is None:
             with _translated("listing active servers"):
                 vm_ids = [
@@ -285,7 +296,7 @@ class NovaDriver(Driver):
     def get_events(self, start: float, end: float) -> list[Event]:
         """Migrations and resizes Nova recorded with their last update in ``[start, end)``."""
         with _translated("listing migrations"):
-            migrations = list(self.connection.compute.migrations(changes_since=_iso(start)))
+            migrations = list(self._compute.migrations(changes_since=_iso(start)))
         events = []
         for migration in migrations:
             event = convert.migration_event(migration)
@@ -297,7 +308,7 @@ class NovaDriver(Driver):
 
     def live_migrate(self, vm_id: str, target_host_id: str, timeout: float | None = None) -> None:
         deadline = self._deadline(timeout)
-        compute = self.connection.compute
+        compute = self._compute
         server = self._server(vm_id)
         if server.compute_host == target_host_id:
             return
@@ -337,7 +348,7 @@ class NovaDriver(Driver):
         """Resize to the smallest flavor holding ``size`` (see
         :func:`convert.smallest_fitting_flavor`), then confirm."""
         deadline = self._deadline(timeout)
-        compute = self.connection.compute
+        compute = self._compute
         server = self._server(vm_id)
         current = server.flavor or {}
         flavor = self._choose_flavor(size, float(current.get("disk") or 0))
@@ -367,7 +378,7 @@ class NovaDriver(Driver):
             if status == "ERROR":
                 fault = current_server.fault or {}
                 raise ActionFailed(f"resize of {vm_id} failed: {fault.get('message', 'ERROR')}")
-            return status == "VERIFY_RESIZE" or (status == "ACTIVE" and not current_server.task_state)
+            return status == "VERIFY_RESIZE" or (status in _AT_REST and not current_server.task_state)
 
         self._poll(settled, deadline, f"server {vm_id} to finish resizing")
         if (state["server"].status or "").upper() == "VERIFY_RESIZE":
@@ -379,26 +390,24 @@ class NovaDriver(Driver):
         def confirmed() -> bool:
             current_server = self._server(vm_id)
             name = (current_server.flavor or {}).get("original_name")
-            if (current_server.status or "").upper() == "ACTIVE" and not current_server.task_state:
+            if (current_server.status or "").upper() in _AT_REST and not current_server.task_state:
                 if name != flavor.name:
                     raise ActionFailed(f"resize of {vm_id} to {flavor.name} reverted (flavor is {name})")
                 return True
             return False
 
-        self._poll(confirmed, deadline, f"server {vm_id} to become ACTIVE as {flavor.name}")
+        self._poll(confirmed, deadline, f"server {vm_id} to settle as {flavor.name}")
 
     def _choose_flavor(self, size: Resources, min_disk_gb: float) -> Any | None:
         allowed = set(self.options.resize_flavors)
         with _translated("listing flavors"):
-            flavors = [
-                f for f in self.connection.compute.flavors(details=True) if not allowed or f.name in allowed
-            ]
+            flavors = [f for f in self._compute.flavors(details=True) if not allowed or f.name in allowed]
         return convert.smallest_fitting_flavor(flavors, size, self.options.mhz_per_vcpu, min_disk_gb)
 
     def set_host_maintenance(self, host_id: str, enabled: bool, timeout: float | None = None) -> None:
         """Disable (``enabled=True``) or enable the host's compute service: no new VMs land
         there; running ones stay until the planner moves them."""
-        compute = self.connection.compute
+        compute = self._compute
         with _translated(f"finding the compute service of {host_id}"):
             services = list(compute.services(binary=COMPUTE_BINARY, host=host_id))
         services = [s for s in services if s.host == host_id]
@@ -419,11 +428,11 @@ class NovaDriver(Driver):
 
     def _server(self, vm_id: str) -> Any:
         with _translated(f"server {vm_id}"):
-            return self.connection.compute.get_server(vm_id)
+            return self._compute.get_server(vm_id)
 
     def _migration_ids(self, vm_id: str) -> set[str]:
         with _translated(f"migrations of {vm_id}"):
-            return {str(m.id) for m in self.connection.compute.migrations(server_id=vm_id)}
+            return {str(m.id) for m in self._compute.migrations(server_id=vm_id)}
 
     def _await_migration(self, vm_id: str, before: set[str], deadline: float, what: str) -> Any:
         """The migration Nova created for our request, once it is over.
@@ -436,9 +445,7 @@ class NovaDriver(Driver):
         def over() -> bool:
             self._server(vm_id)  # NotFound when the server vanished meanwhile
             with _translated(f"migrations of {vm_id}"):
-                fresh = [
-                    m for m in self.connection.compute.migrations(server_id=vm_id) if str(m.id) not in before
-                ]
+                fresh = [m for m in self._compute.migrations(server_id=vm_id) if str(m.id) not in before]
             if not fresh:
                 return False
             migration = max(fresh, key=lambda m: int(m.id) if str(m.id).isdigit() else 0)

@@ -5,6 +5,8 @@ Kept free of network calls so that units, share levels and fault mapping are uni
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import http.client
 import math
 import socket
@@ -50,6 +52,27 @@ METRIC_COUNTERS: tuple[CounterSpec, ...] = (
 def counter_name(counter: vim.PerformanceManager.CounterInfo) -> str:
     """``group.name.rollup``, the name by which counters are looked up (ids differ per vCenter)."""
     return f"{counter.groupInfo.key}.{counter.nameInfo.key}.{counter.rollupType}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _timestamp(text: str) -> float:
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+def parse_sample_info_csv(text: str | None, default_interval: float) -> list[tuple[float, float]]:
+    """(timestamp, interval seconds) pairs of a ``sampleInfoCSV`` string ("20,<time>,20,<time>")."""
+    parts = (text or "").split(",") if text else []
+    if len(parts) % 2:
+        raise ValueError(f"sampleInfoCSV has an odd number of fields: {text[:80]!r}")
+    pairs = []
+    for interval, when in zip(parts[::2], parts[1::2], strict=True):
+        pairs.append((_timestamp(when.strip()), float(interval) if interval else default_interval))
+    return pairs
+
+
+def parse_values_csv(text: str | None) -> list[float]:
+    """Values of a CSV series; an empty field (no sample) reads as -1, vCenter's own marker."""
+    return [float(v) if v else -1.0 for v in (text or "").split(",")] if text else []
 
 
 # -- allocations ------------------------------------------------------------------------------

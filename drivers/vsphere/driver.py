@@ -32,6 +32,7 @@ from cotenancy.model import (
     Event,
     Host,
     Inventory,
+    Metric,
     MetricSample,
     Resources,
     RuleKind,
@@ -111,7 +112,7 @@ class VSphereDriver(Driver):
             call_timeout=opts.call_timeout,
         )
         self._counters: dict[str, int] | None = None
-        #: vm id -> (vCPUs, host core MHz), refreshed by every inventory
+        #: vm id -> (vCPUs, configured memory MiB), refreshed by every inventory
         self._vm_shape: dict[str, tuple[int, float]] = {}
         #: vm id -> power state, refreshed with the shapes
         self._power: dict[str, str] = {}
@@ -224,7 +225,7 @@ class VSphereDriver(Driver):
                     continue
                 vm = self._vm_record(obj, props, core_mhz, prefix, dc_name)
                 inventory.vms[vm.id] = vm
-                shapes[vm.id] = (vm.vcpus, core_mhz.get(vm.host_id or "", 0.0))
+                shapes[vm.id] = (vm.vcpus, vm.size.memory)
                 power[vm.id] = vm.attributes["power_state"]
             for cluster_props in clusters.values():
                 inventory.rules.extend(_rules(cluster_props.get("configurationEx")))
@@ -292,7 +293,8 @@ class VSphereDriver(Driver):
             else:
                 running = list(vm_ids)
             counters = self._counter_ids()
-            specs = [s for s in convert.METRIC_COUNTERS if s.counter in counters]
+            wanted = set(self.options.metrics)
+            specs = [s for s in convert.METRIC_COUNTERS if s.counter in counters and s.metric in wanted]
             by_id = {counters[s.counter]: s for s in specs}
             interval = self.options.perf_interval
             samples_wanted = min(self.options.perf_max_samples, math.ceil((end - start) / interval) + 1)
@@ -310,7 +312,7 @@ class VSphereDriver(Driver):
                         endTime=_utc(end),
                         maxSample=samples_wanted,
                         metricId=metric_ids,
-                        format="normal",
+                        format="csv",
                     )
                     for vm_id in running[i : i + batch]
                 ]
@@ -337,38 +339,53 @@ class VSphereDriver(Driver):
         self, entity: Any, by_id: dict[int, convert.CounterSpec], start: float, end: float
     ) -> list[MetricSample]:
         vm_id = entity.entity._moId
-        vcpus = self._vm_shape.get(vm_id, (1, 0.0))[0]
-        infos = entity.sampleInfo or []
+        vcpus, memory_mb = self._vm_shape.get(vm_id, (1, 0.0))
+        default_interval = float(self.options.perf_interval)
+        if isinstance(entity, vim.PerformanceManager.EntityMetricCSV):
+            infos = convert.parse_sample_info_csv(entity.sampleInfoCSV, default_interval)
+        else:
+            infos = [
+                (info.timestamp.timestamp(), float(info.interval or default_interval))
+                for info in entity.sampleInfo or []
+            ]
         out = []
         for series in entity.value or []:
             spec = by_id.get(series.id.counterId)
             if spec is None or series.id.instance:
                 continue
-            for info, raw in zip(infos, series.value, strict=False):
-                ts = info.timestamp.timestamp()
+            values = (
+                convert.parse_values_csv(series.value)
+                if isinstance(series.value, str)
+                else [float(v) for v in series.value]
+            )
+            metric = str(spec.metric)
+            # a guest's active memory never exceeds its configured memory (the simulator's does)
+            is_memory = spec.metric == Metric.MEMORY
+            for (ts, interval), raw in zip(infos, values, strict=False):
                 if raw < 0 or not start <= ts < end:
                     continue  # -1 marks a missing sample
-                value = spec.convert(float(raw), float(info.interval or self.options.perf_interval), vcpus)
-                out.append(MetricSample(vm_id=vm_id, timestamp=ts, metric=str(spec.metric), value=value))
+                value = spec.convert(raw, interval, vcpus)
+                if is_memory and memory_mb > 0:
+                    value = min(value, memory_mb)
+                out.append(MetricSample(vm_id=vm_id, timestamp=ts, metric=metric, value=value))
         return out
 
     def _refresh_shapes(self) -> None:
-        content = self.session.content
-        core_mhz = {
-            o._moId: float(p["summary.hardware"].cpuMhz)
-            for o, p in self._collect(content.rootFolder, {vim.HostSystem: ["summary.hardware"]})
-            if p.get("summary.hardware") is not None
-        }
         self._vm_shape = {}
         self._power = {}
         for obj, props in self._collect(
-            content.rootFolder,
-            {vim.VirtualMachine: ["config.hardware.numCPU", "runtime.host", "runtime.powerState"]},
+            self.session.content.rootFolder,
+            {
+                vim.VirtualMachine: [
+                    "config.hardware.numCPU",
+                    "config.hardware.memoryMB",
+                    "runtime.powerState",
+                ]
+            },
         ):
-            host = props.get("runtime.host")
             self._vm_shape[obj._moId] = (
                 int(props.get("config.hardware.numCPU") or 1),
-                core_mhz.get(host._moId if host is not None else "", 0.0),
+                float(props.get("config.hardware.memoryMB") or 0),
             )
             self._power[obj._moId] = str(props.get("runtime.powerState"))
 

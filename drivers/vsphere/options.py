@@ -44,6 +44,16 @@ VSPHERE_OPTS: list[cfg.Opt] = [
         help="Let resize power a running VM off and on when CPU/memory hot-add does not allow "
         "the change. Off: such a resize fails with Unsupported.",
     ),
+    cfg.ListOpt(
+        "metrics",
+        default=["cpu", "cpu_demand", "cpu_ready", "memory"],
+        item_type=cfg.types.String(
+            choices=["cpu", "cpu_demand", "cpu_ready", "memory", "disk_io", "network"]
+        ),
+        help="Metrics to read from the PerformanceManager. disk_io and network are off by "
+        "default: vSphere gives VMs no size and hosts no capacity in those resources, so the "
+        "planner could not place on them.",
+    ),
     cfg.IntOpt(
         "perf_interval",
         default=20,

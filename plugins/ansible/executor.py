@@ -8,6 +8,7 @@ message, so an operator sees which task is running and, on failure, Ansible's ow
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -20,7 +21,11 @@ from oslo_config import cfg
 
 from cotenancy.engine.executor import StepwiseExecutor
 from cotenancy.exceptions import ActionFailed, ConfigurationError, TimedOut, Unsupported
-from cotenancy.model import Action, ActionPlan, StepStatus
+from cotenancy.model import VM, Action, ActionPlan, StepStatus
+
+#: vSphere's "normal" share counts, which the project's weight 1000 stands for
+CPU_SHARES_PER_VCPU = 1000
+MEMORY_SHARES_PER_MB = 10
 
 if TYPE_CHECKING:
     from cotenancy.drivers.base import Driver
@@ -52,6 +57,11 @@ class AnsibleExecutor(StepwiseExecutor):
                 default=["vcenter_password", "password", "hyperv_password"],
                 help="Extra variables that are secrets: passed to Ansible but never stored or logged.",
             ),
+            cfg.StrOpt(
+                "ca_file",
+                help="CA bundle that Ansible modules verify TLS against (exported as SSL_CERT_FILE and "
+                "REQUESTS_CA_BUNDLE), for a vCenter or cloud with a private CA. Unset: the system's.",
+            ),
             cfg.IntOpt("verbosity", default=0, min=0, max=4, help="ansible-playbook verbosity."),
         ]
 
@@ -77,11 +87,12 @@ class AnsibleExecutor(StepwiseExecutor):
             step_kind=action.kind.value,
             vm_id=action.vm_id,
             vm_name=vm.name if vm else None,
+            vm_instance_uuid=(vm.attributes.get("instance_uuid") or None) if vm else None,
             target_host_id=action.target_host_id or action.host_id,
             target_host_name=target.name if target else None,
             size=action.size.as_dict() if action.size else None,
-            vcpus=max(1, round(action.size.cpu / _mhz_per_vcpu(vm))) if action.size and vm else None,
-            allocation=_allocation_vars(action),
+            vcpus=_vcpus(action.size.cpu, vm) if action.size and vm else None,
+            allocation=_allocation_vars(action, vm),
             maintenance=action.maintenance,
         )
         return variables
@@ -115,26 +126,44 @@ class AnsibleExecutor(StepwiseExecutor):
                 project_dir=str(playbook.parent),
                 playbook=playbook.name,
                 extravars=variables,
-                envvars=_ansible_env(private),
+                envvars=_ansible_env(private, self.conf.ansible.ca_file),
                 event_handler=on_event,
                 quiet=True,
                 timeout=int(timeout),
                 verbosity=self.conf.ansible.verbosity,
                 suppress_env_files=True,
             )
+            tail = "" if failures else _output_tail(result)
         finally:
             shutil.rmtree(private, ignore_errors=True)
         if result.status == "timeout":
             raise TimedOut(f"playbook {playbook.name} did not finish in {int(timeout)} s")
         if result.status != "successful" or result.rc != 0:
-            detail = "; ".join(failures) or f"ansible-playbook exited {result.rc} ({result.status})"
+            detail = "; ".join(failures) or (
+                f"ansible-playbook exited {result.rc} ({result.status}): {_redact(tail, secrets)}"
+            )
             raise ActionFailed(detail)
 
 
-def _ansible_env(private: Path) -> dict[str, str]:
+def _output_tail(result: Any, lines: int = 5) -> str:
+    """The last lines of ansible-playbook's output, for failures that raise no task event (a
+    playbook that does not parse, an undefined variable in a play)."""
+    try:
+        text = result.stdout.read()
+    except (OSError, AttributeError):
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(kept[-lines:])[-1000:]
+
+
+def _ansible_env(private: Path, ca_file: str | None = None) -> dict[str, str]:
     """Keep Ansible's state out of the home directory and let it find our collection."""
     bin_dir = str(Path(sys.executable).parent)
-    return {
+    tls = {}
+    if ca_file:
+        path = str(Path(os.path.expanduser(ca_file)).resolve())
+        tls = {"SSL_CERT_FILE": path, "REQUESTS_CA_BUNDLE": path}
+    return tls | {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "ANSIBLE_HOME": str(private / "home"),
         "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
@@ -156,19 +185,43 @@ def _bundled_collections() -> str:
         return ""
 
 
-def _allocation_vars(action: Action) -> dict[str, Any] | None:
+def _allocation_vars(action: Action, vm: VM | None) -> dict[str, Any] | None:
+    """The allocation in project units plus the integers vSphere-style modules take.
+
+    ``shares`` is the project's weight (1000 = normal); ``cpu_shares``/``mem_shares`` are vSphere's
+    custom share counts for that weight (normal is 1000 per vCPU and 10 per MiB), and limits are
+    -1 for "unlimited", as vCenter spells it.
+    """
     if action.allocation is None:
         return None
     alloc = action.allocation
+    vcpus = max(vm.vcpus, 1) if vm else 1
+    memory_mb = vm.size.memory if vm else 0.0
+    limit = alloc.limit
     return {
         "shares": alloc.shares,
         "reservation": alloc.reservation.as_dict(),
-        "limit": alloc.limit.as_dict() if alloc.limit else None,
+        "limit": limit.as_dict() if limit else None,
+        "cpu_shares": max(1, round(CPU_SHARES_PER_VCPU * vcpus * alloc.shares / 1000)),
+        "mem_shares": max(1, round(MEMORY_SHARES_PER_MB * memory_mb * alloc.shares / 1000)),
+        "cpu_reservation": int(alloc.reservation.cpu),
+        "mem_reservation": int(alloc.reservation.memory),
+        "cpu_limit": _vcenter_limit(limit.cpu if limit else None),
+        "mem_limit": _vcenter_limit(limit.memory if limit else None),
     }
 
 
-def _mhz_per_vcpu(vm) -> float:
-    return vm.size.cpu / max(vm.vcpus, 1) if vm.size.cpu else 1.0
+def _vcenter_limit(value: float | None) -> int:
+    return int(value) if value is not None and math.isfinite(value) and value > 0 else -1
+
+
+def _vcpus(cpu_mhz: float, vm: VM) -> int:
+    """vCPUs for a size in MHz at the VM's current MHz per vCPU (rounded up, as the vsphere driver
+    does, so that the VM gets at least the planned capacity)."""
+    per_vcpu = vm.size.cpu / max(vm.vcpus, 1) if vm.size.cpu else 0.0
+    if per_vcpu <= 0:
+        return max(1, vm.vcpus)
+    return max(1, math.ceil(cpu_mhz / per_vcpu - 1e-6))
 
 
 def _redact(message: str, secrets: list[str]) -> str:

@@ -16,11 +16,16 @@ The request names a ``command``:
 ``translate``
     translate a hand-written cotenancy plan on a scenario into Watcher actions and check them
     the same way (the translation without any planner).
+``simulate``
+    rounds of a strategy on a simulated PlanetLab cloud (CloudSim's reference setup, scaled),
+    each round's actions checked and then carried out on the cloud.
 
 Scenarios: ``{"faker": "generate_scenario_1"}`` (Watcher's ``faker_cluster_state`` fixtures),
-``{"faker_metrics": "generate_scenario_3"}`` (``faker_cluster_and_metrics``),
-``{"xml": "<ModelRoot>..."}``, or ``{"inventory": {...}}`` (a cotenancy inventory, such as the
-simulated cloud's, through :func:`compute_model_from_inventory`).
+``{"faker_metrics": "generate_scenario_3"}`` (``faker_cluster_and_metrics``), either with
+``"uuids": true`` to give ``INSTANCE_n`` instances UUIDs; ``{"xml": "<ModelRoot>..."}``; or
+``{"inventory": {...}}`` (a cotenancy inventory, through :func:`compute_model_from_inventory`).
+Loads: per-instance arrays (``instances``), constants (``defaults``), or Watcher's own fixture
+metrics (``"fixture_metrics": true``).
 """
 
 # ruff: noqa: E402  (Watcher's fixture module must be imported before any other Watcher module)
@@ -196,8 +201,8 @@ def command_run(request: dict[str, Any]) -> dict[str, Any]:
         "global_efficacy": [dict(i) for i in solution.global_efficacy],
         "instances": {
             i.uuid: n.hostname
-            for i in model.get_all_instances().values()
-            for n in [model.get_node_by_instance_uuid(i.uuid)]
+            for n in model.get_all_compute_nodes().values()
+            for i in model.get_node_instances(n)
         },
     }
     translation = getattr(strategy, "last_translation", None)

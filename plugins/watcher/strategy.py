@@ -229,15 +229,19 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
                 LOG.debug("cotenancy has no [planner] %s option; leaving the planner as configured", option)
 
     def flavors(self) -> list[translate.Flavor]:
+        """The audit's flavors, else Nova's. Without a catalogue the audit still runs: its resizes
+        are dropped (and logged) while its migrations stand."""
         given = self.param("flavors")
         if given:
             return [translate.Flavor.from_dict(f) for f in given]
         from watcher.common import nova_helper
 
-        return [
-            translate.Flavor(name=f.flavor_name, vcpus=f.vcpus, ram=f.ram, disk=f.disk)
-            for f in nova_helper.NovaHelper().get_flavor_list()
-        ]
+        try:
+            listed = nova_helper.NovaHelper().get_flavor_list()
+        except Exception as exc:  # any Nova or auth failure: keep the rest of the plan
+            LOG.warning("cotenancy_predictive: cannot list Nova flavors (%s); resizes are dropped", exc)
+            return []
+        return [translate.Flavor(name=f.flavor_name, vcpus=f.vcpus, ram=f.ram, disk=f.disk) for f in listed]
 
     def do_execute(self, audit: Any = None) -> None:
         state = self.build_state()
@@ -278,9 +282,11 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         """Hosts in predicted conflict before the plan, and how many of them the migrations Watcher
         will carry out clear. The planner's own counts win when its plan statistics carry them.
 
-        A host is in conflict when its VMs' planned-for demand (95th percentile of the window)
-        exceeds its capacity, or, when the cotenancy strategy has a pair-risk model, when two of its
-        VMs reach the planner's risk threshold together there.
+        Before the plan a host is in conflict when its VMs' planned-for demand (95th percentile of
+        the window) exceeds its capacity, or, when the cotenancy strategy has a pair-risk model, when
+        two of its VMs reach the planner's risk threshold together there. A host the plan does not
+        touch keeps its verdict; a host it touches is judged again on its new set of VMs: the
+        capacity check, and the risk of every pair the plan forms there.
         """
         stats = plan.stats
         if "conflicts_predicted" in stats and "conflicts_avoided" in stats:
@@ -288,14 +294,19 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
             return predicted, min(predicted, max(0, int(float(stats["conflicts_avoided"]))))
         inventory = state.inventory
         demand = translate.peak_demand(inventory, state.telemetry)
-        placements = (inventory.placement(), translate.placement_after(inventory, translation))
-        before, after = (translate.host_conflicts(inventory, demand, p) for p in placements)
+        now, then = inventory.placement(), translate.placement_after(inventory, translation)
+        moved = {vm_id for vm_id, host in then.items() if host != now.get(vm_id)}
+        touched = {now[v] for v in moved} | {then[v] for v in moved}
+        before = translate.host_conflicts(inventory, demand, now)
+        after = translate.host_conflicts(inventory, demand, then)
         pair_risk = getattr(planner, "pair_risk", None)
         score = pair_risk(state) if callable(pair_risk) else None
         if score is not None:
             threshold = float(getattr(getattr(planner, "settings", None), "risk_threshold", 0.5))
-            before |= translate.risky_hosts(inventory, placements[0], score, threshold)
-            after |= translate.risky_hosts(inventory, placements[1], score, threshold)
+            before |= translate.risky_hosts(inventory, now, score, threshold)
+            if moved:
+                after |= translate.risky_hosts(inventory, then, score, threshold, involving=moved)
+        after |= before - touched
         return len(before), len(before - after)
 
     def post_execute(self) -> None:

@@ -424,10 +424,16 @@ PairScore = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
 def risky_hosts(
-    inventory: Inventory, placement: Mapping[str, str | None], score: PairScore, threshold: float
+    inventory: Inventory,
+    placement: Mapping[str, str | None],
+    score: PairScore,
+    threshold: float,
+    involving: set[str] | None = None,
 ) -> set[str]:
-    """Hosts holding a pair of VMs whose predicted conflict risk there reaches ``threshold``."""
-    vm_index = {vm_id: i for i, vm_id in enumerate(inventory.vms)}
+    """Hosts holding a pair of VMs whose predicted conflict risk there reaches ``threshold``;
+    with ``involving``, only pairs with at least one of those VMs count."""
+    vm_ids = list(inventory.vms)
+    vm_index = {vm_id: i for i, vm_id in enumerate(vm_ids)}
     host_index = {host_id: i for i, host_id in enumerate(inventory.hosts)}
     members: dict[str, list[int]] = {}
     for vm_id, host_id in placement.items():
@@ -436,6 +442,8 @@ def risky_hosts(
     pairs, hosts, owners = [], [], []
     for host_id, vms in members.items():
         for a, b in combinations(sorted(vms), 2):
+            if involving is not None and not ({vm_ids[a], vm_ids[b]} & involving):
+                continue
             pairs.append((a, b))
             hosts.append(host_index[host_id])
             owners.append(host_id)

@@ -4,8 +4,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VENV="$ROOT/.cache/venvs/nova"
-STAMP="$VENV/.cotenancy-nova-ready"
+NOVA_VENV="$ROOT/.cache/venvs/nova"
+STAMP="$NOVA_VENV/.cotenancy-nova-ready"
 CONSTRAINTS="$ROOT/tests/harness/nova/constraints.txt"
 # The venv is rebuilt whenever this spec or the constraints change.
 SPEC_VERSION="2-$(sha256sum "$CONSTRAINTS" | cut -c1-16)"
@@ -30,43 +30,30 @@ else
   REFREEZE=0
 fi
 
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SPEC_VERSION" && -x "$VENV/bin/python" ]]; then
-  echo "nova harness venv ready: $VENV"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SPEC_VERSION" && -x "$NOVA_VENV/bin/python" ]]; then
+  echo "nova harness venv ready: $NOVA_VENV"
   exit 0
 fi
 
-PYTHON="${COTENANCY_NOVA_PYTHON:-}"
-if [[ -z "$PYTHON" ]]; then
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1; then
-      PYTHON="$(command -v "$candidate")"
-      break
-    fi
-  done
-fi
-if [[ -z "$PYTHON" ]]; then
-  echo "40-nova: no python3.11/python3 found" >&2
-  exit 1
-fi
-if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  echo "40-nova: installing python3-venv"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-fi
+# The same interpreter as the project venv (10-base.sh), installed from Debian when missing.
+source "$ROOT/scripts/lib.sh"
+PYTHON="${COTENANCY_NOVA_PYTHON:-${PYTHON:-python3.11}}"
+command -v "$PYTHON" >/dev/null || apt_install python3.11 python3.11-venv
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || apt_install python3.11-venv
 
-echo "40-nova: building $VENV with $PYTHON"
-rm -rf "$VENV"
-mkdir -p "$(dirname "$VENV")"
-"$PYTHON" -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+echo "40-nova: building $NOVA_VENV with $PYTHON"
+rm -rf "$NOVA_VENV"
+mkdir -p "$(dirname "$NOVA_VENV")"
+"$PYTHON" -m venv "$NOVA_VENV"
+"$NOVA_VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
 if [[ "$REFREEZE" == 1 ]]; then
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+  "$NOVA_VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
 else
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" "${PACKAGES[@]}"
+  "$NOVA_VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" "${PACKAGES[@]}"
 fi
 
 # Fail here, not in the tests, when the harness cannot import what it needs.
-"$VENV/bin/python" - <<'PY'
+"$NOVA_VENV/bin/python" - <<'PY'
 import os, sys
 import nova.tests.functional.integrated_helpers  # noqa: F401
 import placement.tests.functional.fixtures.placement  # noqa: F401
@@ -76,7 +63,7 @@ PY
 if [[ "$REFREEZE" == 1 ]]; then
   {
     head -n 2 "$CONSTRAINTS"
-    "$VENV/bin/pip" freeze --disable-pip-version-check | grep -v '^-e\|@ file'
+    "$NOVA_VENV/bin/pip" freeze --disable-pip-version-check | grep -v '^-e\|@ file'
   } > "$CONSTRAINTS.new"
   mv "$CONSTRAINTS.new" "$CONSTRAINTS"
   SPEC_VERSION="2-$(sha256sum "$CONSTRAINTS" | cut -c1-16)"

@@ -16,26 +16,19 @@ import os
 import ssl
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tests" / "harness" / "vcsim"))
-sys.path.insert(0, str(REPO / "tests" / "harness" / "nova"))
+HARNESSES = Path(__file__).resolve().parents[2] / "harness"
+sys.path.insert(0, str(HARNESSES / "vcsim"))
+sys.path.insert(0, str(HARNESSES / "nova"))
 
 import nova_harness  # noqa: E402
 import vcsim_harness  # noqa: E402
-
-from cotenancy.conf import make_conf  # noqa: E402
-from cotenancy.drivers.simulated.persistent import PersistentSimulatedDriver  # noqa: E402
-from cotenancy.store import HistoryStore  # noqa: E402
-
-TEST_DRIVER = "simulated_persistent"
-VCENTER_SECRET = vcsim_harness.PASSWORD
+from ansible_helpers import REPO, TEST_DRIVER, SimCloud  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -74,33 +67,6 @@ def ansible_env(tmp_path_factory: pytest.TempPathFactory, test_entry_points: Pat
 def in_process_entry_points(test_entry_points: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The test-only driver entry point, for code loading drivers in this process."""
     monkeypatch.syspath_prepend(str(test_entry_points))
-
-
-@dataclass
-class SimCloud:
-    """A persistent simulated cloud and the cotenancy configuration file that points at it."""
-
-    state_file: Path
-    config_file: Path
-    store_url: str
-
-    def driver(self) -> PersistentSimulatedDriver:
-        return PersistentSimulatedDriver(self.conf())
-
-    def conf(self):
-        return make_conf([], config_files=[str(self.config_file)])
-
-    def store(self) -> HistoryStore:
-        return HistoryStore(self.store_url)
-
-    def busy_host(self) -> str:
-        """A host with at least two VMs (the synthetic placement is deterministic)."""
-        inventory = self.driver().get_inventory()
-        counts: dict[str, int] = {}
-        for vm in inventory.vms.values():
-            if vm.host_id:
-                counts[vm.host_id] = counts.get(vm.host_id, 0) + 1
-        return max(sorted(counts), key=lambda h: counts[h])
 
 
 @pytest.fixture
@@ -169,3 +135,41 @@ def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nova_harness.Nova
         yield harness
     finally:
         harness.stop()
+
+
+@pytest.fixture(scope="session")
+def nova_clouds_yaml(nova: nova_harness.NovaHarness, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return nova.write_clouds_yaml(tmp_path_factory.mktemp("clouds") / "clouds.yaml")
+
+
+@pytest.fixture(scope="session")
+def nova_admin(nova_clouds_yaml: Path):
+    """The tests' own openstacksdk connection, to arrange and to check."""
+    import openstack.config
+    import openstack.connection
+
+    config = openstack.config.OpenStackConfig(config_files=[str(nova_clouds_yaml)])
+    return openstack.connection.Connection(config=config.get_one(cloud=nova_harness.CLOUD_NAME))
+
+
+@pytest.fixture
+def nova_server(nova_admin, nova: nova_harness.NovaHarness) -> Iterator:
+    """Boots servers pinned to a host; deletes them after the test."""
+    created: list[str] = []
+
+    def boot(name: str, host: str, flavor: str = "m1.tiny"):
+        flavor_id = nova_admin.compute.find_flavor(flavor, ignore_missing=False).id
+        server = nova_admin.compute.create_server(
+            name=name,
+            flavor_id=flavor_id,
+            image_id=nova.image_id,
+            networks="none",
+            availability_zone=f"nova:{host}",
+        )
+        created.append(server.id)
+        return nova_admin.compute.wait_for_server(server, wait=60, interval=0.1)
+
+    yield boot
+    nova.clear_faults()
+    for server_id in created:
+        nova_admin.compute.delete_server(server_id, ignore_missing=True)

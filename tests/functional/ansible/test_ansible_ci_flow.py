@@ -5,16 +5,23 @@ collection plans against the simulated cloud, stops for approval, and applies on
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import REPO, TEST_DRIVER, SimCloud
+from ansible_helpers import REPO, TEST_DRIVER, SimCloud
 
 from cotenancy.model import StepStatus
 
 PLAYBOOK = REPO / "playbooks" / "ci" / "plan_approve_apply.yml"
 PROMPT = r"Type yes to apply\s*:"
+
+
+@pytest.fixture
+def ci_env(ansible_env: dict[str, str]) -> dict[str, str]:
+    """The CI flow runs from the repository root and finds the collection through its
+    ansible.cfg, as a pipeline would."""
+    assert (REPO / "ansible.cfg").is_file()
+    return {k: v for k, v in ansible_env.items() if k != "ANSIBLE_COLLECTIONS_PATH"}
 
 
 def playbook_args(cloud: SimCloud, *extra: str) -> list[str]:
@@ -41,12 +48,12 @@ def run_with_answer(cloud: SimCloud, env: dict[str, str], answer: str) -> tuple[
     return child.exitstatus, before + child.before
 
 
-def test_approved_plan_is_applied_to_the_cloud(sim_cloud: SimCloud, ansible_env: dict[str, str]) -> None:
+def test_approved_plan_is_applied_to_the_cloud(sim_cloud: SimCloud, ci_env: dict[str, str]) -> None:
     busy = sim_cloud.busy_host()
     sim_cloud.driver().set_host_maintenance(busy, True)
     evacuees = {vm.id for vm in sim_cloud.driver().get_inventory().vms.values() if vm.host_id == busy}
 
-    status, output = run_with_answer(sim_cloud, ansible_env, "yes")
+    status, output = run_with_answer(sim_cloud, ci_env, "yes")
 
     assert status == 0, output
     plans = sim_cloud.store().list_plans()
@@ -62,11 +69,11 @@ def test_approved_plan_is_applied_to_the_cloud(sim_cloud: SimCloud, ansible_env:
         assert placed[move.vm_id].host_id == move.target_host_id
 
 
-def test_refused_plan_changes_nothing(sim_cloud: SimCloud, ansible_env: dict[str, str]) -> None:
+def test_refused_plan_changes_nothing(sim_cloud: SimCloud, ci_env: dict[str, str]) -> None:
     sim_cloud.driver().set_host_maintenance(sim_cloud.busy_host(), True)
     before = sim_cloud.state_file.read_bytes()
 
-    status, output = run_with_answer(sim_cloud, ansible_env, "no")
+    status, output = run_with_answer(sim_cloud, ci_env, "no")
 
     assert status != 0
     assert "was not approved; nothing was applied" in output
@@ -75,14 +82,14 @@ def test_refused_plan_changes_nothing(sim_cloud: SimCloud, ansible_env: dict[str
     assert plan.actions and all(a.status is StepStatus.PENDING for a in plan.actions)
 
 
-def test_check_mode_plans_but_changes_nothing(sim_cloud: SimCloud, ansible_env: dict[str, str]) -> None:
+def test_check_mode_plans_but_changes_nothing(sim_cloud: SimCloud, ci_env: dict[str, str]) -> None:
     sim_cloud.driver().set_host_maintenance(sim_cloud.busy_host(), True)
     before = sim_cloud.state_file.read_bytes()
 
     result = subprocess.run(
         ["ansible-playbook", *playbook_args(sim_cloud, "--check")],
         cwd=REPO,
-        env=ansible_env,
+        env=ci_env,
         capture_output=True,
         text=True,
         timeout=240,
@@ -93,10 +100,3 @@ def test_check_mode_plans_but_changes_nothing(sim_cloud: SimCloud, ansible_env: 
     assert "live_migrate" in result.stdout  # the plan is shown ...
     assert sim_cloud.state_file.read_bytes() == before  # ... and nothing changed
     assert sim_cloud.store().list_plans() == []
-
-
-@pytest.fixture(autouse=True)
-def _use_repo_ansible_cfg(ansible_env: dict[str, str]) -> None:
-    """The CI flow runs from the repository root with its ansible.cfg, as a pipeline would."""
-    ansible_env.pop("ANSIBLE_COLLECTIONS_PATH", None)
-    assert (Path(REPO) / "ansible.cfg").is_file()

@@ -33,6 +33,7 @@ HOSTS = 3
 def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nova_harness.NovaHarness]:
     """The running Nova harness (API, conductor, scheduler, placement, computes host1..host3)."""
     workdir = tmp_path_factory.mktemp("nova-harness")
+    # A start failure is cached by pytest for the session: later tests fail at once with it.
     harness = nova_harness.start(hosts=HOSTS, log_path=workdir / "harness.log")
     try:
         yield harness
@@ -115,3 +116,18 @@ def make_server(
         if all(admin.compute.find_server(s, ignore_missing=True) is None for s in created):
             break
         time.sleep(0.1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, attach what Nova logged (the tail), so CI failures explain themselves."""
+    outcome = yield
+    report = outcome.get_result()
+    harness = getattr(item, "funcargs", {}).get("nova")
+    if report.when != "call" or not report.failed or harness is None:
+        return
+    try:
+        tail = "\n".join(harness.log().splitlines()[-80:])
+    except Exception as exc:  # the harness may be the thing that broke
+        tail = f"(could not read the harness log: {exc}; process alive: {harness.alive()})"
+    report.sections.append(("nova harness log (last 80 lines)", tail))

@@ -9,7 +9,7 @@ import pytest
 
 from cotenancy.conf import make_conf
 from cotenancy.engine.loop import ControlLoop
-from cotenancy.loading import DRIVERS, load_plugin
+from cotenancy.loading import DRIVERS, STRATEGIES, load_plugin
 from cotenancy.model import ActionKind, ActionPlan, ClusterState, Resource, StepStatus
 from cotenancy.plan.planner import Planner
 from cotenancy.plan.problem import DemandForecast, PlannerSettings
@@ -135,6 +135,37 @@ def test_the_loop_discovers_plans_live_migrates_and_resizes(
     stored = store.get_plan(plan.id)
     assert [a.status for a in stored.actions] == [StepStatus.SUCCEEDED] * len(plan.actions)
     assert store.vms(), "the loop recorded the inventory it discovered"
+
+
+def test_the_predictive_strategy_drives_nova_through_the_loop(
+    loop_conf, loop_driver, admin, make_server, nova, tmp_path, host1_back_in_service
+):
+    """The shipped ``predictive`` strategy, loaded by name, with its cold-start forecasts (no
+    trained model in an empty model directory) and no pair-risk model."""
+    loop_conf.set_override("risk_model", "", group="strategy_predictive")
+    loop_conf.set_override("model_dir", str(tmp_path / "models"), group="predict")
+    loop_conf.set_override("manage_allocations", False, group="planner")
+    loop_conf.set_override("underloaded_hosts", 0, group="planner")
+    web = make_server("web", "host1")
+    batch = make_server("batch", "host3")
+    prime_then_advance(loop_driver, nova, {web.id: 0.2, batch.id: 1.8})
+    strategy = load_plugin(STRATEGIES, "predictive", loop_conf)
+    loop = ControlLoop(loop_conf, driver=loop_driver, strategy=strategy)
+
+    loop_driver.set_host_maintenance("host1", True)
+    result = loop.run_once()
+
+    plan = result.plan
+    assert plan.strategy == "predictive"
+    assert all(a.status is StepStatus.SUCCEEDED for a in plan.actions), [
+        (a.kind, a.status, a.message) for a in plan.actions
+    ]
+    [move] = [a for a in plan.migrations if a.vm_id == web.id]
+    assert move.target_host_id != "host1"
+    assert admin.compute.get_server(web.id).compute_host == move.target_host_id
+    [grow] = [a for a in plan.actions if a.kind is ActionKind.RESIZE and a.vm_id == batch.id]
+    assert grow.size.cpu > loop_driver.options.mhz_per_vcpu
+    assert admin.compute.get_server(batch.id).flavor["vcpus"] >= 2
 
 
 def test_a_migration_nova_fails_is_a_failed_step_on_record(

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from cotenancy.drivers.nova.driver import NovaDriver
-from cotenancy.exceptions import ActionFailed, NotFound, TimedOut
+from cotenancy.exceptions import ActionFailed, NotFound, TimedOut, Unsupported
 from cotenancy.loading import DRIVERS, load_plugin
 from cotenancy.model import EventKind, Metric, Resources, RuleKind, VMState
 
@@ -31,20 +31,24 @@ def test_the_entry_point_loads_the_nova_driver(nova_conf) -> None:
 
 
 def test_inventory_takes_host_capacity_and_usage_from_placement(driver, admin, make_server):
-    make_server("usage-probe", "host1", flavor="m1.small")
+    probe = make_server("usage-probe", "host1", flavor="m1.small")
     inventory = driver.get_inventory()
     mhz = driver.options.mhz_per_vcpu
     providers = {rp.name: rp.id for rp in admin.placement.resource_providers()}
     for name in ("host1", "host2", "host3"):
-        placement = admin.placement.get(f"/resource_providers/{providers[name]}/inventories")
-        inv = placement.json()["inventories"]
+        base = f"/resource_providers/{providers[name]}"
+        inv = admin.placement.get(f"{base}/inventories").json()["inventories"]
+        usages = admin.placement.get(f"{base}/usages").json()["usages"]
         host = inventory.hosts[name]
         assert host.capacity.cpu == pytest.approx(_usable(inv, "VCPU") * mhz)
         assert host.capacity.memory == pytest.approx(_usable(inv, "MEMORY_MB"))
         assert host.maintenance is False
         assert host.attributes["resource_provider"] == providers[name]
-    assert inventory.hosts["host1"].attributes["used_memory_mb"] == "2048"
-    assert inventory.hosts["host2"].attributes["used_memory_mb"] == "0"
+        assert host.attributes["used_memory_mb"] == str(usages["MEMORY_MB"])
+        assert host.attributes["used_vcpu"] == str(usages["VCPU"])
+    # The probe's m1.small (1 vCPU, 2048 MiB) is part of host1's placement usage.
+    assert int(inventory.hosts["host1"].attributes["used_memory_mb"]) >= 2048
+    assert inventory.vms[probe.id].host_id == "host1"
 
 
 def test_inventory_maps_servers_flavors_zones_and_server_groups(driver, admin, make_server):
@@ -136,6 +140,25 @@ def test_resize_chooses_the_smallest_flavor_that_fits_and_confirms(driver, admin
     resize = [m for m in _migrations(admin, server.id) if m.migration_type == "resize"]
     assert [m.status for m in resize] == ["confirmed"]
     assert driver.get_inventory().vms[server.id].size == Resources(cpu=2 * mhz, memory=4096)
+
+
+def test_a_stopped_server_is_resized_and_stays_stopped(driver, admin, make_server):
+    server = make_server("sleeper", "host2")
+    admin.compute.stop_server(server)
+    admin.compute.wait_for_server(server, status="SHUTOFF", wait=30, interval=0.1)
+
+    driver.resize(server.id, Resources(cpu=1.0, memory=1024))
+
+    resized = admin.compute.get_server(server.id)
+    assert (resized.status, resized.flavor["original_name"]) == ("SHUTOFF", "m1.small")
+
+
+def test_a_size_no_flavor_holds_is_unsupported_and_changes_nothing(driver, admin, make_server):
+    server = make_server("giant", "host3")
+    with pytest.raises(Unsupported, match="no flavor holds"):
+        driver.resize(server.id, Resources(cpu=64 * driver.options.mhz_per_vcpu, memory=512))
+    assert admin.compute.get_server(server.id).flavor["original_name"] == "m1.tiny"
+    assert _migrations(admin, server.id) == []
 
 
 def test_a_live_migration_nova_fails_raises_action_failed(driver, admin, make_server, nova):

@@ -132,3 +132,15 @@ def test_risky_hosts_are_those_holding_a_pair_above_the_threshold():
     assert translate.risky_hosts(inventory, inventory.placement(), score, 0.5) == {"a"}
     apart = {**inventory.placement(), "v2": "b"}
     assert translate.risky_hosts(inventory, apart, score, 0.5) == set()
+
+
+def test_risky_hosts_can_be_limited_to_pairs_a_plan_forms():
+    inventory = _inventory()
+
+    def score(pairs: np.ndarray, hosts: np.ndarray | None) -> np.ndarray:
+        return np.full(len(pairs), 0.9)
+
+    everything_on_b = {"v1": "b", "v2": "a", "v3": "b"}
+
+    assert translate.risky_hosts(inventory, everything_on_b, score, 0.5, involving={"v1"}) == {"b"}
+    assert translate.risky_hosts(inventory, everything_on_b, score, 0.5, involving={"v2"}) == set()

@@ -119,6 +119,7 @@ func main() {
 	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*username, *password)}
 
 	installSafeFetch()
+	installCSVPerformanceManager()
 	repairEventTemplates()
 	stm := installScheduledTaskManager()
 
@@ -224,6 +225,53 @@ func installSafeFetch() {
 	pc := &SafePropertyCollector{}
 	pc.Self = ref
 	simulator.Map.Put(pc)
+}
+
+// CSVPerformanceManager answers QueryPerf specs with format "csv" as vCenter does (0.24 ignores
+// the format): one string per series instead of one XML element per sample.
+type CSVPerformanceManager struct {
+	simulator.PerformanceManager
+}
+
+func installCSVPerformanceManager() {
+	orig := simulator.Map.Get(*model.ServiceContent.PerfManager).(*simulator.PerformanceManager)
+	simulator.Map.Put(&CSVPerformanceManager{*orig})
+}
+
+func (p *CSVPerformanceManager) QueryPerf(ctx *simulator.Context, req *types.QueryPerf) soap.HasFault {
+	res := p.PerformanceManager.QueryPerf(ctx, req)
+	body, ok := res.(*methods.QueryPerfBody)
+	if !ok || body.Fault_ != nil || body.Res == nil {
+		return res
+	}
+	for i, qs := range req.QuerySpec {
+		metric, ok := body.Res.Returnval[i].(*types.PerfEntityMetric)
+		if qs.Format != string(types.PerfFormatCsv) || !ok {
+			continue
+		}
+		info := make([]string, 0, 2*len(metric.SampleInfo))
+		for _, s := range metric.SampleInfo {
+			info = append(info, strconv.Itoa(int(s.Interval)), s.Timestamp.UTC().Format(time.RFC3339Nano))
+		}
+		csv := &types.PerfEntityMetricCSV{SampleInfoCSV: strings.Join(info, ",")}
+		csv.Entity = metric.Entity
+		for _, series := range metric.Value {
+			ints, ok := series.(*types.PerfMetricIntSeries)
+			if !ok {
+				continue
+			}
+			values := make([]string, len(ints.Value))
+			for j, v := range ints.Value {
+				values[j] = strconv.FormatInt(v, 10)
+			}
+			csv.Value = append(csv.Value, types.PerfMetricSeriesCSV{
+				PerfMetricSeries: types.PerfMetricSeries{Id: ints.Id},
+				Value:            strings.Join(values, ","),
+			})
+		}
+		body.Res.Returnval[i] = csv
+	}
+	return body
 }
 
 // repairEventTemplates replaces event message templates that text/template cannot parse (e.g.

@@ -10,7 +10,7 @@ from oslo_config import cfg
 
 from cotenancy.drivers.nova import options
 from cotenancy.drivers.nova.driver import NovaDriver
-from cotenancy.exceptions import ConfigurationError
+from cotenancy.exceptions import ConfigurationError, DriverError
 
 SECRET = "correct-horse-battery-staple"
 
@@ -102,3 +102,27 @@ def test_options_are_listed_for_the_config_generator():
     assert group == "nova" == NovaDriver.name
     assert {"cloud", "clouds_file", "insecure", "mhz_per_vcpu", "action_timeout"} <= names
     assert not any("password" in n or "token" in n for n in names)
+
+
+def test_an_unreachable_cloud_is_a_driver_error_not_an_sdk_exception(tmp_path):
+    clouds = tmp_path / "clouds.yaml"
+    endpoint = "http://127.0.0.1:9"
+    clouds.write_text(
+        yaml.safe_dump(
+            {
+                "clouds": {
+                    "down": {
+                        "auth_type": "admin_token",
+                        "auth": {"endpoint": endpoint, "token": SECRET},
+                        "compute_endpoint_override": f"{endpoint}/v2.1",
+                        "placement_endpoint_override": f"{endpoint}/placement",
+                    }
+                }
+            }
+        )
+    )
+    driver = make_driver(clouds, cloud="down")
+    with pytest.raises(DriverError) as failure:
+        driver.get_inventory()
+    assert type(failure.value) is DriverError
+    assert SECRET not in str(failure.value)

@@ -1,0 +1,116 @@
+"""The ansible executor with the simulated cloud: every step kind runs as a playbook in its own
+processes (``cotenancy.cloud.step``) and lands in the shared, persistent cloud; a step the cloud
+refuses is a failed step with the module's message."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_helpers import REPO, TEST_DRIVER, SimCloud
+
+from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepStatus
+from cotenancy.plugins.ansible.executor import AnsibleExecutor
+
+
+@pytest.fixture
+def executor_conf(sim_cloud: SimCloud, ansible_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Configuration for the executor: step playbooks load the test-only persistent driver
+    (``cotenancy_driver``) with the same configuration file as the in-process driver."""
+    for name in ("ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP", "PYTHONPATH"):
+        monkeypatch.setenv(name, ansible_env[name])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    extravars = tmp_path / "extravars.yml"
+    extravars.write_text(
+        yaml.safe_dump(
+            {"cotenancy_driver": TEST_DRIVER, "cotenancy_config_files": [str(sim_cloud.config_file)]}
+        )
+    )
+    conf = sim_cloud.conf()
+    AnsibleExecutor(conf)
+    conf.set_override("extravars_file", str(extravars), group="ansible")
+    conf.set_override("step_timeout", 120.0)
+    return conf
+
+
+def test_each_step_kind_changes_the_shared_cloud(sim_cloud: SimCloud, executor_conf) -> None:
+    driver = sim_cloud.driver()
+    inventory = driver.get_inventory()
+    vm = inventory.vms[sorted(inventory.vms)[0]]
+    target = next(h for h in sorted(inventory.hosts) if h != vm.host_id)
+    spare = next(h for h in sorted(inventory.hosts) if h not in (vm.host_id, target))
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.SET_MAINTENANCE, host_id=spare, maintenance=True)
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm.id, target_host_id=target)
+    plan.add(ActionKind.RESIZE, vm_id=vm.id, size=Resources(cpu=vm.size.cpu / 2, memory=vm.size.memory / 2))
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm.id, allocation=Allocation(shares=3000))
+    store = sim_cloud.store()
+    store.save_plan(plan)
+
+    AnsibleExecutor(executor_conf, store=store).execute(plan, driver)
+
+    stored = store.get_plan(plan.id)
+    assert [a.status for a in stored.actions] == [StepStatus.SUCCEEDED] * 4, [
+        a.message for a in stored.actions
+    ]
+    fresh = sim_cloud.driver()  # as a later process sees it
+    fresh.wait(900)  # the migration completes in cloud time
+    after = fresh.get_inventory()
+    assert after.hosts[spare].maintenance is True
+    assert after.vms[vm.id].host_id == target
+    assert (after.vms[vm.id].size.cpu, after.vms[vm.id].size.memory) == (vm.size.cpu / 2, vm.size.memory / 2)
+    assert after.vms[vm.id].allocation.shares == 3000
+
+
+def test_a_migration_to_an_unknown_host_fails_with_the_modules_message(
+    sim_cloud: SimCloud, executor_conf
+) -> None:
+    driver = sim_cloud.driver()
+    vm_ids = sorted(driver.get_inventory().vms)
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm_ids[0], target_host_id="host-that-is-not-there")
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm_ids[0], allocation=Allocation(shares=500), depends_on=(0,))
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm_ids[1], allocation=Allocation(shares=500))
+    store = sim_cloud.store()
+    store.save_plan(plan)
+
+    AnsibleExecutor(executor_conf, store=store).execute(plan, driver)
+
+    failed, dependent, independent = store.get_plan(plan.id).actions
+    assert failed.status is StepStatus.FAILED
+    assert "host-that-is-not-there" in failed.message and "NotFound" in failed.message
+    assert dependent.status is StepStatus.SKIPPED
+    assert independent.status is StepStatus.SUCCEEDED
+    assert sim_cloud.driver().get_inventory().vms[vm_ids[0]].allocation.shares == 1000
+
+
+def test_a_step_playbook_in_check_mode_changes_nothing(sim_cloud: SimCloud, ansible_env) -> None:
+    vm = sorted(sim_cloud.driver().get_inventory().vms)[0]
+    before = sim_cloud.state_file.read_bytes()
+    variables = {
+        "cotenancy_driver": TEST_DRIVER,
+        "cotenancy_config_files": [str(sim_cloud.config_file)],
+        "vm_id": vm,
+        "size": {"cpu": 100.0, "memory": 128.0},
+        "maintenance": None,
+    }
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "--check",
+            "-e",
+            yaml.safe_dump(variables, default_flow_style=True),
+            "resize.yml",
+        ],
+        cwd=REPO / "playbooks" / "simulated",
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "changed=1" in result.stdout  # it would resize ...
+    assert sim_cloud.state_file.read_bytes() == before  # ... and did not

@@ -1,0 +1,239 @@
+"""The ansible executor against the vCenter simulator: community.vmware playbooks carry out a
+plan's vMotion, resize and allocation change, and pyVmomi sees the result; failed tasks and an
+unreachable vCenter become failed steps with Ansible's message, and the failure policy holds."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pyVmomi import vim
+
+from cotenancy.conf import make_conf
+from cotenancy.drivers.vsphere.driver import VSphereDriver
+from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepStatus
+from cotenancy.plugins.ansible.executor import AnsibleExecutor
+from cotenancy.store import HistoryStore
+
+
+def objects(content: vim.ServiceInstanceContent, kind: type) -> list[Any]:
+    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+    try:
+        return list(view.view)
+    finally:
+        view.DestroyView()
+
+
+def wait_task(task: vim.Task) -> Any:
+    import time
+
+    deadline = time.monotonic() + 30
+    while task.info.state not in ("success", "error"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert task.info.state == "success", task.info.error
+    return task.info.result
+
+
+def hosts(vcenter: vim.ServiceInstanceContent) -> list[vim.HostSystem]:
+    cluster = objects(vcenter, vim.ClusterComputeResource)[0]
+    return sorted(cluster.host, key=lambda h: h.name)
+
+
+@pytest.fixture
+def new_vm(vcenter: vim.ServiceInstanceContent) -> Iterator[Callable[..., vim.VirtualMachine]]:
+    """Powered-on VMs on the cluster's first host; hot-add on unless asked otherwise."""
+    created: list[vim.VirtualMachine] = []
+
+    def make(hot_add: bool = True, memory_mb: int = 256, cpus: int = 1) -> vim.VirtualMachine:
+        host = hosts(vcenter)[0]
+        datacenter = objects(vcenter, vim.Datacenter)[0]
+        spec = vim.vm.ConfigSpec(
+            name=f"ansible-{uuid.uuid4().hex[:8]}",
+            numCPUs=cpus,
+            memoryMB=memory_mb,
+            guestId="otherGuest",
+            cpuHotAddEnabled=hot_add,
+            memoryHotAddEnabled=hot_add,
+            files=vim.vm.FileInfo(vmPathName=f"[{host.datastore[0].name}]"),
+        )
+        vm = wait_task(
+            datacenter.vmFolder.CreateVM_Task(config=spec, pool=host.parent.resourcePool, host=host)
+        )
+        wait_task(vm.PowerOnVM_Task())
+        created.append(vm)
+        return vm
+
+    yield make
+    for vm in created:
+        if vm.runtime.powerState == "poweredOn":
+            wait_task(vm.PowerOffVM_Task())
+        wait_task(vm.Destroy_Task())
+
+
+def write_extravars(path: Path, vcsim, **changes: Any) -> Path:
+    values = {
+        "vcenter_hostname": vcsim.host,
+        "vcenter_port": vcsim.port,
+        "vcenter_username": vcsim.username,
+        "vcenter_password": vcsim.password,
+        "vcenter_validate_certs": True,
+    } | changes
+    path.write_text(yaml.safe_dump(values))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def setup(vcsim, tmp_path: Path, ansible_env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
+    """(conf, driver, store) for the ansible executor against the simulator; TLS verified
+    against the simulator's certificate."""
+    for name in ("ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP"):
+        monkeypatch.setenv(name, ansible_env[name])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    conf = make_conf([], config_files=[])
+    for name, value in {
+        "host": vcsim.host,
+        "port": vcsim.port,
+        "username": vcsim.username,
+        "password": vcsim.password,
+        "ca_file": str(vcsim.ca_file),
+        "task_timeout": 30.0,
+        "call_timeout": 30.0,
+        "poll_interval": 0.05,
+    }.items():
+        conf.set_override(name, value, group="vsphere")
+    conf.set_override("step_timeout", 120.0)
+    AnsibleExecutor(conf)  # registers [ansible]
+    conf.set_override(
+        "extravars_file", str(write_extravars(tmp_path / "vcenter.yml", vcsim)), group="ansible"
+    )
+    conf.set_override("ca_file", str(vcsim.ca_file), group="ansible")
+    driver = VSphereDriver(conf)
+    store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    yield conf, driver, store
+    driver.close()
+    store.close()
+
+
+def run_plan(conf, driver, store, plan: ActionPlan) -> ActionPlan:
+    store.save_plan(plan)
+    AnsibleExecutor(conf, store=store).execute(plan, driver)
+    return store.get_plan(plan.id)
+
+
+def test_vmotion_resize_and_allocation_are_carried_out(setup, new_vm, vcenter) -> None:
+    conf, driver, store = setup
+    vm = new_vm()
+    target = hosts(vcenter)[2]
+    record = driver.get_inventory().vms[vm._moId]
+    per_vcpu = record.size.cpu / record.vcpus
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    plan.add(ActionKind.RESIZE, vm_id=vm._moId, size=Resources(cpu=2 * per_vcpu, memory=512), depends_on=(0,))
+    plan.add(
+        ActionKind.SET_ALLOCATION,
+        vm_id=vm._moId,
+        allocation=Allocation(reservation=Resources(cpu=500, memory=128), shares=2000),
+        depends_on=(1,),
+    )
+
+    stored = run_plan(conf, driver, store, plan)
+
+    assert [a.status for a in stored.actions] == [StepStatus.SUCCEEDED] * 3, [
+        a.message for a in stored.actions
+    ]
+    assert vm.runtime.host == target
+    assert (vm.config.hardware.numCPU, vm.config.hardware.memoryMB) == (2, 512)
+    assert vm.config.cpuAllocation.reservation == 500
+    assert vm.config.memoryAllocation.reservation == 128
+    assert vm.config.cpuAllocation.shares.shares == 2 * 1000 * 2000 // 1000  # 2 vCPUs at weight 2000
+    assert driver.get_inventory().vms[vm._moId].allocation.shares == 2000  # read back as planned
+
+
+def test_refused_resize_fails_its_step_with_ansibles_message_and_skips_dependents(
+    setup, new_vm, vcenter
+) -> None:
+    conf, driver, store = setup
+    vm = new_vm(hot_add=False)  # vCenter refuses to add vCPUs to it while it runs
+    other = new_vm()
+    record = driver.get_inventory().vms[vm._moId]
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.RESIZE, vm_id=vm._moId, size=Resources(cpu=4 * record.size.cpu, memory=256))
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=hosts(vcenter)[1]._moId, depends_on=(0,))
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=other._moId, target_host_id=hosts(vcenter)[1]._moId)
+
+    stored = run_plan(conf, driver, store, plan)
+
+    resize, dependent, independent = stored.actions
+    assert resize.status is StepStatus.FAILED
+    assert "cpuHotAdd is not enabled" in resize.message
+    assert dependent.status is StepStatus.SKIPPED
+    assert independent.status is StepStatus.SUCCEEDED
+    assert vm.config.hardware.numCPU == 1 and vm.runtime.host == hosts(vcenter)[0]
+    assert other.runtime.host == hosts(vcenter)[1]
+
+
+def test_vcenter_fault_during_vmotion_aborts_the_plan_under_abort_policy(
+    setup, new_vm, vcenter, vcsim
+) -> None:
+    conf, driver, store = setup
+    conf.set_override("on_step_failure", "abort")
+    vm = new_vm()
+    vcsim.arm_fault("RelocateVM_Task", "MigrationFault", this=vm._moId)
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=hosts(vcenter)[1]._moId)
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm._moId, allocation=Allocation(shares=500))
+
+    stored = run_plan(conf, driver, store, plan)
+
+    migrate, rest = stored.actions
+    assert migrate.status is StepStatus.FAILED
+    assert migrate.message.startswith("ActionFailed: failed: vMotion")
+    assert rest.status is StepStatus.CANCELLED
+    assert vm.runtime.host == hosts(vcenter)[0]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_vcenter_fails_every_step_and_never_reveals_the_password(
+    setup, new_vm, vcenter, vcsim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    conf, driver, store = setup
+    port = closed_port()
+    secret = "Connection refused"  # a password Ansible's own error message happens to contain
+    extravars = write_extravars(
+        tmp_path / "unreachable.yml",
+        vcsim,
+        vcenter_hostname="127.0.0.1",
+        vcenter_port=port,
+        vcenter_password=secret,
+    )
+    conf.set_override("extravars_file", str(extravars), group="ansible")
+    conf.set_override("on_step_failure", "continue")
+    vm = new_vm()
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=hosts(vcenter)[1]._moId)
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm._moId, allocation=Allocation(shares=500), depends_on=(0,))
+
+    with caplog.at_level(logging.DEBUG):
+        stored = run_plan(conf, driver, store, plan)
+
+    assert [a.status for a in stored.actions] == [StepStatus.FAILED, StepStatus.FAILED]
+    for action in stored.actions:
+        assert f"error while connecting to vCenter or ESXi API at 127.0.0.1:{port}" in action.message
+        assert secret not in action.message
+    assert secret not in caplog.text
+    assert not list(tmp_path.glob("cotenancy-ansible-*")), "the runner folder (with the variables) is left"
+    assert vm.runtime.host == hosts(vcenter)[0]

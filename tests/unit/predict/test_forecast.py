@@ -1,0 +1,229 @@
+"""Demand forecaster: cold start, training, calibration, lifecycle and bad samples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from predict_synthetic import STEP, make_state, small_config
+
+from cotenancy.conf import make_conf
+from cotenancy.exceptions import ConfigurationError, SchemaMismatch
+from cotenancy.predict import features as feats
+from cotenancy.predict.forecast import (
+    HybridForecaster,
+    fallback_quantiles,
+    train_forecaster,
+)
+from cotenancy.predict.hints import Hint, apply_hints, parse_hint_line
+
+TRAIN_END = 3 * 288
+
+
+@pytest.fixture(scope="module")
+def trained(usage):
+    values = {k: v[:, :TRAIN_END] for k, v in usage.values.items()}
+    return train_forecaster(values, usage.timestamps[:TRAIN_END], STEP, usage.sizes, usage.vm_ids,
+                            usage.classes, small_config())
+
+
+def _served(tmp_path, model) -> HybridForecaster:
+    forecaster = HybridForecaster(model_path=tmp_path / "forecast.json")
+    forecaster.save(model)
+    return forecaster
+
+
+def test_cold_start_serves_the_labelled_fallback(tmp_path, usage):
+    forecaster = HybridForecaster(model_path=tmp_path / "absent.json")
+    state = make_state(usage, TRAIN_END)
+    result = forecaster.forecast(state, horizons=(1, 6, 48), quantiles=(0.5, 0.95))
+    assert not forecaster.trained
+    assert result.source == {"cpu": "fallback", "memory": "fallback"}
+    cube = result.values["cpu"]
+    assert cube.shape == (len(usage.vm_ids), 3, 2)
+    assert np.isfinite(cube).all() and (cube >= 0).all()
+    assert (cube[:, :, 1] >= cube[:, :, 0]).all()
+
+
+def test_fallback_uses_recent_changes_at_the_horizon():
+    # alternating 20, 10, ...: from the last value (10) the biggest one-step rise seen is +10
+    series = np.tile([20.0, 10.0], 50)[None, :]
+    q = fallback_quantiles(series, 1, (0.5, 0.95))
+    assert q[0, 1] == pytest.approx(20.0)
+    assert 0.0 <= q[0, 0] <= 20.0
+    # six steps ahead (an even lag) the series has always come back to where it was
+    assert fallback_quantiles(series, 6, (0.95,))[0, 0] == pytest.approx(10.0)
+
+
+def test_trained_model_is_calibrated_and_beats_the_fallback(tmp_path, usage, trained):
+    forecaster = _served(tmp_path, trained)
+    assert forecaster.trained
+    covered, pin_model, pin_fallback = [], [], []
+    for upto in range(TRAIN_END, usage.timestamps.size - 6, 7):
+        state = make_state(usage, upto)
+        result = forecaster.forecast(state, horizons=(6,), quantiles=(0.5, 0.95))
+        assert result.source["cpu"] == "trained"
+        y = usage.values["cpu"][:, upto - 1 + 6]
+        p95 = result.values["cpu"][:, 0, 1]
+        fb = fallback_quantiles(state.telemetry.values["cpu"], 6, (0.95,))[:, 0]
+        covered.append(y <= p95)
+        pin_model.append(np.maximum(0.95 * (y - p95), -0.05 * (y - p95)))
+        pin_fallback.append(np.maximum(0.95 * (y - fb), -0.05 * (y - fb)))
+    coverage = np.mean(np.concatenate(covered))
+    assert 0.88 <= coverage <= 0.995
+    assert np.mean(np.concatenate(pin_model)) < np.mean(np.concatenate(pin_fallback))
+
+
+def test_metadata_records_schema_window_metrics_and_libraries(tmp_path, trained):
+    forecaster = _served(tmp_path, trained)
+    document = json.loads(forecaster.model_path.read_text())
+    assert document["schema_version"] == feats.FORECAST_SCHEMA
+    assert set(document["libraries"]) >= {"xgboost", "numpy", "python", "cotenancy"}
+    meta = document["metadata"]
+    assert len(meta["training_window"]) == 2 and meta["training_window"][0] < meta["training_window"][1]
+    assert 0.85 <= meta["validation"]["cpu"]["coverage_p95"] <= 1.0
+
+
+def test_a_model_saved_by_one_process_loads_in_another(tmp_path, usage, trained):
+    forecaster = _served(tmp_path, trained)
+    state = make_state(usage, TRAIN_END + 10)
+    here = forecaster.forecast(state, (6,), (0.5, 0.95)).values["cpu"][:, 0, 1]
+    window = state.telemetry.values["cpu"]
+    np.save(tmp_path / "window.npy", window)
+    code = f"""
+import numpy as np
+from cotenancy.predict.forecast import HybridForecaster
+f = HybridForecaster(model_path={str(forecaster.model_path)!r})
+assert f.trained
+w = np.load({str(tmp_path / 'window.npy')!r})
+sizes = {{"cpu": np.array({usage.sizes['cpu'].tolist()!r})}}
+out = f.forecast_arrays({{"cpu": w}}, {float(state.telemetry.timestamps[-1])!r}, 300.0, (6,), (0.5, 0.95),
+                        sizes=sizes)
+np.save({str(tmp_path / 'other.npy')!r}, out.values["cpu"][:, 0, 1])
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    np.testing.assert_allclose(np.load(tmp_path / "other.npy"), here, rtol=1e-6)
+
+
+def test_serving_refuses_a_schema_mismatch(tmp_path, trained):
+    forecaster = _served(tmp_path, trained)
+    document = json.loads(forecaster.model_path.read_text())
+    document["schema_version"] = "forecast-v0"
+    forecaster.model_path.write_text(json.dumps(document))
+    fresh = HybridForecaster(model_path=forecaster.model_path)
+    with pytest.raises(SchemaMismatch, match="forecast-v0"):
+        fresh.forecast_arrays({"cpu": np.ones((2, 20))}, 0.0, STEP, (1,))
+
+
+def test_models_reload_without_restart(tmp_path, usage, trained):
+    forecaster = HybridForecaster(model_path=tmp_path / "forecast.json")
+    state = make_state(usage, TRAIN_END)
+    assert forecaster.forecast(state, (1,)).source["cpu"] == "fallback"
+    writer = HybridForecaster(model_path=tmp_path / "forecast.json")
+    writer.save(trained)
+    time.sleep(1.1)  # the server looks at the file's mtime at most once a second
+    assert forecaster.forecast(state, (1,)).source["cpu"] == "trained"
+    (tmp_path / "forecast.json").unlink()
+    time.sleep(1.1)
+    assert forecaster.forecast(state, (1,)).source["cpu"] == "fallback"
+
+
+def test_incremental_retraining_continues_the_trees(usage, trained):
+    later = slice(288, TRAIN_END + 288)
+    values = {k: v[:, later] for k, v in usage.values.items()}
+    more = train_forecaster(values, usage.timestamps[later], STEP, usage.sizes, usage.vm_ids,
+                            usage.classes, small_config(), previous=trained)
+    before = trained.boosters["cpu"].num_boosted_rounds()
+    assert more.boosters["cpu"].num_boosted_rounds() == before + small_config().incremental_rounds
+    assert more.metadata["incremental"] is True
+
+
+def test_negative_and_non_finite_samples_are_treated_exactly_as_missing(usage):
+    """Bad samples neither crash training nor leak into it: the model equals one trained with
+    those samples absent (NaN)."""
+    rng = np.random.default_rng(1)
+    cpu = usage.values["cpu"][:, :TRAIN_END].copy()
+    spots = rng.random(cpu.shape) < 0.03
+    bad = cpu.copy()
+    bad[spots] = rng.choice([-5.0, np.inf, -np.inf, np.nan], int(spots.sum()))
+    missing = cpu.copy()
+    missing[spots] = np.nan
+    cfg = small_config(horizons=(6,))
+    ts = usage.timestamps[:TRAIN_END]
+    model_bad = train_forecaster({"cpu": bad}, ts, STEP, usage.sizes, config=cfg)
+    model_missing = train_forecaster({"cpu": missing}, ts, STEP, usage.sizes, config=cfg)
+    probe = missing[:, -312:]
+    x, _, _ = feats.forecast_features(probe, float(ts[-1]), 6, STEP)
+    np.testing.assert_allclose(
+        model_bad.boosters["cpu"].inplace_predict(x), model_missing.boosters["cpu"].inplace_predict(x)
+    )
+
+
+def test_serving_survives_bad_and_missing_windows(tmp_path, usage, trained):
+    forecaster = _served(tmp_path, trained)
+    window = usage.values["cpu"][:4, TRAIN_END - 312 : TRAIN_END].copy()
+    window[0, -1] = -3.0  # negative latest sample: ignored, earlier samples used
+    window[1, -5:] = np.nan  # a gap
+    window[2, :] = np.nan  # no history at all: half the size at p50, the whole size at p95
+    window[3, ::2] = np.inf
+    sizes = {"cpu": usage.sizes["cpu"][:4]}
+    out = forecaster.forecast_arrays({"cpu": window}, float(usage.timestamps[TRAIN_END - 1]), STEP,
+                                     (1, 6), (0.5, 0.95), sizes=sizes).values["cpu"]
+    assert np.isfinite(out).all() and (out >= 0).all()
+    assert out[2, 0, 0] == pytest.approx(0.5 * sizes["cpu"][2])
+    assert out[2, 0, 1] == pytest.approx(sizes["cpu"][2])
+    assert out[0, 0, 1] < sizes["cpu"][0] * 1.5
+
+
+def test_long_horizons_use_weekly_profiles_that_transfer_to_new_vms(tmp_path, usage, trained):
+    """A VM with one hour of history gets its class's daily shape, not a flat line."""
+    forecaster = _served(tmp_path, trained)
+    night_vm = usage.classes.index("batch")
+    upto = TRAIN_END + 12 * 12  # 12:00 on the fourth day: batch VMs are at their low
+    window = usage.values["cpu"][night_vm : night_vm + 1, upto - 12 : upto]
+    horizons = tuple(range(48, 288, 24))
+    out = forecaster.forecast_arrays(
+        {"cpu": window}, float(usage.timestamps[upto - 1]), STEP, horizons, (0.5,),
+        vm_ids=["brand-new-vm"], classes=["batch"],
+    ).values["cpu"][0, :, 0]
+    hours = ((usage.timestamps[upto - 1] + STEP * np.array(horizons)) % 86400) / 3600
+    truth = np.cos(2 * np.pi * (hours - 2.0) / 24)
+    assert np.corrcoef(out, truth)[0, 1] > 0.8
+
+
+def test_hints_scale_forecasts_of_matching_vms_while_they_last():
+    values = {"cpu": np.ones((2, 3, 2))}
+    times = np.array([100.0, 200.0, 300.0])
+    hint = Hint(start=150.0, end=250.0, vms="web-*", resource="cpu", factor=2.0)
+    applied = apply_hints(values, [hint], [("web-1",), ("db-1",)], times)
+    assert applied
+    np.testing.assert_array_equal(values["cpu"][0, :, 0], [1.0, 2.0, 1.0])
+    np.testing.assert_array_equal(values["cpu"][1], np.ones((3, 2)))
+
+
+def test_hints_come_from_configuration(tmp_path, usage):
+    hints_file = tmp_path / "hints.yaml"
+    hints_file.write_text("- {start: '2023-11-15T00:00:00', end: '2023-11-16T00:00:00', vms: 'vm-00*', "
+                          "resource: cpu, factor: 3}\n")
+    conf = make_conf([])
+    conf.set_override("hints_file", str(hints_file), group="predict")
+    conf.set_override("model_dir", str(tmp_path), group="predict")
+    forecaster = HybridForecaster(conf)
+    plain = HybridForecaster(model_path=tmp_path / "absent.json")
+    state = make_state(usage, 288 + 24)
+    hinted = forecaster.forecast(state, (1,)).values["cpu"][:, 0, 0]
+    base = plain.forecast(state, (1,)).values["cpu"][:, 0, 0]
+    matching = np.array([v.startswith("vm-00") for v in usage.vm_ids])
+    np.testing.assert_allclose(hinted[matching], 3 * base[matching])
+    np.testing.assert_allclose(hinted[~matching], base[~matching])
+
+
+def test_bad_hint_lines_are_rejected_clearly():
+    with pytest.raises(ConfigurationError, match="end must be after start"):
+        parse_hint_line("start=2024-01-02T00:00,end=2024-01-01T00:00,factor=2")
+    with pytest.raises(ConfigurationError, match="unknown resource"):
+        parse_hint_line("start=0,end=10,resource=cache")
