@@ -72,8 +72,19 @@ def train_forecaster_excluding(test_day: str, days: list[str]):
         300.0,
         sizes={"cpu": np.concatenate(sizes)},
         vm_ids=names,
-        config=TrainingConfig(nthread=1),
+        config=TrainingConfig(nthread=1, rounds=60, max_rows=150_000),
     )
+
+
+def forecaster_without(test_day: str, days: list[str], conf, train: bool):
+    """The default forecaster serving a model trained without ``test_day`` (cached under .cache/)."""
+    from cotenancy.predict.forecast import HybridForecaster
+
+    path = REPO / ".cache" / "bench" / f"forecast-without-{test_day}.json"
+    forecaster = HybridForecaster(conf, model_path=path)
+    if train and not path.exists():
+        forecaster.save(train_forecaster_excluding(test_day, days))
+    return forecaster
 
 
 def run_one(day: str, strategy_name: str, overrides: list[str], train: bool, days: list[str]) -> dict:
@@ -95,11 +106,11 @@ def run_one(day: str, strategy_name: str, overrides: list[str], train: bool, day
             from cotenancy.predict.forecast import HybridForecaster
             from cotenancy.strategies.predictive import PredictiveStrategy
 
-            forecaster = HybridForecaster(conf)
             if train:
-                forecaster.pin(train_forecaster_excluding(day, days))
-                models = "forecast trained on other days"
+                forecaster = forecaster_without(day, days, conf, train)
+                models = "forecast trained on the other days"
             else:
+                forecaster = HybridForecaster(conf, model_path=REPO / ".cache" / "bench" / "no-model.json")
                 models = "forecast fallback"
             risk = None
             try:
@@ -156,16 +167,41 @@ def main(argv: list[str] | None = None) -> int:
         help="configuration override for every run, e.g. planner.max_migrations=20",
     )
     parser.add_argument("--json", type=Path, help="write every result as JSON")
+    parser.add_argument("--train-only", action="store_true", help="only train (and cache) the forecasters")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        default=[],
+        help="JSON of an earlier run (same setup) whose (day, strategy) results are shown instead of rerun",
+    )
     args = parser.parse_args(argv)
     days = [d for d in args.days.split(",") if d]
     strategies = [s for s in args.strategies.split(",") if s]
     all_days = DAYS if set(days) <= set(DAYS) else days
-    jobs = [(d, s) for d in days for s in strategies]
+    if args.train_only:
+        from cotenancy.conf import make_conf
+
+        for day in days:
+            started = time.perf_counter()
+            forecaster_without(day, all_days, make_conf([], config_files=[]), train=True)
+            print(f"forecaster without {day}: {time.perf_counter() - started:.0f} s")
+        return 0
+    earlier: dict[tuple[str, str], dict] = {}
+    for path in args.reuse:
+        for key, value in json.loads(path.read_text()).items():
+            day, _, strategy = key.partition("/")
+            if "metrics" in value:
+                earlier[(day, strategy)] = value
+    jobs = [(d, s) for d in days for s in strategies if (d, s) not in earlier]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {
             job: pool.submit(run_one, job[0], job[1], args.set, not args.no_train, all_days) for job in jobs
         }
         results = {job: f.result() for job, f in futures.items()}
+    if earlier:
+        print(f"reused from {', '.join(map(str, args.reuse))}: {', '.join('/'.join(k) for k in earlier)}")
+    results = {job: results.get(job) or earlier[job] for job in [(d, s) for d in days for s in strategies]}
     print(
         f"overrides: {args.set or 'none'}; forecaster: {'fallback' if args.no_train else 'trained per day'}"
     )

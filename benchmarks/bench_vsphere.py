@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=10, help="hosts per cluster")
     parser.add_argument("--vms", type=int, default=200, help="VMs per cluster")
     parser.add_argument("--window", type=float, default=300.0, help="seconds of metrics per round")
+    parser.add_argument("--perf-workers", type=int, default=None, help="[vsphere] perf_workers")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -48,6 +49,8 @@ def main() -> None:
             "ca_file": str(sim.ca_file),
         }.items():
             conf.set_override(name, value, group="vsphere")
+        if args.perf_workers is not None:
+            conf.set_override("perf_workers", args.perf_workers, group="vsphere")
         driver = VSphereDriver(conf)
         driver.get_inventory()  # log in and warm up outside the timings
 

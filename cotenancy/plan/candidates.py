@@ -309,8 +309,16 @@ def _destination_pool(
     active = np.flatnonzero(usable & occupied)
     active = active[np.argsort(-room[active], kind="stable")]
     n_active = min(len(active), max(1, s.destination_pool - 2))
-    picks = np.unique(np.linspace(0, len(active) - 1, n_active).round().astype(int)) if len(active) else []
-    pool = [int(active[i]) for i in picks]
+    # half spread from roomiest to tightest, half the tightest that still have room (best fit)
+    n_spread = (n_active + 1) // 2
+    picks = (
+        set(np.linspace(0, len(active) - 1, n_spread).round().astype(int).tolist()) if len(active) else set()
+    )
+    for i in range(len(active) - 1, -1, -1):
+        if len(picks) >= n_active:
+            break
+        picks.add(i)
+    pool = [int(active[i]) for i in sorted(picks)]
     empty = np.flatnonzero(usable & ~occupied)
     if len(empty):
         per_watt = problem.power_idle[empty] / np.maximum(cap[empty, 0], _EPS)

@@ -310,6 +310,7 @@ def evaluate_conflicts(
     horizon_minutes: float = 30.0,
     window_steps: int = 12,
     progress: Callable[[str], None] | None = None,
+    simulate: Callable | None = None,
 ) -> dict:
     """Train the risk model on the simulated ``train`` days, score every co-located pair of every
     step of the ``test`` days; label: a conflict involving both within [+15, +30] minutes."""
@@ -323,7 +324,7 @@ def evaluate_conflicts(
     def dataset(path):
         began = time.perf_counter()
         say(f"simulating {path}")
-        history = simulate_history(path, setup, strategy)
+        history = (simulate or simulate_history)(path, setup, strategy)
         step = history.step_seconds
         data = build_pair_dataset(
             history,

@@ -162,6 +162,8 @@ class SimulatedCloud:
         self.vm_cores = setup.vm_cores.astype(float).copy()
         self.vm_limit = np.full(self.n_vms, np.inf)
         self.vm_shares = np.full(self.n_vms, 1000.0)
+        #: bumped whenever a VM's size or allocation changes (lets the driver cache records)
+        self.vm_version = np.zeros(self.n_vms, dtype=np.int64)
         self.vm_host = setup.placement.astype(np.int64).copy()
         self.vm_target = np.full(self.n_vms, -1, dtype=np.int64)
         self.vm_migration_end = np.full(self.n_vms, np.inf)
@@ -525,11 +527,13 @@ class SimulatedCloud:
             self.vm_memory[v] = memory
         if cores is not None:
             self.vm_cores[v] = cores
+        self.vm_version[v] += 1
 
     def set_allocation(self, vm_id: str, limit_cpu: float | None, shares: int) -> None:
         v = self._vm(vm_id)
         self.vm_limit[v] = np.inf if limit_cpu is None else float(limit_cpu)
         self.vm_shares[v] = float(shares)
+        self.vm_version[v] += 1
 
     def set_maintenance(self, host_id: str, enabled: bool) -> None:
         self.host_maintenance[self._host(host_id)] = enabled

@@ -46,8 +46,9 @@ def lr_coefficients(length: int = LR_LENGTH, ahead: int = 1) -> np.ndarray:
 class _Planner:
     """One round of LR-MMT over an :class:`ArrayView`."""
 
-    def __init__(self, view: ArrayView, safety: float, threshold: float) -> None:
+    def __init__(self, view: ArrayView, safety: float, threshold: float, quirks: bool = True) -> None:
         self.v = view
+        self.quirks = quirks
         self.safety = safety
         self.threshold = threshold
         nh = view.n_hosts
@@ -75,8 +76,8 @@ class _Planner:
         self.check_memory = bool(np.any(view.host_memory_checked))
         self.mem_used = np.bincount(h, view.vm_memory[idx], nh)
         self.members: list[list[int]] = [[] for _ in range(nh)]
-        for vm in idx:
-            self.members[int(view.vm_host[vm])].append(int(vm))
+        for vm, host in zip(idx.tolist(), h.tolist(), strict=True):
+            self.members[host].append(vm)
 
     # --- overload tests ---------------------------------------------------------------
     def overloaded(self, host: int) -> bool:
@@ -173,6 +174,10 @@ class _Planner:
         switched_off = self.util_now == 0
         excl_under = over | switched_off | v.host_maintenance
         excl_place = over | switched_off | v.host_maintenance
+        if not self.quirks:
+            # what CloudSim meant: a host that just received a VM is not drained in the same round
+            for _, _, target in moves:
+                excl_under[target] = True
         drained = 0
         while not excl_under.all():
             cand = ~excl_under & (self.util_now > 0) & (self.util_now < 1) & (self.count > 0)
@@ -233,6 +238,12 @@ class LrMmtStrategy(Strategy):
                 min=0.0,
                 help="LR overload test: a host is overloaded when safety x predicted utilisation >= 1.",
             ),
+            cfg.BoolOpt(
+                "cloudsim_quirks",
+                default=True,
+                help="Reproduce CloudSim 4.0 exactly, including draining a host chosen as a target "
+                "in the same round (the VM is then planned twice). Off: such hosts are skipped.",
+            ),
             cfg.FloatOpt(
                 "fallback_threshold",
                 default=0.7,
@@ -245,7 +256,12 @@ class LrMmtStrategy(Strategy):
     def plan(self, state: ClusterState) -> ActionPlan:
         started = time.perf_counter()
         view = array_view(state)
-        planner = _Planner(view, self.options.safety_parameter, self.options.fallback_threshold)
+        planner = _Planner(
+            view,
+            self.options.safety_parameter,
+            self.options.fallback_threshold,
+            quirks=self.options.cloudsim_quirks,
+        )
         moves, stats = planner.run()
         plan = ActionPlan(strategy=self.name)
         n_over = int(stats["overload_migrations"])

@@ -62,7 +62,9 @@ class SimulatedDriver(Driver):
         ]
         self._tenants = attrs.get("tenant", ["default"] * cloud.n_vms)
         self._flavors = cloud.setup.vm_flavors or [""] * cloud.n_vms
-        self._sizes: dict[int, tuple[tuple[float, ...], Resources, Allocation]] = {}
+        self._sizes: dict[int, tuple[int, Resources, Allocation]] = {}
+        #: unchanged VMs keep their record between snapshots (strategies treat records as read-only)
+        self._vm_records: dict[int, tuple[tuple[int, VMState, int], VM]] = {}
 
     def _cloud_from_conf(self, conf: cfg.ConfigOpts) -> SimulatedCloud:
         from cotenancy.sim.runner import make_cloud, make_workload
@@ -115,6 +117,8 @@ class SimulatedDriver(Driver):
         target = c.vm_target.tolist()
         retired = c.vm_retired.tolist()
         host_ids = c.hosts.ids
+        versions = c.vm_version.tolist()
+        cores = c.vm_cores.tolist()
         vms: dict[str, VM] = {}
         for v in order:
             host = host_of[v]
@@ -124,29 +128,34 @@ class SimulatedDriver(Driver):
             else:
                 state = VMState.MIGRATING if target[v] >= 0 else VMState.ACTIVE
             vm_id = c.vm_ids[v]
-            size, allocation = self._sizing(v)
-            vms[vm_id] = VM(
+            key = (host, state, versions[v])
+            cached = self._vm_records.get(v)
+            if cached is not None and cached[0] == key:
+                vms[vm_id] = cached[1]
+                continue
+            size, allocation = self._sizing(v, versions[v])
+            vms[vm_id] = record = VM(
                 id=vm_id,
                 name=vm_id,
                 host_id=host_ids[host] if host >= 0 else None,
                 size=size,
                 allocation=allocation,
-                vcpus=int(c.vm_cores[v]),
+                vcpus=int(cores[v]),
                 tenant=self._tenants[v],
                 workload=self._classes[v],
                 state=state,
                 flavor=self._flavors[v] or None,
                 attributes={"retired": "zero-request"} if gone else {},
             )
+            self._vm_records[v] = (key, record)
         return Inventory(hosts=hosts, vms=vms)
 
-    def _sizing(self, v: int) -> tuple[Resources, Allocation]:
+    def _sizing(self, v: int, version: int) -> tuple[Resources, Allocation]:
         """Size and allocation records of VM ``v``, rebuilt only when they changed."""
-        c = self.cloud
-        key = (c.vm_cpu[v], c.vm_memory[v], c.vm_limit[v], c.vm_shares[v])
         cached = self._sizes.get(v)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == version:
             return cached[1], cached[2]
+        c = self.cloud
         size = Resources(
             cpu=float(c.vm_cpu[v]),
             memory=float(c.vm_memory[v]),
@@ -155,7 +164,7 @@ class SimulatedDriver(Driver):
         )
         limit = None if not np.isfinite(c.vm_limit[v]) else Resources(cpu=float(c.vm_limit[v]))
         allocation = Allocation(limit=limit, shares=int(c.vm_shares[v]))
-        self._sizes[v] = (key, size, allocation)
+        self._sizes[v] = (version, size, allocation)
         return size, allocation
 
     # ------------------------------------------------------------------ telemetry

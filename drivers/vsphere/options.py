@@ -74,6 +74,12 @@ VSPHERE_OPTS: list[cfg.Opt] = [
         "config.vpxd.stats.maxQueryMetrics).",
     ),
     cfg.IntOpt(
+        "perf_workers",
+        default=4,
+        min=1,
+        help="QueryPerf calls in flight at once (each on its own connection of the session).",
+    ),
+    cfg.IntOpt(
         "page_size",
         default=1000,
         min=1,

@@ -53,6 +53,8 @@ _STATE_MAP = {
     "suspended": VMState.STOPPED,
     "shelved": VMState.STOPPED,
     "error": VMState.ERROR,
+    "soft-delete": VMState.STOPPED,
+    "deleted": VMState.STOPPED,
 }
 
 

@@ -8,7 +8,7 @@ fake virt driver) and then, instead of leaving them behind wsgi-intercept, serve
 apps on a real socket with ``eventlet.wsgi``:
 
 * ``/``                 the compute API (``/v2.1``), behind a tiny token check that plays keystone
-* ``/placement``        the placement API (placement's noauth: the token ``admin`` is admin)
+* ``/placement``        the placement API, behind the same token check (then placement's noauth)
 * ``/_harness/...``     test controls: fault injection, diagnostics counters, more computes, logs
 
 Every request must carry ``X-Auth-Token: <token>`` (default ``admin``); the harness turns it into

@@ -214,7 +214,7 @@ def test_hints_come_from_configuration(tmp_path, usage):
     conf.set_override("model_dir", str(tmp_path), group="predict")
     forecaster = HybridForecaster(conf)
     plain = HybridForecaster(model_path=tmp_path / "absent.json")
-    state = make_state(usage, 288 + 24)
+    state = make_state(usage, 200)
     hinted = forecaster.forecast(state, (1,)).values["cpu"][:, 0, 0]
     base = plain.forecast(state, (1,)).values["cpu"][:, 0, 0]
     matching = np.array([v.startswith("vm-00") for v in usage.vm_ids])

@@ -151,3 +151,21 @@ def test_noop_never_acts(conf):
 
     state = state_for([("a", 3720.0, G4), ("b", 5320.0, G5)], [("x", "a", 2000.0, 870.0, [1.0] * 10)])
     assert NoopStrategy(conf).plan(state).actions == []
+
+
+def test_without_quirks_a_host_that_just_received_a_vm_is_not_drained(conf):
+    rising = list(np.linspace(0.3, 0.75, 10))
+    hosts = [("a", 3720.0, G4), ("b", 5320.0, G5), ("c", 5320.0, G5)]
+    vms = [
+        ("big", "a", 2000.0, 1740.0, rising),
+        ("small", "a", 2000.0, 613.0, rising),
+        ("other", "b", 500.0, 613.0, [0.2] * 10),
+        ("third", "c", 1000.0, 1740.0, [0.9] * 10),
+    ]
+    quirky = LrMmtStrategy(conf).plan(state_for(hosts, vms))
+    moved = [a.vm_id for a in quirky.actions]
+    conf.set_override("cloudsim_quirks", False, group="strategy_lr_mmt")
+    clean = LrMmtStrategy(conf).plan(state_for(hosts, vms))
+    ids = [a.vm_id for a in clean.actions]
+    assert len(ids) == len(set(ids))
+    assert moved.count("small") == 2 and ids.count("small") == 1

@@ -1,0 +1,102 @@
+"""What the ansible executor hands a step playbook: which playbook, and which variables."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from cotenancy.conf import make_conf
+from cotenancy.drivers.simulated.persistent import PersistentSimulatedDriver
+from cotenancy.exceptions import ConfigurationError, Unsupported
+from cotenancy.model import Action, ActionKind, Allocation, Resources
+from cotenancy.plugins.ansible.executor import AnsibleExecutor, _ansible_env, _redact
+
+
+@pytest.fixture(scope="module")
+def driver() -> PersistentSimulatedDriver:
+    conf = make_conf([], config_files=[])
+    conf.set_override("synthetic_vms", 4, group="simulator")
+    conf.set_override("days", 0.02, group="simulator")
+    return PersistentSimulatedDriver(conf)
+
+
+@pytest.fixture
+def executor() -> AnsibleExecutor:
+    return AnsibleExecutor(make_conf([], config_files=[]))
+
+
+def test_each_step_kind_has_a_playbook_for_every_cloud(executor, driver) -> None:
+    for cloud in ("simulated", "vsphere", "nova", "hyperv"):
+        folder = Path(executor.conf.ansible.playbook_dir) / cloud
+        for kind in ActionKind:
+            assert (folder / f"{kind.value}.yml").is_file(), f"{cloud}/{kind.value}.yml"
+    assert executor.playbook_for(driver, Action(0, ActionKind.RESIZE)).name == "resize.yml"
+
+
+def test_a_cloud_without_playbooks_is_unsupported(executor, driver, tmp_path: Path) -> None:
+    executor.conf.set_override("playbook_dir", str(tmp_path), group="ansible")
+    with pytest.raises(Unsupported, match="no playbook for resize on simulated"):
+        executor.playbook_for(driver, Action(0, ActionKind.RESIZE))
+
+
+def test_variables_name_the_vm_and_host_and_translate_sizes(executor, driver) -> None:
+    inventory = driver.get_inventory()
+    vm = inventory.vms[sorted(inventory.vms)[0]]
+    host = next(h for h in sorted(inventory.hosts) if h != vm.host_id)
+    per_vcpu = vm.size.cpu / vm.vcpus
+    action = Action(0, ActionKind.RESIZE, vm_id=vm.id, size=Resources(cpu=2.5 * per_vcpu, memory=2048))
+    variables = executor.extravars(driver, action)
+    assert variables["vm_name"] == vm.name
+    assert variables["vcpus"] == 3  # rounded up: never less than planned
+    assert variables["size"]["memory"] == 2048
+
+    move = Action(1, ActionKind.LIVE_MIGRATE, vm_id=vm.id, target_host_id=host)
+    assert executor.extravars(driver, move)["target_host_name"] == inventory.hosts[host].name
+
+
+def test_allocation_variables_carry_vsphere_share_counts_and_unlimited_as_minus_one(executor, driver) -> None:
+    inventory = driver.get_inventory()
+    vm = inventory.vms[sorted(inventory.vms)[0]]
+    allocation = Allocation(
+        reservation=Resources(cpu=500, memory=256), limit=Resources(cpu=4000, memory=math.inf), shares=2000
+    )
+    action = Action(0, ActionKind.SET_ALLOCATION, vm_id=vm.id, allocation=allocation)
+    alloc = executor.extravars(driver, action)["allocation"]
+    assert alloc["shares"] == 2000
+    assert alloc["cpu_shares"] == 2 * 1000 * vm.vcpus  # weight 2000 = twice vSphere's normal
+    assert alloc["mem_shares"] == round(2 * 10 * vm.size.memory)
+    assert (alloc["cpu_reservation"], alloc["mem_reservation"]) == (500, 256)
+    assert (alloc["cpu_limit"], alloc["mem_limit"]) == (4000, -1)
+
+
+def test_the_extravars_file_is_merged_and_a_broken_one_is_a_clear_error(executor, driver, tmp_path) -> None:
+    good = tmp_path / "vars.yml"
+    good.write_text("vcenter_hostname: vc.example\nvcenter_port: 8443\n")
+    executor.conf.set_override("extravars_file", str(good), group="ansible")
+    vm_id = sorted(driver.get_inventory().vms)[0]
+    variables = executor.extravars(driver, Action(0, ActionKind.RESIZE, vm_id=vm_id, size=Resources(cpu=1)))
+    assert (variables["vcenter_hostname"], variables["vcenter_port"]) == ("vc.example", 8443)
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text("vcenter_hostname: [unclosed\n")
+    executor.conf.set_override("extravars_file", str(bad), group="ansible")
+    with pytest.raises(ConfigurationError, match="bad.yml"):
+        executor.extravars(driver, Action(0, ActionKind.RESIZE, vm_id=vm_id, size=Resources(cpu=1)))
+
+
+def test_secrets_are_masked_wherever_they_appear() -> None:
+    assert _redact("login as admin with s3cr3t failed (s3cr3t)", ["s3cr3t"]) == (
+        "login as admin with ******** failed (********)"
+    )
+
+
+def test_ansible_state_stays_in_the_run_folder_and_a_ca_bundle_is_exported(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    env = _ansible_env(tmp_path / "run", str(ca))
+    assert env["ANSIBLE_HOME"].startswith(str(tmp_path / "run"))
+    assert env["SSL_CERT_FILE"] == env["REQUESTS_CA_BUNDLE"] == str(ca)
+    assert "SSL_CERT_FILE" not in _ansible_env(tmp_path / "run")
+    first = Path(env["ANSIBLE_COLLECTIONS_PATH"].split(":")[0])
+    assert (first / "ansible_collections" / "cotenancy" / "cloud" / "galaxy.yml").is_file()
