@@ -128,3 +128,16 @@ plan_steps = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
+
+#: what API clients asked for (hints, affinity rules, drains, critical VMs), see cotenancy.store.requests
+api_requests = sa.Table(
+    "api_requests",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Index("ix_api_requests_kind_created_at", "kind", "created_at"),
+)

@@ -75,7 +75,7 @@ VSPHERE_OPTS: list[cfg.Opt] = [
     ),
     cfg.IntOpt(
         "perf_workers",
-        default=4,
+        default=2,
         min=1,
         help="QueryPerf calls in flight at once (each on its own connection of the session).",
     ),

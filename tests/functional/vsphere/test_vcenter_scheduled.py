@@ -71,7 +71,7 @@ def test_steps_appear_as_scheduled_tasks_run_and_are_read_back(admin, driver, vs
     vm, other = new_vm(host=source), new_vm(host=source, memory_mb=256)
     plan = plan_for(vm, target, other)
     store.save_plan(plan)
-    run_at = soon(1.0)
+    run_at = soon(2.5)
     executor = ScheduledTaskExecutor(vsphere_conf, store=store, run_at=run_at)
 
     executor.execute(plan, driver)

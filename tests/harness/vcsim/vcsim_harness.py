@@ -102,7 +102,11 @@ class VCSim:
             process = subprocess.Popen(
                 args, stdout=subprocess.PIPE, stderr=log, cwd=workdir.name, start_new_session=True
             )
-        url = _read_url(process, startup_timeout, log_file)
+        try:
+            url = _read_url(process, startup_timeout, log_file)
+        except BaseException:
+            workdir.cleanup()
+            raise
         return cls(url=url, ca_file=ca_file, process=process, workdir=workdir, log_file=log_file)
 
     def stop(self) -> None:

@@ -1,0 +1,170 @@
+"""Predictions on demand: pair risks and demand forecasts computed from the history store.
+
+The API is usually a separate process from the control loop, so it does not share its telemetry
+buffer; it rebuilds the same :class:`ClusterState` from the store (last known inventory with the
+active API requests applied, the recent metric grid, past degradation events) and asks the
+configured risk model and forecaster, which reload their model files when a trainer replaces them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from oslo_config import cfg
+
+from cotenancy import loading
+from cotenancy.exceptions import NotFound
+from cotenancy.model import ClusterState, EventKind, Inventory, Metric, VMState
+from cotenancy.predict.hints import hints_from_conf
+from cotenancy.store import HistoryStore, schema
+from cotenancy.store.requests import active_hints, apply_requests
+
+METRICS = tuple(m.value for m in Metric)
+#: degradation events older than this do not feed the risk model's past-conflict features
+DEFAULT_MEMORY_SECONDS = 6 * 3600.0
+
+
+def _number(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class Predictions:
+    """Builds states from the store and serves risk and forecasts; one computation at a time,
+    because the models cache per-state context and the machine is small."""
+
+    def __init__(self, conf: cfg.ConfigOpts, store: HistoryStore, clock: Callable[[], float]) -> None:
+        self.conf = conf
+        self.store = store
+        self.clock = clock
+        self.step = float(conf.interval)
+        self.window_steps = max(int(conf.history_window), int(conf.predict.window_steps))
+        self._lock = threading.Lock()
+        self._risk: Any = None
+        self._forecaster: Any = None
+
+    # models are loaded on first use: importing xgboost costs seconds the server need not wait for
+    def risk_model(self) -> Any:
+        if self._risk is None:
+            self._risk = loading.load_plugin(loading.RISK_MODELS, self.conf.predict.risk_model, self.conf)
+        return self._risk
+
+    def forecaster(self) -> Any:
+        if self._forecaster is None:
+            self._forecaster = loading.load_plugin(
+                loading.FORECASTERS, self.conf.predict.forecaster, self.conf
+            )
+        return self._forecaster
+
+    def latest_sample_time(self) -> float | None:
+        with self.store.engine.connect() as connection:
+            found = connection.execute(sa.select(sa.func.max(schema.samples.c.timestamp))).scalar()
+        return None if found is None else float(found)
+
+    def origin(self, at: float | None) -> float:
+        """The end of the telemetry window: ``at``, else just after the newest stored sample (so a
+        store fed by a simulated clock answers too), else the wall clock."""
+        if at is not None:
+            return at
+        latest = self.latest_sample_time()
+        return latest + self.step if latest is not None else self.clock()
+
+    def state(self, at: float | None, vm_ids: Sequence[str] | None = None) -> ClusterState:
+        now = self.origin(at)
+        inventory = apply_requests(
+            self.store, Inventory(hosts=self.store.hosts(), vms=self.store.vms()), self.clock()
+        )
+        rows = list(vm_ids) if vm_ids is not None else sorted(inventory.vms)
+        start = now - self.step * self.window_steps
+        telemetry = self.store.series(start, now, self.step, vm_ids=rows, metrics=METRICS)
+        memory = float(getattr(self._risk, "memory_seconds", DEFAULT_MEMORY_SECONDS))
+        events = self.store.events(now - memory, now, kinds=[EventKind.DEGRADATION])
+        migrating = frozenset(v.id for v in inventory.vms.values() if v.state is VMState.MIGRATING)
+        return ClusterState(
+            now=now,
+            inventory=inventory,
+            telemetry=telemetry,
+            events=events,
+            migrating=migrating,
+            interval_seconds=self.step,
+        )
+
+    def pairs(self, vm_id: str | None, limit: int, at: float | None, explain_top: int = 5) -> dict[str, Any]:
+        """Risk of every pair of VMs sharing a host now (those with ``vm_id`` when given), highest
+        first, with the features that drove each of the ``limit`` shown."""
+        with self._lock:
+            model = self.risk_model()
+            state = self.state(at)
+            inventory = state.inventory
+            if vm_id is not None and vm_id not in inventory.vms:
+                raise NotFound(f"no VM {vm_id!r} in the last known inventory")
+            index = {v: i for i, v in enumerate(state.telemetry.vm_ids)}
+            pairs: list[tuple[int, int]] = []
+            for residents in inventory.vms_by_host().values():
+                ids = sorted(v.id for v in residents if v.state is VMState.ACTIVE)
+                for i, a in enumerate(ids):
+                    for b in ids[i + 1 :]:
+                        if vm_id is None or vm_id in (a, b):
+                            pairs.append((index[a], index[b]))
+            scores = model.score_pairs(state, np.array(pairs, dtype=np.int64).reshape(-1, 2))
+            order = np.argsort(-np.nan_to_num(scores, nan=-1.0), kind="stable")[:limit]
+            names = state.telemetry.vm_ids
+            shown = []
+            for k in order:
+                a, b = pairs[int(k)]
+                explanation = model.explain(state, (a, b), top=explain_top)
+                shown.append(
+                    {
+                        "vm_ids": [names[a], names[b]],
+                        "host_id": inventory.vms[names[a]].host_id,
+                        "risk": _number(scores[int(k)]),
+                        "explanation": [
+                            {"feature": feature, "contribution": _number(value)}
+                            for feature, value in explanation
+                        ],
+                    }
+                )
+        return {
+            "at": state.now,
+            "model": self.conf.predict.risk_model,
+            "trained": bool(model.trained),
+            "horizon_seconds": float(self.conf.predict.risk_horizon),
+            "pairs_scored": len(pairs),
+            "pairs": shown,
+        }
+
+    def forecast(
+        self, vm_id: str, horizon: int, quantiles: Sequence[float], at: float | None
+    ) -> dict[str, Any]:
+        """Quantile forecasts of one VM's demand for each interval up to ``horizon``, with the
+        configured and API-requested hints applied."""
+        with self._lock:
+            forecaster = self.forecaster()
+            state = self.state(at, vm_ids=[vm_id])
+            if vm_id not in state.inventory.vms:
+                raise NotFound(f"no VM {vm_id!r} in the last known inventory")
+            forecaster.hints = hints_from_conf(self.conf) + active_hints(self.store, self.clock())
+            horizons = list(range(1, horizon + 1))
+            result = forecaster.forecast(state, horizons, quantiles)
+        points = []
+        for h_i, h in enumerate(result.horizons):
+            point: dict[str, Any] = {"horizon": h, "time": result.origin + h * result.step_seconds}
+            for resource, cube in result.values.items():
+                point[resource] = {
+                    f"p{round(q * 100):d}" if (q * 100).is_integer() else str(q): _number(cube[0, h_i, q_i])
+                    for q_i, q in enumerate(result.quantiles)
+                }
+            points.append(point)
+        return {
+            "vm_id": vm_id,
+            "origin": result.origin,
+            "step_seconds": result.step_seconds,
+            "quantiles": list(result.quantiles),
+            "source": dict(result.source),
+            "points": points,
+        }
