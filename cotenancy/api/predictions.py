@@ -156,8 +156,7 @@ class Predictions:
             point: dict[str, Any] = {"horizon": h, "time": result.origin + h * result.step_seconds}
             for resource, cube in result.values.items():
                 point[resource] = {
-                    f"p{round(q * 100):d}" if (q * 100).is_integer() else str(q): _number(cube[0, h_i, q_i])
-                    for q_i, q in enumerate(result.quantiles)
+                    f"{q:g}": _number(cube[0, h_i, q_i]) for q_i, q in enumerate(result.quantiles)
                 }
             points.append(point)
         return {

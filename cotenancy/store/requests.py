@@ -401,7 +401,9 @@ def active_hints(store: HistoryStore, now: float) -> list[Hint]:
     requests = RequestStore(store).list(RequestKind.HINT, now)
     if not requests:
         return []
-    apps = {vm.id: vm.workload.app_type for vm in store.vms().values()} if any(
-        "app_type" in r.spec for r in requests
-    ) else {}
+    apps = (
+        {vm.id: vm.workload.app_type for vm in store.vms().values()}
+        if any("app_type" in r.spec for r in requests)
+        else {}
+    )
     return hints_of(requests, apps)

@@ -11,13 +11,16 @@ another process changed the file since this one read it, the newer cloud is load
 change is made, so no process overwrites another's change. The file is replaced atomically
 (temporary file in the same folder + ``os.replace``), so a reader never sees half a cloud.
 
-The file is a pickle: only load state files this user wrote (it is created with mode 0600).
+The file is a pickle: only load state files this user wrote (it is created with mode 0600). It
+is tied to the simulator's code; a file written by another version is refused with a clear error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import os
 import pickle
 import tempfile
@@ -29,6 +32,7 @@ from typing import TypeVar
 import numpy as np
 from oslo_config import cfg
 
+import cotenancy.sim
 from cotenancy.drivers.simulated.driver import SimulatedDriver
 from cotenancy.exceptions import ConfigurationError
 from cotenancy.model import Allocation, Event, Inventory, MetricSample, Resources
@@ -104,19 +108,25 @@ class PersistentSimulatedDriver(SimulatedDriver):
         try:
             with path.open("rb") as handle:
                 stamp = _stamp(os.fstat(handle.fileno()))
-                cloud = pickle.load(handle)
+                state = pickle.load(handle)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
             raise ConfigurationError(f"[simulated] state_file {path} cannot be read: {exc}") from exc
-        if not isinstance(cloud, SimulatedCloud):
+        if not isinstance(state, dict) or not isinstance(state.get("cloud"), SimulatedCloud):
             raise ConfigurationError(f"[simulated] state_file {path} does not hold a simulated cloud")
+        if state.get("simulator") != simulator_fingerprint():
+            raise ConfigurationError(
+                f"[simulated] state_file {path} was written by another version of the simulator "
+                "(cotenancy.sim); remove it to build a new cloud"
+            )
         self._loaded_stamp = stamp
-        return cloud
+        return state["cloud"]
 
     def _write(self, path: Path, cloud: SimulatedCloud) -> None:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                pickle.dump(cloud, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                state = {"simulator": simulator_fingerprint(), "cloud": cloud}
+                pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, path)
@@ -187,6 +197,16 @@ class PersistentSimulatedDriver(SimulatedDriver):
 
     def set_host_maintenance(self, host_id: str, enabled: bool, timeout: float | None = None) -> None:
         self._mutate(partial(SimulatedDriver.set_host_maintenance, self, host_id, enabled, timeout))
+
+
+@functools.cache
+def simulator_fingerprint() -> str:
+    """Hash of the simulator's code: a pickled cloud is only valid for the code that wrote it
+    (attributes come and go between versions), so a file from other code is refused, not misread."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(cotenancy.sim.__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
 
 
 def _stamp(status: os.stat_result) -> tuple[int, int, int]:

@@ -124,6 +124,11 @@ class VSphereDriver(Driver):
     def close(self) -> None:
         self.session.close()
 
+    def now(self) -> float:
+        """vCenter's clock, so metric and event windows do not drift with this host's clock."""
+        with faults("reading vCenter's time"):
+            return self.session.connect().CurrentTime().timestamp()
+
     # -- reading --------------------------------------------------------------------------------
 
     def _collect(

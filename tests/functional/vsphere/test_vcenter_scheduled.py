@@ -159,7 +159,7 @@ def test_task_removed_by_an_admin_is_cancelled(admin, driver, vsphere_conf, stor
     executor.cancel(plan, driver)
 
 
-def test_disabled_tasks_wait_for_approval(admin, driver, vsphere_conf, new_vm):
+def test_disabled_tasks_wait_for_approval_and_run_once_enabled(admin, driver, vsphere_conf, new_vm):
     source, target = cluster_hosts(admin, 0)[:2]
     vm, other = new_vm(host=source), new_vm(host=source, memory_mb=256)
     vsphere_conf.set_override("enabled", False, group="vcenter-scheduled")
@@ -173,7 +173,28 @@ def test_disabled_tasks_wait_for_approval(admin, driver, vsphere_conf, new_vm):
     assert plan.actions[0].status is StepStatus.SCHEDULED
     assert "waiting for an admin" in plan.actions[0].message
     assert vm.runtime.host._moId == source._moId
+
+    # the admin approves the migration in the vSphere Client: enabled, to run now
+    task = scheduled(admin)[task_name(plan, plan.actions[0])]
+    spec = task.info
+    approved = vim.scheduler.ScheduledTaskSpec(
+        name=spec.name,
+        description=spec.description,
+        enabled=True,
+        scheduler=vim.scheduler.OnceTaskScheduler(runAt=soon(0.2)),
+        action=spec.action,
+    )
+    task.ReconfigureScheduledTask(approved)
+    deadline = time.monotonic() + 10
+    while plan.actions[0].status is not StepStatus.SUCCEEDED and time.monotonic() < deadline:
+        time.sleep(0.2)
+        executor.sync(plan, driver)
+
+    assert plan.actions[0].status is StepStatus.SUCCEEDED
+    assert vm.runtime.host._moId == target._moId
+    assert plan.actions[1].status is StepStatus.SCHEDULED  # still waiting for its approval
     executor.cancel(plan, driver)
+    assert plan.actions[1].status is StepStatus.CANCELLED
 
 
 def test_waiting_mode_returns_a_finished_plan(admin, driver, vsphere_conf, new_vm):

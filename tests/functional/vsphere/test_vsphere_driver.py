@@ -296,3 +296,11 @@ def test_lost_connection_is_a_typed_error(vsphere_conf):
     drv = VSphereDriver(vsphere_conf)
     with pytest.raises(ActionFailed, match="unreachable"):
         drv.get_inventory()
+
+
+def test_now_is_vcenters_clock(driver, admin):
+    vcenter = vim.ServiceInstance("ServiceInstance", admin.rootFolder._stub)
+    before = vcenter.CurrentTime().timestamp()
+    now = driver.now()
+    after = vcenter.CurrentTime().timestamp()
+    assert before <= now <= after

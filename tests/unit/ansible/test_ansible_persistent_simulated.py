@@ -129,3 +129,15 @@ def test_without_a_state_file_the_cloud_stays_in_memory(tmp_path: Path, monkeypa
     driver = PersistentSimulatedDriver(small_conf(None))
     driver.wait(300)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_state_file_from_another_simulator_version_is_refused_not_misread(tmp_path: Path) -> None:
+    import pickle
+
+    state = tmp_path / "cloud.pickle"
+    PersistentSimulatedDriver(small_conf(state))
+    saved = pickle.loads(state.read_bytes())
+    saved["simulator"] = "written-by-older-code"
+    state.write_bytes(pickle.dumps(saved))
+    with pytest.raises(ConfigurationError, match="another version of the simulator"):
+        PersistentSimulatedDriver(small_conf(state))

@@ -43,6 +43,8 @@ extends_documentation_fragment:
   - cotenancy.cloud.common
 notes:
   - Check mode reports whether the step would change anything and changes nothing.
+  - The step is not recorded in the history store (the ansible executor that runs the step
+    playbooks records it); I(store) is accepted for symmetry and ignored.
 """
 
 EXAMPLES = r"""
@@ -97,7 +99,7 @@ def main() -> None:
         from cotenancy.exceptions import CotenancyError
         from cotenancy.model import Action, ActionKind, Allocation, Resources
 
-        conf, driver, store = build(module.params)
+        conf, driver, _ = build(module.params, all_plugins=False, with_store=False)
     except Exception as exc:  # noqa: BLE001 - report any setup failure to Ansible
         module.fail_json(msg=f"cotenancy setup failed: {exc}")
     params = module.params
@@ -135,7 +137,6 @@ def main() -> None:
         module.fail_json(msg=f"{type(exc).__name__}: {exc}")
     finally:
         driver.close()
-        store.close()
     result = {"changed": changed}
     if vm is not None:
         result["vm"] = {"id": vm.id, "name": vm.name, "host_id": vm.host_id, "size": vm.size.as_dict()}
