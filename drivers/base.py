@@ -10,37 +10,18 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Sequence
-from typing import ClassVar
-
-from oslo_config import cfg
 
 from cotenancy.exceptions import Unsupported
 from cotenancy.model import Allocation, Event, Inventory, MetricSample, Resources
+from cotenancy.plugin import ConfigurablePlugin
 
 
-class Driver(abc.ABC):
+class Driver(ConfigurablePlugin, abc.ABC):
     """A cloud, seen through inventory, telemetry and four verbs.
 
     Times are POSIX seconds. ``timeout`` is in seconds; ``None`` means the driver's configured default.
+    Its ``name`` is its entry point in ``cotenancy.drivers`` and the group of its options.
     """
-
-    #: entry-point name in ``cotenancy.drivers``; also the oslo.config group of its options
-    name: ClassVar[str] = ""
-
-    @classmethod
-    def list_opts(cls) -> list[cfg.Opt]:
-        """Options of this driver, registered under the group ``cls.name``."""
-        return []
-
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
-        self.conf = conf
-        opts = self.list_opts()
-        if opts:
-            conf.register_opts(opts, group=self.name)
-
-    @property
-    def options(self) -> cfg.ConfigOpts.GroupAttr:
-        return getattr(self.conf, self.name)
 
     @abc.abstractmethod
     def get_inventory(self) -> Inventory:

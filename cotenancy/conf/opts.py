@@ -51,7 +51,7 @@ def _core_opts() -> list[tuple[str, list[cfg.Opt]]]:
 
 
 def plugin_group(cls: type) -> str:
-    return getattr(cls, "group", "") or cls.name
+    return cls.option_group() if hasattr(cls, "option_group") else (getattr(cls, "group", "") or cls.name)
 
 
 def _plugin_opts(strict: bool = True) -> list[tuple[str, list[cfg.Opt]]]:

@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from oslo_config import cfg
 
 from cotenancy.model import MetricSample
+from cotenancy.plugin import ConfigurablePlugin
 
 if TYPE_CHECKING:
     from cotenancy.drivers.base import Driver
 
 
-class Datasource(abc.ABC):
+class Datasource(ConfigurablePlugin, abc.ABC):
     """A source of VM metrics, in project units (see :mod:`cotenancy.model.telemetry`)."""
 
-    #: entry-point name in ``cotenancy.datasources``; also the oslo.config group of its options
-    name: ClassVar[str] = ""
-
-    @classmethod
-    def list_opts(cls) -> list[cfg.Opt]:
-        return []
-
     def __init__(self, conf: cfg.ConfigOpts, driver: Driver) -> None:
-        self.conf = conf
+        super().__init__(conf)
         self.driver = driver
-        opts = self.list_opts()
-        if opts:
-            conf.register_opts(opts, group=self.name)
 
     @abc.abstractmethod
     def get_metrics(

@@ -10,12 +10,13 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from oslo_config import cfg
 
 from cotenancy.exceptions import DriverError, NotFound
 from cotenancy.model import Action, ActionKind, ActionPlan, StepStatus
+from cotenancy.plugin import ConfigurablePlugin
 
 if TYPE_CHECKING:
     from cotenancy.drivers.base import Driver
@@ -26,22 +27,12 @@ LOG = logging.getLogger(__name__)
 FINISHED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
 
 
-class Executor(abc.ABC):
+class Executor(ConfigurablePlugin, abc.ABC):
     """Carries out a plan against a driver and records each step's status."""
 
-    #: entry-point name in ``cotenancy.executors``; also the oslo.config group of its options
-    name: ClassVar[str] = ""
-
-    @classmethod
-    def list_opts(cls) -> list[cfg.Opt]:
-        return []
-
     def __init__(self, conf: cfg.ConfigOpts, store: HistoryStore | None = None) -> None:
-        self.conf = conf
+        super().__init__(conf)
         self.store = store
-        opts = self.list_opts()
-        if opts:
-            conf.register_opts(opts, group=self.name)
 
     @abc.abstractmethod
     def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:

@@ -117,20 +117,39 @@ def setup(vcsim, tmp_path: Path, ansible_env: dict[str, str], monkeypatch: pytes
     )
     conf.set_override("ca_file", str(vcsim.ca_file), group="ansible")
     driver = VSphereDriver(conf)
-    store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    store = RecordingStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
     yield conf, driver, store
     driver.close()
     store.close()
 
 
+class RecordingStore(HistoryStore):
+    """The real store, also keeping every step update in order (what an operator watching the
+    store would have seen)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.updates: list[tuple[int, StepStatus, str]] = []
+
+    def update_step(self, plan_id: str, index: int, status: StepStatus, message: str = "") -> None:
+        self.updates.append((index, status, message))
+        super().update_step(plan_id, index, status, message)
+
+
 def run_plan(conf, driver, store, plan: ActionPlan) -> ActionPlan:
+    """Runs the plan through the ansible executor; the vCenter password shows up nowhere."""
     store.save_plan(plan)
     AnsibleExecutor(conf, store=store).execute(plan, driver)
-    return store.get_plan(plan.id)
+    stored = store.get_plan(plan.id)
+    password = conf.vsphere.password
+    assert not [m for _, _, m in store.updates if password in m]
+    assert not [a.message for a in stored.actions if password in a.message]
+    return stored
 
 
-def test_vmotion_resize_and_allocation_are_carried_out(setup, new_vm, vcenter) -> None:
+def test_vmotion_resize_and_allocation_are_carried_out(setup, new_vm, vcenter, caplog) -> None:
     conf, driver, store = setup
+    caplog.set_level(logging.DEBUG)
     vm = new_vm()
     target = hosts(vcenter)[2]
     record = driver.get_inventory().vms[vm._moId]
@@ -150,6 +169,13 @@ def test_vmotion_resize_and_allocation_are_carried_out(setup, new_vm, vcenter) -
     assert [a.status for a in stored.actions] == [StepStatus.SUCCEEDED] * 3, [
         a.message for a in stored.actions
     ]
+    # the runner's events reached the store while the step ran: the task, then the outcome
+    assert store.updates[:3] == [
+        (0, StepStatus.RUNNING, ""),
+        (0, StepStatus.RUNNING, f"task: vMotion {vm.name} to {target.name}"),
+        (0, StepStatus.SUCCEEDED, ""),
+    ]
+    assert conf.vsphere.password not in caplog.text
     assert vm.runtime.host == target
     assert (vm.config.hardware.numCPU, vm.config.hardware.memoryMB) == (2, 512)
     assert vm.config.cpuAllocation.reservation == 500
@@ -236,4 +262,29 @@ def test_unreachable_vcenter_fails_every_step_and_never_reveals_the_password(
         assert secret not in action.message
     assert secret not in caplog.text
     assert not list(tmp_path.glob("cotenancy-ansible-*")), "the runner folder (with the variables) is left"
+    assert vm.runtime.host == hosts(vcenter)[0]
+
+
+def test_an_unreachable_ansible_host_is_a_failed_step_with_ansibles_message(
+    setup, new_vm, vcenter, vcsim, tmp_path: Path
+) -> None:
+    """The controller itself cannot be reached (Ansible's UNREACHABLE, here an ssh connection
+    to a closed port): the step fails with Ansible's message and its dependents are skipped."""
+    conf, driver, store = setup
+    port = closed_port()
+    extravars = write_extravars(
+        tmp_path / "ssh.yml", vcsim, ansible_connection="ssh", ansible_host="127.0.0.1", ansible_port=port
+    )
+    conf.set_override("extravars_file", str(extravars), group="ansible")
+    vm = new_vm()
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=hosts(vcenter)[1]._moId)
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm._moId, allocation=Allocation(shares=500), depends_on=(0,))
+
+    migrate, dependent = run_plan(conf, driver, store, plan).actions
+
+    assert migrate.status is StepStatus.FAILED
+    assert migrate.message.startswith(f"ActionFailed: unreachable: vMotion {vm.name}")
+    assert f"port {port}" in migrate.message
+    assert dependent.status is StepStatus.SKIPPED
     assert vm.runtime.host == hosts(vcenter)[0]

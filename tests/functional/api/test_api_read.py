@@ -1,0 +1,99 @@
+"""Reading inventory, plans and events over HTTP: what the store holds comes back as JSON."""
+
+from __future__ import annotations
+
+from api_helpers import NOW, T0
+
+
+def test_version_document_lists_the_routes(client) -> None:
+    answer = client.get("/v1")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json["version"] == "v1"
+    assert "/v1/predictions/pairs" in answer.json["links"]
+    assert client.get("/v1/").status == 200
+
+
+def test_hosts_and_vms_are_the_last_known_inventory(client) -> None:
+    hosts = client.get("/v1/hosts").json["hosts"]
+    assert [h["id"] for h in hosts] == ["h1", "h2"]
+    assert hosts[0]["capacity"]["cpu"] == 8000.0
+    assert hosts[0]["drain_requested"] is False
+
+    vms = client.get("/v1/vms").json["vms"]
+    assert {v["id"] for v in vms} == {"web-1", "web-2", "batch-1", "db-1", "idle-1"}
+    on_h2 = client.get("/v1/vms?host_id=h2").json["vms"]
+    assert {v["id"] for v in on_h2} == {"db-1", "idle-1"}
+
+    vm = client.get("/v1/vms/web-1").json
+    assert vm["host_id"] == "h1"
+    assert vm["workload"]["app_type"] == "web"
+    assert vm["size"]["memory"] == 4096.0
+    assert client.get("/v1/hosts/h2").json["name"] == "host-2"
+
+
+def test_unknown_ids_are_404_naming_the_parameter(client) -> None:
+    for path, field in [
+        ("/v1/vms/nope", "vm_id"),
+        ("/v1/hosts/nope", "host_id"),
+        ("/v1/plans/nope", "plan_id"),
+        ("/v1/rules/nope", "request_id"),
+    ]:
+        answer = client.get(path)
+        assert answer.status == 404, path
+        assert answer.error["field"] == field
+
+
+def test_plans_newest_first_with_steps_reasons_benefit_and_status(client) -> None:
+    plans = client.get("/v1/plans").json["plans"]
+    assert [p["id"] for p in plans] == ["plan-new", "plan-old"]
+    assert plans[0]["status"] == "empty"
+    assert plans[1] == {
+        "id": "plan-old",
+        "strategy": "predictive",
+        "created_at": T0 + 600,
+        "status": "done",
+        "steps": 1,
+        "expected_benefit": 0.6,
+        "stats": {},
+    }
+    assert [p["id"] for p in client.get("/v1/plans?limit=1").json["plans"]] == ["plan-new"]
+
+    plan = client.get("/v1/plans/plan-old").json
+    assert plan["status"] == "done"
+    (step,) = plan["actions"]
+    assert step["kind"] == "live_migrate"
+    assert step["source_host_id"] == "h1" and step["target_host_id"] == "h2"
+    assert step["reason"] == "pair web-1/batch-1 risk 0.81 within 30 min"
+    assert step["expected_benefit"] == 0.6
+    assert step["status"] == "succeeded"
+
+
+def test_events_by_kind_and_time(client) -> None:
+    answer = client.get("/v1/events")
+    assert answer.status == 200
+    assert [e["kind"] for e in answer.json["events"]] == ["degradation", "anomaly", "migration"]
+    assert answer.json["truncated"] is False
+
+    kinds = client.get("/v1/events?kind=degradation,anomaly").json["events"]
+    assert [e["message"] for e in kinds] == ["web-1 starved", "db-1 spiked"]
+    repeated = client.get("/v1/events?kind=degradation&kind=anomaly").json["events"]
+    assert repeated == kinds
+
+    later = client.get(f"/v1/events?since={T0 + 3700}").json["events"]
+    assert [e["kind"] for e in later] == ["anomaly", "migration"]
+    # T0 + 3700 .. T0 + 4800 in ISO 8601
+    iso = client.get("/v1/events?since=2023-11-14T23:15:00Z&until=2023-11-14T23:33:20%2B00:00").json["events"]
+    assert [e["kind"] for e in iso] == ["anomaly"]
+    limited = client.get("/v1/events?limit=1")
+    assert limited.json["truncated"] is True and len(limited.json["events"]) == 1
+    assert client.get(f"/v1/events?until={NOW}&vm_id=db-1").json["events"][0]["vm_ids"] == ["db-1"]
+
+
+def test_events_reject_unknown_kind_and_bad_times(client) -> None:
+    answer = client.get("/v1/events?kind=explosion")
+    assert answer.status == 400 and answer.error["field"] == "kind"
+    answer = client.get("/v1/events?since=yesterday")
+    assert answer.status == 400 and answer.error["field"] == "since"
+    answer = client.get("/v1/events?limit=0")
+    assert answer.status == 400 and answer.error["field"] == "limit"
