@@ -164,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['median_gap']:>8.4f} {r['max_gap']:>8.4f} {r['median_candidates']:>6.0f} "
             f"{r['median_migrations']:>6.0f}  {r['solver']}"
         )
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
             f"  -> {verdict} the target of {targets[kind]:.0f} s per round (risk model: {r['risk']}, "
-            f"{r['rounds']} rounds)"
+            f"{r['rounds']} rounds, load average {load} on {os.cpu_count()} cores)"
         )
         sys.stdout.flush()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ import pytest
 pytest_plugins = ["fixtures_store"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Keep trained models and default stores of one test run away from the user's and other runs'.
+os.environ["COTENANCY_STATE_PATH"] = tempfile.mkdtemp(prefix="cotenancy-test-state-")
 
 
 def shared_path() -> Path:

@@ -20,9 +20,8 @@ from oslo_config import cfg
 from cotenancy import loading
 from cotenancy.exceptions import NotFound
 from cotenancy.model import ClusterState, EventKind, Inventory, Metric, VMState
-from cotenancy.predict.hints import hints_from_conf
 from cotenancy.store import HistoryStore, schema
-from cotenancy.store.requests import active_hints, apply_requests
+from cotenancy.store.requests import apply_requests, forecaster_calendar
 
 METRICS = tuple(m.value for m in Metric)
 #: degradation events older than this do not feed the risk model's past-conflict features
@@ -148,7 +147,7 @@ class Predictions:
             state = self.state(at, vm_ids=[vm_id])
             if vm_id not in state.inventory.vms:
                 raise NotFound(f"no VM {vm_id!r} in the last known inventory")
-            forecaster.hints = hints_from_conf(self.conf) + active_hints(self.store, self.clock())
+            forecaster.hints = forecaster_calendar(self.conf, self.store, self.clock())
             horizons = list(range(1, horizon + 1))
             result = forecaster.forecast(state, horizons, quantiles)
         points = []

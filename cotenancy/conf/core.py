@@ -1,5 +1,7 @@
 """Options of the control loop itself ([DEFAULT])."""
 
+import os
+
 from oslo_config import cfg
 
 GROUP = "DEFAULT"
@@ -38,8 +40,10 @@ OPTS = [
     cfg.FloatOpt("step_timeout", default=600.0, min=1.0, help="Seconds one plan step may take."),
     cfg.StrOpt(
         "state_path",
-        default="~/.local/share/cotenancy",
-        help="Directory for the default SQLite history store and trained models.",
+        default=os.environ.get("COTENANCY_STATE_PATH", "~/.local/share/cotenancy"),
+        sample_default="~/.local/share/cotenancy",
+        help="Directory for the default SQLite history store and trained models "
+        "(default: $COTENANCY_STATE_PATH when set).",
     ),
 ]
 

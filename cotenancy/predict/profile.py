@@ -120,7 +120,9 @@ class WeeklyProfiles:
         return {
             "items": self.item_factors,
             "global": self.global_factor,
-            "classes": np.array([self.class_factors[c] for c in names]).reshape(len(names), -1),
+            "classes": np.array([self.class_factors[c] for c in names]).reshape(
+                len(names), self.item_factors.shape[1]
+            ),
             "ridge": np.array([self.ridge]),
         }
 

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from cotenancy.exceptions import CotenancyError, NotFound
 from cotenancy.model import AffinityRule, Inventory, Resource, RuleKind
-from cotenancy.predict.hints import Hint
+from cotenancy.predict.hints import Hint, hints_from_conf
 from cotenancy.store import schema
 from cotenancy.store.history import HistoryStore
 
@@ -407,3 +407,10 @@ def active_hints(store: HistoryStore, now: float) -> list[Hint]:
         else {}
     )
     return hints_of(requests, apps)
+
+
+def forecaster_calendar(conf: Any, store: HistoryStore, now: float) -> list[Hint]:
+    """Every hint the forecaster should apply at ``now``: the configured ones (``[predict] hint``,
+    ``hints_file``) followed by those requested through the API. Assign it to the forecaster's
+    ``hints`` each round."""
+    return hints_from_conf(conf) + active_hints(store, now)

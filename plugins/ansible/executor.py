@@ -45,6 +45,7 @@ class AnsibleExecutor(StepwiseExecutor):
             cfg.StrOpt(
                 "playbook_dir",
                 default=str(REPO_PLAYBOOKS),
+                sample_default="<cotenancy source>/playbooks",
                 help="Folder with one sub-folder of step playbooks per cloud driver.",
             ),
             cfg.StrOpt(

@@ -6,6 +6,7 @@
 - ``sim_cloud``: a small persistent simulated cloud (state file + cotenancy configuration file).
 - ``vcsim``: the vCenter simulator (tests/harness/vcsim), one per session.
 - ``nova``: the Nova harness (tests/harness/nova), one per session.
+  (The WS-Management server for the Hyper-V test is started by that test module.)
 
 A missing harness fails the tests that need it; nothing is skipped.
 """

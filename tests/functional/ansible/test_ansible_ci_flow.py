@@ -100,3 +100,32 @@ def test_check_mode_plans_but_changes_nothing(sim_cloud: SimCloud, ci_env: dict[
     assert "live_migrate" in result.stdout  # the plan is shown ...
     assert sim_cloud.state_file.read_bytes() == before  # ... and nothing changed
     assert sim_cloud.store().list_plans() == []
+
+
+def test_a_pipeline_without_a_terminal_applies_only_with_approval_yes(
+    sim_cloud: SimCloud, ci_env: dict[str, str]
+) -> None:
+    sim_cloud.driver().set_host_maintenance(sim_cloud.busy_host(), True)
+    before = sim_cloud.state_file.read_bytes()
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["ansible-playbook", *playbook_args(sim_cloud, *extra)],
+            cwd=REPO,
+            env=ci_env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            stdin=subprocess.DEVNULL,
+        )
+
+    unattended = run()
+    assert unattended.returncode != 0
+    assert "was not approved; nothing was applied" in unattended.stdout + unattended.stderr
+    assert sim_cloud.state_file.read_bytes() == before
+
+    approved = run("-e", "approval=yes")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    latest = max(sim_cloud.store().list_plans(), key=lambda p: p.created_at)
+    assert latest.actions and all(a.status is StepStatus.SUCCEEDED for a in latest.actions)
+    assert sim_cloud.state_file.read_bytes() != before

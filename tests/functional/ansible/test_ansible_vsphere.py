@@ -268,12 +268,12 @@ def test_unreachable_vcenter_fails_every_step_and_never_reveals_the_password(
 def test_an_unreachable_ansible_host_is_a_failed_step_with_ansibles_message(
     setup, new_vm, vcenter, vcsim, tmp_path: Path
 ) -> None:
-    """The controller itself cannot be reached (Ansible's UNREACHABLE, here an ssh connection
-    to a closed port): the step fails with Ansible's message and its dependents are skipped."""
+    """Ansible cannot set the host up for its modules (its UNREACHABLE result; here the remote
+    temporary folder cannot be created): the step fails with Ansible's message and its
+    dependents are skipped."""
     conf, driver, store = setup
-    port = closed_port()
     extravars = write_extravars(
-        tmp_path / "ssh.yml", vcsim, ansible_connection="ssh", ansible_host="127.0.0.1", ansible_port=port
+        tmp_path / "broken-tmp.yml", vcsim, ansible_remote_tmp="/proc/no-such-dir/tmp"
     )
     conf.set_override("extravars_file", str(extravars), group="ansible")
     vm = new_vm()
@@ -285,6 +285,39 @@ def test_an_unreachable_ansible_host_is_a_failed_step_with_ansibles_message(
 
     assert migrate.status is StepStatus.FAILED
     assert migrate.message.startswith(f"ActionFailed: unreachable: vMotion {vm.name}")
-    assert f"port {port}" in migrate.message
+    assert "Failed to create temporary directory" in migrate.message
     assert dependent.status is StepStatus.SKIPPED
+    assert vm.runtime.host == hosts(vcenter)[0]
+
+
+def test_host_maintenance_is_entered_and_left(setup, vcenter) -> None:
+    conf, driver, store = setup
+    host = hosts(vcenter)[1]
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.SET_MAINTENANCE, host_id=host._moId, maintenance=True)
+
+    (entered,) = run_plan(conf, driver, store, plan).actions
+
+    assert entered.status is StepStatus.SUCCEEDED, entered.message
+    assert host.runtime.inMaintenanceMode is True
+    leave = ActionPlan(strategy="test")
+    leave.add(ActionKind.SET_MAINTENANCE, host_id=host._moId, maintenance=False)
+    (left,) = run_plan(conf, driver, store, leave).actions
+    assert left.status is StepStatus.SUCCEEDED, left.message
+    assert host.runtime.inMaintenanceMode is False
+
+
+def test_vmotion_to_a_host_vcenter_does_not_know_fails_with_the_modules_message(
+    setup, new_vm, vcenter
+) -> None:
+    conf, driver, store = setup
+    vm = new_vm()
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id="host-9999")
+
+    (step,) = run_plan(conf, driver, store, plan).actions
+
+    assert step.status is StepStatus.FAILED
+    assert step.message.startswith(f"ActionFailed: failed: vMotion {vm.name} to host-9999: ")
+    assert "host-9999" in step.message.split(": ", 3)[3]  # vmware_vmotion names the missing host
     assert vm.runtime.host == hosts(vcenter)[0]

@@ -87,3 +87,47 @@ def make_state(
     telemetry = TelemetryWindow(list(usage.vm_ids), usage.timestamps[lo:upto].copy(), values, STEP)
     now = float(usage.timestamps[upto - 1]) + STEP
     return ClusterState(now=now, inventory=inventory, telemetry=telemetry)
+
+
+def toy_history(steps: int = 240, seed: int = 0):
+    """Three 7 GHz hosts, nine VMs with bursty demand; a degradation event (the only labels) is
+    recorded wherever a host's demand exceeds its capacity, as a cloud would report it."""
+    from cotenancy.model import Event, EventKind
+    from cotenancy.predict.history import History
+
+    rng = np.random.default_rng(seed)
+    n, hosts = 9, 3
+    t = START + STEP * np.arange(steps)
+    base = rng.uniform(1000, 2500, n)
+    wave = 1 + 0.6 * np.sin(2 * np.pi * (np.arange(steps)[None, :] / 48.0 + rng.uniform(0, 1, (n, 1))))
+    demand = np.clip(base[:, None] * wave + rng.normal(0, 150, (n, steps)), 0, None)
+    host_of = np.tile((np.arange(n) % hosts)[:, None], (1, steps))
+    cap = np.full(hosts, 7000.0)
+    events = []
+    used = demand.copy()
+    for col in range(steps):
+        for h in range(hosts):
+            members = np.flatnonzero(host_of[:, col] == h)
+            total = demand[members, col].sum()
+            if total > cap[h]:
+                used[members, col] *= cap[h] / total
+                events.append(Event(
+                    timestamp=float(t[col]), kind=EventKind.DEGRADATION,
+                    vm_ids=tuple(f"vm-{m}" for m in members), host_id=f"h{h}", duration=STEP,
+                    severity=1 - cap[h] / total, resource="cpu",
+                    details={"neighbours": ",".join(f"vm-{m}" for m in members)},
+                ))
+    return History(
+        vm_ids=[f"vm-{i}" for i in range(n)],
+        timestamps=t,
+        step_seconds=STEP,
+        values={"cpu": used, "cpu_demand": demand, "cpu_ready": 1 - used / np.maximum(demand, 1e-9)},
+        host_ids=[f"h{h}" for h in range(hosts)],
+        host_cpu=cap,
+        host_memory=np.full(hosts, 65536.0),
+        host_of=host_of,
+        vm_cpu_size=np.full(n, 4000.0),
+        priority=np.full(n, 5.0),
+        app_types=["general"] * n,
+        events=events,
+    )

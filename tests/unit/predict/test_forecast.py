@@ -227,3 +227,14 @@ def test_bad_hint_lines_are_rejected_clearly():
         parse_hint_line("start=2024-01-02T00:00,end=2024-01-01T00:00,factor=2")
     with pytest.raises(ConfigurationError, match="unknown resource"):
         parse_hint_line("start=0,end=10,resource=cache")
+
+
+def test_a_model_trained_without_workload_classes_round_trips(tmp_path, usage):
+    values = {"cpu": usage.values["cpu"][:, :TRAIN_END]}
+    model = train_forecaster(values, usage.timestamps[:TRAIN_END], STEP, config=small_config(horizons=(1,)))
+    forecaster = _served(tmp_path, model)
+    fresh = HybridForecaster(model_path=forecaster.model_path)
+    out = fresh.forecast_arrays({"cpu": usage.values["cpu"][:, TRAIN_END - 312 : TRAIN_END]},
+                                float(usage.timestamps[TRAIN_END - 1]), STEP, (1, 100), (0.5, 0.95))
+    assert out.source["cpu"] == "trained"
+    assert np.isfinite(out.values["cpu"]).all()

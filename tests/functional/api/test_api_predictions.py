@@ -1,0 +1,98 @@
+"""Predictions on demand from the store: pair risks with their reasons, demand forecasts that
+follow the hints requested through the API."""
+
+from __future__ import annotations
+
+from api_helpers import NOW, STEP
+
+FORECAST_ORIGIN = NOW - STEP  # the last interval with samples
+
+
+def test_pairs_sharing_a_host_are_scored_highest_risk_first_with_reasons(client) -> None:
+    answer = client.get("/v1/predictions/pairs")
+    assert answer.status == 200
+    body = answer.json
+    assert body["at"] == NOW
+    assert body["trained"] is False  # no model file: the labelled cold-start heuristic serves
+    assert body["horizon_seconds"] == 1800.0
+    # h1 holds web-1, web-2, batch-1 (3 pairs); h2 holds db-1, idle-1 (1 pair)
+    assert body["pairs_scored"] == 4
+    pairs = body["pairs"]
+    risks = [p["risk"] for p in pairs]
+    assert risks == sorted(risks, reverse=True)
+    assert all(0.0 <= r <= 1.0 for r in risks)
+    hot = [p for p in pairs if p["host_id"] == "h1"]
+    quiet = [p for p in pairs if p["host_id"] == "h2"]
+    assert len(hot) == 3 and len(quiet) == 1
+    assert min(p["risk"] for p in hot) > quiet[0]["risk"]  # the hot host's pairs rank above
+    for pair in pairs:
+        assert pair["explanation"], pair
+        assert {"feature", "contribution"} == set(pair["explanation"][0])
+    assert pairs[0]["explanation"][0]["feature"] == "host_demand"
+
+
+def test_pairs_of_one_vm_and_limit(client) -> None:
+    pairs = client.get("/v1/predictions/pairs?vm_id=db-1").json["pairs"]
+    assert [p["vm_ids"] for p in pairs] == [["db-1", "idle-1"]]
+    assert len(client.get("/v1/predictions/pairs?limit=2").json["pairs"]) == 2
+    missing = client.get("/v1/predictions/pairs?vm_id=ghost")
+    assert missing.status == 404 and missing.error["field"] == "vm_id"
+
+
+def test_forecast_of_one_vm_per_interval_and_quantile(client) -> None:
+    answer = client.get("/v1/predictions/forecast/web-1?horizon=3&quantiles=0.1,0.5,0.9")
+    assert answer.status == 200
+    body = answer.json
+    assert body["vm_id"] == "web-1"
+    assert body["origin"] == FORECAST_ORIGIN and body["step_seconds"] == STEP
+    assert body["quantiles"] == [0.1, 0.5, 0.9]
+    assert body["source"]["cpu"] == "fallback"
+    assert [p["horizon"] for p in body["points"]] == [1, 2, 3]
+    assert [p["time"] for p in body["points"]] == [FORECAST_ORIGIN + STEP * h for h in (1, 2, 3)]
+    for point in body["points"]:
+        cpu = point["cpu"]
+        assert set(cpu) == {"0.1", "0.5", "0.9"}
+        assert cpu["0.1"] <= cpu["0.5"] <= cpu["0.9"]
+        assert 2000.0 < cpu["0.5"] < 3000.0  # web-1 ran at 2600..2715 MHz
+
+
+def test_a_hint_requested_through_the_api_scales_the_forecast_while_it_lasts(client) -> None:
+    before = client.get("/v1/predictions/forecast/web-1?horizon=4").json["points"]
+    hint = client.post(
+        "/v1/hints",
+        {
+            "vm_ids": ["web-1"],
+            "start": FORECAST_ORIGIN + 2 * STEP,
+            "end": FORECAST_ORIGIN + 3.5 * STEP,
+            "demand": {"cpu": 2.0},
+            "name": "black-friday",
+        },
+    )
+    assert hint.status == 201
+    after = client.get("/v1/predictions/forecast/web-1?horizon=4").json
+    assert "black-friday" in after["source"]["hints"]
+    factors = [a["cpu"]["0.95"] / b["cpu"]["0.95"] for a, b in zip(after["points"], before, strict=True)]
+    assert factors == [1.0, 2.0, 2.0, 1.0]
+    assert [a["memory"] for a in after["points"]] == [b["memory"] for b in before]
+    # another VM is untouched
+    other = client.get("/v1/predictions/forecast/web-2?horizon=4").json
+    assert "hints" not in other["source"]
+
+    client.delete(hint.headers["location"])
+    again = client.get("/v1/predictions/forecast/web-1?horizon=4").json["points"]
+    assert again == before
+
+
+def test_forecast_rejects_bad_parameters(client) -> None:
+    for query, field in [
+        ("horizon=0", "horizon"),
+        ("horizon=100000", "horizon"),
+        ("quantiles=0.5,1.5", "quantiles"),
+        ("quantiles=median", "quantiles"),
+        ("at=soon", "at"),
+    ]:
+        answer = client.get(f"/v1/predictions/forecast/web-1?{query}")
+        assert answer.status == 400, query
+        assert answer.error["field"] == field
+    missing = client.get("/v1/predictions/forecast/ghost")
+    assert missing.status == 404 and missing.error["field"] == "vm_id"

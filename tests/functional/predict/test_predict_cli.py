@@ -1,0 +1,90 @@
+"""``cotenancy train`` and ``cotenancy evaluate`` end to end, on real traces and a real store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from cotenancy.cli.main import main
+from cotenancy.conf import make_conf
+from cotenancy.model import ClusterState
+from cotenancy.predict.forecast import HybridForecaster
+from cotenancy.predict.risk import XGBoostRiskModel
+from cotenancy.sim.runner import run_simulation
+from cotenancy.sim.traces import load_planetlab
+from cotenancy.store import HistoryStore
+
+METHODS = {"model", "last_value", "same_time_yesterday", "moving_window_max", "arima"}
+
+
+def test_train_reads_the_store_and_the_models_serve(tmp_path, shared_dir, capsys):
+    """A simulated half day (real PlanetLab demand) goes into a SQLite history store; training
+    reads telemetry, placement and degradation events back and writes both models."""
+    workload = load_planetlab(shared_dir / "traces" / "planetlab" / "20110303", limit=120)
+    workload = workload.slice_steps(0, 144)
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    store = HistoryStore(url)
+    try:
+        run_simulation(workload, setup="cloudsim", strategy="lr-mmt", store=store)
+        n_events = len(store.events(0, 4e9, kinds=["degradation"]))
+    finally:
+        store.close()
+    assert n_events > 0
+    models = tmp_path / "models"
+    code = main(["--set", f"predict.model_dir={models}", "train", "--store", url, "--since", "0",
+                 "--until", str(workload.start + 2 * 86400)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (models / "forecast.json").is_file() and (models / "risk.json").is_file()
+    assert "risk model saved" in out
+
+    conf = make_conf([], config_files=[])
+    conf.set_override("model_dir", str(models), group="predict")
+    forecaster, risk = HybridForecaster(conf), XGBoostRiskModel(conf)
+    assert forecaster.trained and risk.trained
+    store = HistoryStore(url)
+    try:
+        end = workload.start + 144 * 300
+        window = store.series(end - 12 * 300, end, 300.0, metrics=["cpu", "cpu_demand", "cpu_ready", "memory"])
+        inventory_vms = store.vms()
+        hosts = store.hosts()
+    finally:
+        store.close()
+    from cotenancy.model import Inventory
+
+    state = ClusterState(now=end, inventory=Inventory(hosts=hosts, vms=inventory_vms), telemetry=window)
+    result = forecaster.forecast(state, (1, 6), (0.5, 0.95))
+    assert result.source["cpu"] == "trained"
+    assert np.isfinite(result.values["cpu"]).all()
+    rows = {v: i for i, v in enumerate(window.vm_ids)}
+    placed = [v for v in window.vm_ids if inventory_vms[v].host_id]
+    by_host: dict[str, list[str]] = {}
+    for v in placed:
+        by_host.setdefault(inventory_vms[v].host_id, []).append(v)
+    pairs = np.array([[rows[g[0]], rows[g[1]]] for g in by_host.values() if len(g) > 1])
+    scores = risk.score_pairs(state, pairs)
+    assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_evaluate_forecast_writes_every_method_and_resource(tmp_path, shared_dir, capsys):
+    out = tmp_path / "forecast.json"
+    code = main(["evaluate", "forecast", "--trace", str(shared_dir / "traces" / "bitbrains-rnd" / "2013-7"),
+                 "--limit", "6", "--train-days", "21", "--horizon", "30m", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(result["methods"]) == METHODS
+    for per_resource in result["methods"].values():
+        assert set(per_resource) == {"cpu", "memory"}
+        for metrics in per_resource.values():
+            assert {"pinball_p95", "mae_p50", "coverage_p95"} <= set(metrics)
+            assert 0.0 <= metrics["coverage_p95"] <= 1.0
+    assert result["horizon_minutes"] == 30.0
+    assert "pinball_p95" in capsys.readouterr().out
+
+
+def test_evaluate_rejects_a_missing_trace_clearly(tmp_path, capsys):
+    code = main(["evaluate", "forecast", "--trace", str(tmp_path / "nope"), "--json", str(tmp_path / "x.json")])
+    assert code == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -1,0 +1,55 @@
+"""Anomalies: usage far above its forecast becomes an ANOMALY event in the history store."""
+
+from __future__ import annotations
+
+import numpy as np
+from predict_synthetic import make_state, synthetic_usage
+
+from cotenancy.model import EventKind
+from cotenancy.predict.anomaly import AnomalyDetector
+from cotenancy.predict.forecast import HybridForecaster
+from cotenancy.store import HistoryStore
+
+
+def _state_with_network(spike_vm: int | None = None, factor: float = 50.0):
+    usage = synthetic_usage(n_vms=6, days=2, seed=5)
+    rng = np.random.default_rng(5)
+    usage.values["network"] = np.abs(rng.normal(400.0, 40.0, usage.values["cpu"].shape))
+    if spike_vm is not None:
+        usage.values["network"][spike_vm, -1] *= factor
+    return make_state(usage, usage.timestamps.size, window=72)
+
+
+def test_ordinary_usage_raises_nothing(tmp_path):
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"))
+    assert detector.detect(_state_with_network()) == []
+
+
+def test_a_sudden_network_burst_is_an_anomaly_recorded_in_the_history(tmp_path):
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"))
+    state = _state_with_network(spike_vm=3)
+    store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    try:
+        events = detector.detect_and_record(state, store)
+        assert [(e.vm_ids, e.resource) for e in events] == [(("vm-003",), "network")]
+        assert events[0].kind is EventKind.ANOMALY
+        assert float(events[0].details["observed"]) > 10 * float(events[0].details["forecast_p95"])
+        stored = store.events(state.now - 3600, state.now + 3600, kinds=[EventKind.ANOMALY])
+        assert [e.vm_ids for e in stored] == [("vm-003",)]
+        assert "forecast p95" in stored[0].message
+    finally:
+        store.close()
+
+
+def test_a_small_rise_is_not_an_anomaly(tmp_path):
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"))
+    assert detector.detect(_state_with_network(spike_vm=2, factor=1.3)) == []
+
+
+def test_bad_latest_samples_do_not_alarm(tmp_path):
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"))
+    state = _state_with_network()
+    state.telemetry.values["network"][0, -1] = np.inf
+    state.telemetry.values["network"][1, -1] = -1.0
+    state.telemetry.values["network"][2, -1] = np.nan
+    assert detector.detect(state) == []
