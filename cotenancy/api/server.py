@@ -56,6 +56,8 @@ DEFAULT_EVENTS_SECONDS = 86400.0
 #: ``until`` when not given: later than any clock, simulated or real
 FAR_FUTURE = 1e15
 MAX_QUANTILES = 9
+#: each pair shown gets its own explanation (SHAP values), so the page of pair risks is capped
+MAX_PAIRS = 200
 
 COLLECTIONS = {
     "hints": RequestKind.HINT,
@@ -410,7 +412,7 @@ class Api:
         )
 
     def pair_risks(self, call: Call) -> Reply:
-        limit = call.integer("limit", 20, 1, self.max_list)
+        limit = call.integer("limit", 20, 1, min(self.max_list, MAX_PAIRS))
         vm_id = call.one("vm_id")
         try:
             return Reply(HTTPStatus.OK, self.predictions.pairs(vm_id, limit, call.time("at")))

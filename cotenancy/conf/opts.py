@@ -24,6 +24,7 @@ CORE_MODULES = [
     "cotenancy.conf.sim",
     "cotenancy.conf.predict",
     "cotenancy.conf.plan",
+    "cotenancy.conf.api",
 ]
 
 #: namespaces whose plugin classes carry ``list_opts()`` and an option group

@@ -17,7 +17,7 @@ from oslo_config import cfg
 
 from cotenancy import loading
 from cotenancy.engine.executor import DriverExecutor, Executor
-from cotenancy.model import ActionPlan, ClusterState, Event, StepStatus, VMState
+from cotenancy.model import ActionPlan, ClusterState, Event, Inventory, StepStatus, VMState
 
 if TYPE_CHECKING:
     from cotenancy.drivers.base import Driver
@@ -99,6 +99,7 @@ class ControlLoop:
         inventory = self.driver.get_inventory()
         if self.store is not None:
             self.store.upsert_inventory(inventory, now)
+            inventory = self._apply_operator_requests(inventory)
         window = self.telemetry.window(now, self.history_window, vm_ids=sorted(inventory.vms))
         migrating = frozenset(v.id for v in inventory.vms.values() if v.state is VMState.MIGRATING)
         return ClusterState(
@@ -109,6 +110,20 @@ class ControlLoop:
             migrating=migrating,
             interval_seconds=self.interval,
         )
+
+    def _apply_operator_requests(self, inventory: Inventory) -> Inventory:
+        """Rules, drains, critical marks and hints that other programs set through the API.
+
+        Their expiry times are wall-clock times, whatever clock the cloud keeps.
+        """
+        from cotenancy.store.requests import apply_requests, forecaster_calendar
+
+        wall_now = time.time()
+        inventory = apply_requests(self.store, inventory, wall_now)
+        forecaster = getattr(self.strategy, "forecaster", None)
+        if forecaster is not None and hasattr(forecaster, "hints"):
+            forecaster.hints = forecaster_calendar(self.conf, self.store, wall_now)
+        return inventory
 
     def run_once(self) -> RoundResult:
         started = time.perf_counter()

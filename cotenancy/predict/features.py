@@ -220,6 +220,10 @@ PAIR_FEATURES = (
     "pair_corr",
     "host_ready_max",
     "pair_ready_max",
+    "pair_ready_min",
+    "pair_ready_mean_max",
+    "host_activity",
+    "host_activity_others",
     "host_vms",
     "host_memory",
     "vm_conflicts_max",
@@ -286,9 +290,12 @@ class PairContext:
         self.standardised = np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-9)
         ready_c = clean(ready) if ready is not None else np.full((n, 1), np.nan)
         self.ready_last = np.nan_to_num(last_valid(ready_c), nan=0.0)
+        self.ready_mean = np.nan_to_num(_nanmean(ready_c), nan=0.0)
         mem = np.nan_to_num(last_valid(clean(memory)), nan=0.0) if memory is not None else np.zeros(n)
         self.memory_last = mem
         self.size = np.where(np.asarray(vm_cpu_size, float) > 0, vm_cpu_size, np.nan)
+        # activity: demand over the VM's own size, what drives cache and memory-bandwidth pressure
+        self.activity = np.nan_to_num(np.clip(self.demand_last / self.size, 0.0, 1.0), nan=0.0)
         self.host_of = np.asarray(host_of, dtype=np.int64)
         self.host_cpu = np.asarray(host_cpu, dtype=np.float64)
         self.host_memory = np.asarray(host_memory, dtype=np.float64)
@@ -304,6 +311,7 @@ class PairContext:
         self.h_count = np.bincount(h, minlength=n_hosts).astype(np.float64)
         self.h_tail = np.zeros((n_hosts, self.demand_tail.shape[1]))
         np.add.at(self.h_tail, h, self.demand_tail[placed])
+        self.h_activity = np.bincount(h, self.activity[placed], n_hosts)
         self.h_ready = np.zeros(n_hosts)
         np.maximum.at(self.h_ready, h, self.ready_last[placed])
         self.priority = np.asarray(priority, dtype=np.float64)
@@ -367,6 +375,10 @@ class PairContext:
             corr,
             self.h_ready[hs],
             np.maximum(self.ready_last[a], self.ready_last[b]),
+            np.minimum(self.ready_last[a], self.ready_last[b]),
+            np.maximum(self.ready_mean[a], self.ready_mean[b]),
+            host_plus(self.h_activity, self.activity),
+            host_plus(self.h_activity, self.activity) - self.activity[a] - self.activity[b],
             self.h_count[hs] + add_a + add_b,
             host_plus(self.h_memory, self.memory_last) / np.where(mem_cap > 0, mem_cap, np.nan),
             np.maximum(self.vm_conflicts[a], self.vm_conflicts[b]),

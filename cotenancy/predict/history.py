@@ -9,6 +9,7 @@ VMs (``details["neighbours"]``).
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ def load_history(store, start: float, end: float, step: float) -> History:
         vm_cpu_size=np.array([vms[v].size.cpu for v in vm_ids]),
         priority=np.array([vms[v].workload.priority for v in vm_ids], dtype=float),
         app_types=[vms[v].workload.app_type for v in vm_ids],
-        events=[e for e in events if e.kind is EventKind.DEGRADATION],
+        events=sorted((e for e in events if e.kind is EventKind.DEGRADATION), key=lambda e: e.timestamp),
     )
 
 
@@ -130,9 +131,8 @@ def conflict_memory(history: History, col: int, lookback_steps: int) -> dict[str
     t_start = t_end - lookback_steps * history.step_seconds
     per_vm = np.zeros(n)
     pairs: dict[int, float] = defaultdict(float)
-    for event in history.events:
-        if not t_start <= event.timestamp < t_end:
-            continue
+    times = [e.timestamp for e in history.events]  # events are kept in time order
+    for event in history.events[bisect.bisect_left(times, t_start) : bisect.bisect_left(times, t_end)]:
         victims = [index[v] for v in event.vm_ids if v in index]
         per_vm[victims] += 1
         neighbours = [index[v] for v in event.details.get("neighbours", "").split(",") if v in index]
@@ -305,5 +305,8 @@ def history_from_frames(cloud) -> History:
         vm_cpu_size=np.asarray(cloud.vm_cpu, dtype=float),
         priority=np.full(cloud.n_vms, 5.0),
         app_types=["general"] * cloud.n_vms,
-        events=[e for e in cloud.events if getattr(e, "kind", None) is EventKind.DEGRADATION],
+        events=sorted(
+            (e for e in cloud.events if getattr(e, "kind", None) is EventKind.DEGRADATION),
+            key=lambda e: e.timestamp,
+        ),
     )

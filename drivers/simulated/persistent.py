@@ -82,6 +82,11 @@ class PersistentSimulatedDriver(SimulatedDriver):
             self._write(path, cloud)
         return cloud
 
+    @property
+    def persistent(self) -> bool:
+        """Whether other processes see this cloud (``state_file`` is set)."""
+        return self._path() is not None
+
     # ------------------------------------------------------------------ state file
     def _path(self) -> Path | None:
         if self._state_path is None:

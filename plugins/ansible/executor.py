@@ -73,14 +73,31 @@ class AnsibleExecutor(StepwiseExecutor):
             raise Unsupported(f"no playbook for {action.kind.value} on {driver.name} ({playbook})")
         return playbook
 
+    def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
+        """Refuses a configuration no step could run with before any step is marked running."""
+        if driver.name == "simulated" and not getattr(driver, "persistent", False):
+            raise ConfigurationError(
+                "the ansible executor runs each step in other processes: the simulated driver needs "
+                "[simulated] state_file (cotenancy.drivers.simulated.persistent) to share its cloud"
+            )
+        self.file_vars()
+        return super().execute(plan, driver)
+
+    def file_vars(self) -> dict[str, Any]:
+        """The variables of ``[ansible] extravars_file`` (a mapping), read afresh for every step."""
+        if not self.conf.ansible.extravars_file:
+            return {}
+        path = Path(os.path.expanduser(self.conf.ansible.extravars_file))
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"[ansible] extravars_file {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigurationError(f"[ansible] extravars_file {path}: expected a mapping of variables")
+        return loaded
+
     def extravars(self, driver: Driver, action: Action) -> dict[str, Any]:
-        variables: dict[str, Any] = {}
-        if self.conf.ansible.extravars_file:
-            path = Path(os.path.expanduser(self.conf.ansible.extravars_file))
-            try:
-                variables.update(yaml.safe_load(path.read_text()) or {})
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigurationError(f"[ansible] extravars_file {path}: {exc}") from exc
+        variables: dict[str, Any] = self.file_vars()
         inventory = driver.get_inventory()
         vm = inventory.vms.get(action.vm_id or "")
         target = inventory.hosts.get(action.target_host_id or action.host_id or "")

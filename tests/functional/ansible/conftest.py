@@ -66,8 +66,12 @@ def ansible_env(tmp_path_factory: pytest.TempPathFactory, test_entry_points: Pat
 
 @pytest.fixture
 def in_process_entry_points(test_entry_points: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test-only driver entry point, for code loading drivers in this process."""
+    """The test-only driver entry point, for code loading drivers in this process (stevedore
+    keeps the entry points it has listed per namespace: start it from an empty list)."""
+    from stevedore.extension import ExtensionManager
+
     monkeypatch.syspath_prepend(str(test_entry_points))
+    monkeypatch.setattr(ExtensionManager, "ENTRY_POINT_CACHE", {})
 
 
 @pytest.fixture

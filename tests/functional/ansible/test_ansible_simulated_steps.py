@@ -114,3 +114,28 @@ def test_a_step_playbook_in_check_mode_changes_nothing(sim_cloud: SimCloud, ansi
     assert result.returncode == 0, result.stdout + result.stderr
     assert "changed=1" in result.stdout  # it would resize ...
     assert sim_cloud.state_file.read_bytes() == before  # ... and did not
+
+
+def test_a_simulated_cloud_without_a_state_file_is_refused_by_the_modules(
+    tmp_path: Path, ansible_env
+) -> None:
+    """Without ``[simulated] state_file`` each task would act on a cloud of its own and report
+    success: the module refuses instead, saying what to set."""
+    config = tmp_path / "in-memory.conf"
+    config.write_text("[simulator]\nsynthetic_vms = 4\ndays = 0.02\n")
+    variables = {
+        "cotenancy_driver": TEST_DRIVER,
+        "cotenancy_config_files": [str(config)],
+        "target_host_id": "host-0000",
+        "maintenance": True,
+    }
+    result = subprocess.run(
+        ["ansible-playbook", "-e", yaml.safe_dump(variables, default_flow_style=True), "set_maintenance.yml"],
+        cwd=REPO / "playbooks" / "simulated",
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode != 0
+    assert "set [simulated] state_file" in result.stdout

@@ -35,6 +35,8 @@ def test_pairs_of_one_vm_and_limit(client) -> None:
     pairs = client.get("/v1/predictions/pairs?vm_id=db-1").json["pairs"]
     assert [p["vm_ids"] for p in pairs] == [["db-1", "idle-1"]]
     assert len(client.get("/v1/predictions/pairs?limit=2").json["pairs"]) == 2
+    too_many = client.get("/v1/predictions/pairs?limit=201")
+    assert too_many.status == 400 and too_many.error["field"] == "limit"
     missing = client.get("/v1/predictions/pairs?vm_id=ghost")
     assert missing.status == 404 and missing.error["field"] == "vm_id"
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from cotenancy.cli.main import main
 from cotenancy.conf import make_conf
-from cotenancy.model import ClusterState
+from cotenancy.model import ClusterState, Inventory
 from cotenancy.predict.forecast import HybridForecaster
 from cotenancy.predict.risk import XGBoostRiskModel
 from cotenancy.sim.runner import run_simulation
@@ -46,13 +46,12 @@ def test_train_reads_the_store_and_the_models_serve(tmp_path, shared_dir, capsys
     store = HistoryStore(url)
     try:
         end = workload.start + 144 * 300
-        window = store.series(end - 12 * 300, end, 300.0, metrics=["cpu", "cpu_demand", "cpu_ready", "memory"])
+        metrics = ["cpu", "cpu_demand", "cpu_ready", "memory"]
+        window = store.series(end - 12 * 300, end, 300.0, metrics=metrics)
         inventory_vms = store.vms()
         hosts = store.hosts()
     finally:
         store.close()
-    from cotenancy.model import Inventory
-
     state = ClusterState(now=end, inventory=Inventory(hosts=hosts, vms=inventory_vms), telemetry=window)
     result = forecaster.forecast(state, (1, 6), (0.5, 0.95))
     assert result.source["cpu"] == "trained"
@@ -84,7 +83,8 @@ def test_evaluate_forecast_writes_every_method_and_resource(tmp_path, shared_dir
 
 
 def test_evaluate_rejects_a_missing_trace_clearly(tmp_path, capsys):
-    code = main(["evaluate", "forecast", "--trace", str(tmp_path / "nope"), "--json", str(tmp_path / "x.json")])
+    missing = str(tmp_path / "nope")
+    code = main(["evaluate", "forecast", "--trace", missing, "--json", str(tmp_path / "x.json")])
     assert code == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()

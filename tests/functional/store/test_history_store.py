@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from cotenancy.exceptions import NotFound
 from cotenancy.model import (
@@ -27,6 +28,7 @@ from cotenancy.model import (
     WorkloadClass,
 )
 from cotenancy.store import HistoryStore, IngestReport, TelemetryBuffer
+from cotenancy.store.history import MIGRATIONS_DIR
 from cotenancy.store.schema import metadata
 
 T0 = 1_700_000_000.0
@@ -46,7 +48,7 @@ def test_opening_an_empty_database_applies_every_migration(history_store_url: st
         assert drift == [], "migrations and cotenancy/store/schema.py disagree"
         with store.engine.connect() as connection:
             version = connection.execute(sa.text("select version_num from alembic_version")).scalar_one()
-        assert version == "0001"
+        assert version == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     finally:
         store.close()
 

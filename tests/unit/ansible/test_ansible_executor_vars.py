@@ -100,3 +100,22 @@ def test_ansible_state_stays_in_the_run_folder_and_a_ca_bundle_is_exported(tmp_p
     assert "SSL_CERT_FILE" not in _ansible_env(tmp_path / "run")
     first = Path(env["ANSIBLE_COLLECTIONS_PATH"].split(":")[0])
     assert (first / "ansible_collections" / "cotenancy" / "cloud" / "galaxy.yml").is_file()
+
+
+def test_an_in_memory_simulated_cloud_is_refused_before_any_step_runs(executor, driver) -> None:
+    """Each step runs in other processes: they would act on clouds of their own and report success."""
+    from cotenancy.model import ActionPlan, StepStatus
+
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.SET_MAINTENANCE, host_id=sorted(driver.get_inventory().hosts)[0], maintenance=True)
+    with pytest.raises(ConfigurationError, match=r"\[simulated\] state_file"):
+        executor.execute(plan, driver)
+    assert plan.actions[0].status is StepStatus.PENDING
+
+
+def test_an_extravars_file_that_is_not_a_mapping_is_refused(executor, tmp_path: Path) -> None:
+    listed = tmp_path / "list.yml"
+    listed.write_text("- vcenter_hostname\n")
+    executor.conf.set_override("extravars_file", str(listed), group="ansible")
+    with pytest.raises(ConfigurationError, match="expected a mapping"):
+        executor.file_vars()

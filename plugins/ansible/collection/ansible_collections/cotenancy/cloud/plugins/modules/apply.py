@@ -75,7 +75,7 @@ def main() -> None:
         from cotenancy.engine.executor import FINISHED, DriverExecutor
         from cotenancy.exceptions import CotenancyError
 
-        conf, driver, store = build(module.params, all_plugins=False)
+        conf, driver, store = build(module.params)
     except Exception as exc:  # noqa: BLE001 - report any setup failure to Ansible
         module.fail_json(msg=f"cotenancy setup failed: {exc}")
     try:

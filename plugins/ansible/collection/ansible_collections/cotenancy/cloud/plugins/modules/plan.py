@@ -79,7 +79,7 @@ def main() -> None:
         from cotenancy.engine.loop import ControlLoop
         from cotenancy.exceptions import CotenancyError
 
-        conf, driver, store = build(module.params)
+        conf, driver, store = build(module.params, strategy=module.params["strategy"])
     except Exception as exc:  # noqa: BLE001 - report any setup failure to Ansible
         module.fail_json(msg=f"cotenancy setup failed: {exc}")
     try:

@@ -99,7 +99,7 @@ def main() -> None:
         from cotenancy.exceptions import CotenancyError
         from cotenancy.model import Action, ActionKind, Allocation, Resources
 
-        conf, driver, _ = build(module.params, all_plugins=False, with_store=False)
+        conf, driver, _ = build(module.params, with_store=False)
     except Exception as exc:  # noqa: BLE001 - report any setup failure to Ansible
         module.fail_json(msg=f"cotenancy setup failed: {exc}")
     params = module.params
