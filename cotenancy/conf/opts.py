@@ -38,7 +38,8 @@ PLUGIN_NAMESPACES = [
 ]
 
 
-def _core_opts() -> list[tuple[str, list[cfg.Opt]]]:
+def core_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Options of the core areas (not plugins), grouped."""
     found = []
     for module_name in CORE_MODULES:
         try:
@@ -77,7 +78,7 @@ def _plugin_opts(strict: bool = True) -> list[tuple[str, list[cfg.Opt]]]:
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Every option, grouped, for the sample configuration."""
     merged: dict[str, list[cfg.Opt]] = {}
-    for group, opts in _core_opts() + _plugin_opts():
+    for group, opts in core_opts() + _plugin_opts():
         bucket = merged.setdefault(group, [])
         bucket.extend(o for o in opts if o.dest not in {b.dest for b in bucket})
     return sorted(merged.items(), key=lambda item: (item[0] != "DEFAULT", item[0]))
@@ -89,5 +90,5 @@ def register_all(conf: cfg.ConfigOpts) -> None:
     A plugin whose module cannot be imported (an optional integration without its library) is
     reported and left out here; loading that plugin by name still fails loudly.
     """
-    for group, opts in _core_opts() + _plugin_opts(strict=False):
+    for group, opts in core_opts() + _plugin_opts(strict=False):
         conf.register_opts(opts, group=None if group == "DEFAULT" else group)

@@ -114,7 +114,7 @@ class PersistentSimulatedDriver(SimulatedDriver):
             with path.open("rb") as handle:
                 stamp = _stamp(os.fstat(handle.fileno()))
                 state = pickle.load(handle)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        except Exception as exc:  # damaged or foreign pickles fail in many ways; all mean "unreadable"
             raise ConfigurationError(f"[simulated] state_file {path} cannot be read: {exc}") from exc
         if not isinstance(state, dict) or not isinstance(state.get("cloud"), SimulatedCloud):
             raise ConfigurationError(f"[simulated] state_file {path} does not hold a simulated cloud")

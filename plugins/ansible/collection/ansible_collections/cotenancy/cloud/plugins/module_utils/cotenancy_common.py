@@ -64,10 +64,10 @@ def _plugin_conf(plugins, config_files):
     from oslo_config import cfg
 
     from cotenancy import loading
-    from cotenancy.conf.opts import _core_opts
+    from cotenancy.conf.opts import core_opts
 
     conf = cfg.ConfigOpts()
-    for group, opts in _core_opts():
+    for group, opts in core_opts():
         conf.register_opts(opts, group=None if group == "DEFAULT" else group)
     for namespace, name in plugins:
         plugin = loading.plugin_class(namespace, name)

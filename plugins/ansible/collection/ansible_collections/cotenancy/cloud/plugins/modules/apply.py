@@ -19,10 +19,11 @@ options:
     type: str
     required: true
   on_step_failure:
-    description: What to do with the rest of the plan when a step fails.
+    description:
+      - What to do with the rest of the plan when a step fails. Unset, the C([DEFAULT] on_step_failure)
+        option of the configuration files applies (C(skip_dependents) unless configured).
     type: str
     choices: [skip_dependents, abort, continue]
-    default: skip_dependents
 extends_documentation_fragment:
   - cotenancy.cloud.common
 notes:
@@ -63,11 +64,7 @@ def main() -> None:
         argument_spec={
             **COMMON_ARGS,
             "plan_id": {"type": "str", "required": True},
-            "on_step_failure": {
-                "type": "str",
-                "default": "skip_dependents",
-                "choices": ["skip_dependents", "abort", "continue"],
-            },
+            "on_step_failure": {"type": "str", "choices": ["skip_dependents", "abort", "continue"]},
         },
         supports_check_mode=True,
     )
@@ -83,7 +80,8 @@ def main() -> None:
         pending = [a for a in plan.actions if a.status not in FINISHED]
         if module.check_mode:
             module.exit_json(changed=bool(pending), steps=[step_to_dict(a) for a in pending], failed_steps=0)
-        conf.set_override("on_step_failure", module.params["on_step_failure"])
+        if module.params["on_step_failure"]:
+            conf.set_override("on_step_failure", module.params["on_step_failure"])
         DriverExecutor(conf, store=store).execute(plan, driver)
     except CotenancyError as exc:
         module.fail_json(msg=str(exc))
