@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_predict_throughput.py [--vms 10000] [--pairs 1000000]
 
 Models are trained first on a synthetic cluster (their size, not their accuracy, sets the speed:
-200 rounds of depth-5 trees for the risk model, 150 rounds x 4 quantiles of depth 6 for the
+100 rounds of depth-5 trees for the risk model, 150 rounds x 4 quantiles of depth 6 for the
 forecaster, as in the defaults). Scoring uses ``inplace_predict`` on float32 arrays, nthread=2.
 """
 
@@ -70,7 +70,7 @@ def main() -> int:
     y = (x[:, 2] + 0.5 * x[:, 5] + rng.normal(0, 0.5, rows)) > 1.5
     data = PairDataset(x, y, np.repeat(np.arange(rows // 100), 100), np.arange(rows), x[:, 1], x[:, 5])
     risk = XGBoostRiskModel(model_path=workdir / "risk.json")
-    risk.save(train_risk(data, rounds=200, max_depth=5))
+    risk.save(train_risk(data))
 
     print("training a default-size forecaster on the synthetic cluster ...", file=sys.stderr)
     history = cluster(400, 40, 4 * 288, seed=2)

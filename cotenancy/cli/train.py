@@ -68,7 +68,10 @@ def run(args: argparse.Namespace, conf) -> int:
         since = parse_time(args.since, until)
         if since >= until:
             raise ConfigurationError("--since must be before --until")
-        history = load_history(store, since, until, args.step)
+        try:
+            history = load_history(store, since, until, args.step)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
     finally:
         store.close()
     if not history.vm_ids or not len(history.timestamps):
@@ -103,7 +106,10 @@ def run(args: argparse.Namespace, conf) -> int:
         with tqdm(total=len(history.timestamps), desc="pair features", unit="step") as bar:
             data = build_pair_dataset(history, horizon, window_steps=risk.window_steps, progress=bar.update)
         try:
-            model = train_risk(data, previous=risk.model if args.incremental else None)
+            opts = risk.options
+            model = train_risk(data, rounds=opts.rounds, nthread=opts.nthread,
+                               incremental_rounds=opts.incremental_rounds,
+                               previous=risk.model if args.incremental else None)
         except ValueError as exc:
             print(f"risk model: {exc}; the heuristic keeps serving")
             return 1

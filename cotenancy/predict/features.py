@@ -148,6 +148,19 @@ def forecast_features(
     map, so quantiles survive it). ``anchor`` is the last valid sample, else the recent mean.
     ``origin`` may be a per-row array when rows stack windows of several origins.
     """
+    return forecast_features_multi(values, origin, (horizon,), step_seconds, size, steps_per_day)[0]
+
+
+def forecast_features_multi(
+    values: np.ndarray,
+    origin: float | np.ndarray,
+    horizons: tuple[int, ...],
+    step_seconds: float,
+    size: np.ndarray | None = None,
+    steps_per_day: int = 288,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`forecast_features` for several horizons; the window statistics (most of the cost)
+    are computed once."""
     values = clean(values)
     n = values.shape[0]
     scale = robust_scale(values)
@@ -158,14 +171,8 @@ def forecast_features(
     mean288 = _nanmean(_tail(values, steps_per_day))
     anchor = np.where(np.isnan(last), np.where(np.isnan(mean288), 0.0, mean288), last)
     q = nanquantiles(_tail(values, steps_per_day), (0.5, 0.9, 0.99))
-    yday_offset = steps_per_day - horizon
-    yday_target = _column(values, yday_offset) if yday_offset >= 0 else np.full(n, np.nan)
-    near = [_column(values, yday_offset + d) for d in (-1, 0, 1)] if yday_offset >= 1 else []
-    yday_target_max3 = _nanmax(np.stack(near, axis=1)) if near else np.full(n, np.nan)
     yday_now = _column(values, steps_per_day)
-    target_time = np.broadcast_to(np.asarray(origin, dtype=np.float64) + horizon * step_seconds, (n,))
-    phase = 2 * np.pi * (target_time % DAY) / DAY
-    raw = [
+    shared = [
         last,
         mean3,
         mean12,
@@ -183,24 +190,38 @@ def forecast_features(
         q[:, 2],
         mean3 - mean12,
         mean12 - mean36,
-        yday_target,
-        yday_target_max3,
-        yday_now,
-        yday_target - yday_now,
     ]
+    missing = np.isnan(_tail(values, 12)).mean(axis=1) if values.shape[1] else np.ones(n)
+    log_size = np.log10(size) if size is not None else np.full(n, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        normalised = [r / scale for r in raw]
-    extra = [
-        np.isnan(_tail(values, 12)).mean(axis=1) if values.shape[1] else np.ones(n),
-        np.sin(phase),
-        np.cos(phase),
-        (target_time // DAY + 3) % 7,
-        np.full(n, float(horizon)),
-        np.log10(scale),
-        np.log10(size) if size is not None else np.full(n, np.nan),
-    ]
-    features = np.column_stack(normalised + extra).astype(np.float32)
-    return features, anchor, scale
+        head = np.column_stack([r / scale for r in shared])
+    out = []
+    for horizon in horizons:
+        yday_offset = steps_per_day - horizon
+        yday_target = _column(values, yday_offset) if yday_offset >= 0 else np.full(n, np.nan)
+        near = [_column(values, yday_offset + d) for d in (-1, 0, 1)] if yday_offset >= 1 else []
+        yday_target_max3 = _nanmax(np.stack(near, axis=1)) if near else np.full(n, np.nan)
+        target_time = np.broadcast_to(np.asarray(origin, dtype=np.float64) + horizon * step_seconds, (n,))
+        phase = 2 * np.pi * (target_time % DAY) / DAY
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tail = [
+                yday_target / scale,
+                yday_target_max3 / scale,
+                yday_now / scale,
+                (yday_target - yday_now) / scale,
+                missing,
+                np.sin(phase),
+                np.cos(phase),
+                (target_time // DAY + 3) % 7,
+                np.full(n, float(horizon)),
+                np.log10(scale),
+                log_size,
+            ]
+        features = np.empty((n, len(FORECAST_FEATURES)), dtype=np.float32)
+        features[:, : head.shape[1]] = head
+        features[:, head.shape[1] :] = np.column_stack(tail)
+        out.append((features, anchor, scale))
+    return out
 
 
 # ---------------------------------------------------------------------------------------- pairs
@@ -228,6 +249,8 @@ PAIR_FEATURES = (
     "host_memory",
     "vm_conflicts_max",
     "vm_conflicts_min",
+    "vm_recent_conflicts_max",
+    "vm_recent_conflicts_min",
     "pair_conflicts",
     "class_conflict_rate_max",
     "priority_max",
@@ -271,6 +294,7 @@ class PairContext:
         origin: float,
         horizon_steps: int,
         vm_conflicts: np.ndarray | None = None,
+        vm_recent_conflicts: np.ndarray | None = None,
         class_conflict_rate: np.ndarray | None = None,
         pair_conflict_keys: np.ndarray | None = None,
         pair_conflict_counts: np.ndarray | None = None,
@@ -317,9 +341,14 @@ class PairContext:
         self.priority = np.asarray(priority, dtype=np.float64)
         self.app_code = np.asarray(app_code, dtype=np.int64)
         self.vm_conflicts = np.zeros(n) if vm_conflicts is None else np.asarray(vm_conflicts, float)
+        self.vm_recent = (
+            np.zeros(n) if vm_recent_conflicts is None else np.asarray(vm_recent_conflicts, float)
+        )
         self.class_rate = (
             np.zeros(n) if class_conflict_rate is None else np.asarray(class_conflict_rate, float)
         )
+        self._vm_table: np.ndarray | None = None
+        self._host_table: np.ndarray | None = None
         self.pair_keys = np.zeros(0, np.int64) if pair_conflict_keys is None else pair_conflict_keys
         self.pair_counts = np.zeros(0) if pair_conflict_counts is None else pair_conflict_counts
         phase = 2 * np.pi * (origin % DAY) / DAY
@@ -331,6 +360,24 @@ class PairContext:
         keys = np.minimum(a, b).astype(np.int64) * self.n + np.maximum(a, b)
         pos = np.clip(np.searchsorted(self.pair_keys, keys), 0, len(self.pair_keys) - 1)
         return np.where(self.pair_keys[pos] == keys, self.pair_counts[pos], 0.0)
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-VM and per-host statistics as float32 tables, one contiguous row per statistic, so a
+        batch of pairs is a few cache-friendly gathers (the scoring hot path)."""
+        if getattr(self, "_vm_table", None) is None:
+            util = self.demand_last / self.size
+            vm_cols = [self.used_last, self.demand_last, self.mean, self.slope, self.lr, self.activity,
+                       self.memory_last, util, self.ready_last, self.ready_mean, self.vm_conflicts,
+                       self.vm_recent, self.class_rate, self.priority, self.app_code.astype(np.float64)]
+            self._vm_table = np.ascontiguousarray(np.column_stack(
+                vm_cols + [self.demand_tail, self.standardised]).astype(np.float32).T)
+            host_cols = [self.h_used, self.h_demand, self.h_mean, self.h_slope, self.h_lr, self.h_activity,
+                         self.h_memory, self.h_count, self.h_ready,
+                         np.where(self.host_cpu > 0, self.host_cpu, np.nan),
+                         np.where(self.host_memory > 0, self.host_memory, np.nan)]
+            self._host_table = np.ascontiguousarray(
+                np.column_stack(host_cols + [self.h_tail]).astype(np.float32).T)
+        return self._vm_table, self._host_table
 
     def features(self, pairs: np.ndarray, hosts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(X, placed)``: features of each pair on ``hosts`` (default: the host of its first VM)
@@ -346,49 +393,61 @@ class PairContext:
             h = np.asarray(hosts, dtype=np.int64)
             placed = h >= 0
         hs = np.where(h >= 0, h, 0)
-        in_a = (ha == h).astype(np.float64)
-        in_b = (hb == h).astype(np.float64)
+        vm_table, host_table = self._tables()
+        va, vb, ht = vm_table.take(a, axis=1), vm_table.take(b, axis=1), host_table.take(hs, axis=1)
+        in_a = (ha == h).astype(np.float32)
+        in_b = (hb == h).astype(np.float32)
         add_a, add_b = 1.0 - in_a, 1.0 - in_b
+        nt = self.demand_tail.shape[1]
+        k = len(a)
+        # written feature-major (each feature contiguous); XGBoost reads the transposed
+        # (Fortran-ordered) view as fast as a row-major copy, so none is made
+        out = np.empty((len(PAIR_FEATURES), k), dtype=np.float32)
 
-        def host_plus(host_stat: np.ndarray, vm_stat: np.ndarray) -> np.ndarray:
-            return host_stat[hs] + add_a * vm_stat[a] + add_b * vm_stat[b]
+        def host_plus(host_col: int, vm_col: int) -> np.ndarray:
+            return ht[host_col] + add_a * va[vm_col] + add_b * vb[vm_col]
 
-        cap = self.host_cpu[hs]
-        inv = 1.0 / np.where(cap > 0, cap, np.nan)
-        tail = self.h_tail[hs] + add_a[:, None] * self.demand_tail[a] + add_b[:, None] * self.demand_tail[b]
-        util_a = self.demand_last[a] / self.size[a]
-        util_b = self.demand_last[b] / self.size[b]
-        corr = np.einsum("ij,ij->i", self.standardised[a], self.standardised[b])
-        mem_cap = self.host_memory[hs]
-        columns = [
-            (in_a * in_b),
-            host_plus(self.h_used, self.used_last) * inv,
-            host_plus(self.h_demand, self.demand_last) * inv,
-            host_plus(self.h_mean, self.mean) * inv,
-            tail.max(axis=1) * inv if tail.shape[1] else np.zeros(len(a)),
-            host_plus(self.h_lr, self.lr) * inv,
-            host_plus(self.h_slope, self.slope) * inv,
-            (self.demand_last[a] + self.demand_last[b]) * inv,
-            (self.lr[a] + self.lr[b]) * inv,
-            np.fmax(util_a, util_b),
-            np.fmin(util_a, util_b),
-            corr,
-            self.h_ready[hs],
-            np.maximum(self.ready_last[a], self.ready_last[b]),
-            np.minimum(self.ready_last[a], self.ready_last[b]),
-            np.maximum(self.ready_mean[a], self.ready_mean[b]),
-            host_plus(self.h_activity, self.activity),
-            host_plus(self.h_activity, self.activity) - self.activity[a] - self.activity[b],
-            self.h_count[hs] + add_a + add_b,
-            host_plus(self.h_memory, self.memory_last) / np.where(mem_cap > 0, mem_cap, np.nan),
-            np.maximum(self.vm_conflicts[a], self.vm_conflicts[b]),
-            np.minimum(self.vm_conflicts[a], self.vm_conflicts[b]),
-            self.pair_conflicts(a, b),
-            np.maximum(self.class_rate[a], self.class_rate[b]),
-            np.maximum(self.priority[a], self.priority[b]),
-            (self.app_code[a] == self.app_code[b]).astype(np.float64),
-            np.full(len(a), self.hod[0]),
-            np.full(len(a), self.hod[1]),
-            np.log10(np.maximum(cap, 1.0)),
-        ]
-        return np.column_stack(columns).astype(np.float32), placed
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv = 1.0 / ht[9]
+            tail = (
+                ht[11 : 11 + nt]
+                + add_a * va[15 : 15 + nt]
+                + add_b * vb[15 : 15 + nt]
+            )
+            activity = host_plus(5, 5)
+            columns = [
+                in_a * in_b,
+                host_plus(0, 0) * inv,
+                host_plus(1, 1) * inv,
+                host_plus(2, 2) * inv,
+                tail.max(axis=0) * inv if nt else np.zeros(k, np.float32),
+                host_plus(4, 4) * inv,
+                host_plus(3, 3) * inv,
+                (va[1] + vb[1]) * inv,
+                (va[4] + vb[4]) * inv,
+                np.fmax(va[7], vb[7]),
+                np.fmin(va[7], vb[7]),
+                np.einsum("ji,ji->i", va[15 + nt :], vb[15 + nt :]),
+                ht[8],
+                np.maximum(va[8], vb[8]),
+                np.minimum(va[8], vb[8]),
+                np.maximum(va[9], vb[9]),
+                activity,
+                activity - va[5] - vb[5],
+                ht[7] + add_a + add_b,
+                host_plus(6, 6) / ht[10],
+                np.maximum(va[10], vb[10]),
+                np.minimum(va[10], vb[10]),
+                np.maximum(va[11], vb[11]),
+                np.minimum(va[11], vb[11]),
+                self.pair_conflicts(a, b),
+                np.maximum(va[12], vb[12]),
+                np.maximum(va[13], vb[13]),
+                va[14] == vb[14],
+                self.hod[0],
+                self.hod[1],
+                np.log10(np.maximum(ht[9], 1.0)),
+            ]
+            for j, column in enumerate(columns):
+                out[j] = column
+        return out.T, placed

@@ -533,10 +533,13 @@ class HybridForecaster(Forecaster):
             size = None if sizes is None or resource not in sizes else np.asarray(sizes[resource], float)
             cube = np.zeros((n, len(horizons), len(quantiles)))
             trained = model is not None and resource in model.boosters
+            short = [h for h in horizons if trained and h <= self.short_max_horizon]
+            rows = dict(zip(short, feats.forecast_features_multi(
+                window, origin, tuple(short), step_seconds, size, model.steps_per_day
+            ), strict=True)) if short else {}
             for i, h in enumerate(horizons):
-                if trained and h <= self.short_max_horizon:
-                    cube[:, i] = self._short_term(model, resource, window, origin, step_seconds, h,
-                                                  quantiles, size)
+                if h in rows:
+                    cube[:, i] = self._short_term(model, resource, rows[h], h, quantiles)
                 elif trained and resource in model.profiles:
                     cube[:, i] = self._long_term(model, resource, window, origin, step_seconds, h,
                                                  quantiles, vm_ids, classes)
@@ -570,8 +573,8 @@ class HybridForecaster(Forecaster):
         cube[empty] = guess[empty][:, None, :]
         return cube
 
-    def _short_term(self, model, resource, window, origin, step, h, quantiles, size) -> np.ndarray:
-        x, anchor, scale = feats.forecast_features(window, origin, h, step, size, model.steps_per_day)
+    def _short_term(self, model, resource, rows, h, quantiles) -> np.ndarray:
+        x, anchor, scale = rows
         z = predict_normalised(model.boosters[resource], x, len(model.alphas))
         hi = int(np.argmin(np.abs(np.asarray(model.horizons) - h)))
         z = np.maximum.accumulate(z + model.offsets[resource][hi], axis=1)

@@ -77,9 +77,39 @@ def placement_over_time(
     return out
 
 
+MAX_GRID_CELLS = 200_000_000
+
+
+def sample_time_range(store, start: float, end: float) -> tuple[float, float] | None:
+    """First and last sample time within ``[start, end)`` (``None`` when there is none)."""
+    import sqlalchemy as sa
+
+    from cotenancy.store import schema
+
+    t = schema.samples.c.timestamp
+    query = sa.select(sa.func.min(t), sa.func.max(t)).where(t >= float(start), t < float(end))
+    with store.engine.connect() as connection:
+        first, last = connection.execute(query).one()
+    return None if first is None else (float(first), float(last))
+
+
 def load_history(store, start: float, end: float, step: float) -> History:
-    """Everything :func:`build_pair_dataset` and the forecaster need, read from ``store``."""
+    """Everything :func:`build_pair_dataset` and the forecaster need, read from ``store``.
+
+    The window is narrowed to where samples exist (``--since 0`` must not build a grid from 1970).
+    """
+    found = sample_time_range(store, start, end)
+    if found is None:
+        raise ValueError("the history store has no samples in that window")
+    start = max(start, np.floor(found[0] / step) * step)
+    end = min(end, found[1] + step)
     vms = store.vms()
+    cells = len(vms) * len(METRICS) * (end - start) / step
+    if cells > MAX_GRID_CELLS:
+        raise ValueError(
+            f"{len(vms)} VMs over {(end - start) / 86400:.0f} days at {step:g} s is too much to train "
+            "on at once; narrow --since/--until or use a coarser --step"
+        )
     hosts = store.hosts()
     vm_ids = sorted(vms)
     window = store.series(start, end, step, vm_ids=vm_ids, metrics=list(METRICS))
@@ -123,33 +153,44 @@ def conflict_keys_by_step(history: History) -> list[set[int]]:
     return steps
 
 
+RECENT_STEPS = 12
+
+
 def conflict_memory(history: History, col: int, lookback_steps: int) -> dict[str, np.ndarray]:
-    """Past conflicts before step ``col``: per VM, per workload class (rate), per pair."""
+    """Past conflicts before step ``col``: per VM (over the lookback and over the last hour), per
+    workload class (rate), per pair."""
     n = len(history.vm_ids)
     index = {v: i for i, v in enumerate(history.vm_ids)}
     t_end = float(history.timestamps[col])
     t_start = t_end - lookback_steps * history.step_seconds
     per_vm = np.zeros(n)
+    recent = np.zeros(n)
+    t_recent = t_end - RECENT_STEPS * history.step_seconds
     pairs: dict[int, float] = defaultdict(float)
     times = [e.timestamp for e in history.events]  # events are kept in time order
     for event in history.events[bisect.bisect_left(times, t_start) : bisect.bisect_left(times, t_end)]:
         victims = [index[v] for v in event.vm_ids if v in index]
         per_vm[victims] += 1
+        if event.timestamp >= t_recent:
+            recent[victims] += 1
         neighbours = [index[v] for v in event.details.get("neighbours", "").split(",") if v in index]
         for x in victims:
             for y in neighbours:
                 if x != y:
                     pairs[min(x, y) * n + max(x, y)] += 1
-    return memory_arrays(per_vm, pairs, history.app_code)
+    return memory_arrays(per_vm, pairs, history.app_code, recent)
 
 
-def memory_arrays(per_vm: np.ndarray, pairs: dict[int, float], app_code: np.ndarray) -> dict[str, np.ndarray]:
+def memory_arrays(
+    per_vm: np.ndarray, pairs: dict[int, float], app_code: np.ndarray, recent: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     classes = np.bincount(app_code, per_vm, app_code.max() + 1 if len(app_code) else 1)
     sizes = np.bincount(app_code, minlength=len(classes)).astype(float)
     rate = (classes / np.maximum(sizes, 1))[app_code] if len(app_code) else np.zeros(0)
     keys = np.array(sorted(pairs), dtype=np.int64)
     return {
         "vm_conflicts": per_vm,
+        "vm_recent_conflicts": np.zeros(len(per_vm)) if recent is None else recent,
         "class_conflict_rate": rate,
         "pair_conflict_keys": keys,
         "pair_conflict_counts": np.array([pairs[k] for k in keys], dtype=float),
@@ -157,7 +198,7 @@ def memory_arrays(per_vm: np.ndarray, pairs: dict[int, float], app_code: np.ndar
 
 
 def context_at(history: History, col: int, window_steps: int, horizon_steps: int,
-               lookback_steps: int = 72) -> feats.PairContext:
+               lookback_steps: int = 288) -> feats.PairContext:
     """The :class:`PairContext` the serving path would build at step ``col``."""
     lo = max(col - window_steps + 1, 0)
     v = history.values

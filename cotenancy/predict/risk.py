@@ -31,7 +31,7 @@ from scipy.optimize import isotonic_regression
 from cotenancy.model import ClusterState, EventKind
 from cotenancy.predict import features as feats
 from cotenancy.predict.base import RiskModel
-from cotenancy.predict.history import PairDataset, memory_arrays
+from cotenancy.predict.history import RECENT_STEPS, PairDataset, memory_arrays
 from cotenancy.predict.metrics import average_precision, recall_at_precision
 from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, model_dir, save_bundle
 
@@ -88,7 +88,7 @@ def _isotonic_table(raw: np.ndarray, y: np.ndarray, bins: int = 200) -> tuple[np
 
 def train_risk(
     data: PairDataset,
-    rounds: int = 200,
+    rounds: int = 100,
     max_depth: int = 5,
     nthread: int = 2,
     calibration_fraction: float = 0.25,
@@ -109,7 +109,7 @@ def train_risk(
         "eval_metric": "aucpr",
         "tree_method": "hist",
         "max_depth": max_depth,
-        "eta": 0.1,
+        "eta": 0.15,
         "subsample": 0.8,
         "colsample_bytree": 0.8,
         "min_child_weight": 5,
@@ -159,9 +159,10 @@ class XGBoostRiskModel(RiskModel):
                        help="File name of the trained risk model inside [predict] model_dir."),
             cfg.IntOpt("window_steps", default=12, min=2,
                        help="Telemetry intervals the pair features look back over."),
-            cfg.IntOpt("memory_hours", default=6, min=1,
+            cfg.IntOpt("memory_hours", default=24, min=1,
                        help="Hours of past conflicts the features count."),
-            cfg.IntOpt("rounds", default=200, min=1, help="Boosting rounds of a fresh training."),
+            cfg.IntOpt("rounds", default=100, min=1,
+                       help="Boosting rounds of a fresh training (scoring cost grows with it)."),
             cfg.IntOpt("incremental_rounds", default=50, min=1,
                        help="Rounds added by an incremental retraining."),
             cfg.IntOpt("nthread", default=2, min=1, help="Threads for training and scoring."),
@@ -174,7 +175,7 @@ class XGBoostRiskModel(RiskModel):
             model_path = model_dir(conf) / (opts.model_file if opts is not None else "risk.json")
         self.model_path = Path(model_path)
         self.window_steps = opts.window_steps if opts is not None else 12
-        self.memory_seconds = 3600.0 * (opts.memory_hours if opts is not None else 6)
+        self.memory_seconds = 3600.0 * (opts.memory_hours if opts is not None else 24)
         self.nthread = opts.nthread if opts is not None else 2
         horizon = conf.predict.risk_horizon if conf is not None else 1800
         self.horizon_seconds = float(horizon)
@@ -242,10 +243,14 @@ class XGBoostRiskModel(RiskModel):
         n = len(tele.vm_ids)
         cpu = window("cpu")
         per_vm = np.zeros(n)
+        recent = np.zeros(n)
+        recent_since = state.now - RECENT_STEPS * tele.step_seconds
         pairs: dict[int, float] = {}
         for event in self._events:
             victims = [vm_index[v] for v in event.vm_ids if v in vm_index]
             per_vm[victims] += 1
+            if event.timestamp >= recent_since:
+                recent[victims] += 1
             for y in (vm_index[v] for v in event.details.get("neighbours", "").split(",") if v in vm_index):
                 for x in victims:
                     if x != y:
@@ -265,7 +270,7 @@ class XGBoostRiskModel(RiskModel):
             app_code=codes,
             origin=state.now,
             horizon_steps=max(1, int(round(self.horizon_seconds / tele.step_seconds))),
-            **memory_arrays(per_vm, pairs, codes),
+            **memory_arrays(per_vm, pairs, codes, recent),
         )
         self._cache = (stamp, ctx)
         return ctx

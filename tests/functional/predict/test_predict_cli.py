@@ -88,3 +88,28 @@ def test_evaluate_rejects_a_missing_trace_clearly(tmp_path, capsys):
     assert code == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_evaluate_conflicts_writes_every_method(tmp_path, shared_dir):
+    """Three small PlanetLab days (the first 150 VMs of each, copied to a temporary folder) run
+    through the simulator; the model and both baselines are scored on the test day."""
+    import shutil
+
+    days = []
+    for day in ("20110303", "20110306", "20110309"):
+        source = shared_dir / "traces" / "planetlab" / day
+        target = tmp_path / day
+        target.mkdir()
+        for path in sorted(source.iterdir())[:150]:
+            shutil.copy(path, target / path.name)
+        days.append(str(target))
+    out = tmp_path / "conflicts.json"
+    code = main(["evaluate", "conflicts", "--setup", "cloudsim", "--train", days[0], days[1],
+                 "--test", days[2], "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(result["methods"]) == {"model", "reactive", "lr_mmt"}
+    for metrics in result["methods"].values():
+        assert {"pr_auc", "recall_at_p80", "median_lead_minutes"} <= set(metrics)
+        assert 0.0 <= metrics["pr_auc"] <= 1.0
+    assert result["test_pair_steps"] > 0
