@@ -67,8 +67,9 @@ def run_forecast(args: argparse.Namespace, conf) -> int:
     if workload.sizes is None:
         raise ConfigurationError(f"{args.trace}: the trace gives no VM sizes, so no demand in project units")
     try:
-        result = evaluate_forecast(workload, resources, args.train_days, parse_duration(args.horizon),
-                                   progress=_say(started))
+        result = evaluate_forecast(
+            workload, resources, args.train_days, parse_duration(args.horizon), progress=_say(started)
+        )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
     print(format_table(result))
@@ -82,9 +83,13 @@ def run_conflicts(args: argparse.Namespace, conf) -> int:
     started = time.perf_counter()
     try:
         result = evaluate_conflicts(
-            [str(p) for p in args.train], [str(p) for p in args.test], setup=args.setup,
-            strategy=args.strategy, label_from_minutes=parse_duration(args.label_from) / 60,
-            horizon_minutes=parse_duration(args.horizon) / 60, progress=_say(started),
+            [str(p) for p in args.train],
+            [str(p) for p in args.test],
+            setup=args.setup,
+            strategy=args.strategy,
+            label_from_minutes=parse_duration(args.label_from) / 60,
+            horizon_minutes=parse_duration(args.horizon) / 60,
+            progress=_say(started),
         )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc

@@ -42,16 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Reads telemetry, placement (inventory + migrations) and degradation events from "
         "the history store and writes model files to [predict] model_dir.",
     )
-    parser.add_argument(
-        "--store", metavar="URL", help="history store URL (default: [store] connection)"
-    )
+    parser.add_argument("--store", metavar="URL", help="history store URL (default: [store] connection)")
     parser.add_argument("--since", default="30d", help="start of the training window (default: 30d ago)")
     parser.add_argument("--until", default=None, help="end of the training window (default: now)")
     parser.add_argument("--step", type=float, default=300.0, help="seconds per telemetry interval")
     parser.add_argument("--only", choices=["forecast", "risk"], help="train one model only")
-    parser.add_argument("--incremental", action="store_true",
-                        help="continue the current models' trees on the new history "
-                        "instead of starting afresh")
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="continue the current models' trees on the new history instead of starting afresh",
+    )
     parser.set_defaults(func=run)
 
 
@@ -82,17 +82,29 @@ def run(args: argparse.Namespace, conf) -> int:
         history.timestamps = history.timestamps[:end]
         history.values = {k: v[:, :end] for k, v in history.values.items()}
         history.host_of = history.host_of[:, :end]
-    print(f"history: {len(history.vm_ids)} VMs, {len(history.timestamps)} intervals, "
-          f"{len(history.events)} degradation events")
+    print(
+        f"history: {len(history.vm_ids)} VMs, {len(history.timestamps)} intervals, "
+        f"{len(history.events)} degradation events"
+    )
     status = 0
     if args.only in (None, "forecast"):
         forecaster = loading.load_plugin(loading.FORECASTERS, conf.predict.forecaster, conf)
-        values = {r: history.values[r] for r in DEFAULT_RESOURCES
-                  if r in history.values and np.isfinite(history.values[r]).any()}
+        values = {
+            r: history.values[r]
+            for r in DEFAULT_RESOURCES
+            if r in history.values and np.isfinite(history.values[r]).any()
+        }
         with tqdm(total=2 * len(values), desc="forecaster", unit="step") as bar:
-            model = train_and_save(forecaster, values, history.timestamps, history.step_seconds,
-                                   vm_ids=history.vm_ids, classes=history.app_types,
-                                   incremental=args.incremental, progress=bar.update)
+            model = train_and_save(
+                forecaster,
+                values,
+                history.timestamps,
+                history.step_seconds,
+                vm_ids=history.vm_ids,
+                classes=history.app_types,
+                incremental=args.incremental,
+                progress=bar.update,
+            )
         if model.boosters:
             print(f"forecaster saved to {forecaster.model_path}")
             for resource, metrics in model.metadata["validation"].items():
@@ -107,15 +119,21 @@ def run(args: argparse.Namespace, conf) -> int:
             data = build_pair_dataset(history, horizon, window_steps=risk.window_steps, progress=bar.update)
         try:
             opts = risk.options
-            model = train_risk(data, rounds=opts.rounds, nthread=opts.nthread,
-                               incremental_rounds=opts.incremental_rounds,
-                               previous=risk.model if args.incremental else None)
+            model = train_risk(
+                data,
+                rounds=opts.rounds,
+                nthread=opts.nthread,
+                incremental_rounds=opts.incremental_rounds,
+                previous=risk.model if args.incremental else None,
+            )
         except ValueError as exc:
             print(f"risk model: {exc}; the heuristic keeps serving")
             return 1
         model.metadata["training_window"] = [float(history.timestamps[0]), float(history.timestamps[-1])]
         model.metadata["horizon_seconds"] = conf.predict.risk_horizon
         risk.save(model)
-        print(f"risk model saved to {risk.model_path}: "
-              + ", ".join(f"{k}={v:.3g}" for k, v in model.metadata["validation"].items()))
+        print(
+            f"risk model saved to {risk.model_path}: "
+            + ", ".join(f"{k}={v:.3g}" for k, v in model.metadata["validation"].items())
+        )
     return status

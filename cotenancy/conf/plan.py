@@ -44,6 +44,22 @@ OPTS = [
         help="Lower an allocation when predicted demand stays below (1 - this) of it. Keep it larger "
         "than scale_up_threshold: the band between them is the hysteresis that stops flapping.",
     ),
+    cfg.IntOpt(
+        "max_allocation_steps",
+        default=20,
+        min=0,
+        help="Most set_allocation changes per round (0: no limit). The most useful go first: "
+        "raises that cover predicted demand, then the lowerings that free the most; the rest "
+        "wait for a later round, so a bursty cloud does not get a storm of small changes.",
+    ),
+    cfg.IntOpt(
+        "scale_down_rounds",
+        default=6,
+        min=1,
+        help="Rounds predicted demand must stay low before an allocation is lowered (the "
+        "predictive strategy holds the highest forecast of this many rounds for lowering), so a "
+        "bursty VM is not lowered and raised again every round.",
+    ),
     cfg.FloatOpt(
         "headroom",
         default=0.10,

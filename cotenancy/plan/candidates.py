@@ -144,7 +144,10 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         add(b, why)
     ordered = ordered[: s.max_candidate_vms]
     emptied: set[int] = set()
-    if s.underloaded_hosts:
+    # a drain the operator asked for comes first: consolidation would compete with it for the
+    # migration budget and the destinations, so it waits until the hosts in maintenance are empty
+    draining = any(problem.maintenance[problem.host_of[v]] for v in ordered)
+    if s.underloaded_hosts and not draining:
         util = np.where(cap[:, cpu] > 0, pred_load[:, cpu] / np.maximum(cap[:, cpu], _EPS), 1.0)
         busy_hosts = {int(problem.host_of[v]) for v in ordered}
         n_vms = np.bincount(problem.host_of[problem.host_of >= 0], minlength=n_h)

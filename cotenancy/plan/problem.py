@@ -47,6 +47,8 @@ class PlannerSettings:
     horizon_steps: int = 3
     scale_up_threshold: float = 0.10
     scale_down_threshold: float = 0.30
+    scale_down_rounds: int = 6
+    max_allocation_steps: int = 20
     headroom: float = 0.10
     critical_headroom: float = 0.30
     hard_resources: tuple[str, ...] = ("memory", "gpu")
@@ -101,6 +103,9 @@ class DemandForecast:
     high: dict[Resource, np.ndarray]
     mid: dict[Resource, np.ndarray]
     description: str = "forecast"
+    #: highest ``high`` of the last ``scale_down_rounds`` rounds: allocations are lowered only
+    #: when this is low too (missing: ``high``)
+    held_high: dict[Resource, np.ndarray] = field(default_factory=dict)
 
 
 def host_power(host: Host) -> tuple[float, float]:
@@ -141,6 +146,8 @@ class PlanningProblem:
     pair_risk: PairRiskFn | None
     conflict_class: np.ndarray  # (V,) int: class used by co-tenancy policies
     forbidden_classes: set[tuple[int, int]]
+    #: (R,) False for resources no host reports a capacity of: nobody holds them
+    managed: np.ndarray = field(default_factory=lambda: np.ones(len(RESOURCES), dtype=bool))
     hard_anti_groups: list[list[int]] = field(default_factory=list)
     soft_anti_groups: list[list[int]] = field(default_factory=list)
     vm_index: dict[str, int] = field(default_factory=dict)
@@ -152,7 +159,8 @@ class PlanningProblem:
 
     def held(self, size: np.ndarray, reservation: np.ndarray) -> np.ndarray:
         """What VMs hold of each resource given their size and reservation."""
-        return np.where(self.hard, size, np.minimum(reservation, size))
+        held = np.where(self.hard, size, np.minimum(reservation, size))
+        return np.where(self.managed, held, 0.0)
 
     @property
     def held_now(self) -> np.ndarray:
@@ -211,14 +219,23 @@ def build_problem(
     capacity = _matrix([h.capacity for h in hosts])
     size = _matrix([v.size for v in vms])
     reservation = _matrix([v.allocation.reservation for v in vms])
-    hard = np.array([r.value in settings.hard_resources for r in RESOURCES])
+    hard = np.array([r.value in hard_resources(settings, hosts) for r in RESOURCES])
     high = np.full((n_v, n_r), np.nan)
     mid = np.full((n_v, n_r), np.nan)
+    recent = np.full((n_v, n_r), np.nan)
     if forecast is not None:
         for r_i, resource in enumerate(RESOURCES):
             if resource in forecast.high:
                 high[:, r_i] = np.asarray(forecast.high[resource], dtype=float)
                 mid[:, r_i] = np.asarray(forecast.mid.get(resource, forecast.high[resource]), dtype=float)
+                peak = np.asarray(forecast.held_high.get(resource, forecast.high[resource]), dtype=float)
+                recent[:, r_i] = np.fmax(peak, high[:, r_i])
+    unmanaged = unmanaged_entries(capacity, size)
+    # a resource the cloud does not size (0 = not reported) is not managed: nothing to forecast,
+    # grow, reserve or fit, so a driver without disk or network figures does not block every move
+    high[unmanaged] = np.nan
+    mid[unmanaged] = np.nan
+    recent[unmanaged] = np.nan
     host_of = np.array([host_index.get(v.host_id, -1) if v.host_id else -1 for v in vms], dtype=int)
     moving = set(migrating)
     pinned = np.array(
@@ -237,10 +254,13 @@ def build_problem(
         (hard_anti if rule.hard else soft_anti).append(members)
     classes, forbidden = _conflict_classes(vms, inventory)
     critical = np.array([v.critical for v in vms], dtype=bool)
-    target_size, target_reservation = _target_allocations(size, reservation, high, hard, critical, settings)
+    target_size, target_reservation = _target_allocations(
+        size, reservation, high, hard, critical, settings, recent
+    )
     # VMs that are moving, stopped or nowhere keep everything: changing them mid-flight helps nobody
     target_size[frozen] = size[frozen]
     target_reservation[frozen] = reservation[frozen]
+    _limit_allocation_changes(target_reservation, reservation, high, capacity, host_of, hard, settings)
     problem = PlanningProblem(
         inventory=inventory,
         settings=settings,
@@ -260,6 +280,7 @@ def build_problem(
         pinned=pinned,
         critical=critical,
         hard=hard,
+        managed=(capacity > 0).any(axis=0) if hosts else np.zeros(n_r, dtype=bool),
         forecast_description=forecast.description if forecast is not None else "no forecast",
         pair_risk=pair_risk,
         conflict_class=classes,
@@ -276,6 +297,25 @@ def build_problem(
         for a in group:
             problem._soft_of.setdefault(a, set()).update(b for b in group if b != a)
     return problem
+
+
+def hard_resources(settings: PlannerSettings, hosts: list[Host]) -> set[str]:
+    """The configured hard resources, less memory when no host admits VMs by memory.
+
+    A cloud whose hosts say ``memory_admission = none`` (CloudSim's reference setup) overcommits
+    memory freely; holding VMs to it there would plan against rules the cloud does not have.
+    """
+    hard = set(settings.hard_resources)
+    if hosts and all(h.attributes.get("memory_admission") == "none" for h in hosts):
+        hard.discard(Resource.MEMORY.value)
+    return hard
+
+
+def unmanaged_entries(capacity: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """(V, R) mask of what the planner leaves alone: resources no host reports a capacity for,
+    and resources a VM has no size of (drivers report 0 when they do not size or limit it)."""
+    no_capacity = ~(capacity > 0).any(axis=0) if len(capacity) else np.ones(size.shape[1], dtype=bool)
+    return no_capacity[None, :] | ~(size > 0)
 
 
 def _matrix(values: list[Resources]) -> np.ndarray:
@@ -316,12 +356,14 @@ def _target_allocations(
     hard: np.ndarray,
     critical: np.ndarray,
     settings: PlannerSettings,
+    recent_high: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rule-based allocation targets with hysteresis.
 
     Raise a reservation when predicted demand exceeds it by ``scale_up_threshold``; lower it when
-    demand stays below ``1 - scale_down_threshold`` of it; otherwise keep it, so small swings do not
-    produce a step every round. Critical VMs get ``critical_headroom`` instead of ``headroom``.
+    demand, and the highest forecast of recent rounds (``recent_high``), stay below
+    ``1 - scale_down_threshold`` of it; otherwise keep it, so small swings do not produce a step
+    every round. Critical VMs get ``critical_headroom`` instead of ``headroom``.
     A VM whose demand outgrows its size is resized (when allowed).
     """
     headroom = np.where(critical, settings.critical_headroom, settings.headroom)[:, None]
@@ -336,13 +378,49 @@ def _target_allocations(
     if settings.manage_allocations:
         soft = ~hard[None, :]
         up = known & (np.where(known, high, 0.0) > reservation * (1.0 + settings.scale_up_threshold))
-        down = known & (np.where(known, high, 0.0) < reservation * (1.0 - settings.scale_down_threshold))
+        peak = high if recent_high is None else np.fmax(recent_high, high)
+        down = known & (np.where(known, peak, 0.0) < reservation * (1.0 - settings.scale_down_threshold))
         change = soft & (up | down)
-        rounded = np.ceil(np.minimum(want, target_size))
+        # a new reservation covers the recent peaks too, so the next burst does not raise it again
+        # and a lowered one is not raised right back
+        want_peak = np.round(np.where(known, peak, 0.0) * (1.0 + headroom), 6)
+        rounded = np.ceil(np.minimum(want_peak, target_size))
         # changes below 1 % of the size are noise, not worth a step
         material = np.abs(rounded - reservation) > 0.01 * np.maximum(size, 1.0)
         target_res = np.where(change & material, rounded, reservation)
     return target_size, target_res
+
+
+def _limit_allocation_changes(
+    target: np.ndarray,
+    reservation: np.ndarray,
+    high: np.ndarray,
+    capacity: np.ndarray,
+    host_of: np.ndarray,
+    hard: np.ndarray,
+    settings: PlannerSettings,
+) -> None:
+    """Keep at most ``max_allocation_steps`` reservation changes (in place), the most useful first.
+
+    Usefulness is the objective's own view: demand newly covered weighs ``weight_overload``,
+    allocation freed ``weight_idle_allocation``, both per unit of the host's capacity.
+    """
+    budget = settings.max_allocation_steps
+    changing = (np.abs(target - reservation) > 1e-6).any(axis=1)
+    if budget <= 0 or changing.sum() <= budget:
+        return
+    cap = capacity[np.maximum(host_of, 0)] if len(capacity) else np.ones_like(target)
+    cap = np.where(cap > 0, cap, np.inf)
+    demand = np.where(np.isnan(high), 0.0, high)
+    covered = np.maximum(np.minimum(demand, target) - reservation, 0.0)
+    freed = np.maximum(reservation - target, 0.0)
+    soft = ~hard[None, :]
+    value = np.where(
+        soft, settings.weight_overload * covered / cap + settings.weight_idle_allocation * freed / cap, 0.0
+    ).sum(axis=1)
+    ranked = np.flatnonzero(changing)[np.argsort(-value[changing], kind="stable")]
+    waiting = ranked[budget:]
+    target[waiting] = reservation[waiting]
 
 
 def fmt_amount(value: float) -> str:

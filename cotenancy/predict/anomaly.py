@@ -54,7 +54,12 @@ class AnomalyDetector:
             r: np.array([inv[v].size[r] if v in inv else np.nan for v in tele.vm_ids]) for r in resources
         }
         forecast = self.forecaster.forecast_arrays(  # type: ignore[attr-defined]
-            past, float(tele.timestamps[-2]), tele.step_seconds, (1,), (0.5, 0.95), sizes=sizes,
+            past,
+            float(tele.timestamps[-2]),
+            tele.step_seconds,
+            (1,),
+            (0.5, 0.95),
+            sizes=sizes,
             vm_ids=tele.vm_ids,
         )
         events: list[Event] = []

@@ -150,7 +150,11 @@ def evaluate_forecast(
             windows, origin_col = stacked_windows(clean, chunk, config.window_steps)
             size = None if sizes is None else np.tile(sizes[resource], len(chunk))
             fc = forecaster.forecast_arrays(
-                {resource: windows}, timestamps[origin_col], step, (horizon,), (0.5, 0.95),
+                {resource: windows},
+                timestamps[origin_col],
+                step,
+                (horizon,),
+                (0.5, 0.95),
                 sizes={resource: size} if size is not None else None,
             )
             cube = fc.values[resource][:, 0, :].reshape(len(chunk), workload.n_vms, 2)
@@ -375,7 +379,8 @@ def evaluate_conflicts(
             "pr_auc": average_precision(y_all, s_all),
             "recall_at_p80": recall,
             "median_lead_minutes": float(np.median([x["median_lead_minutes"] for x in detected]))
-            if detected else 0.0,
+            if detected
+            else 0.0,
             "threshold_at_p80": threshold,
             "onsets": float(sum(x["onsets"] for x in leads)),
             "onsets_warned": float(sum(x["onsets_warned"] for x in leads)),

@@ -307,8 +307,11 @@ class PairContext:
         self.demand = wanted
         self.demand_last = wanted[:, -1] if wanted.shape[1] else np.zeros(n)
         self.demand_tail = _tail(wanted, 3)
-        self.mean, self.slope, self.lr = linear_stats(wanted, horizon_steps) if wanted.shape[1] else (
-            np.zeros(n), np.zeros(n), np.zeros(n))
+        self.mean, self.slope, self.lr = (
+            linear_stats(wanted, horizon_steps)
+            if wanted.shape[1]
+            else (np.zeros(n), np.zeros(n), np.zeros(n))
+        )
         centred = wanted - wanted.mean(axis=1, keepdims=True) if wanted.shape[1] else wanted
         norm = np.sqrt((centred * centred).sum(axis=1, keepdims=True))
         self.standardised = np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-9)
@@ -366,17 +369,42 @@ class PairContext:
         batch of pairs is a few cache-friendly gathers (the scoring hot path)."""
         if getattr(self, "_vm_table", None) is None:
             util = self.demand_last / self.size
-            vm_cols = [self.used_last, self.demand_last, self.mean, self.slope, self.lr, self.activity,
-                       self.memory_last, util, self.ready_last, self.ready_mean, self.vm_conflicts,
-                       self.vm_recent, self.class_rate, self.priority, self.app_code.astype(np.float64)]
-            self._vm_table = np.ascontiguousarray(np.column_stack(
-                vm_cols + [self.demand_tail, self.standardised]).astype(np.float32).T)
-            host_cols = [self.h_used, self.h_demand, self.h_mean, self.h_slope, self.h_lr, self.h_activity,
-                         self.h_memory, self.h_count, self.h_ready,
-                         np.where(self.host_cpu > 0, self.host_cpu, np.nan),
-                         np.where(self.host_memory > 0, self.host_memory, np.nan)]
+            vm_cols = [
+                self.used_last,
+                self.demand_last,
+                self.mean,
+                self.slope,
+                self.lr,
+                self.activity,
+                self.memory_last,
+                util,
+                self.ready_last,
+                self.ready_mean,
+                self.vm_conflicts,
+                self.vm_recent,
+                self.class_rate,
+                self.priority,
+                self.app_code.astype(np.float64),
+            ]
+            self._vm_table = np.ascontiguousarray(
+                np.column_stack(vm_cols + [self.demand_tail, self.standardised]).astype(np.float32).T
+            )
+            host_cols = [
+                self.h_used,
+                self.h_demand,
+                self.h_mean,
+                self.h_slope,
+                self.h_lr,
+                self.h_activity,
+                self.h_memory,
+                self.h_count,
+                self.h_ready,
+                np.where(self.host_cpu > 0, self.host_cpu, np.nan),
+                np.where(self.host_memory > 0, self.host_memory, np.nan),
+            ]
             self._host_table = np.ascontiguousarray(
-                np.column_stack(host_cols + [self.h_tail]).astype(np.float32).T)
+                np.column_stack(host_cols + [self.h_tail]).astype(np.float32).T
+            )
         return self._vm_table, self._host_table
 
     def features(self, pairs: np.ndarray, hosts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -409,11 +437,7 @@ class PairContext:
 
         with np.errstate(invalid="ignore", divide="ignore"):
             inv = 1.0 / ht[9]
-            tail = (
-                ht[11 : 11 + nt]
-                + add_a * va[15 : 15 + nt]
-                + add_b * vb[15 : 15 + nt]
-            )
+            tail = ht[11 : 11 + nt] + add_a * va[15 : 15 + nt] + add_b * vb[15 : 15 + nt]
             activity = host_plus(5, 5)
             columns = [
                 in_a * in_b,

@@ -244,8 +244,12 @@ def build_rows(
             if not keep.any():
                 continue
             x, anchor, scale = feats.forecast_features(
-                windows[keep], timestamps[origin_of_row[keep]], h, step_seconds,
-                None if row_size is None else row_size[keep], steps_per_day,
+                windows[keep],
+                timestamps[origin_of_row[keep]],
+                h,
+                step_seconds,
+                None if row_size is None else row_size[keep],
+                steps_per_day,
             )
             xs.append(x)
             zs.append((y[keep] - anchor) / scale)
@@ -307,8 +311,14 @@ def train_forecaster(
         stride = max(1, math.ceil((total - start_origin) * per_origin / config.max_rows))
         origins = list(range(start_origin, total - 1, stride))
         x, z, target_col = build_rows(
-            matrix, timestamps, step_seconds, origins, horizons, config.window_steps,
-            config.steps_per_day, size,
+            matrix,
+            timestamps,
+            step_seconds,
+            origins,
+            horizons,
+            config.window_steps,
+            config.steps_per_day,
+            size,
         )
         if progress:
             progress(1)
@@ -319,8 +329,13 @@ def train_forecaster(
         # weight rows by their scale: pinball in project units is scale x pinball in normalised
         # units, so this trains for the loss the forecasts are judged (and used) by
         weight = np.power(10.0, x[fit, feats.FORECAST_FEATURES.index("log_scale")].astype(np.float64))
-        dtrain = xgb.DMatrix(x[fit], label=np.clip(z[fit], -Z_CLIP, Z_CLIP), missing=np.nan,
-                             weight=weight / weight.mean(), feature_names=list(feats.FORECAST_FEATURES))
+        dtrain = xgb.DMatrix(
+            x[fit],
+            label=np.clip(z[fit], -Z_CLIP, Z_CLIP),
+            missing=np.nan,
+            weight=weight / weight.mean(),
+            feature_names=list(feats.FORECAST_FEATURES),
+        )
         prior = previous.boosters.get(resource) if previous is not None else None
         if prior is not None and tuple(previous.alphas) != tuple(config.alphas):
             prior = None
@@ -344,8 +359,9 @@ def train_forecaster(
         offsets[resource] = table
         boosters[resource] = booster
         metrics[resource] = _validation_metrics(z, pred, hold, horizon_of_row, horizons, table, config.alphas)
-        profile, user_map = _fit_profiles(matrix[:, :calib_start], timestamps[:calib_start],
-                                          vm_ids, classes, config)
+        profile, user_map = _fit_profiles(
+            matrix[:, :calib_start], timestamps[:calib_start], vm_ids, classes, config
+        )
         if profile is not None:
             profiles[resource] = profile
             users[resource] = user_map
@@ -393,14 +409,16 @@ def _validation_metrics(z, pred, hold, horizon_of_row, horizons, table, alphas) 
 
 
 def _fit_profiles(matrix, timestamps, vm_ids, classes, config) -> tuple[WeeklyProfiles | None, dict]:
-    if len(timestamps) < 24 * 3600 / max(float(np.median(np.diff(timestamps))) if len(timestamps) > 1
-                                         else 1.0, 1.0):
+    if len(timestamps) < 24 * 3600 / max(
+        float(np.median(np.diff(timestamps))) if len(timestamps) > 1 else 1.0, 1.0
+    ):
         return None, {}
     hourly, _ = hourly_matrix(feats.clean(matrix), timestamps)
     if np.isnan(hourly).all():
         return None, {}
-    profile = WeeklyProfiles.fit(hourly, list(classes) if classes is not None else None,
-                                 rank=config.profile_rank, seed=config.seed)
+    profile = WeeklyProfiles.fit(
+        hourly, list(classes) if classes is not None else None, rank=config.profile_rank, seed=config.seed
+    )
     users = {}
     if vm_ids is not None:
         for i, vm in enumerate(vm_ids):
@@ -418,18 +436,32 @@ class HybridForecaster(Forecaster):
     @classmethod
     def list_opts(cls) -> list[cfg.Opt]:
         return [
-            cfg.StrOpt("model_file", default="forecast.json",
-                       help="File name of the trained forecaster inside [predict] model_dir."),
-            cfg.IntOpt("short_max_horizon", default=36, min=1,
-                       help="Longest horizon (steps) served by the short-term model; longer ones use "
-                       "the weekly collaborative-filtering profiles."),
-            cfg.ListOpt("train_horizons", default=[str(h) for h in DEFAULT_HORIZONS],
-                        help="Horizons (steps) the short-term model is trained on."),
-            cfg.ListOpt("train_quantiles", default=[str(a) for a in DEFAULT_ALPHAS],
-                        help="Quantile levels the model learns; others are interpolated."),
+            cfg.StrOpt(
+                "model_file",
+                default="forecast.json",
+                help="File name of the trained forecaster inside [predict] model_dir.",
+            ),
+            cfg.IntOpt(
+                "short_max_horizon",
+                default=36,
+                min=1,
+                help="Longest horizon (steps) served by the short-term model; longer ones use "
+                "the weekly collaborative-filtering profiles.",
+            ),
+            cfg.ListOpt(
+                "train_horizons",
+                default=[str(h) for h in DEFAULT_HORIZONS],
+                help="Horizons (steps) the short-term model is trained on.",
+            ),
+            cfg.ListOpt(
+                "train_quantiles",
+                default=[str(a) for a in DEFAULT_ALPHAS],
+                help="Quantile levels the model learns; others are interpolated.",
+            ),
             cfg.IntOpt("rounds", default=150, min=1, help="Boosting rounds of a fresh training."),
-            cfg.IntOpt("incremental_rounds", default=50, min=1,
-                       help="Rounds added by an incremental retraining."),
+            cfg.IntOpt(
+                "incremental_rounds", default=50, min=1, help="Rounds added by an incremental retraining."
+            ),
             cfg.IntOpt("max_rows", default=400_000, min=1000, help="Cap on training rows per resource."),
             cfg.IntOpt("nthread", default=2, min=1, help="Threads for training and prediction."),
         ]
@@ -498,8 +530,14 @@ class HybridForecaster(Forecaster):
         classes = [vms[v].workload.app_type if v in vms else None for v in tele.vm_ids]
         origin = float(tele.timestamps[-1]) if len(tele.timestamps) else state.now
         forecast = self.forecast_arrays(
-            {r: tele.values[r] for r in resources}, origin, tele.step_seconds, horizons, quantiles,
-            sizes=sizes, vm_ids=tele.vm_ids, classes=classes,
+            {r: tele.values[r] for r in resources},
+            origin,
+            tele.step_seconds,
+            horizons,
+            quantiles,
+            sizes=sizes,
+            vm_ids=tele.vm_ids,
+            classes=classes,
         )
         if self.hints:
             keys = [(v, vms[v].name) if v in vms else (v,) for v in tele.vm_ids]
@@ -534,15 +572,26 @@ class HybridForecaster(Forecaster):
             cube = np.zeros((n, len(horizons), len(quantiles)))
             trained = model is not None and resource in model.boosters
             short = [h for h in horizons if trained and h <= self.short_max_horizon]
-            rows = dict(zip(short, feats.forecast_features_multi(
-                window, origin, tuple(short), step_seconds, size, model.steps_per_day
-            ), strict=True)) if short else {}
+            rows = (
+                dict(
+                    zip(
+                        short,
+                        feats.forecast_features_multi(
+                            window, origin, tuple(short), step_seconds, size, model.steps_per_day
+                        ),
+                        strict=True,
+                    )
+                )
+                if short
+                else {}
+            )
             for i, h in enumerate(horizons):
                 if h in rows:
                     cube[:, i] = self._short_term(model, resource, rows[h], h, quantiles)
                 elif trained and resource in model.profiles:
-                    cube[:, i] = self._long_term(model, resource, window, origin, step_seconds, h,
-                                                 quantiles, vm_ids, classes)
+                    cube[:, i] = self._long_term(
+                        model, resource, window, origin, step_seconds, h, quantiles, vm_ids, classes
+                    )
                 else:
                     cube[:, i] = fallback_quantiles(window, h, quantiles)
             cube = self._no_history(cube, window, size, quantiles)
@@ -588,11 +637,14 @@ class HybridForecaster(Forecaster):
         n, width = window.shape
         times = origin - step * np.arange(width - 1, -1, -1)
         hourly, _ = hourly_matrix(window, times) if width else (np.full((n, 168), np.nan), None)
-        users = np.array([
-            known[vm_ids[i]] if vm_ids is not None and vm_ids[i] in known
-            else profile.user_factor(hourly[i], classes[i] if classes is not None else None)
-            for i in range(n)
-        ])
+        users = np.array(
+            [
+                known[vm_ids[i]]
+                if vm_ids is not None and vm_ids[i] in known
+                else profile.user_factor(hourly[i], classes[i] if classes is not None else None)
+                for i in range(n)
+            ]
+        )
         items_now = profile.item_factors[hour_of_week(times)]  # (width, k)
         shape_now = np.maximum(users @ items_now.T, 1e-3)  # (n, width)
         mean = np.nan_to_num(feats._nanmean(window), nan=0.0)
@@ -616,8 +668,17 @@ def train_and_save(
 ) -> TrainedForecaster:
     """Train (continuing the current model when ``incremental``) and atomically replace the file."""
     previous = forecaster.model if incremental else None
-    model = train_forecaster(values, timestamps, step_seconds, sizes, vm_ids, classes,
-                             forecaster.training_config(), previous, progress)
+    model = train_forecaster(
+        values,
+        timestamps,
+        step_seconds,
+        sizes,
+        vm_ids,
+        classes,
+        forecaster.training_config(),
+        previous,
+        progress,
+    )
     if not model.boosters:
         return model
     forecaster.save(model)

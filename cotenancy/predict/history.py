@@ -197,8 +197,9 @@ def memory_arrays(
     }
 
 
-def context_at(history: History, col: int, window_steps: int, horizon_steps: int,
-               lookback_steps: int = 288) -> feats.PairContext:
+def context_at(
+    history: History, col: int, window_steps: int, horizon_steps: int, lookback_steps: int = 288
+) -> feats.PairContext:
     """The :class:`PairContext` the serving path would build at step ``col``."""
     lo = max(col - window_steps + 1, 0)
     v = history.values
@@ -284,10 +285,22 @@ def build_pair_dataset(
         lr.append(lr_mmt_prediction(util_history[:, max(col - 9, 0) : col + 1])[h])
     if not xs:
         empty = np.zeros(0)
-        return PairDataset(np.zeros((0, len(feats.PAIR_FEATURES)), np.float32), empty.astype(bool),
-                           empty.astype(int), empty.astype(np.int64), empty, empty)
-    return PairDataset(np.vstack(xs), np.concatenate(ys), np.concatenate(steps), np.concatenate(keys),
-                       np.concatenate(used), np.concatenate(lr))
+        return PairDataset(
+            np.zeros((0, len(feats.PAIR_FEATURES)), np.float32),
+            empty.astype(bool),
+            empty.astype(int),
+            empty.astype(np.int64),
+            empty,
+            empty,
+        )
+    return PairDataset(
+        np.vstack(xs),
+        np.concatenate(ys),
+        np.concatenate(steps),
+        np.concatenate(keys),
+        np.concatenate(used),
+        np.concatenate(lr),
+    )
 
 
 def _host_utilisation(history: History) -> np.ndarray:
@@ -327,8 +340,9 @@ def history_from_frames(cloud) -> History:
     ``DEGRADATION`` events."""
     frames = cloud.frames
     names = sorted({m for f in frames for m in f.metrics})
-    values = {m: np.column_stack([f.metrics.get(m, np.full(cloud.n_vms, np.nan)) for f in frames])
-              for m in names}
+    values = {
+        m: np.column_stack([f.metrics.get(m, np.full(cloud.n_vms, np.nan)) for f in frames]) for m in names
+    }
     host_of = np.column_stack([np.where(f.running, f.host_of, -1) for f in frames]).astype(np.int64)
     order = np.argsort(cloud.hosts.ids)
     remap = np.empty(len(order), dtype=np.int64)

@@ -55,13 +55,19 @@ class TrainedRisk:
 
     def to_bundle(self) -> ModelBundle:
         meta = dict(self.metadata, feature_names=list(feats.PAIR_FEATURES))
-        return ModelBundle(KIND, feats.PAIR_SCHEMA, meta, {"risk": self.booster},
-                           {"calib_x": self.calib_x, "calib_y": self.calib_y})
+        return ModelBundle(
+            KIND,
+            feats.PAIR_SCHEMA,
+            meta,
+            {"risk": self.booster},
+            {"calib_x": self.calib_x, "calib_y": self.calib_y},
+        )
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> TrainedRisk:
-        return cls(bundle.boosters["risk"], bundle.arrays["calib_x"], bundle.arrays["calib_y"],
-                   bundle.metadata)
+        return cls(
+            bundle.boosters["risk"], bundle.arrays["calib_x"], bundle.arrays["calib_y"], bundle.metadata
+        )
 
 
 def heuristic_probability(x: np.ndarray) -> np.ndarray:
@@ -117,10 +123,15 @@ def train_risk(
         "nthread": nthread,
         "seed": seed,
     }
-    dtrain = xgb.DMatrix(data.x[fit], label=data.y[fit].astype(float), missing=np.nan,
-                         feature_names=list(feats.PAIR_FEATURES))
-    booster = xgb.train(params, dtrain, num_boost_round=incremental_rounds if previous else rounds,
-                        xgb_model=previous.booster if previous else None)
+    dtrain = xgb.DMatrix(
+        data.x[fit], label=data.y[fit].astype(float), missing=np.nan, feature_names=list(feats.PAIR_FEATURES)
+    )
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=incremental_rounds if previous else rounds,
+        xgb_model=previous.booster if previous else None,
+    )
     booster.set_param({"nthread": nthread})
     raw = np.asarray(booster.inplace_predict(data.x[calib | hold], missing=np.nan), dtype=np.float64)
     raw_all = np.zeros(len(data.y))
@@ -155,16 +166,27 @@ class XGBoostRiskModel(RiskModel):
     @classmethod
     def list_opts(cls) -> list[cfg.Opt]:
         return [
-            cfg.StrOpt("model_file", default="risk.json",
-                       help="File name of the trained risk model inside [predict] model_dir."),
-            cfg.IntOpt("window_steps", default=12, min=2,
-                       help="Telemetry intervals the pair features look back over."),
-            cfg.IntOpt("memory_hours", default=24, min=1,
-                       help="Hours of past conflicts the features count."),
-            cfg.IntOpt("rounds", default=100, min=1,
-                       help="Boosting rounds of a fresh training (scoring cost grows with it)."),
-            cfg.IntOpt("incremental_rounds", default=50, min=1,
-                       help="Rounds added by an incremental retraining."),
+            cfg.StrOpt(
+                "model_file",
+                default="risk.json",
+                help="File name of the trained risk model inside [predict] model_dir.",
+            ),
+            cfg.IntOpt(
+                "window_steps",
+                default=12,
+                min=2,
+                help="Telemetry intervals the pair features look back over.",
+            ),
+            cfg.IntOpt("memory_hours", default=24, min=1, help="Hours of past conflicts the features count."),
+            cfg.IntOpt(
+                "rounds",
+                default=100,
+                min=1,
+                help="Boosting rounds of a fresh training (scoring cost grows with it).",
+            ),
+            cfg.IntOpt(
+                "incremental_rounds", default=50, min=1, help="Rounds added by an incremental retraining."
+            ),
             cfg.IntOpt("nthread", default=2, min=1, help="Threads for training and scoring."),
         ]
 

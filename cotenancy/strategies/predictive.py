@@ -10,7 +10,9 @@ of demand with hysteresis. Every step carries the forecast or pair risk that cau
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +20,7 @@ from oslo_config import cfg
 
 from cotenancy import loading
 from cotenancy.conf import plan as plan_conf
-from cotenancy.model import ActionPlan, ClusterState, Resource
+from cotenancy.model import ActionKind, ActionPlan, ClusterState, Inventory, Resource, Resources, StepStatus
 from cotenancy.plan.planner import Planner
 from cotenancy.plan.problem import DemandForecast, PairRiskFn, PlannerSettings
 from cotenancy.predict.base import Forecaster, RiskModel
@@ -59,6 +61,14 @@ class PredictiveStrategy(Strategy):
         self.planner = Planner(self.settings)
         self._risk = risk_model
         self._forecaster = forecaster
+        self._last_plan: ActionPlan | None = None
+        #: quantile forecasts of the previous rounds: (VM id -> row, resource -> values)
+        self._past_high: deque[tuple[dict[str, int], dict[Resource, np.ndarray]]] = deque(
+            maxlen=max(0, self.settings.scale_down_rounds - 1)
+        )
+        self._reported: dict[str, Resources] = {}
+        #: VM -> (reservation the cloud reported when we asked, reservation we asked for)
+        self._asked: dict[str, tuple[Resources, Resources]] = {}
 
     @property
     def risk_model(self) -> RiskModel | None:
@@ -75,11 +85,53 @@ class PredictiveStrategy(Strategy):
     def plan(self, state: ClusterState) -> ActionPlan:
         forecast = self.demand_forecast(state)
         risk = self.pair_risk(state)
-        plan = self.planner.plan(
-            state.inventory, forecast, risk, migrating=state.migrating, strategy=self.name
-        )
+        inventory = self.with_granted_reservations(state.inventory)
+        plan = self.planner.plan(inventory, forecast, risk, migrating=state.migrating, strategy=self.name)
         plan.stats["forecast"] = forecast.description if forecast is not None else "none"
+        plan.stats["reservations_not_reported"] = float(len(self._asked))
+        self._last_plan = plan
+        self._reported = {
+            a.vm_id: state.inventory.vms[a.vm_id].allocation.reservation
+            for a in plan.actions
+            if a.kind is ActionKind.SET_ALLOCATION and a.vm_id in state.inventory.vms
+        }
         return plan
+
+    def with_granted_reservations(self, inventory: Inventory) -> Inventory:
+        """The inventory with the reservations this strategy set and the cloud does not report.
+
+        Some clouds accept a reservation but never show it (the simulated cloud has no
+        reservations; some drivers report none). Planning against the reported value would ask
+        for the same reservation again every round, so a granted request stands until the cloud
+        reports something else than it did when we asked.
+        """
+        last, self._last_plan = self._last_plan, None
+        if last is not None:
+            for action in last.actions:
+                done = action.kind is ActionKind.SET_ALLOCATION and action.status is StepStatus.SUCCEEDED
+                if done and action.allocation is not None and action.vm_id in self._reported:
+                    self._asked[action.vm_id] = (self._reported[action.vm_id], action.allocation.reservation)
+        granted: dict[str, Resources] = {}
+        for vm_id, (reported_then, asked_for) in list(self._asked.items()):
+            vm = inventory.vms.get(vm_id)
+            if (
+                vm is not None
+                and _same(vm.allocation.reservation, reported_then)
+                and not _same(reported_then, asked_for)
+            ):
+                granted[vm_id] = asked_for
+            else:
+                # the cloud shows it, or someone changed it: from now on what it reports is true
+                del self._asked[vm_id]
+        if not granted:
+            return inventory
+        vms = dict(inventory.vms)
+        for vm_id, reservation in granted.items():
+            vm = vms[vm_id]
+            vms[vm_id] = dataclasses.replace(
+                vm, allocation=dataclasses.replace(vm.allocation, reservation=reservation)
+            )
+        return dataclasses.replace(inventory, vms=vms)
 
     def demand_forecast(self, state: ClusterState) -> DemandForecast | None:
         """Forecasts in inventory order: worst horizon at the planning quantile, mean median."""
@@ -107,7 +159,22 @@ class PredictiveStrategy(Strategy):
         label = f"forecast p{round(s.quantile * 100)} over {s.horizon_steps} steps"
         if sources:
             label += f" ({'/'.join(sources)})"
-        return DemandForecast(high, mid, label)
+        return DemandForecast(high, mid, label, held_high=self.recent_peak(list(state.inventory.vms), high))
+
+    def recent_peak(self, vm_ids: list[str], high: dict[Resource, np.ndarray]) -> dict[Resource, np.ndarray]:
+        """Highest quantile forecast of each VM over this and the previous rounds, and remember
+        this round's: allocations are lowered only when demand has stayed low that long."""
+        peak = {r: values.copy() for r, values in high.items()}
+        for rows, past in self._past_high:
+            pos = np.array([rows.get(v, -1) for v in vm_ids], dtype=int)
+            seen = pos >= 0
+            for resource, values in peak.items():
+                if resource in past and seen.any():
+                    earlier = np.where(seen, past[resource][np.maximum(pos, 0)], np.nan)
+                    peak[resource] = np.fmax(values, earlier)
+        if self._past_high.maxlen:
+            self._past_high.append(({v: i for i, v in enumerate(vm_ids)}, high))
+        return peak
 
     def pair_risk(self, state: ClusterState) -> PairRiskFn | None:
         """The risk model seen through the planner's indices (inventory order for VMs and hosts)."""
@@ -129,3 +196,10 @@ class PredictiveStrategy(Strategy):
             return out
 
         return score
+
+
+def _same(a: Resources, b: Resources) -> bool:
+    """Equal up to the rounding drivers apply (whole MHz, MiB, percent steps)."""
+    left = np.array([getattr(a, f.name) for f in dataclasses.fields(a)], dtype=float)
+    right = np.array([getattr(b, f.name) for f in dataclasses.fields(b)], dtype=float)
+    return bool(np.allclose(left, right, rtol=0.01, atol=1.0))

@@ -57,8 +57,10 @@ class ConnectionSettings:
     message_encryption: str = "auto"
 
     def __repr__(self) -> str:
-        return (f"ConnectionSettings(endpoint={self.endpoint!r}, username={self.username!r}, "
-                f"transport={self.transport!r}, verify_tls={self.verify_tls})")
+        return (
+            f"ConnectionSettings(endpoint={self.endpoint!r}, username={self.username!r}, "
+            f"transport={self.transport!r}, verify_tls={self.verify_tls})"
+        )
 
 
 class ScriptRunner:
@@ -69,15 +71,17 @@ class ScriptRunner:
             raise ConfigurationError("[hyperv] endpoint is not set")
         if not settings.endpoint.lower().startswith("https://") and settings.transport == "basic":
             raise ConfigurationError(
-                "[hyperv] Basic authentication sends the password in clear text; "
-                "use an https:// endpoint")
-        missing = {"kerberos": not winrm_transport.HAVE_KERBEROS,
-                   "credssp": not winrm_transport.HAVE_CREDSSP,
-                   "ntlm": not winrm_transport.HAVE_NTLM}.get(settings.transport, False)
+                "[hyperv] Basic authentication sends the password in clear text; use an https:// endpoint"
+            )
+        missing = {
+            "kerberos": not winrm_transport.HAVE_KERBEROS,
+            "credssp": not winrm_transport.HAVE_CREDSSP,
+            "ntlm": not winrm_transport.HAVE_NTLM,
+        }.get(settings.transport, False)
         if missing:
             raise ConfigurationError(
-                f"[hyperv] transport {settings.transport} needs pywinrm[{settings.transport}] "
-                "installed")
+                f"[hyperv] transport {settings.transport} needs pywinrm[{settings.transport}] installed"
+            )
         self.settings = settings
         self._local = threading.local()
         self._protocols: list[winrm.Protocol] = []
@@ -123,8 +127,8 @@ class ScriptRunner:
             stdout, stderr, exit_code = self._execute(script, parameters, started + timeout)
         except InvalidCredentialsError as exc:
             raise WinRMAccessDenied(
-                f"WinRM at {self.settings.endpoint} rejected the credentials of "
-                f"{self.settings.username!r}") from exc
+                f"WinRM at {self.settings.endpoint} rejected the credentials of {self.settings.username!r}"
+            ) from exc
         except WSManFaultError as exc:
             if exc.wsman_fault_code == WSMAN_ACCESS_DENIED:
                 raise WinRMAccessDenied(f"WinRM access denied: {exc.reason}") from exc
@@ -136,37 +140,34 @@ class ScriptRunner:
         except requests.exceptions.SSLError as exc:
             raise ActionFailed(
                 f"TLS verification of {self.settings.endpoint} failed (set [hyperv] ca_file to "
-                f"the CA that signed the WinRM listener's certificate): {exc}") from exc
+                f"the CA that signed the WinRM listener's certificate): {exc}"
+            ) from exc
         except requests.exceptions.Timeout as exc:
             raise TimedOut(f"{operation}: no answer from {self.settings.endpoint}") from exc
         except requests.exceptions.ConnectionError as exc:
             raise ActionFailed(f"cannot reach WinRM at {self.settings.endpoint}: {exc}") from exc
         except WinRMError as exc:
             raise ActionFailed(f"WinRM error: {exc}") from exc
-        LOG.debug("hyperv: %s finished in %.3f s (exit %d)", operation,
-                  time.monotonic() - started, exit_code)
+        LOG.debug("hyperv: %s finished in %.3f s (exit %d)", operation, time.monotonic() - started, exit_code)
         if exit_code != 0:
             raise ActionFailed(f"{operation} failed: {powershell_error(stderr)}")
         return self._answer(operation, stdout)
 
-    def _execute(self, script: str, parameters: dict[str, Any],
-                 deadline: float) -> tuple[bytes, bytes, int]:
+    def _execute(self, script: str, parameters: dict[str, Any], deadline: float) -> tuple[bytes, bytes, int]:
         protocol = self._protocol()
         shell_id = protocol.open_shell()
         try:
-            command_id = protocol.run_command(shell_id, "powershell.exe",
-                                              scripts.command_arguments(script))
-            protocol.send_command_input(shell_id, command_id,
-                                        scripts.encode_parameters(parameters), end=True)
+            command_id = protocol.run_command(shell_id, "powershell.exe", scripts.command_arguments(script))
+            protocol.send_command_input(shell_id, command_id, scripts.encode_parameters(parameters), end=True)
             stdout, stderr = bytearray(), bytearray()
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._abandon(protocol, shell_id, command_id)
-                    raise TimedOut("the PowerShell command did not finish in time; "
-                                   "its outcome is unknown")
+                    raise TimedOut("the PowerShell command did not finish in time; its outcome is unknown")
                 protocol.operation_timeout_sec = max(
-                    1, min(self.settings.operation_timeout, math.ceil(remaining)))
+                    1, min(self.settings.operation_timeout, math.ceil(remaining))
+                )
                 try:
                     out, err, exit_code, done = protocol.get_command_output_raw(shell_id, command_id)
                 except WinRMOperationTimeoutError:
@@ -224,8 +225,12 @@ def powershell_error(stderr: bytes) -> str:
         root = ET.fromstring(text.split("\n", 1)[1])
     except (ET.ParseError, IndexError):
         return text.strip()
-    parts = [node.text or "" for node in root.iter() if node.tag.endswith("}S") or node.tag == "S"
-             if node.get("S") == "Error"]
+    parts = [
+        node.text or ""
+        for node in root.iter()
+        if node.tag.endswith("}S") or node.tag == "S"
+        if node.get("S") == "Error"
+    ]
     message = "".join(parts)
     message = _CLIXML_STRING.sub(lambda m: chr(int(m.group(1), 16)), message)
     return message.strip() or "(no error message)"

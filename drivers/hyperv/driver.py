@@ -46,58 +46,97 @@ GUEST_RUN_TIME = r"\Hyper-V Hypervisor Virtual Processor(*)\% Guest Run Time"
 CPU_WAIT_PER_DISPATCH = r"\Hyper-V Hypervisor Virtual Processor(*)\CPU Wait Time Per Dispatch"
 DYNAMIC_MEMORY_PHYSICAL = r"\Hyper-V Dynamic Memory VM(*)\Physical Memory"
 DYNAMIC_MEMORY_PRESSURE = r"\Hyper-V Dynamic Memory VM(*)\Current Pressure"
-COUNTERS = [GUEST_RUN_TIME, CPU_WAIT_PER_DISPATCH, DYNAMIC_MEMORY_PHYSICAL,
-            DYNAMIC_MEMORY_PRESSURE]
+COUNTERS = [GUEST_RUN_TIME, CPU_WAIT_PER_DISPATCH, DYNAMIC_MEMORY_PHYSICAL, DYNAMIC_MEMORY_PRESSURE]
 
 _RUNNING_STATES = {2, 10, "running", "starting"}
 _STOPPED_STATES = {3, 4, 6, 9, "off", "stopping", "saved", "paused"}
 _PAUSED_NODE_STATES = {2, "paused"}
 
 OPTS = [
-    cfg.URIOpt("endpoint", schemes=["https", "http"],
-               help="WinRM listener, e.g. https://hv01.example.com:5986/wsman. A cluster is "
-                    "managed through any node (or a management host with delegation)."),
+    cfg.URIOpt(
+        "endpoint",
+        schemes=["https", "http"],
+        help="WinRM listener, e.g. https://hv01.example.com:5986/wsman. A cluster is "
+        "managed through any node (or a management host with delegation).",
+    ),
     cfg.StrOpt("username", help="Account allowed to run the Hyper-V (and cluster) cmdlets."),
     cfg.StrOpt("password", secret=True, help="Password of that account."),
-    cfg.StrOpt("transport", default="ntlm", choices=["ntlm", "kerberos", "credssp", "basic"],
-               help="WinRM authentication. Kerberos needs pywinrm[kerberos], CredSSP "
-                    "pywinrm[credssp]; both delegate credentials, which remote -ComputerName "
-                    "calls from a management host need. Basic is refused over http."),
-    cfg.StrOpt("ca_file", help="PEM file of the CA(s) that sign the listener's certificate; "
-                               "unset: the system trust store."),
-    cfg.BoolOpt("verify_tls", default=True,
-                help="Validate the listener's certificate. Only for throw-away labs."),
-    cfg.StrOpt("message_encryption", default="auto", choices=["auto", "always", "never"],
-               help="WinRM message encryption (NTLM/Kerberos/CredSSP over http)."),
-    cfg.ListOpt("hosts", default=[],
-                help="Standalone Hyper-V hosts to manage. Empty: the endpoint's host."),
-    cfg.StrOpt("cluster", help="Failover cluster name. When set, its nodes are the hosts, "
-                               "clustered VMs move with Move-ClusterVirtualMachineRole and "
-                               "maintenance uses Suspend-/Resume-ClusterNode."),
-    cfg.BoolOpt("drain_on_maintenance", default=False,
-                help="Cluster only: Suspend-ClusterNode -Drain, letting the cluster move the "
-                     "node's roles away, instead of only pausing it."),
-    cfg.BoolOpt("restart_for_processor_change", default=False,
-                help="Hyper-V cannot change a running VM's processor count. When true, resize "
-                     "stops the VM, changes it and starts it again; when false it raises "
-                     "Unsupported."),
-    cfg.IntOpt("host_reserved_memory_mb", default=0, min=0,
-               help="Memory kept for the management OS, subtracted from host capacity."),
-    cfg.FloatOpt("cpu_ready_quantum_ns", default=1_000_000.0, min=1.0,
-                 help="Hyper-V shows no ready fraction; cpu_ready is reported as "
-                      "wait / (wait + quantum) from 'CPU Wait Time Per Dispatch'."),
-    cfg.IntOpt("operation_timeout", default=20, min=1,
-               help="Seconds one WS-Management request may block."),
-    cfg.FloatOpt("query_timeout", default=120.0, min=1.0,
-                 help="Seconds for inventory and metrics scripts."),
-    cfg.FloatOpt("action_timeout", default=900.0, min=1.0,
-                 help="Default seconds for migrations, resizes, allocation and maintenance."),
-    cfg.FloatOpt("metrics_grace", default=30.0, min=0.0,
-                 help="A metrics window that ended less than this many seconds ago and holds "
-                      "no reading yet takes a fresh one; older windows are served from the "
-                      "readings kept."),
-    cfg.IntOpt("metrics_history", default=20000, min=0,
-               help="Samples kept in memory for get_metrics windows in the past."),
+    cfg.StrOpt(
+        "transport",
+        default="ntlm",
+        choices=["ntlm", "kerberos", "credssp", "basic"],
+        help="WinRM authentication. Kerberos needs pywinrm[kerberos], CredSSP "
+        "pywinrm[credssp]; both delegate credentials, which remote -ComputerName "
+        "calls from a management host need. Basic is refused over http.",
+    ),
+    cfg.StrOpt(
+        "ca_file",
+        help="PEM file of the CA(s) that sign the listener's certificate; unset: the system trust store.",
+    ),
+    cfg.BoolOpt(
+        "verify_tls", default=True, help="Validate the listener's certificate. Only for throw-away labs."
+    ),
+    cfg.StrOpt(
+        "message_encryption",
+        default="auto",
+        choices=["auto", "always", "never"],
+        help="WinRM message encryption (NTLM/Kerberos/CredSSP over http).",
+    ),
+    cfg.ListOpt("hosts", default=[], help="Standalone Hyper-V hosts to manage. Empty: the endpoint's host."),
+    cfg.StrOpt(
+        "cluster",
+        help="Failover cluster name. When set, its nodes are the hosts, "
+        "clustered VMs move with Move-ClusterVirtualMachineRole and "
+        "maintenance uses Suspend-/Resume-ClusterNode.",
+    ),
+    cfg.BoolOpt(
+        "drain_on_maintenance",
+        default=False,
+        help="Cluster only: Suspend-ClusterNode -Drain, letting the cluster move the "
+        "node's roles away, instead of only pausing it.",
+    ),
+    cfg.BoolOpt(
+        "restart_for_processor_change",
+        default=False,
+        help="Hyper-V cannot change a running VM's processor count. When true, resize "
+        "stops the VM, changes it and starts it again; when false it raises "
+        "Unsupported.",
+    ),
+    cfg.IntOpt(
+        "host_reserved_memory_mb",
+        default=0,
+        min=0,
+        help="Memory kept for the management OS, subtracted from host capacity.",
+    ),
+    cfg.FloatOpt(
+        "cpu_ready_quantum_ns",
+        default=1_000_000.0,
+        min=1.0,
+        help="Hyper-V shows no ready fraction; cpu_ready is reported as "
+        "wait / (wait + quantum) from 'CPU Wait Time Per Dispatch'.",
+    ),
+    cfg.IntOpt("operation_timeout", default=20, min=1, help="Seconds one WS-Management request may block."),
+    cfg.FloatOpt("query_timeout", default=120.0, min=1.0, help="Seconds for inventory and metrics scripts."),
+    cfg.FloatOpt(
+        "action_timeout",
+        default=900.0,
+        min=1.0,
+        help="Default seconds for migrations, resizes, allocation and maintenance.",
+    ),
+    cfg.FloatOpt(
+        "metrics_grace",
+        default=30.0,
+        min=0.0,
+        help="A metrics window that ended less than this many seconds ago and holds "
+        "no reading yet takes a fresh one; older windows are served from the "
+        "readings kept.",
+    ),
+    cfg.IntOpt(
+        "metrics_history",
+        default=20000,
+        min=0,
+        help="Samples kept in memory for get_metrics windows in the past.",
+    ),
 ]
 
 
@@ -120,16 +159,18 @@ class HyperVDriver(Driver):
         options = self.options
         if not options.verify_tls:
             LOG.warning("hyperv: TLS certificate validation is off for %s", options.endpoint)
-        self.runner = ScriptRunner(ConnectionSettings(
-            endpoint=options.endpoint or "",
-            username=options.username or "",
-            password=options.password or "",
-            transport=options.transport,
-            ca_file=options.ca_file,
-            verify_tls=options.verify_tls,
-            operation_timeout=options.operation_timeout,
-            message_encryption=options.message_encryption,
-        ))
+        self.runner = ScriptRunner(
+            ConnectionSettings(
+                endpoint=options.endpoint or "",
+                username=options.username or "",
+                password=options.password or "",
+                transport=options.transport,
+                ca_file=options.ca_file,
+                verify_tls=options.verify_tls,
+                operation_timeout=options.operation_timeout,
+                message_encryption=options.message_encryption,
+            )
+        )
         self._lock = threading.Lock()
         self._inventory: Inventory | None = None
         self._clock_mhz: dict[str, float] = {}
@@ -145,17 +186,35 @@ class HyperVDriver(Driver):
         return {"Cluster": options.cluster or None, "Hosts": hosts}
 
     def _run(self, operation: str, timeout: float | None, **parameters: Any) -> dict[str, Any]:
-        default = self.options.query_timeout if operation in ("inventory", "metrics") \
+        default = (
+            self.options.query_timeout
+            if operation in ("inventory", "metrics")
             else self.options.action_timeout
-        return self.runner.run(operation, self._base_parameters() | parameters,
-                               default if timeout is None else timeout)
+        )
+        return self.runner.run(
+            operation, self._base_parameters() | parameters, default if timeout is None else timeout
+        )
 
-    def _record(self, kind: EventKind, message: str, vm_id: str | None = None,
-                host_id: str | None = None, **details: str) -> None:
+    def _record(
+        self,
+        kind: EventKind,
+        message: str,
+        vm_id: str | None = None,
+        host_id: str | None = None,
+        **details: str,
+    ) -> None:
         with self._lock:
-            self._events.append(Event(timestamp=time.time(), kind=kind,
-                                      vm_ids=(vm_id,) if vm_id else (), host_id=host_id,
-                                      message=message, source="hyperv", details=details))
+            self._events.append(
+                Event(
+                    timestamp=time.time(),
+                    kind=kind,
+                    vm_ids=(vm_id,) if vm_id else (),
+                    host_id=host_id,
+                    message=message,
+                    source="hyperv",
+                    details=details,
+                )
+            )
 
     def _vm(self, vm_id: str) -> VM:
         inventory = self._inventory
@@ -172,22 +231,33 @@ class HyperVDriver(Driver):
         answer = self._run("inventory", None)
         clock = _clock_by_host(answer.get("Sockets"))
         reserved = float(self.options.host_reserved_memory_mb)
-        paused = {str(n["Name"]).lower() for n in _items(answer.get("Nodes"))
-                  if _enum_in(n.get("State"), _PAUSED_NODE_STATES)}
-        marked = {str(m["PSComputerName"]).lower() for m in _items(answer.get("Maintenance"))
-                  if _int(m.get("Maintenance"))}
+        paused = {
+            str(n["Name"]).lower()
+            for n in _items(answer.get("Nodes"))
+            if _enum_in(n.get("State"), _PAUSED_NODE_STATES)
+        }
+        marked = {
+            str(m["PSComputerName"]).lower()
+            for m in _items(answer.get("Maintenance"))
+            if _int(m.get("Maintenance"))
+        }
         inventory = Inventory()
         for raw in _items(answer.get("Hosts")):
             name = str(raw["ComputerName"])
             mhz = clock.get(name.lower(), 0.0)
             inventory.hosts[name] = Host(
-                id=name, name=name,
-                capacity=Resources(cpu=_int(raw.get("LogicalProcessorCount")) * mhz,
-                                   memory=max(0.0, _int(raw.get("MemoryCapacity")) / MIB - reserved)),
+                id=name,
+                name=name,
+                capacity=Resources(
+                    cpu=_int(raw.get("LogicalProcessorCount")) * mhz,
+                    memory=max(0.0, _int(raw.get("MemoryCapacity")) / MIB - reserved),
+                ),
                 cluster=self.options.cluster or None,
                 maintenance=name.lower() in paused or name.lower() in marked,
-                attributes={"logical_processors": str(_int(raw.get("LogicalProcessorCount"))),
-                            "clock_mhz": str(mhz)},
+                attributes={
+                    "logical_processors": str(_int(raw.get("LogicalProcessorCount"))),
+                    "clock_mhz": str(mhz),
+                },
             )
         host_names = {h.lower(): h for h in inventory.hosts}
         processors = {str(p["VMId"]).lower(): p for p in _items(answer.get("Processors"))}
@@ -196,8 +266,9 @@ class HyperVDriver(Driver):
             vm_id = str(raw["VMId"]).lower()
             host_id = host_names.get(str(raw.get("ComputerName", "")).lower())
             mhz = clock.get((host_id or "").lower(), 0.0)
-            inventory.vms[vm_id] = _vm_from(raw, processors.get(vm_id, {}),
-                                            memories.get(vm_id, {}), host_id, mhz)
+            inventory.vms[vm_id] = _vm_from(
+                raw, processors.get(vm_id, {}), memories.get(vm_id, {}), host_id, mhz
+            )
         with self._lock:
             self._inventory = inventory
             self._clock_mhz = clock
@@ -205,8 +276,9 @@ class HyperVDriver(Driver):
 
     # ------------------------------------------------------------ telemetry
 
-    def get_metrics(self, start: float, end: float,
-                    vm_ids: Sequence[str] | None = None) -> list[MetricSample]:
+    def get_metrics(
+        self, start: float, end: float, vm_ids: Sequence[str] | None = None
+    ) -> list[MetricSample]:
         """Hyper-V counters have no history: a window that reaches the present (or ended less
         than ``metrics_grace`` ago and holds no reading yet) takes a fresh reading, stamped
         inside the window; readings are kept so later windows over the past are answered."""
@@ -223,8 +295,11 @@ class HyperVDriver(Driver):
                     del self._history[:overflow]
         wanted = None if vm_ids is None else set(vm_ids)
         with self._lock:
-            return [s for s in self._history if start <= s.timestamp < end
-                    and (wanted is None or s.vm_id in wanted)]
+            return [
+                s
+                for s in self._history
+                if start <= s.timestamp < end and (wanted is None or s.vm_id in wanted)
+            ]
 
     def _read_metrics(self, end: float) -> list[MetricSample]:
         answer = self._run("metrics", None, Counters=COUNTERS)
@@ -265,8 +340,11 @@ class HyperVDriver(Driver):
                     dynamic.setdefault(vm_id, {})[kind] = value
 
         # dynamic memory: the guest's demand is the assigned memory times its pressure
-        memory = {vm_id: seen["physical"] * seen.get("pressure", 100.0) / 100.0
-                  for vm_id, seen in dynamic.items() if "physical" in seen}
+        memory = {
+            vm_id: seen["physical"] * seen.get("pressure", 100.0) / 100.0
+            for vm_id, seen in dynamic.items()
+            if "physical" in seen
+        }
         samples: list[MetricSample] = []
         quantum = self.options.cpu_ready_quantum_ns
         for vm_id, value in cpu.items():
@@ -293,8 +371,7 @@ class HyperVDriver(Driver):
             samples.append(MetricSample(vm_id, timestamp, Metric.DISK_IO, disk_rate))
             samples.append(MetricSample(vm_id, timestamp, Metric.NETWORK, net_rate))
             if vm_id not in cpu:
-                samples.append(MetricSample(vm_id, timestamp, Metric.CPU,
-                                            _number(report.get("AvgCPU"))))
+                samples.append(MetricSample(vm_id, timestamp, Metric.CPU, _number(report.get("AvgCPU"))))
         for vm_id, value in memory.items():
             samples.append(MetricSample(vm_id, timestamp, Metric.MEMORY, value))
         return samples
@@ -310,8 +387,7 @@ class HyperVDriver(Driver):
         answer = self._run("migrate", timeout, VMId=vm_id, Target=target_host_id)
         landed = str(answer.get("ComputerName", ""))
         if landed.lower() != target_host_id.lower():
-            raise ActionFailed(f"hyperv: VM {vm_id} is on {landed!r} after moving to "
-                               f"{target_host_id!r}")
+            raise ActionFailed(f"hyperv: VM {vm_id} is on {landed!r} after moving to {target_host_id!r}")
         self._invalidate()
         self._record(EventKind.MIGRATION, f"moved to {target_host_id}", vm_id, target_host_id)
 
@@ -325,43 +401,58 @@ class HyperVDriver(Driver):
             count = max(1, math.ceil(size.cpu / mhz - 1e-9))
         memory_mib = size.memory if size.memory > 0 else vm.size.memory
         memory_bytes = int(math.ceil(memory_mib / 2.0) * 2) * MIB
-        self._run("resize", timeout, VMId=vm_id, ProcessorCount=count, MemoryBytes=memory_bytes,
-                  RestartForProcessors=bool(self.options.restart_for_processor_change))
+        self._run(
+            "resize",
+            timeout,
+            VMId=vm_id,
+            ProcessorCount=count,
+            MemoryBytes=memory_bytes,
+            RestartForProcessors=bool(self.options.restart_for_processor_change),
+        )
         self._invalidate()
-        self._record(EventKind.RESIZE, f"{count} vCPU, {memory_bytes // MIB} MiB", vm_id,
-                     vm.host_id)
+        self._record(EventKind.RESIZE, f"{count} vCPU, {memory_bytes // MIB} MiB", vm_id, vm.host_id)
 
-    def set_allocation(self, vm_id: str, allocation: Allocation,
-                       timeout: float | None = None) -> None:
+    def set_allocation(self, vm_id: str, allocation: Allocation, timeout: float | None = None) -> None:
         vm = self._vm(vm_id)
         full = vm.size.cpu
         if full <= 0:
             raise Unsupported(f"hyperv: size of {vm_id} unknown; cannot express percentages")
         reserve = _clamp(round(100.0 * allocation.reservation.cpu / full), 0, 100)
         limit = allocation.limit
-        maximum = 100 if limit is None or limit.cpu <= 0 else _clamp(
-            math.ceil(100.0 * limit.cpu / full), 1, 100)
+        maximum = (
+            100 if limit is None or limit.cpu <= 0 else _clamp(math.ceil(100.0 * limit.cpu / full), 1, 100)
+        )
         if reserve > maximum:
-            raise ActionFailed(f"hyperv: reservation {allocation.reservation.cpu} MHz exceeds "
-                               f"limit {limit.cpu if limit else None} MHz")
+            raise ActionFailed(
+                f"hyperv: reservation {allocation.reservation.cpu} MHz exceeds "
+                f"limit {limit.cpu if limit else None} MHz"
+            )
         minimum_mib = allocation.reservation.memory
         self._run(
-            "set_allocation", timeout, VMId=vm_id, Reserve=reserve, Maximum=maximum,
+            "set_allocation",
+            timeout,
+            VMId=vm_id,
+            Reserve=reserve,
+            Maximum=maximum,
             RelativeWeight=_clamp(round(allocation.shares / 10), 1, 10000),
             MemoryPriority=_clamp(round(allocation.shares / 20), 0, 100),
             MinimumBytes=int(math.ceil(minimum_mib / 2.0) * 2) * MIB if minimum_mib > 0 else 0,
         )
         self._invalidate()
-        self._record(EventKind.ALLOCATION, f"reserve {reserve}%, maximum {maximum}%", vm_id,
-                     vm.host_id)
+        self._record(EventKind.ALLOCATION, f"reserve {reserve}%, maximum {maximum}%", vm_id, vm.host_id)
 
-    def set_host_maintenance(self, host_id: str, enabled: bool,
-                             timeout: float | None = None) -> None:
-        self._run("maintenance", timeout, Host=host_id, Enabled=bool(enabled),
-                  Drain=bool(self.options.drain_on_maintenance))
+    def set_host_maintenance(self, host_id: str, enabled: bool, timeout: float | None = None) -> None:
+        self._run(
+            "maintenance",
+            timeout,
+            Host=host_id,
+            Enabled=bool(enabled),
+            Drain=bool(self.options.drain_on_maintenance),
+        )
         self._invalidate()
-        self._record(EventKind.MAINTENANCE, "maintenance on" if enabled else "maintenance off",
-                     host_id=host_id)
+        self._record(
+            EventKind.MAINTENANCE, "maintenance on" if enabled else "maintenance off", host_id=host_id
+        )
 
     def _invalidate(self) -> None:
         with self._lock:
@@ -376,12 +467,19 @@ class HyperVDriver(Driver):
 
 def counter_instance(vm_name: str) -> str:
     """How a VM name appears inside a Hyper-V counter instance (lower case, ``()#/\\`` replaced)."""
-    return (vm_name.lower().replace("(", "[").replace(")", "]").replace("#", "_")
-            .replace("/", "_").replace("\\", "_"))
+    return (
+        vm_name.lower()
+        .replace("(", "[")
+        .replace(")", "]")
+        .replace("#", "_")
+        .replace("/", "_")
+        .replace("\\", "_")
+    )
 
 
-def _vm_from(raw: dict[str, Any], processor: dict[str, Any], memory: dict[str, Any],
-             host_id: str | None, mhz: float) -> VM:
+def _vm_from(
+    raw: dict[str, Any], processor: dict[str, Any], memory: dict[str, Any], host_id: str | None, mhz: float
+) -> VM:
     count = _int(processor.get("Count")) or 1
     dynamic = bool(memory.get("DynamicMemoryEnabled"))
     startup = _int(memory.get("Startup")) / MIB
@@ -392,8 +490,9 @@ def _vm_from(raw: dict[str, Any], processor: dict[str, Any], memory: dict[str, A
     maximum = _int(processor.get("Maximum")) or 100
     limit = None if maximum >= 100 else Resources(cpu=cpu * maximum / 100.0, memory=memory_mib)
     allocation = Allocation(
-        reservation=Resources(cpu=cpu * reserve / 100.0,
-                              memory=_int(memory.get("Minimum")) / MIB if dynamic else memory_mib),
+        reservation=Resources(
+            cpu=cpu * reserve / 100.0, memory=_int(memory.get("Minimum")) / MIB if dynamic else memory_mib
+        ),
         limit=limit,
         shares=(_int(processor.get("RelativeWeight")) or 100) * 10,
     )
@@ -405,19 +504,24 @@ def _vm_from(raw: dict[str, Any], processor: dict[str, Any], memory: dict[str, A
     else:
         vm_state = VMState.ERROR
     return VM(
-        id=str(raw["VMId"]).lower(), name=str(raw.get("VMName", "")), host_id=host_id,
-        size=Resources(cpu=cpu, memory=memory_mib), allocation=allocation, vcpus=count,
+        id=str(raw["VMId"]).lower(),
+        name=str(raw.get("VMName", "")),
+        host_id=host_id,
+        size=Resources(cpu=cpu, memory=memory_mib),
+        allocation=allocation,
+        vcpus=count,
         state=vm_state,
-        attributes={"dynamic_memory": str(dynamic).lower(),
-                    "clustered": str(bool(raw.get("IsClustered"))).lower(),
-                    "memory_assigned_mib": str(_int(raw.get("MemoryAssigned")) // MIB)},
+        attributes={
+            "dynamic_memory": str(dynamic).lower(),
+            "clustered": str(bool(raw.get("IsClustered"))).lower(),
+            "memory_assigned_mib": str(_int(raw.get("MemoryAssigned")) // MIB),
+        },
     )
 
 
 def _metering_totals(report: dict[str, Any]) -> tuple[float, float]:
     """Disk and network KiB moved since metering started (Measure-VM counts MB)."""
-    disk_mb = _number(report.get("AggregatedDiskDataRead")) + \
-        _number(report.get("AggregatedDiskDataWritten"))
+    disk_mb = _number(report.get("AggregatedDiskDataRead")) + _number(report.get("AggregatedDiskDataWritten"))
     net_mb = sum(_number(t.get("TotalTraffic")) for t in _items(report.get("NetworkMeteredTrafficReport")))
     return disk_mb * 1024.0, net_mb * 1024.0
 

@@ -33,7 +33,9 @@ if (-not $vm) {
 }
 """
 
-INVENTORY = PROLOGUE + r"""$vmhosts = @(Get-VMHost -ComputerName $computers | Select-Object ComputerName, LogicalProcessorCount, MemoryCapacity)
+INVENTORY = (
+    PROLOGUE
+    + r"""$vmhosts = @(Get-VMHost -ComputerName $computers | Select-Object ComputerName, LogicalProcessorCount, MemoryCapacity)
 $sockets = @(Get-CimInstance -ClassName Win32_Processor -ComputerName $computers | Select-Object PSComputerName, MaxClockSpeed)
 $vms = @(Get-VM -ComputerName $computers)
 $processors = @($vms | Get-VMProcessor | Select-Object VMId, Count, Reserve, Maximum, RelativeWeight)
@@ -56,8 +58,11 @@ if ($p.Cluster) {
     Maintenance = $markers
 } | ConvertTo-Json -Depth 4 -Compress
 """
+)
 
-METRICS = PROLOGUE + r"""$samples = @((Get-Counter -ComputerName $computers -Counter $p.Counters -ErrorAction SilentlyContinue).CounterSamples | Select-Object Path, InstanceName, CookedValue)
+METRICS = (
+    PROLOGUE
+    + r"""$samples = @((Get-Counter -ComputerName $computers -Counter $p.Counters -ErrorAction SilentlyContinue).CounterSamples | Select-Object Path, InstanceName, CookedValue)
 $sockets = @(Get-CimInstance -ClassName Win32_Processor -ComputerName $computers | Select-Object PSComputerName, MaxClockSpeed)
 $vms = @(Get-VM -ComputerName $computers)
 $metering = @($vms | Where-Object ResourceMeteringEnabled | Measure-VM | Select-Object VMId, AvgCPU, AvgRAM, AggregatedDiskDataRead, AggregatedDiskDataWritten, NetworkMeteredTrafficReport, MeteringDuration)
@@ -69,8 +74,12 @@ $metering = @($vms | Where-Object ResourceMeteringEnabled | Measure-VM | Select-
     Metering = $metering
 } | ConvertTo-Json -Depth 5 -Compress
 """
+)
 
-MIGRATE = PROLOGUE + FIND_VM + r"""if (-not ($computers -contains $p.Target)) {
+MIGRATE = (
+    PROLOGUE
+    + FIND_VM
+    + r"""if (-not ($computers -contains $p.Target)) {
     @{ Status = 'HostNotFound' } | ConvertTo-Json -Compress
     return
 }
@@ -82,8 +91,12 @@ if ($p.Cluster -and $vm.IsClustered) {
 $moved = Get-VM -ComputerName $p.Target -Id $p.VMId
 @{ Status = 'OK'; ComputerName = $moved.ComputerName; State = $moved.State } | ConvertTo-Json -Compress
 """
+)
 
-RESIZE = PROLOGUE + FIND_VM + r"""$restart = $false
+RESIZE = (
+    PROLOGUE
+    + FIND_VM
+    + r"""$restart = $false
 if ($p.ProcessorCount -ne $vm.ProcessorCount -and $vm.State -ne 'Off') {
     if (-not $p.RestartForProcessors) {
         @{ Status = 'Unsupported'; Reason = 'ProcessorCountWhileRunning' } | ConvertTo-Json -Compress
@@ -112,8 +125,12 @@ $resized = Get-VMProcessor -VM $vm
 $memory = Get-VMMemory -VM $vm
 @{ Status = 'OK'; Count = $resized.Count; Startup = $memory.Startup; Maximum = $memory.Maximum } | ConvertTo-Json -Compress
 """
+)
 
-SET_ALLOCATION = PROLOGUE + FIND_VM + r"""Set-VMProcessor -VM $vm -Reserve $p.Reserve -Maximum $p.Maximum -RelativeWeight $p.RelativeWeight
+SET_ALLOCATION = (
+    PROLOGUE
+    + FIND_VM
+    + r"""Set-VMProcessor -VM $vm -Reserve $p.Reserve -Maximum $p.Maximum -RelativeWeight $p.RelativeWeight
 $memory = Get-VMMemory -VM $vm
 if ($memory.DynamicMemoryEnabled) {
     if ($p.MinimumBytes) {
@@ -125,8 +142,11 @@ if ($memory.DynamicMemoryEnabled) {
 $processor = Get-VMProcessor -VM $vm
 @{ Status = 'OK'; Reserve = $processor.Reserve; Maximum = $processor.Maximum; RelativeWeight = $processor.RelativeWeight } | ConvertTo-Json -Compress
 """
+)
 
-MAINTENANCE = PROLOGUE + r"""if (-not ($computers -contains $p.Host)) {
+MAINTENANCE = (
+    PROLOGUE
+    + r"""if (-not ($computers -contains $p.Host)) {
     @{ Status = 'HostNotFound' } | ConvertTo-Json -Compress
     return
 }
@@ -149,6 +169,7 @@ if ($p.Cluster) {
     @{ Status = 'OK' } | ConvertTo-Json -Compress
 }
 """
+)
 
 SCRIPTS: dict[str, str] = {
     "inventory": INVENTORY,
@@ -172,5 +193,12 @@ def encode_parameters(parameters: dict[str, Any]) -> bytes:
 
 def command_arguments(script: str) -> list[str]:
     """Arguments of ``powershell.exe`` for a fixed script that reads its parameters from stdin."""
-    return ["-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass",
-            "-EncodedCommand", encode_script(script)]
+    return [
+        "-NoLogo",
+        "-NoProfile",
+        "-NonInteractive",
+        "-ExecutionPolicy",
+        "Bypass",
+        "-EncodedCommand",
+        encode_script(script),
+    ]

@@ -224,3 +224,49 @@ def test_migration_time_grows_with_memory_and_stays_finite_when_dirtying_outruns
     assert model.seconds(2048) > model.seconds(512) > 512 / 125.0
     hopeless = MigrationCostModel(dirty_rate=1.0, bandwidth=10.0, precopy_rounds=5)
     assert np.isfinite(hopeless.seconds(1024)) and hopeless.seconds(1024) <= 6 * 1024 / 10.0
+
+
+def test_a_maintenance_drain_wins_over_consolidation_for_the_migration_budget():
+    """Under-used hosts would be emptied too, but the operator's drain gets the whole budget."""
+    settings = PlannerSettings(max_migrations=3, max_migrations_per_host=3)
+    inventory = Inventory(
+        hosts={name: host(name, memory=8192) for name in "mabcd"},
+        vms={
+            **{f"m{i}": vm(f"m{i}", "m") for i in range(3)},
+            **{f"{h}{i}": vm(f"{h}{i}", h) for h in "abcd" for i in range(2)},
+        },
+    )
+    inventory.hosts["m"].maintenance = True
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), strategy="test")
+    assert sorted(s.vm_id for s in plan.migrations) == ["m0", "m1", "m2"]
+    assert all("maintenance" in s.reason for s in plan.migrations)
+    check_plan_safe(inventory, plan)
+
+
+def test_consolidation_resumes_once_nothing_is_left_in_maintenance():
+    settings = PlannerSettings(max_migrations=3, max_migrations_per_host=3)
+    inventory = Inventory(
+        hosts={name: host(name, memory=8192) for name in "mabcd"},
+        vms={f"{h}{i}": vm(f"{h}{i}", h) for h in "abcd" for i in range(2)},
+    )
+    inventory.hosts["m"].maintenance = True
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), strategy="test")
+    assert plan.migrations and all("emptying it saves" in s.reason for s in plan.migrations)
+
+
+def test_memory_is_not_held_against_hosts_that_do_not_admit_by_memory():
+    """CloudSim's reference hosts overcommit memory (``memory_admission = none``): the planner
+    plays by that cloud's rule and empties an idle host it could not empty under memory admission."""
+
+    def cloud(attributes: dict[str, str]) -> Inventory:
+        hosts = {name: host(name, memory=2048) for name in "ab"}
+        for h in hosts.values():
+            h.attributes.update(attributes)
+        return Inventory(hosts=hosts, vms={"x": vm("x", "a", memory=1536), "y": vm("y", "b", memory=1536)})
+
+    settings = PlannerSettings(underloaded_hosts=2)
+    strict = cloud({})
+    assert Planner(settings).plan(strict, cpu_forecast(strict, {}), strategy="test").migrations == []
+    loose = cloud({"memory_admission": "none"})
+    plan = Planner(settings).plan(loose, cpu_forecast(loose, {}), strategy="test")
+    assert len(plan.migrations) == 1 and "emptying it saves" in plan.migrations[0].reason
