@@ -24,3 +24,17 @@ def open_store(conf: cfg.ConfigOpts, url: str | None = None):
 
 def load_executor(conf: cfg.ConfigOpts, store, name: str | None = None):
     return loading.load_plugin(loading.EXECUTORS, name or conf.executor, conf, store=store)
+
+
+def build_loop(conf: cfg.ConfigOpts, args, driver, store):
+    """The control loop a sub-command asked for with ``--strategy``, ``--executor``, ``--dry-run``."""
+    from cotenancy.engine.loop import ControlLoop
+
+    return ControlLoop(
+        conf,
+        driver=driver,
+        strategy=load_strategy(conf, args.strategy),
+        executor=load_executor(conf, store, args.executor),
+        store=store,
+        dry_run=True if args.dry_run else None,
+    )

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from oslo_config import cfg
 
-from cotenancy.cli.common import load_driver, load_executor, load_strategy, open_store
-from cotenancy.engine.loop import ControlLoop
+from cotenancy.cli.common import build_loop, load_driver, open_store
 from cotenancy.exceptions import ConfigurationError
 from cotenancy.plan.report import format_plan, plan_to_dict
 
@@ -46,14 +45,7 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     store = open_store(conf, args.store)
     driver = load_driver(conf, args.driver)
     try:
-        loop = ControlLoop(
-            conf,
-            driver=driver,
-            strategy=load_strategy(conf, args.strategy),
-            executor=load_executor(conf, store, args.executor),
-            store=store,
-            dry_run=True if args.dry_run else None,
-        )
+        loop = build_loop(conf, args, driver, store)
         for _ in range(args.warmup):
             loop.collect(driver.now())
             driver.wait(loop.interval)

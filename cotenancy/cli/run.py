@@ -6,8 +6,7 @@ import argparse
 
 from oslo_config import cfg
 
-from cotenancy.cli.common import load_driver, load_executor, load_strategy, open_store
-from cotenancy.engine.loop import ControlLoop
+from cotenancy.cli.common import build_loop, load_driver, open_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,14 +28,7 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     store = open_store(conf, args.store)
     driver = load_driver(conf, args.driver)
     try:
-        loop = ControlLoop(
-            conf,
-            driver=driver,
-            strategy=load_strategy(conf, args.strategy),
-            executor=load_executor(conf, store, args.executor),
-            store=store,
-            dry_run=True if args.dry_run else None,
-        )
+        loop = build_loop(conf, args, driver, store)
         results = loop.run(rounds=args.rounds, progress=True)
     except KeyboardInterrupt:
         return 130
