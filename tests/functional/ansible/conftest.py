@@ -134,12 +134,8 @@ def vcenter(vcsim: vcsim_harness.VCSim) -> Iterator[vim.ServiceInstanceContent]:
 
 @pytest.fixture(scope="session")
 def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nova_harness.NovaHarness]:
-    workdir = tmp_path_factory.mktemp("nova-harness")
-    harness = nova_harness.start(hosts=2, log_path=workdir / "harness.log")
-    try:
+    with nova_harness.running(2, tmp_path_factory.mktemp("nova-harness")) as harness:
         yield harness
-    finally:
-        harness.stop()
 
 
 @pytest.fixture(scope="session")
@@ -150,11 +146,7 @@ def nova_clouds_yaml(nova: nova_harness.NovaHarness, tmp_path_factory: pytest.Te
 @pytest.fixture(scope="session")
 def nova_admin(nova_clouds_yaml: Path):
     """The tests' own openstacksdk connection, to arrange and to check."""
-    import openstack.config
-    import openstack.connection
-
-    config = openstack.config.OpenStackConfig(config_files=[str(nova_clouds_yaml)])
-    return openstack.connection.Connection(config=config.get_one(cloud=nova_harness.CLOUD_NAME))
+    return nova_harness.admin_connection(nova_clouds_yaml)
 
 
 @pytest.fixture

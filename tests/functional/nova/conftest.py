@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import openstack.config
 import openstack.connection
 import pytest
 from oslo_config import cfg
@@ -32,13 +31,9 @@ HOSTS = 3
 @pytest.fixture(scope="session")
 def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nova_harness.NovaHarness]:
     """The running Nova harness (API, conductor, scheduler, placement, computes host1..host3)."""
-    workdir = tmp_path_factory.mktemp("nova-harness")
     # A start failure is cached by pytest for the session: later tests fail at once with it.
-    harness = nova_harness.start(hosts=HOSTS, log_path=workdir / "harness.log")
-    try:
+    with nova_harness.running(HOSTS, tmp_path_factory.mktemp("nova-harness")) as harness:
         yield harness
-    finally:
-        harness.stop()
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +44,7 @@ def clouds_yaml(nova: nova_harness.NovaHarness, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def admin(clouds_yaml: Path) -> openstack.connection.Connection:
     """An openstacksdk connection used by tests to arrange and check, independent of the driver."""
-    config = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)])
-    return openstack.connection.Connection(config=config.get_one(cloud=nova_harness.CLOUD_NAME))
+    return nova_harness.admin_connection(clouds_yaml)
 
 
 @pytest.fixture(scope="session")

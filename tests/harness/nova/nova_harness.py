@@ -6,10 +6,12 @@ or a harness that does not come up raises :class:`HarnessError`: tests that need
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,3 +192,22 @@ def _wait_ready(process: subprocess.Popen[bytes], log_path: Path, timeout: float
 
 def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def running(hosts: int, workdir: Path) -> Iterator[NovaHarness]:
+    """A harness for the duration of a ``with`` block (the body of a session fixture)."""
+    harness = start(hosts=hosts, log_path=workdir / "harness.log")
+    try:
+        yield harness
+    finally:
+        harness.stop()
+
+
+def admin_connection(clouds_yaml: Path):
+    """An openstacksdk connection tests use to arrange and check, independent of the driver."""
+    import openstack.config
+    import openstack.connection
+
+    config = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)])
+    return openstack.connection.Connection(config=config.get_one(cloud=CLOUD_NAME))
