@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fixtures_store"]
+pytest_plugins = ["fixtures_store", "fixtures_sqlite"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

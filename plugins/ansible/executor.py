@@ -30,8 +30,17 @@ MEMORY_SHARES_PER_MB = 10
 if TYPE_CHECKING:
     from cotenancy.drivers.base import Driver
 
-REPO_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
-COLLECTIONS = Path(__file__).resolve().parent / "collection"
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: the step playbooks and the collection, as package data of an installed cotenancy (setup.cfg)
+SHIPPED_PLAYBOOKS = PACKAGE_DIR / "playbooks"
+COLLECTIONS = PACKAGE_DIR / "collection"
+#: where the playbooks live in a source checkout (an editable install maps no package onto them)
+CHECKOUT_PLAYBOOKS = PACKAGE_DIR.parents[1] / "playbooks"
+
+
+def default_playbook_dir() -> Path:
+    """The installed package's playbooks; in a source checkout, the repository's ``playbooks/``."""
+    return SHIPPED_PLAYBOOKS if SHIPPED_PLAYBOOKS.is_dir() else CHECKOUT_PLAYBOOKS
 
 
 class AnsibleExecutor(StepwiseExecutor):
@@ -44,7 +53,7 @@ class AnsibleExecutor(StepwiseExecutor):
         return [
             cfg.StrOpt(
                 "playbook_dir",
-                default=str(REPO_PLAYBOOKS),
+                default=str(default_playbook_dir()),
                 sample_default="<cotenancy source>/playbooks",
                 help="Folder with one sub-folder of step playbooks per cloud driver.",
             ),
@@ -167,7 +176,8 @@ def _output_tail(result: Any, lines: int = 5) -> str:
     """The last lines of ansible-playbook's output, for failures that raise no task event (a
     playbook that does not parse, an undefined variable in a play)."""
     try:
-        text = result.stdout.read()
+        with result.stdout as stream:  # ansible-runner opens the artifact file anew on each access
+            text = stream.read()
     except (OSError, AttributeError):
         return ""
     kept = [line.strip() for line in text.splitlines() if line.strip()]

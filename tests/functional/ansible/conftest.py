@@ -14,13 +14,11 @@ A missing harness fails the tests that need it; nothing is skipped.
 from __future__ import annotations
 
 import os
-import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
 HARNESSES = Path(__file__).resolve().parents[2] / "harness"
@@ -30,6 +28,7 @@ sys.path.insert(0, str(HARNESSES / "nova"))
 import nova_harness  # noqa: E402
 import vcsim_harness  # noqa: E402
 from ansible_helpers import REPO, TEST_DRIVER, SimCloud  # noqa: E402
+from vcsim_admin import admin_connection  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -102,11 +101,8 @@ def sim_cloud(tmp_path: Path) -> SimCloud:
 @pytest.fixture(scope="session")
 def vcsim() -> Iterator[vcsim_harness.VCSim]:
     """One cluster of three hosts with two VMs."""
-    sim = vcsim_harness.VCSim.start(clusters=1, hosts_per_cluster=3, vms_per_pool=2)
-    try:
+    with vcsim_harness.VCSim.start(clusters=1, hosts_per_cluster=3, vms_per_pool=2) as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -119,14 +115,8 @@ def _no_leftover_vcsim_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def vcenter(vcsim: vcsim_harness.VCSim) -> Iterator[vim.ServiceInstanceContent]:
     """The tests' own pyVmomi connection, to arrange and to check what the playbooks did."""
-    context = ssl.create_default_context(cafile=str(vcsim.ca_file))
-    si = SmartConnect(
-        host=vcsim.host, port=vcsim.port, user=vcsim.username, pwd=vcsim.password, sslContext=context
-    )
-    try:
-        yield si.RetrieveContent()
-    finally:
-        Disconnect(si)
+    with admin_connection(vcsim) as content:
+        yield content
 
 
 # ------------------------------------------------------------------------------------------- Nova

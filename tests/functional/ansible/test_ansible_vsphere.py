@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import socket
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from pyVmomi import vim
+from vcsim_admin import cluster_hosts, create_vm, remove_vm, vsphere_overrides
 
 from cotenancy.conf import make_conf
 from cotenancy.drivers.vsphere.driver import VSphereDriver
@@ -23,28 +23,9 @@ from cotenancy.plugins.ansible.executor import AnsibleExecutor
 from cotenancy.store import HistoryStore
 
 
-def objects(content: vim.ServiceInstanceContent, kind: type) -> list[Any]:
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    try:
-        return list(view.view)
-    finally:
-        view.DestroyView()
-
-
-def wait_task(task: vim.Task) -> Any:
-    import time
-
-    deadline = time.monotonic() + 30
-    while task.info.state not in ("success", "error"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert task.info.state == "success", task.info.error
-    return task.info.result
-
-
 def hosts(vcenter: vim.ServiceInstanceContent) -> list[vim.HostSystem]:
-    cluster = objects(vcenter, vim.ClusterComputeResource)[0]
-    return sorted(cluster.host, key=lambda h: h.name)
+    """The hosts of the simulator's one cluster, by name."""
+    return cluster_hosts(vcenter, 0)
 
 
 @pytest.fixture
@@ -53,29 +34,21 @@ def new_vm(vcenter: vim.ServiceInstanceContent) -> Iterator[Callable[..., vim.Vi
     created: list[vim.VirtualMachine] = []
 
     def make(hot_add: bool = True, memory_mb: int = 256, cpus: int = 1) -> vim.VirtualMachine:
-        host = hosts(vcenter)[0]
-        datacenter = objects(vcenter, vim.Datacenter)[0]
-        spec = vim.vm.ConfigSpec(
-            name=f"ansible-{uuid.uuid4().hex[:8]}",
-            numCPUs=cpus,
-            memoryMB=memory_mb,
-            guestId="otherGuest",
+        vm = create_vm(
+            vcenter,
+            hosts(vcenter)[0],
+            "ansible",
+            cpus=cpus,
+            memory_mb=memory_mb,
             cpuHotAddEnabled=hot_add,
             memoryHotAddEnabled=hot_add,
-            files=vim.vm.FileInfo(vmPathName=f"[{host.datastore[0].name}]"),
         )
-        vm = wait_task(
-            datacenter.vmFolder.CreateVM_Task(config=spec, pool=host.parent.resourcePool, host=host)
-        )
-        wait_task(vm.PowerOnVM_Task())
         created.append(vm)
         return vm
 
     yield make
     for vm in created:
-        if vm.runtime.powerState == "poweredOn":
-            wait_task(vm.PowerOffVM_Task())
-        wait_task(vm.Destroy_Task())
+        remove_vm(vm)
 
 
 def write_extravars(path: Path, vcsim, **changes: Any) -> Path:
@@ -99,16 +72,7 @@ def setup(vcsim, tmp_path: Path, ansible_env: dict[str, str], monkeypatch: pytes
         monkeypatch.setenv(name, ansible_env[name])
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     conf = make_conf([], config_files=[])
-    for name, value in {
-        "host": vcsim.host,
-        "port": vcsim.port,
-        "username": vcsim.username,
-        "password": vcsim.password,
-        "ca_file": str(vcsim.ca_file),
-        "task_timeout": 30.0,
-        "call_timeout": 30.0,
-        "poll_interval": 0.05,
-    }.items():
+    for name, value in vsphere_overrides(vcsim).items():
         conf.set_override(name, value, group="vsphere")
     conf.set_override("step_timeout", 120.0)
     AnsibleExecutor(conf)  # registers [ansible]

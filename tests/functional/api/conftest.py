@@ -26,13 +26,9 @@ def api_conf_obj(conf, tmp_path: Path):
 
 
 @pytest.fixture
-def seeded_store(tmp_path: Path) -> Iterator[HistoryStore]:
-    store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
-    seed(store)
-    try:
-        yield store
-    finally:
-        store.close()
+def seeded_store(sqlite_store: HistoryStore) -> HistoryStore:
+    seed(sqlite_store)
+    return sqlite_store
 
 
 @pytest.fixture

@@ -7,22 +7,19 @@ A missing simulator binary fails the tests: they never skip.
 
 from __future__ import annotations
 
-import ssl
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
 HARNESS_DIR = Path(__file__).resolve().parents[2] / "harness" / "vcsim"
 sys.path.insert(0, str(HARNESS_DIR))
 
 import vcsim_harness  # noqa: E402
-from vsphere_helpers import cluster_hosts, objects, vsphere_overrides, wait_task  # noqa: E402
+from vcsim_admin import admin_connection, cluster_hosts, create_vm, remove_vm, vsphere_overrides  # noqa: E402
 
 from cotenancy.conf import make_conf  # noqa: E402
 from cotenancy.drivers.vsphere.driver import VSphereDriver  # noqa: E402
@@ -36,13 +33,10 @@ VMS_PER_POOL = 3
 @pytest.fixture(scope="session")
 def vcsim() -> Iterator[vcsim_harness.VCSim]:
     """The running simulator: 1 datacenter, 2 clusters of 3 hosts, 3 VMs per cluster."""
-    sim = vcsim_harness.VCSim.start(
+    with vcsim_harness.VCSim.start(
         clusters=CLUSTERS, hosts_per_cluster=HOSTS_PER_CLUSTER, vms_per_pool=VMS_PER_POOL
-    )
-    try:
+    ) as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -59,18 +53,8 @@ def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def admin(vcsim: vcsim_harness.VCSim) -> Iterator[vim.ServiceInstanceContent]:
     """A pyVmomi connection of the tests' own, to arrange and to check what the driver did."""
-    context = ssl.create_default_context(cafile=str(vcsim.ca_file))
-    si = SmartConnect(
-        host=vcsim.host,
-        port=vcsim.port,
-        user=vcsim.username,
-        pwd=vcsim.password,
-        sslContext=context,
-    )
-    try:
-        yield si.RetrieveContent()
-    finally:
-        Disconnect(si)
+    with admin_connection(vcsim) as content:
+        yield content
 
 
 @pytest.fixture
@@ -97,39 +81,15 @@ def new_vm(admin: vim.ServiceInstanceContent) -> Iterator[Callable[..., vim.Virt
     created: list[vim.VirtualMachine] = []
 
     def make(host: vim.HostSystem | None = None, memory_mb: int = 256, cpus: int = 1) -> Any:
-        host = host or cluster_hosts(admin, 0)[0]
-        datacenter = objects(admin, vim.Datacenter)[0]
-        datastore = host.datastore[0]
-        spec = vim.vm.ConfigSpec(
-            name=f"test-{uuid.uuid4().hex[:8]}",
-            numCPUs=cpus,
-            memoryMB=memory_mb,
-            guestId="otherGuest",
-            files=vim.vm.FileInfo(vmPathName=f"[{datastore.name}]"),
-        )
-        pool = host.parent.resourcePool
-        vm = wait_task(datacenter.vmFolder.CreateVM_Task(config=spec, pool=pool, host=host))
-        wait_task(vm.PowerOnVM_Task())
+        vm = create_vm(admin, host or cluster_hosts(admin, 0)[0], "test", cpus=cpus, memory_mb=memory_mb)
         created.append(vm)
         return vm
 
     yield make
     for vm in created:
-        try:
-            if vm.runtime.powerState == "poweredOn":
-                wait_task(vm.PowerOffVM_Task())
-            wait_task(vm.Destroy_Task())
-        except vim.fault.NotFound:
-            pass
-        except Exception as exc:  # a VM the test deleted itself is gone already
-            if "ManagedObjectNotFound" not in type(exc).__name__:
-                raise
+        remove_vm(vm)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[HistoryStore]:
-    history = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
-    try:
-        yield history
-    finally:
-        history.close()
+def store(sqlite_store: HistoryStore) -> HistoryStore:
+    return sqlite_store

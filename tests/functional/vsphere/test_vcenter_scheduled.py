@@ -7,7 +7,7 @@ import time
 
 import pytest
 from pyVmomi import vim
-from vsphere_helpers import cluster_hosts, migrations_of
+from vcsim_admin import cluster_hosts, migrations_of
 
 from cotenancy.exceptions import ConfigurationError
 from cotenancy.loading import EXECUTORS, load_plugin

@@ -10,16 +10,13 @@ them conflict), so the test does not depend on training data.
 
 from __future__ import annotations
 
-import ssl
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import vcsim_harness
-from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
-from vsphere_helpers import cluster_hosts, objects, vsphere_overrides, wait_task
+from vcsim_admin import admin_connection, cluster_hosts, create_vm, remove_vm, vsphere_overrides
 
 from cotenancy.conf import make_conf
 from cotenancy.engine.loop import ControlLoop
@@ -56,48 +53,27 @@ class NoisyPairRisk(RiskModel):
 @pytest.fixture(scope="module")
 def e2e_sim() -> Iterator[vcsim_harness.VCSim]:
     """A simulator of its own: one cluster of three empty hosts the tests fill."""
-    sim = vcsim_harness.VCSim.start(clusters=1, hosts_per_cluster=3, vms_per_pool=0)
-    try:
+    with vcsim_harness.VCSim.start(clusters=1, hosts_per_cluster=3, vms_per_pool=0) as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 @pytest.fixture(scope="module")
 def e2e_admin(e2e_sim):
-    context = ssl.create_default_context(cafile=str(e2e_sim.ca_file))
-    si = SmartConnect(
-        host=e2e_sim.host, port=e2e_sim.port, user=e2e_sim.username, pwd=e2e_sim.password, sslContext=context
-    )
-    try:
-        yield si.RetrieveContent()
-    finally:
-        Disconnect(si)
+    with admin_connection(e2e_sim) as content:
+        yield content
 
 
 @pytest.fixture
 def workload(e2e_admin) -> Iterator[dict[str, vim.VirtualMachine]]:
     """Two noisy VMs on the first host and a quiet one on the second; removed afterwards."""
     h0, h1, _ = cluster_hosts(e2e_admin, 0)
-    datacenter = objects(e2e_admin, vim.Datacenter)[0]
-    vms = {}
-    for name, host in (("noisy-a", h0), ("noisy-b", h0), ("quiet-c", h1)):
-        spec = vim.vm.ConfigSpec(
-            name=f"{name}-{uuid.uuid4().hex[:6]}",
-            numCPUs=1,
-            memoryMB=512,
-            guestId="otherGuest",
-            files=vim.vm.FileInfo(vmPathName=f"[{host.datastore[0].name}]"),
-        )
-        vm = wait_task(
-            datacenter.vmFolder.CreateVM_Task(config=spec, pool=host.parent.resourcePool, host=host)
-        )
-        wait_task(vm.PowerOnVM_Task())
-        vms[name] = vm
+    vms = {
+        name: create_vm(e2e_admin, host, name, memory_mb=512)
+        for name, host in (("noisy-a", h0), ("noisy-b", h0), ("quiet-c", h1))
+    }
     yield vms
     for vm in vms.values():
-        wait_task(vm.PowerOffVM_Task())
-        wait_task(vm.Destroy_Task())
+        remove_vm(vm)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 import pytest
 from pyVim.connect import SmartConnect
 from pyVmomi import vim
-from vsphere_helpers import cluster_hosts, objects, vsphere_overrides, wait_task
+from vcsim_admin import cluster_hosts, objects, vsphere_overrides, wait_task
 
 from cotenancy.conf import make_conf
 from cotenancy.drivers.vsphere.driver import VSphereDriver

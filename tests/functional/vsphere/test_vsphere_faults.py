@@ -7,7 +7,7 @@ import time
 
 import pytest
 from pyVmomi import vim
-from vsphere_helpers import cluster_hosts, migrations_of, wait_task
+from vcsim_admin import cluster_hosts, migrations_of, wait_task
 
 from cotenancy.drivers.vsphere.driver import VSphereDriver
 from cotenancy.engine.executor import DriverExecutor
