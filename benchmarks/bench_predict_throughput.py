@@ -35,11 +35,15 @@ def cluster(n_vms: int, n_hosts: int, window: int, seed: int = 0) -> ClusterStat
     day = np.sin(2 * np.pi * np.arange(window)[None, :] / 288 + phase)
     cpu = np.clip(size[:, None] * (0.3 + 0.2 * day + rng.normal(0, 0.05, (n_vms, window))), 0, None)
     memory = np.clip(2048 * (0.5 + 0.1 * day), 0, None) + rng.normal(0, 10, (n_vms, window))
-    hosts = {f"h{i:05d}": Host(f"h{i:05d}", f"h{i}", Resources(cpu=64000.0, memory=262144.0))
-             for i in range(n_hosts)}
+    hosts = {
+        f"h{i:05d}": Host(f"h{i:05d}", f"h{i}", Resources(cpu=64000.0, memory=262144.0))
+        for i in range(n_hosts)
+    }
     names = sorted(hosts)
-    vms = {f"vm{i:06d}": VM(f"vm{i:06d}", f"vm{i}", names[i % n_hosts], Resources(cpu=size[i], memory=4096.0))
-           for i in range(n_vms)}
+    vms = {
+        f"vm{i:06d}": VM(f"vm{i:06d}", f"vm{i}", names[i % n_hosts], Resources(cpu=size[i], memory=4096.0))
+        for i in range(n_vms)
+    }
     telemetry = TelemetryWindow(sorted(vms), t, {"cpu": cpu, "memory": np.abs(memory)}, STEP)
     inventory = Inventory(hosts=hosts, vms=vms)
     return ClusterState(now=float(t[-1]) + STEP, inventory=inventory, telemetry=telemetry)
@@ -75,8 +79,14 @@ def main() -> int:
     print("training a default-size forecaster on the synthetic cluster ...", file=sys.stderr)
     history = cluster(400, 40, 4 * 288, seed=2)
     forecaster = HybridForecaster(model_path=workdir / "forecast.json")
-    forecaster.save(train_forecaster(history.telemetry.values, history.telemetry.timestamps, STEP,
-                                     config=TrainingConfig(horizons=(1, 6, 12), max_rows=60_000)))
+    forecaster.save(
+        train_forecaster(
+            history.telemetry.values,
+            history.telemetry.timestamps,
+            STEP,
+            config=TrainingConfig(horizons=(1, 6, 12), max_rows=60_000),
+        )
+    )
 
     state = cluster(args.vms, args.hosts, 312)
     n = args.vms
@@ -87,12 +97,17 @@ def main() -> int:
     scoring = timed(lambda: risk.score_pairs(state, pairs, candidate), args.repeats)
     xs, _ = risk.context(state).features(pairs, candidate)
     booster_only = timed(lambda: risk.score_features(xs), args.repeats)
-    print(f"pair risk: {args.pairs / scoring / 1e6:.2f} M pair scores/s end to end "
-          f"(features + XGBoost + calibration; {scoring:.3f} s for {args.pairs:,} pairs on candidate hosts)")
-    print(f"           {args.pairs / booster_only / 1e6:.2f} M pair scores/s for the model alone "
-          f"(inplace_predict float32, nthread=2)")
-    print(f"           per-round context for {n:,} VMs / {args.hosts:,} hosts: "
-          f"{context_seconds * 1000:.0f} ms")
+    print(
+        f"pair risk: {args.pairs / scoring / 1e6:.2f} M pair scores/s end to end "
+        f"(features + XGBoost + calibration; {scoring:.3f} s for {args.pairs:,} pairs on candidate hosts)"
+    )
+    print(
+        f"           {args.pairs / booster_only / 1e6:.2f} M pair scores/s for the model alone "
+        f"(inplace_predict float32, nthread=2)"
+    )
+    print(
+        f"           per-round context for {n:,} VMs / {args.hosts:,} hosts: {context_seconds * 1000:.0f} ms"
+    )
     for horizons in ((6,), tuple(range(1, 7))):
         seconds = timed(lambda h=horizons: forecaster.forecast(state, h, (0.5, 0.95)), args.repeats)
         print(f"forecast: {n:,} VMs x cpu+memory x horizons {horizons} x p50/p95 in {seconds:.3f} s")

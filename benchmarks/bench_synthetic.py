@@ -1,6 +1,6 @@
 """Wall time of generating the embedded default workload (target: 1,000 VMs x 7 days well under 1 s).
 
-    .venv/bin/python benchmarks/bench_synthetic.py [--vms 1000] [--days 7] [--rounds 7]
+.venv/bin/python benchmarks/bench_synthetic.py [--vms 1000] [--days 7] [--rounds 7]
 """
 
 from __future__ import annotations

@@ -47,13 +47,19 @@ def site(wsman_server: WSManServer) -> HyperVResponder:
     responder = HyperVResponder()
     responder.add_host("HV01", logical_processors=8, clock_mhz=2500, memory_bytes=32 * 1024**3)
     responder.add_host("HV02", logical_processors=8, clock_mhz=2500, memory_bytes=32 * 1024**3)
-    responder.add_vm("web01", "HV01", processor_count=2, startup_bytes=4096 * 1024**2,
-                     cpu_demand_mhz=1500)
-    responder.add_vm("db01", "HV01", processor_count=4, startup_bytes=8192 * 1024**2,
-                     dynamic_memory=True, minimum_bytes=2048 * 1024**2,
-                     maximum_bytes=8192 * 1024**2, memory_demand_mb=3000, cpu_demand_mhz=6000)
-    responder.add_vm("batch01", "HV02", processor_count=2, startup_bytes=2048 * 1024**2,
-                     cpu_demand_mhz=800)
+    responder.add_vm("web01", "HV01", processor_count=2, startup_bytes=4096 * 1024**2, cpu_demand_mhz=1500)
+    responder.add_vm(
+        "db01",
+        "HV01",
+        processor_count=4,
+        startup_bytes=8192 * 1024**2,
+        dynamic_memory=True,
+        minimum_bytes=2048 * 1024**2,
+        maximum_bytes=8192 * 1024**2,
+        memory_demand_mb=3000,
+        cpu_demand_mhz=6000,
+    )
+    responder.add_vm("batch01", "HV02", processor_count=2, startup_bytes=2048 * 1024**2, cpu_demand_mhz=800)
     wsman_server.responder = responder
     return responder
 
@@ -62,8 +68,9 @@ DriverFactory = Callable[..., object]
 
 
 @pytest.fixture
-def make_driver(wsman_server: WSManServer, certificates: certs.CertificateFiles,
-                site: HyperVResponder) -> Iterator[DriverFactory]:
+def make_driver(
+    wsman_server: WSManServer, certificates: certs.CertificateFiles, site: HyperVResponder
+) -> Iterator[DriverFactory]:
     """Build the hyperv driver through its entry point, configured for the loopback server."""
     made = []
 

@@ -76,8 +76,7 @@ def test_processor_count_of_a_running_vm_is_unsupported_and_nothing_changes(make
 
 def test_processor_count_changes_with_a_restart_when_allowed(make_driver, site):
     web = vm_named(site, "web01")
-    make_driver(restart_for_processor_change=True).resize(web.id, Resources(cpu=3 * 2500 - 1,
-                                                                           memory=4096))
+    make_driver(restart_for_processor_change=True).resize(web.id, Resources(cpu=3 * 2500 - 1, memory=4096))
     assert web.processor_count == 3
     assert web.state == "Running"
     assert site.calls.count("Stop-VM") == 1 and site.calls.count("Start-VM") == 1
@@ -87,8 +86,10 @@ def test_set_allocation_maps_onto_reserve_maximum_and_relative_weight(make_drive
     driver = make_driver()
     db = vm_named(site, "db01")
 
-    driver.set_allocation(db.id, Allocation(reservation=Resources(cpu=2500, memory=4096),
-                                            limit=Resources(cpu=7500), shares=2000))
+    driver.set_allocation(
+        db.id,
+        Allocation(reservation=Resources(cpu=2500, memory=4096), limit=Resources(cpu=7500), shares=2000),
+    )
 
     assert (db.reserve, db.maximum, db.relative_weight) == (25, 75, 200)
     assert db.minimum_bytes == 4096 * MIB

@@ -50,19 +50,31 @@ def draining_site(site):
     site.vms.clear()
     site.add_vm("api", "HV01", processor_count=2, startup_bytes=4096 * MIB, cpu_demand_mhz=3000)
     site.add_vm("etl", "HV01", processor_count=2, startup_bytes=4096 * MIB, cpu_demand_mhz=2000)
-    site.add_vm("db01", "HV02", processor_count=2, startup_bytes=2048 * MIB, dynamic_memory=True,
-                minimum_bytes=1024 * MIB, maximum_bytes=4096 * MIB, memory_demand_mb=6000,
-                cpu_demand_mhz=1000)
+    site.add_vm(
+        "db01",
+        "HV02",
+        processor_count=2,
+        startup_bytes=2048 * MIB,
+        dynamic_memory=True,
+        minimum_bytes=1024 * MIB,
+        maximum_bytes=4096 * MIB,
+        memory_demand_mb=6000,
+        cpu_demand_mhz=1000,
+    )
     return site
 
 
-def test_control_loop_discovers_plans_migrates_and_resizes(draining_site, wsman_server,
-                                                          certificates, password, tmp_path):
+def test_control_loop_discovers_plans_migrates_and_resizes(
+    draining_site, wsman_server, certificates, password, tmp_path
+):
     site = draining_site
     conf = make_conf([])
     for name, value in {
-        "endpoint": wsman_server.endpoint, "username": "administrator", "password": password,
-        "ca_file": str(certificates.ca_file), "hosts": ["HV01", "HV02"],
+        "endpoint": wsman_server.endpoint,
+        "username": "administrator",
+        "password": password,
+        "ca_file": str(certificates.ca_file),
+        "hosts": ["HV01", "HV02"],
     }.items():
         conf.set_override(name, value, group="hyperv")
     driver = load_plugin(DRIVERS, "hyperv", conf)
@@ -79,8 +91,9 @@ def test_control_loop_discovers_plans_migrates_and_resizes(draining_site, wsman_
     plan = result.plan
     kinds = [a.kind for a in plan.actions]
     assert ActionKind.LIVE_MIGRATE in kinds and ActionKind.RESIZE in kinds, plan.actions
-    assert all(a.status is StepStatus.SUCCEEDED for a in plan.actions), \
-        [(a.kind, a.status, a.message) for a in plan.actions]
+    assert all(a.status is StepStatus.SUCCEEDED for a in plan.actions), [
+        (a.kind, a.status, a.message) for a in plan.actions
+    ]
 
     for action in plan.migrations:
         assert before[action.vm_id] == "HV01"

@@ -46,8 +46,7 @@ def test_host_reserve_is_subtracted_from_capacity(make_driver, site):
     assert inventory.hosts["HV02"].capacity.memory == 32 * 1024 - 2048
 
 
-def test_cluster_nodes_come_from_get_clusternode_and_paused_nodes_are_in_maintenance(
-        make_driver, site):
+def test_cluster_nodes_come_from_get_clusternode_and_paused_nodes_are_in_maintenance(make_driver, site):
     for host in site.hosts.values():
         host.cluster = "HVCLU"
     site.add_host("HV03", cluster="HVCLU", node_state="Paused")
@@ -71,8 +70,9 @@ def test_cpu_and_memory_metrics_follow_the_hosts_counters(make_driver, site):
     web, db = by_name(inventory, "web01"), by_name(inventory, "db01")
     assert values[(web.id, Metric.CPU)] == pytest.approx(1500)
     assert values[(db.id, Metric.CPU)] == pytest.approx(6000)
-    assert values[(db.id, Metric.MEMORY)] == pytest.approx(3000, rel=0.01), \
+    assert values[(db.id, Metric.MEMORY)] == pytest.approx(3000, rel=0.01), (
         "dynamic memory: assigned memory x pressure is the guest's demand"
+    )
     assert values[(web.id, Metric.MEMORY)] == pytest.approx(1024), "static: Measure-VM AvgRAM"
     assert 0 <= values[(web.id, Metric.CPU_READY)] < 0.05
     assert values[(web.id, Metric.DISK_IO)] == pytest.approx(100, rel=0.02)

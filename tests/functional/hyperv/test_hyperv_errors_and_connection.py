@@ -18,11 +18,15 @@ def vm_named(site, name):
     return next(vm for vm in site.vms.values() if vm.name == name)
 
 
-@pytest.mark.parametrize("action", [
-    lambda d: d.live_migrate(UNKNOWN, "HV02"),
-    lambda d: d.set_allocation(UNKNOWN, Allocation()),
-    lambda d: d.resize(UNKNOWN, Resources(cpu=2500, memory=1024)),
-], ids=["live_migrate", "set_allocation", "resize"])
+@pytest.mark.parametrize(
+    "action",
+    [
+        lambda d: d.live_migrate(UNKNOWN, "HV02"),
+        lambda d: d.set_allocation(UNKNOWN, Allocation()),
+        lambda d: d.resize(UNKNOWN, Resources(cpu=2500, memory=1024)),
+    ],
+    ids=["live_migrate", "set_allocation", "resize"],
+)
 def test_unknown_vm_is_not_found(make_driver, site, action):
     with pytest.raises(NotFound):
         action(make_driver())
@@ -37,8 +41,10 @@ def test_unknown_host_is_not_found(make_driver, site):
 
 
 def test_powershell_error_is_action_failed_with_its_message(make_driver, site):
-    site.fail_next("Move-VM", "Virtual machine migration operation for 'web01' failed at "
-                              "migration source 'HV01'. (0x80042001)")
+    site.fail_next(
+        "Move-VM",
+        "Virtual machine migration operation for 'web01' failed at migration source 'HV01'. (0x80042001)",
+    )
     web = vm_named(site, "web01")
     with pytest.raises(ActionFailed, match=r"migration operation for 'web01' failed.*0x80042001"):
         make_driver().live_migrate(web.id, "HV02")
@@ -68,10 +74,14 @@ def test_soap_fault_is_mapped(make_driver, site, wsman_server):
 
 
 def test_other_soap_faults_are_action_failed(make_driver, site, wsman_server):
-    wsman_server.inject_fault("/transfer/Create", "The WS-Management service cannot process the "
-                              "request. The maximum number of concurrent shells for this user "
-                              "has been exceeded.", wsman_code=2150859173,
-                              subcode="w:QuotaLimit")
+    wsman_server.inject_fault(
+        "/transfer/Create",
+        "The WS-Management service cannot process the "
+        "request. The maximum number of concurrent shells for this user "
+        "has been exceeded.",
+        wsman_code=2150859173,
+        subcode="w:QuotaLimit",
+    )
     with pytest.raises(ActionFailed, match="2150859173.*concurrent shells"):
         make_driver().get_inventory()
 

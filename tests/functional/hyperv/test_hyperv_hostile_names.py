@@ -32,18 +32,38 @@ HOSTILE_NAMES = [
 ]
 PAYLOADS = ["Remove-VM", "Stop-Computer", "$(", "'; ", '"; ']
 EXPECTED_CMDLETS = {
-    "Out-String", "ConvertFrom-Json", "ConvertTo-Json", "Select-Object", "Where-Object",
-    "Get-VMHost", "Get-CimInstance", "Get-VM", "Get-VMProcessor", "Get-VMMemory",
-    "Set-VMProcessor", "Set-VMMemory", "Move-VM", "Invoke-Command", "Get-ItemProperty",
-    "Get-Counter", "Measure-VM", "New-Item", "New-ItemProperty",
+    "Out-String",
+    "ConvertFrom-Json",
+    "ConvertTo-Json",
+    "Select-Object",
+    "Where-Object",
+    "Get-VMHost",
+    "Get-CimInstance",
+    "Get-VM",
+    "Get-VMProcessor",
+    "Get-VMMemory",
+    "Set-VMProcessor",
+    "Set-VMMemory",
+    "Move-VM",
+    "Invoke-Command",
+    "Get-ItemProperty",
+    "Get-Counter",
+    "Measure-VM",
+    "New-Item",
+    "New-ItemProperty",
 }
 
 
 @pytest.fixture
 def hostile_site(site):
     for index, name in enumerate(HOSTILE_NAMES):
-        site.add_vm(name, "HV01" if index % 2 else "HV02", processor_count=1,
-                    startup_bytes=1024 * 1024**2, cpu_demand_mhz=100 + index)
+        site.add_vm(
+            name,
+            "HV01" if index % 2 else "HV02",
+            processor_count=1,
+            startup_bytes=1024 * 1024**2,
+            cpu_demand_mhz=100 + index,
+        )
     return site
 
 
@@ -68,8 +88,12 @@ def test_every_operation_on_hostile_names_works_and_names_stay_data(make_driver,
         driver.resize(vm.id, Resources(cpu=2500, memory=2048))
         driver.set_allocation(vm.id, Allocation(reservation=Resources(cpu=500), shares=500))
         state = site.vms[vm.id]
-        assert (state.host, state.startup_bytes, state.reserve, state.relative_weight) == \
-            (target, 2048 * 1024**2, 20, 50)
+        assert (state.host, state.startup_bytes, state.reserve, state.relative_weight) == (
+            target,
+            2048 * 1024**2,
+            20,
+            50,
+        )
     driver.set_host_maintenance("HV01", True)
 
     assert len(site.vms) == vm_count, "no VM was removed"
@@ -78,8 +102,9 @@ def test_every_operation_on_hostile_names_works_and_names_stay_data(make_driver,
     assert "Remove-VM" not in site.calls and "Stop-Computer" not in site.calls
 
     fixed = set(scripts.SCRIPTS.values())
-    assert site.scripts and all(script in fixed for script in site.scripts), \
+    assert site.scripts and all(script in fixed for script in site.scripts), (
         "every script received is one of the fixed scripts, byte for byte"
+    )
     for text in site.scripts + site.command_lines:
         for name in HOSTILE_NAMES:
             assert name not in text
@@ -87,10 +112,12 @@ def test_every_operation_on_hostile_names_works_and_names_stay_data(make_driver,
             assert payload not in text
     for payload in site.stdin_payloads:
         assert set(payload.strip()) <= set(
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+        )
     decoded = [json.loads(base64.b64decode(p)) for p in site.stdin_payloads]
-    assert any(d.get("VMId") == discovered[HOSTILE_NAMES[0]].id for d in decoded), \
+    assert any(d.get("VMId") == discovered[HOSTILE_NAMES[0]].id for d in decoded), (
         "values travel in the stdin payload"
+    )
 
 
 def test_same_operation_sends_identical_script_whatever_the_vm(make_driver, hostile_site):
@@ -130,10 +157,12 @@ def test_a_name_spliced_into_script_text_would_have_run(hostile_site):
     count = len(site.vms)
     spliced = scripts.INVENTORY.replace(
         "$vms = @(Get-VM -ComputerName $computers)",
-        "$vms = @(Get-VM -ComputerName $computers); Remove-VM -Name web01")
+        "$vms = @(Get-VM -ComputerName $computers); Remove-VM -Name web01",
+    )
     line = "powershell.exe " + " ".join(scripts.command_arguments(spliced))
-    _, stderr, code = site.execute(line, scripts.encode_parameters(
-        {"Hosts": ["HV01", "HV02"], "Cluster": None}).decode())
+    _, stderr, code = site.execute(
+        line, scripts.encode_parameters({"Hosts": ["HV01", "HV02"], "Cluster": None}).decode()
+    )
     assert code == 1
     assert b"Remove-VM" in stderr and "is not recognized" in stderr.decode()
     assert "Remove-VM" in site.calls, "the responder records every command it meets"

@@ -13,13 +13,18 @@ RECEIVE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive"
 
 @pytest.fixture
 def session(wsman_server, certificates, password):
-    return winrm.Session(wsman_server.endpoint, auth=("administrator", password), transport="ntlm",
-                         ca_trust_path=str(certificates.ca_file))
+    return winrm.Session(
+        wsman_server.endpoint,
+        auth=("administrator", password),
+        transport="ntlm",
+        ca_trust_path=str(certificates.ca_file),
+    )
 
 
 def test_run_ps_round_trip_without_stdin(session, site):
-    result = session.run_ps("Get-VMHost -ComputerName 'HV01', 'HV02' | "
-                            "Select-Object ComputerName | ConvertTo-Json -Compress")
+    result = session.run_ps(
+        "Get-VMHost -ComputerName 'HV01', 'HV02' | Select-Object ComputerName | ConvertTo-Json -Compress"
+    )
     assert result.status_code == 0
     assert json.loads(result.std_out) == [{"ComputerName": "HV01"}, {"ComputerName": "HV02"}]
 
@@ -31,8 +36,13 @@ def test_powershell_errors_come_back_as_clixml_on_stderr(session, site):
 
 
 def test_a_deleted_shell_is_a_wsman_fault(wsman_server, certificates, password, site):
-    protocol = winrm.Protocol(wsman_server.endpoint, transport="basic", username="administrator",
-                              password=password, ca_trust_path=str(certificates.ca_file))
+    protocol = winrm.Protocol(
+        wsman_server.endpoint,
+        transport="basic",
+        username="administrator",
+        password=password,
+        ca_trust_path=str(certificates.ca_file),
+    )
     shell = protocol.open_shell()
     protocol.close_shell(shell)
     with pytest.raises(WSManFaultError) as fault:
@@ -42,8 +52,13 @@ def test_a_deleted_shell_is_a_wsman_fault(wsman_server, certificates, password, 
 
 
 def test_signal_and_delete_answer_with_relates_to(wsman_server, certificates, password, site):
-    protocol = winrm.Protocol(wsman_server.endpoint, transport="ntlm", username="administrator",
-                              password=password, ca_trust_path=str(certificates.ca_file))
+    protocol = winrm.Protocol(
+        wsman_server.endpoint,
+        transport="ntlm",
+        username="administrator",
+        password=password,
+        ca_trust_path=str(certificates.ca_file),
+    )
     shell = protocol.open_shell()
     command = protocol.run_command(shell, "powershell.exe", ["-EncodedCommand", "JABhACAAPQAgADEA"])
     protocol.cleanup_command(shell, command)
@@ -53,8 +68,12 @@ def test_signal_and_delete_answer_with_relates_to(wsman_server, certificates, pa
 
 def test_wrong_credentials_are_refused(wsman_server, certificates, site):
     for transport in ("basic", "ntlm"):
-        session = winrm.Session(wsman_server.endpoint, auth=("administrator", "nope"),
-                                transport=transport, ca_trust_path=str(certificates.ca_file))
+        session = winrm.Session(
+            wsman_server.endpoint,
+            auth=("administrator", "nope"),
+            transport=transport,
+            ca_trust_path=str(certificates.ca_file),
+        )
         with pytest.raises((InvalidCredentialsError, PermissionError)):
             session.run_ps("Get-VMHost")
 

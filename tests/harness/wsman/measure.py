@@ -44,8 +44,10 @@ def main() -> None:
     responder = HyperVResponder()
     for host in ("HV01", "HV02"):
         responder.add_host(host, logical_processors=64, memory_bytes=1024**4)
-    vms = [responder.add_vm(f"vm{i:04d}", "HV01" if i % 2 else "HV02", dynamic_memory=i % 3 == 0)
-           for i in range(args.vms)]
+    vms = [
+        responder.add_vm(f"vm{i:04d}", "HV01" if i % 2 else "HV02", dynamic_memory=i % 3 == 0)
+        for i in range(args.vms)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         files = certs.generate(Path(tmp))
         with WSManServer(responder, users={"administrator": "pw"}, certificates=files) as server:
@@ -53,9 +55,13 @@ def main() -> None:
             server.receive_chunk_bytes = 100_000
             conf = cfg.ConfigOpts()
             conf.register_opts(OPTS, group="hyperv")
-            for name, value in {"endpoint": server.endpoint, "username": "administrator",
-                                "password": "pw", "ca_file": str(files.ca_file),
-                                "hosts": ["HV01", "HV02"]}.items():
+            for name, value in {
+                "endpoint": server.endpoint,
+                "username": "administrator",
+                "password": "pw",
+                "ca_file": str(files.ca_file),
+                "hosts": ["HV01", "HV02"],
+            }.items():
                 conf.set_override(name, value, group="hyperv")
             driver = HyperVDriver(conf)
             driver.get_inventory()
@@ -63,12 +69,12 @@ def main() -> None:
             hosts = iter(["HV02", "HV01"] * args.repeat)
             figures = {
                 f"get_inventory ({args.vms} VMs)": lambda: driver.get_inventory(),
-                f"get_metrics ({args.vms} VMs)": lambda: driver.get_metrics(time.time() - 1,
-                                                                            time.time() + 1),
+                f"get_metrics ({args.vms} VMs)": lambda: driver.get_metrics(time.time() - 1, time.time() + 1),
                 "live_migrate": lambda: driver.live_migrate(vm.id, next(hosts)),
                 "resize": lambda: driver.resize(vm.id, Resources(cpu=2 * 2400, memory=2048)),
                 "set_allocation": lambda: driver.set_allocation(
-                    vm.id, Allocation(reservation=Resources(cpu=1000), shares=1500)),
+                    vm.id, Allocation(reservation=Resources(cpu=1000), shares=1500)
+                ),
                 "set_host_maintenance": lambda: driver.set_host_maintenance("HV02", False),
             }
             print(f"hyperv driver over pywinrm, HTTPS + NTLM, loopback; median of {args.repeat}")

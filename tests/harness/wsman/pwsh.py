@@ -250,8 +250,7 @@ class Parser:
             statements.append(self.parse_statement())
             if not self._at_end(end) and not (self.at("newline") or self.at("punct", ";")):
                 raise ParseError(
-                    f"expected end of statement at offset {self.current.pos}, "
-                    f"found {self.current.text!r}"
+                    f"expected end of statement at offset {self.current.pos}, found {self.current.text!r}"
                 )
             self.skip_separators()
         return statements

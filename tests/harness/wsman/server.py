@@ -113,8 +113,7 @@ class WSManServer:
             self.cbt = GssChannelBindings(
                 application_data=b"tls-server-end-point:" + hashlib.sha256(der).digest()
             )
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                       name="wsman-server")
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name="wsman-server")
 
     @property
     def port(self) -> int:
@@ -140,8 +139,9 @@ class WSManServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def inject_fault(self, action: str, reason: str, wsman_code: int = ACCESS_DENIED,
-                     subcode: str = "w:AccessDenied") -> None:
+    def inject_fault(
+        self, action: str, reason: str, wsman_code: int = ACCESS_DENIED, subcode: str = "w:AccessDenied"
+    ) -> None:
         """Answer the next request whose action ends with ``action`` with this fault."""
         with self.lock:
             self.injected.append((action, Fault("s:Sender", subcode, reason, wsman_code)))
@@ -162,9 +162,15 @@ class WSManServer:
         try:
             root = ET.fromstring(body)
         except ET.ParseError:
-            return 400, _fault_envelope("", Fault("s:Sender", "w:SchemaValidationError",
-                                                  "The SOAP XML in the message is not valid.",
-                                                  2150858817))
+            return 400, _fault_envelope(
+                "",
+                Fault(
+                    "s:Sender",
+                    "w:SchemaValidationError",
+                    "The SOAP XML in the message is not valid.",
+                    2150858817,
+                ),
+            )
         header = root.find("s:Header", NS)
         message_id = _text(header, "a:MessageID")
         action = _text(header, "a:Action")
@@ -184,8 +190,12 @@ class WSManServer:
                 TRANSFER + "/Delete": self.delete,
             }.get(action)
             if handler is None:
-                raise Fault("s:Sender", "a:ActionNotSupported",
-                            f"The action {action} is not supported by the service.", 2150858783)
+                raise Fault(
+                    "s:Sender",
+                    "a:ActionNotSupported",
+                    f"The action {action} is not supported by the service.",
+                    2150858783,
+                )
             response_action, payload = handler(root)
         except Fault as fault:
             return 500, _fault_envelope(message_id, fault)
@@ -197,16 +207,24 @@ class WSManServer:
         with self.lock:
             shell = self.shells.get(shell_id)
         if shell is None:
-            raise Fault("s:Sender", "w:InvalidSelectors",
-                        f"The request for the Windows Remote Shell with ShellId {shell_id} "
-                        "failed because the shell was not found on the server.", SHELL_NOT_FOUND)
+            raise Fault(
+                "s:Sender",
+                "w:InvalidSelectors",
+                f"The request for the Windows Remote Shell with ShellId {shell_id} "
+                "failed because the shell was not found on the server.",
+                SHELL_NOT_FOUND,
+            )
         return shell_id, shell
 
     def _command(self, shell: ShellRecord, command_id: str | None) -> CommandRecord:
         record = shell.commands.get(command_id or "")
         if record is None:
-            raise Fault("s:Sender", "w:InvalidParameter",
-                        f"The command {command_id} was not found in this shell.", 2150858882)
+            raise Fault(
+                "s:Sender",
+                "w:InvalidParameter",
+                f"The command {command_id} was not found in this shell.",
+                2150858882,
+            )
         return record
 
     def create(self, root: ET.Element) -> tuple[str, str]:
@@ -217,7 +235,7 @@ class WSManServer:
             "<x:ResourceCreated><a:Address>http://127.0.0.1/wsman</a:Address>"
             "<a:ReferenceParameters><w:ResourceURI>http://schemas.microsoft.com/wbem/wsman/1/"
             "windows/shell/cmd</w:ResourceURI><w:SelectorSet>"
-            f"<w:Selector Name=\"ShellId\">{shell_id}</w:Selector></w:SelectorSet>"
+            f'<w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet>'
             "</a:ReferenceParameters></x:ResourceCreated>"
             f"<rsp:Shell><rsp:ShellId>{shell_id}</rsp:ShellId>"
             "<rsp:InputStreams>stdin</rsp:InputStreams>"
@@ -258,7 +276,8 @@ class WSManServer:
             try:
                 stdin = record.stdin.decode("cp437")
                 record.stdout, record.stderr, record.exit_code = self.responder.execute(
-                    record.command_line, stdin)
+                    record.command_line, stdin
+                )
             except Exception as exc:  # a harness bug must reach the client, not hang it
                 record.stderr, record.exit_code = f"harness error: {exc!r}".encode(), 1
             finally:
@@ -275,30 +294,38 @@ class WSManServer:
             self._start(record)
         timeout = _duration_seconds(_text(root.find("s:Header", NS), "w:OperationTimeout"))
         if not record.done.wait(timeout):
-            raise Fault("s:Receiver", "w:TimedOut", "The WS-Management service cannot complete "
-                        "the operation within the time specified in OperationTimeout.",
-                        OPERATION_TIMEOUT)
+            raise Fault(
+                "s:Receiver",
+                "w:TimedOut",
+                "The WS-Management service cannot complete "
+                "the operation within the time specified in OperationTimeout.",
+                OPERATION_TIMEOUT,
+            )
         start = record.stdout_sent
         piece = record.stdout[start : start + self.receive_chunk_bytes]
         record.stdout_sent = start + len(piece)
         finished = record.stdout_sent >= len(record.stdout)
         streams = ""
         if piece:
-            streams += (f"<rsp:Stream Name=\"stdout\" CommandId=\"{command_id}\">"
-                        f"{base64.b64encode(piece).decode()}</rsp:Stream>")
+            streams += (
+                f'<rsp:Stream Name="stdout" CommandId="{command_id}">'
+                f"{base64.b64encode(piece).decode()}</rsp:Stream>"
+            )
         if not finished:
             return SHELL_URI + "/ReceiveResponse", (
-                f"<rsp:ReceiveResponse>{streams}<rsp:CommandState CommandId=\"{command_id}\" "
-                f"State=\"{RUNNING}\"/></rsp:ReceiveResponse>"
+                f'<rsp:ReceiveResponse>{streams}<rsp:CommandState CommandId="{command_id}" '
+                f'State="{RUNNING}"/></rsp:ReceiveResponse>'
             )
         if record.stderr:
-            streams += (f"<rsp:Stream Name=\"stderr\" CommandId=\"{command_id}\">"
-                        f"{base64.b64encode(record.stderr).decode()}</rsp:Stream>")
+            streams += (
+                f'<rsp:Stream Name="stderr" CommandId="{command_id}">'
+                f"{base64.b64encode(record.stderr).decode()}</rsp:Stream>"
+            )
         for name in ("stdout", "stderr"):
-            streams += f"<rsp:Stream Name=\"{name}\" CommandId=\"{command_id}\" End=\"true\"/>"
+            streams += f'<rsp:Stream Name="{name}" CommandId="{command_id}" End="true"/>'
         return SHELL_URI + "/ReceiveResponse", (
-            f"<rsp:ReceiveResponse>{streams}<rsp:CommandState CommandId=\"{command_id}\" "
-            f"State=\"{DONE}\"><rsp:ExitCode>{record.exit_code}</rsp:ExitCode>"
+            f'<rsp:ReceiveResponse>{streams}<rsp:CommandState CommandId="{command_id}" '
+            f'State="{DONE}"><rsp:ExitCode>{record.exit_code}</rsp:ExitCode>'
             "</rsp:CommandState></rsp:ReceiveResponse>"
         )
 
@@ -392,8 +419,9 @@ class WSManServer:
                     headers.append('Basic realm="WSMAN"')
                 self._reply(401, b"", "text/plain", {"WWW-Authenticate": headers})
 
-            def _reply(self, status: int, payload: bytes, content_type: str,
-                       headers: dict[str, Any] | None = None) -> None:
+            def _reply(
+                self, status: int, payload: bytes, content_type: str, headers: dict[str, Any] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
@@ -429,7 +457,7 @@ def _namespaces() -> str:
 
 def _envelope(action: str, relates_to: str, body: str) -> bytes:
     return (
-        f"<s:Envelope {_namespaces()} xml:lang=\"en-US\"><s:Header>"
+        f'<s:Envelope {_namespaces()} xml:lang="en-US"><s:Header>'
         f"<a:Action>{action}</a:Action><a:MessageID>uuid:{uuid.uuid4()}</a:MessageID>"
         "<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>"
         f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo></s:Header>"
@@ -441,8 +469,8 @@ def _fault_envelope(relates_to: str, fault: Fault) -> bytes:
     body = (
         f"<s:Fault><s:Code><s:Value>{fault.code}</s:Value><s:Subcode>"
         f"<s:Value>{fault.subcode}</s:Value></s:Subcode></s:Code>"
-        f"<s:Reason><s:Text xml:lang=\"en-US\">{escape(fault.reason)}</s:Text></s:Reason>"
-        f"<s:Detail><f:WSManFault Code=\"{fault.wsman_code}\" Machine=\"127.0.0.1\">"
+        f'<s:Reason><s:Text xml:lang="en-US">{escape(fault.reason)}</s:Text></s:Reason>'
+        f'<s:Detail><f:WSManFault Code="{fault.wsman_code}" Machine="127.0.0.1">'
         f"<f:Message>{escape(fault.reason)}</f:Message></f:WSManFault></s:Detail></s:Fault>"
     )
     return _envelope(FAULT_ACTION, relates_to, body)

@@ -17,7 +17,8 @@ def test_static_memory_vm_in_project_units():
         {"VMId": "ABC", "VMName": "web", "State": 2, "IsClustered": False, "MemoryAssigned": 4096 * MIB},
         {"Count": 4, "Reserve": 25, "Maximum": 50, "RelativeWeight": 200},
         {"Startup": 4096 * MIB, "DynamicMemoryEnabled": False, "Minimum": 512 * MIB, "Maximum": 1 << 40},
-        "HV01", 2500.0,
+        "HV01",
+        2500.0,
     )
     assert vm.id == "abc" and vm.host_id == "HV01" and vm.vcpus == 4
     assert (vm.size.cpu, vm.size.memory) == (10000.0, 4096.0)
@@ -32,9 +33,9 @@ def test_dynamic_memory_vm_is_sized_by_its_maximum_and_reserves_its_minimum():
     vm = hv._vm_from(
         {"VMId": "d", "VMName": "db", "State": "Off"},
         {"Count": 2, "Reserve": 0, "Maximum": 100, "RelativeWeight": 100},
-        {"Startup": 2048 * MIB, "DynamicMemoryEnabled": True, "Minimum": 1024 * MIB,
-         "Maximum": 8192 * MIB},
-        "HV02", 3000.0,
+        {"Startup": 2048 * MIB, "DynamicMemoryEnabled": True, "Minimum": 1024 * MIB, "Maximum": 8192 * MIB},
+        "HV02",
+        3000.0,
     )
     assert vm.size.memory == 8192.0
     assert vm.allocation.reservation.memory == 1024.0
@@ -53,17 +54,24 @@ def test_counter_instance_names_follow_windows_spelling():
 
 
 def test_clixml_error_stream_becomes_readable_text():
-    stderr = (b'#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/'
-              b'2004/04"><S S="Error">Move-VM : migration failed_x000D__x000A_</S>'
-              b'<S S="Error">at line 3_x000D__x000A_</S><S S="progress">ignored</S></Objs>')
+    stderr = (
+        b'#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/'
+        b'2004/04"><S S="Error">Move-VM : migration failed_x000D__x000A_</S>'
+        b'<S S="Error">at line 3_x000D__x000A_</S><S S="progress">ignored</S></Objs>'
+    )
     assert powershell_error(stderr) == "Move-VM : migration failed\r\nat line 3"
     assert powershell_error(b"plain failure\n") == "plain failure"
 
 
-@pytest.mark.parametrize("status, error", [
-    ("NotFound", NotFound), ("HostNotFound", NotFound), ("Unsupported", Unsupported),
-    ("Weird", ActionFailed),
-])
+@pytest.mark.parametrize(
+    "status, error",
+    [
+        ("NotFound", NotFound),
+        ("HostNotFound", NotFound),
+        ("Unsupported", Unsupported),
+        ("Weird", ActionFailed),
+    ],
+)
 def test_script_status_maps_to_typed_errors(status, error):
     with pytest.raises(error):
         ScriptRunner._answer("migrate", f'{{"Status": "{status}"}}\r\n'.encode())

@@ -42,12 +42,15 @@ def test_command_line_carries_only_the_encoded_fixed_script():
     assert {"-NoProfile", "-NonInteractive"} <= set(arguments)
 
 
-@pytest.mark.parametrize("source, reason", [
-    ('Get-VM -Name "a$b"', "double-quoted"),
-    ("Get-VM -Name $(Stop-Computer)", "sub-expression"),
-    ("Get-VM -Name `$x", "unexpected character"),
-    ("Get-VM & Stop-Computer", "unexpected character"),
-])
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        ('Get-VM -Name "a$b"', "double-quoted"),
+        ("Get-VM -Name $(Stop-Computer)", "sub-expression"),
+        ("Get-VM -Name `$x", "unexpected character"),
+        ("Get-VM & Stop-Computer", "unexpected character"),
+    ],
+)
 def test_parser_rejects_what_the_driver_must_never_send(source, reason):
     with pytest.raises(pwsh.ParseError, match=reason):
         pwsh.parse(source)
