@@ -2,7 +2,10 @@
 train on PlanetLab 20110303 + 20110306, test on 20110309, 20110322, 20110325, predict conflicts
 15 to 30 minutes ahead; the model against a reactive host-utilisation rule and LR-MMT's predictor.
 
-    .venv/bin/python benchmarks/bench_conflicts.py [--json out.json]
+    .venv/bin/python benchmarks/bench_conflicts.py [--json out.json] [--save-model models/risk.json]
+
+``--save-model`` writes the model trained on the train days where serving loads it
+(``<[predict] model_dir>/risk.json``).
 
 The same code serves ``cotenancy evaluate conflicts``.
 """
@@ -28,6 +31,12 @@ def main() -> int:
     parser.add_argument("--planetlab", type=Path, default=SHARED / "traces" / "planetlab")
     parser.add_argument("--strategy", default="lr-mmt")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--save-model",
+        type=Path,
+        default=None,
+        help="write the model trained on the train days here (a risk.json serving loads)",
+    )
     args = parser.parse_args()
     began = time.perf_counter()
     result = evaluate_conflicts(
@@ -37,6 +46,7 @@ def main() -> int:
         strategy=args.strategy,
         label_from_minutes=15,
         horizon_minutes=30,
+        save_model=args.save_model,
         progress=lambda msg: print(f"[{time.perf_counter() - began:7.1f} s] {msg}", file=sys.stderr),
     )
     print(f"{result['test_pair_steps']:,} test pair-steps, positive rate {result['test_positive_rate']:.3f}")

@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conflicts.add_argument("--from", dest="label_from", default="15m", help="label window start")
     conflicts.add_argument("--horizon", default="30m", help="label window end")
     conflicts.add_argument("--json", type=Path, required=True, metavar="FILE")
+    conflicts.add_argument(
+        "--save-model",
+        type=Path,
+        metavar="FILE",
+        help="also write the trained risk model there, to serve from [predict] model_dir",
+    )
     conflicts.set_defaults(func=run_conflicts)
 
 
@@ -90,6 +96,7 @@ def run_conflicts(args: argparse.Namespace, conf) -> int:
             label_from_minutes=parse_duration(args.label_from) / 60,
             horizon_minutes=parse_duration(args.horizon) / 60,
             progress=_say(started),
+            save_model=args.save_model,
         )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc

@@ -315,9 +315,11 @@ def evaluate_conflicts(
     window_steps: int = 12,
     progress: Callable[[str], None] | None = None,
     simulate: Callable | None = None,
+    save_model: Path | None = None,
 ) -> dict:
     """Train the risk model on the simulated ``train`` days, score every co-located pair of every
-    step of the ``test`` days; label: a conflict involving both within [+15, +30] minutes."""
+    step of the ``test`` days; label: a conflict involving both within [+15, +30] minutes.
+    ``save_model``: also write the trained model there (a ``risk.json`` the serving side loads)."""
     from cotenancy.predict.history import PairDataset, build_pair_dataset
     from cotenancy.predict.metrics import average_precision, recall_at_precision
     from cotenancy.predict.risk import XGBoostRiskModel, train_risk
@@ -353,7 +355,9 @@ def evaluate_conflicts(
     began = time.perf_counter()
     model = train_risk(combined)
     timings["train_seconds"] = time.perf_counter() - began
-    risk = XGBoostRiskModel(model_path=Path("/nonexistent/risk.json"))
+    risk = XGBoostRiskModel(model_path=Path(save_model) if save_model else Path("/nonexistent/risk.json"))
+    if save_model:
+        say(f"risk model saved to {risk.save(model)}")
     risk.pin(model)
     per_day: dict[str, dict] = {}
     pooled: dict[str, list[np.ndarray]] = {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 FORECAST_SCHEMA = "forecast-v1"
-PAIR_SCHEMA = "pair-v1"
+PAIR_SCHEMA = "pair-v2"
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -258,7 +258,37 @@ PAIR_FEATURES = (
     "hod_sin",
     "hod_cos",
     "log_host_cpu",
+    "pair_sensitivity_max",
+    "pair_sensitivity_min",
+    "pair_slowdown_now_max",
+    "pair_slowdown_now_min",
+    "pair_slowdown_ahead_max",
+    "pair_slowdown_ahead_min",
+    "host_activity_ahead",
+    "vm_present_conflicts_max",
+    "host_lr_mmt",
+    "host_util_rank",
+    "pair_size_min",
+    "pair_size_max",
+    "pair_migrations_max",
+    "pair_since_migration_min",
+    "pair_ram_min",
+    "pair_has_smallest_ram",
+    "pair_mmt_load_max",
+    "host_active_rank",
 )
+
+LR_MMT_LENGTH = 10
+
+# The saturating neighbour-load curve x / (x + INTERFERENCE_HALF_LOAD) of shared-cache interference
+# (docs/interference-model.md): 3.5 is the mean neighbour activity on its reference host (7
+# neighbours). A modelling prior for the sensitivity estimate, not a trait of any VM.
+INTERFERENCE_HALF_LOAD = 3.5
+
+
+def load_curve(load: np.ndarray) -> np.ndarray:
+    load = np.maximum(load, 0.0)
+    return load / (load + INTERFERENCE_HALF_LOAD)
 
 
 def linear_stats(series: np.ndarray, ahead: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -298,6 +328,10 @@ class PairContext:
         class_conflict_rate: np.ndarray | None = None,
         pair_conflict_keys: np.ndarray | None = None,
         pair_conflict_counts: np.ndarray | None = None,
+        vm_present_conflicts: np.ndarray | None = None,
+        vm_migrations: np.ndarray | None = None,
+        vm_since_migration: np.ndarray | None = None,
+        vm_memory_size: np.ndarray | None = None,
     ) -> None:
         n = cpu.shape[0]
         self.n = n
@@ -339,6 +373,7 @@ class PairContext:
         self.h_tail = np.zeros((n_hosts, self.demand_tail.shape[1]))
         np.add.at(self.h_tail, h, self.demand_tail[placed])
         self.h_activity = np.bincount(h, self.activity[placed], n_hosts)
+        self._interference_estimates(wanted, ready_c, horizon_steps, n_hosts)
         self.h_ready = np.zeros(n_hosts)
         np.maximum.at(self.h_ready, h, self.ready_last[placed])
         self.priority = np.asarray(priority, dtype=np.float64)
@@ -350,12 +385,103 @@ class PairContext:
         self.class_rate = (
             np.zeros(n) if class_conflict_rate is None else np.asarray(class_conflict_rate, float)
         )
+        self.vm_present = (
+            np.zeros(n) if vm_present_conflicts is None else np.asarray(vm_present_conflicts, float)
+        )
+        # placement churn: a VM that moved recently (consolidation) is likely to move again, and a
+        # pair that will be split cannot be in conflict
+        self.vm_migrations = np.zeros(n) if vm_migrations is None else np.asarray(vm_migrations, float)
+        # configured RAM: a minimum-migration-time consolidator moves the host's smallest VM first
+        ram = np.full(n, np.nan) if vm_memory_size is None else np.asarray(vm_memory_size, float)
+        self.ram = np.where(ram > 0, ram, np.nan)
+        self.h_min_ram = np.full(n_hosts, np.inf)
+        np.minimum.at(self.h_min_ram, h, np.where(np.isnan(self.ram[placed]), np.inf, self.ram[placed]))
+        # per VM, on its current host: the host's next-step load once every VM with less RAM has
+        # left (ties by index), i.e. how overloaded the host still is when a smallest-RAM-first
+        # selection reaches this VM (>= 1/safety: it would be moved)
+        order = np.lexsort((np.arange(n)[placed], np.nan_to_num(self.ram[placed], nan=np.inf), h))
+        members, hosts_sorted = np.flatnonzero(placed)[order], h[order]
+        load = self.lr_next[members]
+        csum = np.cumsum(load)
+        start = np.r_[0, np.flatnonzero(np.diff(hosts_sorted)) + 1]
+        group_base = np.repeat(np.r_[0.0, csum][start], np.diff(np.r_[start, len(members)]))
+        before = csum - load - group_base
+        self.mmt_load = np.full(n, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.mmt_load[members] = (self.h_lr_next[hosts_sorted] - before) / self.host_cpu[hosts_sorted]
+        self.vm_since_migration = (
+            np.full(n, np.nan) if vm_since_migration is None else np.asarray(vm_since_migration, float)
+        )
         self._vm_table: np.ndarray | None = None
         self._host_table: np.ndarray | None = None
         self.pair_keys = np.zeros(0, np.int64) if pair_conflict_keys is None else pair_conflict_keys
         self.pair_counts = np.zeros(0) if pair_conflict_counts is None else pair_conflict_counts
         phase = 2 * np.pi * (origin % DAY) / DAY
         self.hod = (np.sin(phase), np.cos(phase))
+
+    def _interference_estimates(
+        self, wanted: np.ndarray, ready: np.ndarray, horizon_steps: int, n_hosts: int
+    ) -> None:
+        """Per VM: how sensitive it is to its neighbours' activity, and the activity ahead.
+
+        Over the window (with today's placement), ``others_t`` is the summed activity of the other
+        VMs on its host; the sensitivity is the least-squares ratio of its ready share to
+        ``load_curve(others_t)``, i.e. the slowdown it would suffer at saturating neighbour load.
+        Predicted slowdowns then need only host sums (linear), so a hypothetical host is as cheap
+        as the current one."""
+        n, width = wanted.shape
+        placed = self.host_of >= 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            act = np.nan_to_num(np.clip(wanted / self.size[:, None], 0.0, 1.0), nan=0.0)
+        if width:
+            flat = (np.where(placed, self.host_of, 0)[:, None] * width + np.arange(width)).ravel()
+            host_act = np.bincount(flat, (act * placed[:, None]).ravel(), n_hosts * width)
+            host_act = host_act.reshape(n_hosts, width)
+            others = np.where(placed[:, None], host_act[np.where(placed, self.host_of, 0)] - act, 0.0)
+            g = load_curve(others)
+            ready_w = ready[:, -width:] if ready.shape[1] >= width else np.full((n, width), np.nan)
+            ok = ~np.isnan(ready_w) & (g > 1e-6)
+            num = np.where(ok, ready_w * g, 0.0).sum(axis=1)
+            den = np.where(ok, g * g, 0.0).sum(axis=1)
+            # no ready samples at all counts as no ready time, as for the ready features (and keeps
+            # NaN, XGBoost's slower missing-value path, out of clouds that do not report it); a VM
+            # that never had active neighbours in the window has no estimate (NaN)
+            has_ready = (~np.isnan(ready_w)).any(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self.sensitivity = np.where(
+                    den > 1e-9, np.clip(num / den, 0.0, 1.0), np.where(has_ready, np.nan, 0.0)
+                )
+            self.act_ahead = np.clip(linear_stats(act, horizon_steps)[2], 0.0, 1.0)
+        else:
+            self.sensitivity = np.zeros(n)
+            self.act_ahead = np.zeros(n)
+        self.h_act_ahead = np.bincount(self.host_of[placed], self.act_ahead[placed], n_hosts)
+        # what an LR-MMT-like consolidator running the cloud sees: its 10-step line extrapolated
+        # one step (linear in the VMs), and how the host ranks among active hosts (the least
+        # utilised are drained first)
+        k = min(width, LR_MMT_LENGTH)
+        if k >= 2:
+            x = np.arange(k, dtype=np.float64)
+            xc = x - x.mean()
+            coef = 1.0 / k + (k - x.mean()) * xc / np.sum(xc * xc)
+            self.lr_next = np.nan_to_num(wanted[:, -k:], nan=0.0) @ coef
+        else:
+            self.lr_next = np.nan_to_num(wanted[:, -1], nan=0.0) if width else np.zeros(n)
+        self.h_lr_next = np.bincount(self.host_of[placed], self.lr_next[placed], n_hosts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            util = self.h_used / np.where(self.host_cpu > 0, self.host_cpu, np.nan)
+        active = np.bincount(self.host_of[placed], minlength=n_hosts) > 0
+        order = np.argsort(np.where(active, np.nan_to_num(util, nan=0.0), np.inf), kind="stable")
+        rank = np.empty(n_hosts)
+        rank[order] = np.arange(n_hosts)
+        self.h_rank = np.where(active, rank / max(int(active.sum()) - 1, 1), np.nan)
+        self.h_active_rank = np.where(active, rank, np.nan)
+
+    def _log_host_cpu(self) -> np.ndarray:
+        if getattr(self, "_log_cpu", None) is None:
+            cpu = np.where(self.host_cpu > 0, self.host_cpu, np.nan)
+            self._log_cpu = np.log10(np.maximum(cpu, 1.0)).astype(np.float32)
+        return self._log_cpu
 
     def pair_conflicts(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if len(self.pair_keys) == 0:
@@ -385,6 +511,15 @@ class PairContext:
                 self.class_rate,
                 self.priority,
                 self.app_code.astype(np.float64),
+                self.sensitivity,
+                self.act_ahead,
+                self.vm_present,
+                self.lr_next,
+                np.log10(np.where(np.isnan(self.size), np.nan, np.maximum(self.size, 1.0))),
+                self.vm_migrations,
+                self.vm_since_migration,
+                self.ram,
+                self.mmt_load,
             ]
             self._vm_table = np.ascontiguousarray(
                 np.column_stack(vm_cols + [self.demand_tail, self.standardised]).astype(np.float32).T
@@ -401,6 +536,11 @@ class PairContext:
                 self.h_ready,
                 np.where(self.host_cpu > 0, self.host_cpu, np.nan),
                 np.where(self.host_memory > 0, self.host_memory, np.nan),
+                self.h_act_ahead,
+                self.h_lr_next,
+                self.h_rank,
+                self.h_min_ram,
+                self.h_active_rank,
             ]
             self._host_table = np.ascontiguousarray(
                 np.column_stack(host_cols + [self.h_tail]).astype(np.float32).T
@@ -435,43 +575,70 @@ class PairContext:
         def host_plus(host_col: int, vm_col: int) -> np.ndarray:
             return ht[host_col] + add_a * va[vm_col] + add_b * vb[vm_col]
 
+        o = dict(zip(PAIR_FEATURES, out, strict=True))
+        moved_a, moved_b = ha != h, hb != h
         with np.errstate(invalid="ignore", divide="ignore"):
             inv = 1.0 / ht[9]
-            tail = ht[11 : 11 + nt] + add_a * va[15 : 15 + nt] + add_b * vb[15 : 15 + nt]
             activity = host_plus(5, 5)
-            columns = [
-                in_a * in_b,
-                host_plus(0, 0) * inv,
-                host_plus(1, 1) * inv,
-                host_plus(2, 2) * inv,
-                tail.max(axis=0) * inv if nt else np.zeros(k, np.float32),
-                host_plus(4, 4) * inv,
-                host_plus(3, 3) * inv,
-                (va[1] + vb[1]) * inv,
-                (va[4] + vb[4]) * inv,
-                np.fmax(va[7], vb[7]),
-                np.fmin(va[7], vb[7]),
-                np.einsum("ji,ji->i", va[15 + nt :], vb[15 + nt :]),
-                ht[8],
-                np.maximum(va[8], vb[8]),
-                np.minimum(va[8], vb[8]),
-                np.maximum(va[9], vb[9]),
-                activity,
-                activity - va[5] - vb[5],
-                ht[7] + add_a + add_b,
-                host_plus(6, 6) / ht[10],
-                np.maximum(va[10], vb[10]),
-                np.minimum(va[10], vb[10]),
-                np.maximum(va[11], vb[11]),
-                np.minimum(va[11], vb[11]),
-                self.pair_conflicts(a, b),
-                np.maximum(va[12], vb[12]),
-                np.maximum(va[13], vb[13]),
-                va[14] == vb[14],
-                self.hod[0],
-                self.hod[1],
-                np.log10(np.maximum(ht[9], 1.0)),
-            ]
-            for j, column in enumerate(columns):
-                out[j] = column
+            ahead = host_plus(11, 16)
+            np.multiply(in_a, in_b, out=o["colocated_now"])
+            np.multiply(host_plus(0, 0), inv, out=o["host_used_last"])
+            np.multiply(host_plus(1, 1), inv, out=o["host_demand_last"])
+            np.multiply(host_plus(2, 2), inv, out=o["host_demand_mean"])
+            if nt:
+                tail = ht[16 : 16 + nt] + add_a * va[24 : 24 + nt] + add_b * vb[24 : 24 + nt]
+                np.multiply(tail.max(axis=0), inv, out=o["host_demand_max3"])
+            else:
+                o["host_demand_max3"][:] = 0.0
+            np.multiply(host_plus(4, 4), inv, out=o["host_demand_lr"])
+            np.multiply(host_plus(3, 3), inv, out=o["host_demand_slope"])
+            np.multiply(va[1] + vb[1], inv, out=o["pair_demand_last"])
+            np.multiply(va[4] + vb[4], inv, out=o["pair_demand_lr"])
+            np.fmax(va[7], vb[7], out=o["pair_util_max"])
+            np.fmin(va[7], vb[7], out=o["pair_util_min"])
+            np.einsum("ji,ji->i", va[24 + nt :], vb[24 + nt :], out=o["pair_corr"])
+            o["host_ready_max"][:] = ht[8]
+            np.maximum(va[8], vb[8], out=o["pair_ready_max"])
+            np.minimum(va[8], vb[8], out=o["pair_ready_min"])
+            np.maximum(va[9], vb[9], out=o["pair_ready_mean_max"])
+            o["host_activity"][:] = activity
+            np.subtract(activity - va[5], vb[5], out=o["host_activity_others"])
+            np.add(ht[7] + add_a, add_b, out=o["host_vms"])
+            np.divide(host_plus(6, 6), ht[10], out=o["host_memory"])
+            np.maximum(va[10], vb[10], out=o["vm_conflicts_max"])
+            np.minimum(va[10], vb[10], out=o["vm_conflicts_min"])
+            np.maximum(va[11], vb[11], out=o["vm_recent_conflicts_max"])
+            np.minimum(va[11], vb[11], out=o["vm_recent_conflicts_min"])
+            o["pair_conflicts"][:] = self.pair_conflicts(a, b)
+            np.maximum(va[12], vb[12], out=o["class_conflict_rate_max"])
+            np.maximum(va[13], vb[13], out=o["priority_max"])
+            np.equal(va[14], vb[14], out=o["same_app"], casting="unsafe")
+            o["hod_sin"][:] = self.hod[0]
+            o["hod_cos"][:] = self.hod[1]
+            o["log_host_cpu"][:] = self._log_host_cpu().take(hs)
+            np.fmax(va[15], vb[15], out=o["pair_sensitivity_max"])
+            np.fmin(va[15], vb[15], out=o["pair_sensitivity_min"])
+            # the other VMs' activity each of the two would feel on the host, now and ahead
+            slow_a = va[15] * load_curve(activity - va[5])
+            slow_b = vb[15] * load_curve(activity - vb[5])
+            np.fmax(slow_a, slow_b, out=o["pair_slowdown_now_max"])
+            np.fmin(slow_a, slow_b, out=o["pair_slowdown_now_min"])
+            slow_a = va[15] * load_curve(ahead - va[16])
+            slow_b = vb[15] * load_curve(ahead - vb[16])
+            np.fmax(slow_a, slow_b, out=o["pair_slowdown_ahead_max"])
+            np.fmin(slow_a, slow_b, out=o["pair_slowdown_ahead_min"])
+            o["host_activity_ahead"][:] = ahead
+            np.maximum(va[17], vb[17], out=o["vm_present_conflicts_max"])
+            np.multiply(host_plus(12, 18), inv, out=o["host_lr_mmt"])
+            o["host_util_rank"][:] = ht[13]
+            np.fmin(va[19], vb[19], out=o["pair_size_min"])
+            np.fmax(va[19], vb[19], out=o["pair_size_max"])
+            np.maximum(va[20], vb[20], out=o["pair_migrations_max"])
+            np.fmin(va[21], vb[21], out=o["pair_since_migration_min"])
+            ram_min = np.fmin(va[22], vb[22], out=o["pair_ram_min"])
+            host_min_ram = np.fmin(np.where(moved_a, va[22], np.inf), np.where(moved_b, vb[22], np.inf))
+            np.fmin(host_min_ram, ht[14], out=host_min_ram)
+            np.less_equal(ram_min, host_min_ram, out=o["pair_has_smallest_ram"], casting="unsafe")
+            np.fmax(va[23], vb[23], out=o["pair_mmt_load_max"])
+            o["host_active_rank"][:] = ht[15]
         return out.T, placed

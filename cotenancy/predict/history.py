@@ -9,7 +9,6 @@ VMs (``details["neighbours"]``).
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ class History:
     priority: np.ndarray
     app_types: list[str]
     events: list[Event] = field(default_factory=list)
+    vm_memory_size: np.ndarray | None = None  # configured RAM (MiB), NaN unknown
 
     @property
     def app_code(self) -> np.ndarray:
@@ -128,6 +128,7 @@ def load_history(store, start: float, end: float, step: float) -> History:
         host_memory=np.array([hosts[h].capacity.memory for h in host_ids]),
         host_of=host_of,
         vm_cpu_size=np.array([vms[v].size.cpu for v in vm_ids]),
+        vm_memory_size=np.array([vms[v].size.memory for v in vm_ids], dtype=float),
         priority=np.array([vms[v].workload.priority for v in vm_ids], dtype=float),
         app_types=[vms[v].workload.app_type for v in vm_ids],
         events=sorted((e for e in events if e.kind is EventKind.DEGRADATION), key=lambda e: e.timestamp),
@@ -156,34 +157,86 @@ def conflict_keys_by_step(history: History) -> list[set[int]]:
 RECENT_STEPS = 12
 
 
+class ConflictMemory:
+    """Past conflicts over a sliding window of steps, updated incrementally while a dataset walks
+    forward in time (rebuilding it from every event at every step was the slowest part of training).
+
+    The window at step ``col`` holds the events with ``timestamps[col] - lookback < t <= timestamps[col]``:
+    the events of the step being observed count, as they do for the serving object, which has seen
+    them when it scores."""
+
+    def __init__(self, history: History, lookback_steps: int) -> None:
+        n = len(history.vm_ids)
+        index = {v: i for i, v in enumerate(history.vm_ids)}
+        self.history = history
+        self.n = n
+        self.lookback = lookback_steps * history.step_seconds
+        self.recent_span = RECENT_STEPS * history.step_seconds
+        self.times = np.array([e.timestamp for e in history.events], dtype=np.float64)
+        self.victims: list[np.ndarray] = []
+        self.neighbours: list[np.ndarray] = []
+        self.pair_keys: list[np.ndarray] = []
+        for event in history.events:
+            victims = np.array([index[v] for v in event.vm_ids if v in index], dtype=np.int64)
+            names = event.details.get("neighbours", "").split(",")
+            neighbours = np.array([index[v] for v in names if v in index], dtype=np.int64)
+            x, y = np.meshgrid(victims, neighbours, indexing="ij")
+            x, y = x.ravel(), y.ravel()
+            keep = x != y
+            self.victims.append(victims)
+            self.neighbours.append(neighbours)
+            self.pair_keys.append(np.minimum(x[keep], y[keep]) * n + np.maximum(x[keep], y[keep]))
+        self.per_vm = np.zeros(n)
+        self.recent = np.zeros(n)
+        self.present = np.zeros(n)
+        self.pairs: dict[int, float] = defaultdict(float)
+        self._head = self._tail = self._recent_tail = 0
+
+    def _apply(self, i: int, sign: float) -> None:
+        self.per_vm[self.victims[i]] += sign
+        self.present[self.neighbours[i]] += sign
+        for key in self.pair_keys[i].tolist():
+            self.pairs[key] += sign
+            if self.pairs[key] <= 0:
+                del self.pairs[key]
+
+    def at(self, col: int) -> dict[str, np.ndarray]:
+        """Memory arrays at step ``col`` (steps must be visited in increasing order)."""
+        t_end = float(self.history.timestamps[col])
+        head = int(np.searchsorted(self.times, t_end, side="right"))
+        for i in range(self._head, head):
+            self._apply(i, 1.0)
+            self.recent[self.victims[i]] += 1
+        self._head = max(self._head, head)
+        tail = int(np.searchsorted(self.times, t_end - self.lookback, side="right"))
+        for i in range(self._tail, min(tail, self._head)):
+            self._apply(i, -1.0)
+        self._tail = max(self._tail, tail)
+        recent_tail = int(np.searchsorted(self.times, t_end - self.recent_span, side="right"))
+        for i in range(self._recent_tail, min(recent_tail, self._head)):
+            self.recent[self.victims[i]] -= 1
+        self._recent_tail = max(self._recent_tail, recent_tail)
+        return memory_arrays(
+            self.per_vm.copy(), self.pairs, self.history.app_code, self.recent.copy(), self.present.copy()
+        )
+
+
 def conflict_memory(history: History, col: int, lookback_steps: int) -> dict[str, np.ndarray]:
-    """Past conflicts before step ``col``: per VM (over the lookback and over the last hour), per
-    workload class (rate), per pair."""
-    n = len(history.vm_ids)
-    index = {v: i for i, v in enumerate(history.vm_ids)}
-    t_end = float(history.timestamps[col])
-    t_start = t_end - lookback_steps * history.step_seconds
-    per_vm = np.zeros(n)
-    recent = np.zeros(n)
-    t_recent = t_end - RECENT_STEPS * history.step_seconds
-    pairs: dict[int, float] = defaultdict(float)
-    times = [e.timestamp for e in history.events]  # events are kept in time order
-    for event in history.events[bisect.bisect_left(times, t_start) : bisect.bisect_left(times, t_end)]:
-        victims = [index[v] for v in event.vm_ids if v in index]
-        per_vm[victims] += 1
-        if event.timestamp >= t_recent:
-            recent[victims] += 1
-        neighbours = [index[v] for v in event.details.get("neighbours", "").split(",") if v in index]
-        for x in victims:
-            for y in neighbours:
-                if x != y:
-                    pairs[min(x, y) * n + max(x, y)] += 1
-    return memory_arrays(per_vm, pairs, history.app_code, recent)
+    """Past conflicts up to step ``col`` (see :class:`ConflictMemory`): per VM (over the lookback
+    and over the last hour), per workload class (rate), per pair."""
+    return ConflictMemory(history, lookback_steps).at(col)
 
 
 def memory_arrays(
-    per_vm: np.ndarray, pairs: dict[int, float], app_code: np.ndarray, recent: np.ndarray | None = None
+    per_vm: np.ndarray,
+    pairs: dict[int, float],
+    app_code: np.ndarray,
+    recent: np.ndarray | None = None,
+    present: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
+    """Keyword arguments of :class:`PairContext` for past conflicts: ``per_vm`` (events in which the
+    VM was degraded), ``recent`` (the same over the last hour), ``present`` (events on its host
+    while it was there, degraded or not: how often it keeps company with victims), ``pairs``."""
     classes = np.bincount(app_code, per_vm, app_code.max() + 1 if len(app_code) else 1)
     sizes = np.bincount(app_code, minlength=len(classes)).astype(float)
     rate = (classes / np.maximum(sizes, 1))[app_code] if len(app_code) else np.zeros(0)
@@ -191,16 +244,44 @@ def memory_arrays(
     return {
         "vm_conflicts": per_vm,
         "vm_recent_conflicts": np.zeros(len(per_vm)) if recent is None else recent,
+        "vm_present_conflicts": np.zeros(len(per_vm)) if present is None else present,
         "class_conflict_rate": rate,
         "pair_conflict_keys": keys,
         "pair_conflict_counts": np.array([pairs[k] for k in keys], dtype=float),
     }
 
 
+def placement_churn(host_of: np.ndarray, lookback_steps: int = 288) -> tuple[np.ndarray, np.ndarray]:
+    """Per VM and step: migrations over the last :data:`RECENT_STEPS` steps and steps since its
+    last migration (capped at ``lookback_steps``), from the placement replayed from the history's
+    ``MIGRATION`` events, as the serving object counts them from the events it saw."""
+    n, total = host_of.shape
+    moved = np.zeros((n, total), dtype=bool)
+    if total > 1:
+        moved[:, 1:] = (host_of[:, 1:] != host_of[:, :-1]) & (host_of[:, 1:] >= 0) & (host_of[:, :-1] >= 0)
+    csum = np.cumsum(moved, axis=1)
+    before = np.zeros_like(csum)
+    before[:, RECENT_STEPS:] = csum[:, :-RECENT_STEPS]
+    counts = (csum - before).astype(np.float64)
+    cols = np.arange(total)
+    last = np.maximum.accumulate(np.where(moved, cols, -(10**9)), axis=1)
+    since = np.minimum(cols - last, lookback_steps).astype(np.float64)
+    return counts, since
+
+
 def context_at(
-    history: History, col: int, window_steps: int, horizon_steps: int, lookback_steps: int = 288
+    history: History,
+    col: int,
+    window_steps: int,
+    horizon_steps: int,
+    lookback_steps: int = 288,
+    memory: dict[str, np.ndarray] | None = None,
+    churn: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> feats.PairContext:
-    """The :class:`PairContext` the serving path would build at step ``col``."""
+    """The :class:`PairContext` the serving path would build at step ``col`` (``memory``: the
+    :class:`ConflictMemory` arrays at ``col``, computed here when not given; ``churn``: the
+    :func:`placement_churn` arrays, likewise)."""
+    churn = churn if churn is not None else placement_churn(history.host_of, lookback_steps)
     lo = max(col - window_steps + 1, 0)
     v = history.values
 
@@ -213,6 +294,7 @@ def context_at(
         ready=win("cpu_ready"),
         memory=win("memory"),
         vm_cpu_size=history.vm_cpu_size,
+        vm_memory_size=history.vm_memory_size,
         host_of=history.host_of[:, col],
         host_cpu=history.host_cpu,
         host_memory=history.host_memory,
@@ -220,7 +302,9 @@ def context_at(
         app_code=history.app_code,
         origin=float(history.timestamps[col]),
         horizon_steps=horizon_steps,
-        **conflict_memory(history, col, lookback_steps),
+        vm_migrations=churn[0][:, col],
+        vm_since_migration=churn[1][:, col],
+        **(memory if memory is not None else conflict_memory(history, col, lookback_steps)),
     )
 
 
@@ -255,6 +339,7 @@ def build_pair_dataset(
     window_steps: int = 12,
     stride: int = 1,
     progress=None,
+    lookback_steps: int = 288,
 ) -> PairDataset:
     """One row per co-located pair per origin step; ``y = 1`` when the pair has a conflict at some
     step in ``[t + label_from_steps, t + horizon_steps]``."""
@@ -263,13 +348,15 @@ def build_pair_dataset(
     n = len(history.vm_ids)
     xs, ys, steps, keys, used, lr = [], [], [], [], [], []
     util_history = _host_utilisation(history)
+    memory = ConflictMemory(history, lookback_steps)
+    churn = placement_churn(history.host_of, lookback_steps)
     for col in range(min(window_steps, total - 1), total - horizon_steps, stride):
         pairs = colocated_pairs(history.host_of[:, col])
         if progress:
             progress(1)
         if len(pairs) == 0:
             continue
-        ctx = context_at(history, col, window_steps, horizon_steps)
+        ctx = context_at(history, col, window_steps, horizon_steps, memory=memory.at(col), churn=churn)
         x, placed = ctx.features(pairs)
         future: set[int] = set()
         for s in range(col + label_from_steps, col + horizon_steps + 1):
@@ -358,6 +445,7 @@ def history_from_frames(cloud) -> History:
         host_memory=np.asarray(cloud.hosts.memory, dtype=float)[order],
         host_of=host_of,
         vm_cpu_size=np.asarray(cloud.vm_cpu, dtype=float),
+        vm_memory_size=np.asarray(cloud.vm_memory, dtype=float),
         priority=np.full(cloud.n_vms, 5.0),
         app_types=["general"] * cloud.n_vms,
         events=sorted(

@@ -3,8 +3,9 @@ calibration, with a labelled heuristic when no trained model exists yet.
 
 Features: :class:`cotenancy.predict.features.PairContext` (host load and its trend with the pair
 on the host, the pair's share and correlation, ready time, past conflicts of the VMs, the pair and
-their workload classes). A candidate host gives the load the pair *would* meet there, so the planner
-can judge a move before making it.
+their workload classes, each VM's estimated sensitivity to its neighbours' activity and the
+slowdown it predicts, and placement churn: recent migrations, RAM, the host's rank). A candidate
+host gives the load the pair *would* meet there, so the planner can judge a move before making it.
 
 Calibration: the booster's raw probabilities are mapped through an isotonic regression fitted on
 a time-ordered held-out slice of the training data, so a 0.3 means about 30 % of such pairs got into
@@ -230,9 +231,10 @@ class XGBoostRiskModel(RiskModel):
 
     # ------------------------------------------------------------------------- serving
     def _remember(self, state: ClusterState) -> None:
-        """Degradation events seen in past rounds feed the past-conflict features."""
+        """Degradation and migration events seen in past rounds feed the past-conflict and
+        placement-churn features."""
         for event in state.events:
-            if event.kind is not EventKind.DEGRADATION:
+            if event.kind not in (EventKind.DEGRADATION, EventKind.MIGRATION):
                 continue
             key = (event.timestamp, event.host_id, event.vm_ids)
             if key not in self._seen:
@@ -266,14 +268,31 @@ class XGBoostRiskModel(RiskModel):
         cpu = window("cpu")
         per_vm = np.zeros(n)
         recent = np.zeros(n)
-        recent_since = state.now - RECENT_STEPS * tele.step_seconds
+        present = np.zeros(n)
+        migrations = np.zeros(n)
+        lookback_steps = int(round(self.memory_seconds / tele.step_seconds))
+        since = np.full(n, float(lookback_steps))
+        last_step = float(tele.timestamps[-1]) if len(tele.timestamps) else state.now
+        recent_since = last_step - RECENT_STEPS * tele.step_seconds
         pairs: dict[int, float] = {}
         for event in self._events:
+            if event.kind is EventKind.MIGRATION:
+                moved = [vm_index[v] for v in event.vm_ids[:1] if v in vm_index]
+                if event.timestamp > recent_since:
+                    migrations[moved] += 1
+                # a move completed during the step before the last sample shows in that sample:
+                # 0 steps since, as the training placement replay counts it
+                age = np.floor(max(last_step - event.timestamp, 0.0) / tele.step_seconds)
+                since[moved] = np.minimum(since[moved], min(age, lookback_steps))
+                continue
             victims = [vm_index[v] for v in event.vm_ids if v in vm_index]
             per_vm[victims] += 1
-            if event.timestamp >= recent_since:
+            if event.timestamp > recent_since:
                 recent[victims] += 1
-            for y in (vm_index[v] for v in event.details.get("neighbours", "").split(",") if v in vm_index):
+            names = event.details.get("neighbours", "").split(",")
+            neighbours = [vm_index[v] for v in names if v in vm_index]
+            present[neighbours] += 1
+            for y in neighbours:
                 for x in victims:
                     if x != y:
                         key = min(x, y) * n + max(x, y)
@@ -285,14 +304,17 @@ class XGBoostRiskModel(RiskModel):
             ready=window("cpu_ready"),
             memory=window("memory"),
             vm_cpu_size=np.array([vm.size.cpu if vm else np.nan for vm in vms]),
+            vm_memory_size=np.array([vm.size.memory if vm else np.nan for vm in vms], dtype=float),
             host_of=np.array([host_index.get(vm.host_id, -1) if vm and vm.host_id else -1 for vm in vms]),
             host_cpu=np.array([inv.hosts[h].capacity.cpu for h in host_ids]),
             host_memory=np.array([inv.hosts[h].capacity.memory for h in host_ids]),
             priority=np.array([vm.workload.priority if vm else 5 for vm in vms], dtype=float),
             app_code=codes,
-            origin=state.now,
+            origin=last_step,  # the moment of the last sample, as in training rows
             horizon_steps=max(1, int(round(self.horizon_seconds / tele.step_seconds))),
-            **memory_arrays(per_vm, pairs, codes, recent),
+            vm_migrations=migrations,
+            vm_since_migration=since,
+            **memory_arrays(per_vm, pairs, codes, recent, present),
         )
         self._cache = (stamp, ctx)
         return ctx

@@ -32,8 +32,19 @@ def test_train_reads_the_store_and_the_models_serve(tmp_path, shared_dir, capsys
         store.close()
     assert n_events > 0
     models = tmp_path / "models"
-    code = main(["--set", f"predict.model_dir={models}", "train", "--store", url, "--since", "0",
-                 "--until", str(workload.start + 2 * 86400)])
+    code = main(
+        [
+            "--set",
+            f"predict.model_dir={models}",
+            "train",
+            "--store",
+            url,
+            "--since",
+            "0",
+            "--until",
+            str(workload.start + 2 * 86400),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert (models / "forecast.json").is_file() and (models / "risk.json").is_file()
@@ -68,8 +79,22 @@ def test_train_reads_the_store_and_the_models_serve(tmp_path, shared_dir, capsys
 
 def test_evaluate_forecast_writes_every_method_and_resource(tmp_path, shared_dir, capsys):
     out = tmp_path / "forecast.json"
-    code = main(["evaluate", "forecast", "--trace", str(shared_dir / "traces" / "bitbrains-rnd" / "2013-7"),
-                 "--limit", "6", "--train-days", "21", "--horizon", "30m", "--json", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "forecast",
+            "--trace",
+            str(shared_dir / "traces" / "bitbrains-rnd" / "2013-7"),
+            "--limit",
+            "6",
+            "--train-days",
+            "21",
+            "--horizon",
+            "30m",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert set(result["methods"]) == METHODS
@@ -104,8 +129,21 @@ def test_evaluate_conflicts_writes_every_method(tmp_path, shared_dir):
             shutil.copy(path, target / path.name)
         days.append(str(target))
     out = tmp_path / "conflicts.json"
-    code = main(["evaluate", "conflicts", "--setup", "cloudsim", "--train", days[0], days[1],
-                 "--test", days[2], "--json", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "conflicts",
+            "--setup",
+            "cloudsim",
+            "--train",
+            days[0],
+            days[1],
+            "--test",
+            days[2],
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert set(result["methods"]) == {"model", "reactive", "lr_mmt"}

@@ -111,12 +111,18 @@ def toy_history(steps: int = 240, seed: int = 0):
             total = demand[members, col].sum()
             if total > cap[h]:
                 used[members, col] *= cap[h] / total
-                events.append(Event(
-                    timestamp=float(t[col]), kind=EventKind.DEGRADATION,
-                    vm_ids=tuple(f"vm-{m}" for m in members), host_id=f"h{h}", duration=STEP,
-                    severity=1 - cap[h] / total, resource="cpu",
-                    details={"neighbours": ",".join(f"vm-{m}" for m in members)},
-                ))
+                events.append(
+                    Event(
+                        timestamp=float(t[col]),
+                        kind=EventKind.DEGRADATION,
+                        vm_ids=tuple(f"vm-{m}" for m in members),
+                        host_id=f"h{h}",
+                        duration=STEP,
+                        severity=1 - cap[h] / total,
+                        resource="cpu",
+                        details={"neighbours": ",".join(f"vm-{m}" for m in members)},
+                    )
+                )
     return History(
         vm_ids=[f"vm-{i}" for i in range(n)],
         timestamps=t,

@@ -27,8 +27,9 @@ TRAIN_END = 3 * 288
 @pytest.fixture(scope="module")
 def trained(usage):
     values = {k: v[:, :TRAIN_END] for k, v in usage.values.items()}
-    return train_forecaster(values, usage.timestamps[:TRAIN_END], STEP, usage.sizes, usage.vm_ids,
-                            usage.classes, small_config())
+    return train_forecaster(
+        values, usage.timestamps[:TRAIN_END], STEP, usage.sizes, usage.vm_ids, usage.classes, small_config()
+    )
 
 
 def _served(tmp_path, model) -> HybridForecaster:
@@ -99,11 +100,11 @@ import numpy as np
 from cotenancy.predict.forecast import HybridForecaster
 f = HybridForecaster(model_path={str(forecaster.model_path)!r})
 assert f.trained
-w = np.load({str(tmp_path / 'window.npy')!r})
-sizes = {{"cpu": np.array({usage.sizes['cpu'].tolist()!r})}}
+w = np.load({str(tmp_path / "window.npy")!r})
+sizes = {{"cpu": np.array({usage.sizes["cpu"].tolist()!r})}}
 out = f.forecast_arrays({{"cpu": w}}, {float(state.telemetry.timestamps[-1])!r}, 300.0, (6,), (0.5, 0.95),
                         sizes=sizes)
-np.save({str(tmp_path / 'other.npy')!r}, out.values["cpu"][:, 0, 1])
+np.save({str(tmp_path / "other.npy")!r}, out.values["cpu"][:, 0, 1])
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     np.testing.assert_allclose(np.load(tmp_path / "other.npy"), here, rtol=1e-6)
@@ -135,8 +136,16 @@ def test_models_reload_without_restart(tmp_path, usage, trained):
 def test_incremental_retraining_continues_the_trees(usage, trained):
     later = slice(288, TRAIN_END + 288)
     values = {k: v[:, later] for k, v in usage.values.items()}
-    more = train_forecaster(values, usage.timestamps[later], STEP, usage.sizes, usage.vm_ids,
-                            usage.classes, small_config(), previous=trained)
+    more = train_forecaster(
+        values,
+        usage.timestamps[later],
+        STEP,
+        usage.sizes,
+        usage.vm_ids,
+        usage.classes,
+        small_config(),
+        previous=trained,
+    )
     before = trained.boosters["cpu"].num_boosted_rounds()
     assert more.boosters["cpu"].num_boosted_rounds() == before + small_config().incremental_rounds
     assert more.metadata["incremental"] is True
@@ -171,8 +180,9 @@ def test_serving_survives_bad_and_missing_windows(tmp_path, usage, trained):
     window[2, :] = np.nan  # no history at all: half the size at p50, the whole size at p95
     window[3, ::2] = np.inf
     sizes = {"cpu": usage.sizes["cpu"][:4]}
-    out = forecaster.forecast_arrays({"cpu": window}, float(usage.timestamps[TRAIN_END - 1]), STEP,
-                                     (1, 6), (0.5, 0.95), sizes=sizes).values["cpu"]
+    out = forecaster.forecast_arrays(
+        {"cpu": window}, float(usage.timestamps[TRAIN_END - 1]), STEP, (1, 6), (0.5, 0.95), sizes=sizes
+    ).values["cpu"]
     assert np.isfinite(out).all() and (out >= 0).all()
     assert out[2, 0, 0] == pytest.approx(0.5 * sizes["cpu"][2])
     assert out[2, 0, 1] == pytest.approx(sizes["cpu"][2])
@@ -187,8 +197,13 @@ def test_long_horizons_use_weekly_profiles_that_transfer_to_new_vms(tmp_path, us
     window = usage.values["cpu"][night_vm : night_vm + 1, upto - 12 : upto]
     horizons = tuple(range(48, 288, 24))
     out = forecaster.forecast_arrays(
-        {"cpu": window}, float(usage.timestamps[upto - 1]), STEP, horizons, (0.5,),
-        vm_ids=["brand-new-vm"], classes=["batch"],
+        {"cpu": window},
+        float(usage.timestamps[upto - 1]),
+        STEP,
+        horizons,
+        (0.5,),
+        vm_ids=["brand-new-vm"],
+        classes=["batch"],
     ).values["cpu"][0, :, 0]
     hours = ((usage.timestamps[upto - 1] + STEP * np.array(horizons)) % 86400) / 3600
     truth = np.cos(2 * np.pi * (hours - 2.0) / 24)
@@ -207,8 +222,10 @@ def test_hints_scale_forecasts_of_matching_vms_while_they_last():
 
 def test_hints_come_from_configuration(tmp_path, usage):
     hints_file = tmp_path / "hints.yaml"
-    hints_file.write_text("- {start: '2023-11-15T00:00:00', end: '2023-11-16T00:00:00', vms: 'vm-00*', "
-                          "resource: cpu, factor: 3}\n")
+    hints_file.write_text(
+        "- {start: '2023-11-15T00:00:00', end: '2023-11-16T00:00:00', vms: 'vm-00*', "
+        "resource: cpu, factor: 3}\n"
+    )
     conf = make_conf([])
     conf.set_override("hints_file", str(hints_file), group="predict")
     conf.set_override("model_dir", str(tmp_path), group="predict")
@@ -234,7 +251,12 @@ def test_a_model_trained_without_workload_classes_round_trips(tmp_path, usage):
     model = train_forecaster(values, usage.timestamps[:TRAIN_END], STEP, config=small_config(horizons=(1,)))
     forecaster = _served(tmp_path, model)
     fresh = HybridForecaster(model_path=forecaster.model_path)
-    out = fresh.forecast_arrays({"cpu": usage.values["cpu"][:, TRAIN_END - 312 : TRAIN_END]},
-                                float(usage.timestamps[TRAIN_END - 1]), STEP, (1, 100), (0.5, 0.95))
+    out = fresh.forecast_arrays(
+        {"cpu": usage.values["cpu"][:, TRAIN_END - 312 : TRAIN_END]},
+        float(usage.timestamps[TRAIN_END - 1]),
+        STEP,
+        (1, 100),
+        (0.5, 0.95),
+    )
     assert out.source["cpu"] == "trained"
     assert np.isfinite(out.values["cpu"]).all()

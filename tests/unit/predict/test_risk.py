@@ -127,8 +127,15 @@ def test_bad_telemetry_gives_finite_scores(tmp_path):
 def test_past_conflicts_seen_in_rounds_become_features(tmp_path):
     model = XGBoostRiskModel(model_path=tmp_path / "absent.json")
     state = _hot_and_idle_state()
-    state.events = [Event(timestamp=state.now - 600, kind=EventKind.DEGRADATION, vm_ids=("vm-002",),
-                          host_id="h1", details={"neighbours": "vm-002,vm-003"})]
+    state.events = [
+        Event(
+            timestamp=state.now - 600,
+            kind=EventKind.DEGRADATION,
+            vm_ids=("vm-002",),
+            host_id="h1",
+            details={"neighbours": "vm-002,vm-003"},
+        )
+    ]
     x, _ = model.context(state).features(np.array([[2, 3], [0, 1]]))
     col = feats.PAIR_FEATURES.index("pair_conflicts")
     assert x[0, col] == 1.0 and x[1, col] == 0.0
@@ -136,8 +143,15 @@ def test_past_conflicts_seen_in_rounds_become_features(tmp_path):
 
 def test_placement_history_is_rebuilt_from_migration_events():
     stamps = np.arange(5) * STEP
-    moves = [Event(timestamp=2 * STEP + 10, kind=EventKind.MIGRATION, vm_ids=("a",), host_id="h2",
-                   details={"from": "h1", "to": "h2"})]
+    moves = [
+        Event(
+            timestamp=2 * STEP + 10,
+            kind=EventKind.MIGRATION,
+            vm_ids=("a",),
+            host_id="h2",
+            details={"from": "h1", "to": "h2"},
+        )
+    ]
     placement = placement_over_time(["a", "b"], ["h1", "h2"], {"a": "h2", "b": "h1"}, moves, stamps, STEP)
     np.testing.assert_array_equal(placement[0], [0, 0, 1, 1, 1])
     np.testing.assert_array_equal(placement[1], [0, 0, 0, 0, 0])

@@ -1,0 +1,44 @@
+"""The conflict evaluation can hand its trained model to the serving side (the planner's risk.json)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+
+from cotenancy.predict import features as feats
+from cotenancy.predict.evaluation import evaluate_conflicts
+from cotenancy.predict.risk import XGBoostRiskModel
+
+
+def _small_days(tmp_path, shared_dir, names, vms=120):
+    days = []
+    for day in names:
+        source = shared_dir / "traces" / "planetlab" / day
+        target = tmp_path / day
+        target.mkdir()
+        for path in sorted(source.iterdir())[:vms]:
+            shutil.copy(path, target / path.name)
+        days.append(str(target))
+    return days
+
+
+def test_evaluation_saves_a_model_that_another_object_serves(tmp_path, shared_dir):
+    train_a, train_b, test = _small_days(tmp_path, shared_dir, ("20110303", "20110306", "20110309"))
+    saved = tmp_path / "models" / "risk.json"
+    result = evaluate_conflicts([train_a, train_b], [test], save_model=saved)
+    document = json.loads(saved.read_text())
+    assert document["schema_version"] == feats.PAIR_SCHEMA
+    assert document["metadata"]["feature_names"] == list(feats.PAIR_FEATURES)
+    assert document["metadata"]["validation"] == result["model_validation"]
+
+    served = XGBoostRiskModel(model_path=saved)
+    assert served.trained
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (200, len(feats.PAIR_FEATURES))).astype(np.float32)
+    p = served.score_features(x)
+    assert ((p >= 0) & (p <= 1)).all()
+    # the same booster and calibration as the one evaluated
+    again = XGBoostRiskModel(model_path=saved)
+    np.testing.assert_array_equal(again.score_features(x), p)
