@@ -31,16 +31,33 @@ HOST_METERS = {"host_cpu_usage", "host_ram_usage"}
 class MetricSource(abc.ABC):
     """Where the numbers come from: per-instance series on a regular grid, plus a clock."""
 
+    #: seconds between samples
+    step: float = 300.0
+
     def __init__(self, model: Any) -> None:
         self.model = model
 
     @abc.abstractmethod
     def now(self) -> float:
-        """POSIX seconds of the newest sample."""
+        """POSIX seconds at the end of the newest sample's interval."""
+
+    def sample_times(self, start: float, end: float) -> list[float]:
+        """Stamps of the samples in ``[start, end)``: one every ``step`` before ``now``."""
+        times = []
+        t = self.now() - self.step
+        while t >= start:
+            if t < end:
+                times.append(t)
+            t -= self.step
+        return times[::-1]
 
     @abc.abstractmethod
     def instance_usage(self, uuid: str, meter: str, start: float, end: float) -> dict[float, float]:
-        """``instance_cpu_usage`` (percent) or ``instance_ram_usage`` (MB) in ``(start, end]``."""
+        """``instance_cpu_usage`` (percent) or ``instance_ram_usage`` (MB) stamped in ``[start, end)``.
+
+        Stamps are the start of the interval a sample describes and the window is half-open, as in
+        Gnocchi's ``get_measures``: a 300 s period ending now holds exactly the last 300 s sample.
+        """
 
     def instance_series(self, instance: Any, meter: str, start: float, end: float) -> dict[float, float]:
         if meter == "instance_ram_allocated":
@@ -50,8 +67,13 @@ class MetricSource(abc.ABC):
         return self.instance_usage(instance.uuid, meter, start, end)
 
     def host_series(self, node: Any, meter: str, start: float, end: float) -> dict[float, float]:
-        """Host usage is the sum of its instances' usage at each timestamp, as a hypervisor sees it."""
-        totals: dict[float, float] = {}
+        """Host usage is the sum of its instances' usage at each timestamp, as a hypervisor sees it.
+
+        A hypervisor reports its load whether or not it runs guests, so a host without instances
+        reads 0, not "no data" (Watcher's ``workload_stabilization`` drops hosts without data from
+        its balance, and then fails when it picks one as a destination).
+        """
+        totals: dict[float, float] = dict.fromkeys(self.sample_times(start, end), 0.0)
         for instance in self.model.get_node_instances(node):
             if meter == "host_cpu_usage":
                 samples = self.instance_usage(instance.uuid, "instance_cpu_usage", start, end)
@@ -65,7 +87,8 @@ class MetricSource(abc.ABC):
 
 
 class ArraySource(MetricSource):
-    """Series given as arrays, newest value last, ``step`` seconds apart, ending at ``now``.
+    """Series given as arrays, newest value last, ``step`` seconds apart; the newest describes the
+    last step before ``now`` (stamped ``now - step``).
 
     Instances not listed use ``defaults`` (a constant per meter), so a scenario only needs to
     spell out the VMs that matter.
@@ -96,9 +119,9 @@ class ArraySource(MetricSource):
             count = max(1, int(round((self._now - start) / self.step)))
             values = [self.defaults[meter]] * count
         out = {}
-        for back, value in enumerate(reversed(list(values))):
+        for back, value in enumerate(reversed(list(values)), start=1):
             t = self._now - back * self.step
-            if start < t <= end and value is not None and math.isfinite(value):
+            if start <= t < end and value is not None and math.isfinite(value):
                 out[t] = float(value)
         return out
 

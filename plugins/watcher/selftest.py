@@ -19,6 +19,9 @@ The request names a ``command``:
 ``simulate``
     rounds of a strategy on a simulated PlanetLab cloud (CloudSim's reference setup, scaled),
     each round's actions checked and then carried out on the cloud.
+``readings``
+    what a Watcher strategy reads through the datasource (instance and host CPU over ``period``)
+    next to the samples behind it, on the simulated cloud or on a scenario.
 
 Scenarios: ``{"faker": "generate_scenario_1"}`` (Watcher's ``faker_cluster_state`` fixtures),
 ``{"faker_metrics": "generate_scenario_3"}`` (``faker_cluster_and_metrics``), either with
@@ -297,8 +300,54 @@ def command_simulate(request: dict[str, Any]) -> dict[str, Any]:
     return {"vms": cloud.n_vms, "hosts": cloud.n_hosts, "rounds": rounds, "metrics": cloud.metrics()}
 
 
+def command_readings(request: dict[str, Any]) -> dict[str, Any]:
+    """What Watcher's strategies read through the datasource, next to the samples it serves.
+
+    With ``planetlab_day``: the simulated cloud after ``warmup_rounds``; per instance, its newest
+    CPU sample and what a ``period``-second mean returns; per host, ``host_cpu_usage`` and the
+    vCPU-weighted sum of its instances' newest samples. With ``scenario``: the array-backed source
+    on a Watcher fixture, per host ``host_cpu_usage`` (a host without instances included).
+    """
+    period = int(request.get("period", 300))
+    if "planetlab_day" in request:
+        from pathlib import Path
+
+        from cotenancy.plugins.watcher import cloud_model, simulation
+
+        driver = simulation.reference_cloud(Path(request["planetlab_day"]), vms=int(request.get("vms", 20)))
+        driver.wait(float(request.get("warmup_rounds", 3)) * driver.cloud.step_seconds)
+        view = cloud_model.compute_model_from_inventory(driver.get_inventory(), simulation.SIM_MHZ_PER_VCPU)
+        source = simulation.SimulatorSource(view, driver, simulation.HISTORY_SECONDS)
+        model = view.model
+        newest = {u: float(series[-1]) for u, series in source.cpu.items()}
+    else:
+        model, vm_by_uuid = scenario_model(request["scenario"])
+        source = metric_source(model, request.get("load", {}), {v: u for u, v in vm_by_uuid.items()})
+        newest = {}
+    backend = datasource.CotenancyDatasource(source)
+    instances = {
+        u: {
+            "newest": newest.get(u),
+            "mean": backend.statistic_aggregation(i, "instance", "instance_cpu_usage", period, "mean", 300),
+        }
+        for u, i in model.get_all_instances().items()
+    }
+    hosts = {}
+    for node in model.get_all_compute_nodes().values():
+        members = model.get_node_instances(node)
+        hosts[node.hostname] = {
+            "instances": len(members),
+            "host_cpu_usage": backend.statistic_aggregation(
+                node, "compute_node", "host_cpu_usage", period, "mean", 300
+            ),
+            "sum_of_newest": sum(newest.get(i.uuid, 0.0) * i.vcpus / node.vcpus for i in members),
+        }
+    return {"instances": instances, "hosts": hosts}
+
+
 COMMANDS = {
     "loaders": command_loaders,
+    "readings": command_readings,
     "run": command_run,
     "translate": command_translate,
     "simulate": command_simulate,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from watcher.common import utils
 from watcher.decision_engine.loading import default as de_loading
+from watcher.decision_engine.model import element
 
 from cotenancy.drivers.simulated.driver import SimulatedDriver
 from cotenancy.exceptions import DriverError
@@ -61,7 +62,9 @@ class SimulatorSource(datasource.MetricSource):
     """What a Gnocchi would have recorded about the simulated cloud, in Watcher's units.
 
     Instance CPU is what the VM got (the ``cpu`` metric), in percent of its vCPUs; instance
-    memory is its memory use, or its size when the setup does not model memory use.
+    memory is its memory use, or its size when the setup does not model memory use. Samples are
+    stamped with the start of the step they describe, as Gnocchi stamps its aggregates, so the
+    newest one is ``now - step`` and covers the last step.
     """
 
     def __init__(self, view: cloud_model.WatcherView, driver: SimulatedDriver, history: float) -> None:
@@ -95,11 +98,15 @@ class SimulatorSource(datasource.MetricSource):
     def now(self) -> float:
         return self._now
 
+    def sample_times(self, start: float, end: float) -> list[float]:
+        """The steps the simulation has recorded in ``[start, end)``."""
+        return self.times[(self.times >= start) & (self.times < end)].tolist()
+
     def instance_usage(self, uuid: str, meter: str, start: float, end: float) -> dict[float, float]:
         series = (self.cpu if meter == "instance_cpu_usage" else self.ram).get(uuid)
         if series is None:
             return {}
-        keep = (self.times > start) & (self.times <= end) & np.isfinite(series)
+        keep = (self.times >= start) & (self.times < end) & np.isfinite(series)
         return dict(zip(self.times[keep].tolist(), series[keep].tolist(), strict=True))
 
 
@@ -126,6 +133,77 @@ class RoundResult:
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""
+    #: what a balancing strategy's trigger saw this round (see :func:`balancing_evidence`)
+    evidence: dict[str, float] = field(default_factory=dict)
+
+
+def _default(strategy: Any, name: str) -> Any:
+    return strategy.input_parameters.get(name, strategy.get_schema()["properties"][name]["default"])
+
+
+def balancing_evidence(strategy: Any) -> dict[str, float]:
+    """The figures that decide whether Watcher's balancing strategies move a VM, read through the
+    strategy's own datasource backend and parameters before it runs (so they are the very values
+    it then reads from the backend's cache).
+
+    ``workload_stabilization`` acts only when the standard deviation of its hosts' CPU load
+    (``host_cpu_usage`` / 100 over ``periods.compute_node``, hosts without samples left out)
+    exceeds ``thresholds.instance_cpu_usage``. ``workload_balance`` acts only when a host's CPU
+    load (its instances' ``instance_cpu_usage`` x vCPUs over ``period``) reaches ``threshold`` %
+    *and* that host has an instance whose removal leaves the host at or above the average load of
+    all hosts (``choose_instance_to_migrate``): a host holding one VM never qualifies.
+    """
+    model = strategy.compute_model
+    backend = strategy.datasource_backend
+    nodes = [
+        n
+        for n in model.get_all_compute_nodes().values()
+        if n.state == element.ServiceState.ONLINE.value and n.status == element.ServiceState.ENABLED.value
+    ]
+    granularity = _default(strategy, "granularity")
+    if strategy.get_name() == "workload_stabilization":
+        metric = "instance_cpu_usage"
+        if metric not in _default(strategy, "metrics"):
+            return {}
+        period = _default(strategy, "periods")["compute_node"]
+        aggregate = _default(strategy, "aggregation_method")["compute_node"]
+        loads = []
+        for node in nodes:
+            value = backend.statistic_aggregation(
+                node, "compute_node", "host_cpu_usage", period, aggregate, granularity
+            )
+            if value is not None:
+                loads.append(value / 100.0)
+        return {
+            "host_cpu_sd": float(np.std(loads)) if loads else 0.0,
+            "threshold": float(_default(strategy, "thresholds")[metric]),
+            "max_host_cpu": 100.0 * max(loads, default=0.0),
+        }
+    if strategy.get_name() == "workload_balance":
+        if _default(strategy, "metrics") != "instance_cpu_usage":
+            return {}
+        period = _default(strategy, "period")
+        threshold = float(_default(strategy, "threshold"))
+        per_node = []
+        for node in nodes:
+            workloads = []
+            for instance in model.get_node_instances(node):
+                util = backend.statistic_aggregation(
+                    instance, "instance", "instance_cpu_usage", period, "mean", granularity
+                )
+                if util is not None:
+                    workloads.append(util * instance.vcpus / 100.0)
+            per_node.append((node, sum(workloads), workloads))
+        average = sum(w for _, w, _ in per_node) / len(per_node) if per_node else 0.0
+        over = [(n, w, ws) for n, w, ws in per_node if w / n.vcpus * 100.0 >= threshold]
+        movable = [ws for _, w, ws in over if any((w - average) - x >= 0 for x in ws)]
+        return {
+            "hosts_over": float(len(over)),
+            "hosts_over_with_a_movable_vm": float(len(movable)),
+            "threshold": threshold,
+            "max_host_cpu": max((w / n.vcpus * 100.0 for n, w, _ in per_node), default=0.0),
+        }
+    return {}
 
 
 @dataclass(slots=True)
@@ -137,6 +215,8 @@ class WatcherOnSimulator:
     input_parameters: dict[str, Any] = field(default_factory=dict)
     history: float = HISTORY_SECONDS
     rounds: list[RoundResult] = field(default_factory=list)
+    #: record :func:`balancing_evidence` every round (Watcher's balancing strategies only)
+    explain: bool = False
 
     def parameters(self, strategy: Any) -> utils.Struct:
         params = utils.Struct(dict(self.input_parameters))
@@ -156,6 +236,8 @@ class WatcherOnSimulator:
         )
         strategy.input_parameters = self.parameters(strategy)
         try:
+            if self.explain:
+                result.evidence = balancing_evidence(strategy)
             solution = strategy.execute()
         except Exception as exc:  # a Watcher strategy that fails a round does nothing that round
             result.error = f"{type(exc).__name__}: {exc}"

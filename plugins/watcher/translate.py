@@ -232,20 +232,25 @@ def telemetry_from_series(
     step_seconds: float,
     steps: int,
 ) -> TelemetryWindow:
-    """Put ``series[vm_id][watcher_metric] = {timestamp: value}`` on a regular grid ending at ``now``.
+    """Put ``series[vm_id][watcher_metric] = {timestamp: value}`` on a regular grid of the ``steps``
+    steps before ``now``.
 
-    Column ``j`` holds the mean of the samples in ``(t_j - step, t_j]``; a step with no sample is NaN,
-    so a gap in the datasource stays visible to the predictors instead of being invented.
+    Columns are labelled by the start of their step, as Gnocchi stamps its aggregates and as
+    cotenancy's own telemetry buffer does: column ``j`` holds the mean of the samples stamped in
+    ``[t_j, t_j + step)``, and the last column is the step that ends at ``now`` (or holds it). A step
+    with no sample is NaN, so a gap in the datasource stays visible to the predictors instead of
+    being invented.
     """
     if steps < 1 or step_seconds <= 0:
         raise ValueError("telemetry needs at least one step of positive length")
     vm_ids = sorted(inventory.vms)
-    end = math.floor(now / step_seconds) * step_seconds
-    timestamps = end - step_seconds * np.arange(steps - 1, -1, -1, dtype=float)
+    last = math.ceil(now / step_seconds - 1e-9) - 1
+    timestamps = (last - np.arange(steps - 1, -1, -1, dtype=float)) * step_seconds
     values = {m: np.full((len(vm_ids), steps), np.nan) for m in WATCHER_METRICS.values()}
     sums = {m: np.zeros((len(vm_ids), steps)) for m in WATCHER_METRICS.values()}
     counts = {m: np.zeros((len(vm_ids), steps)) for m in WATCHER_METRICS.values()}
-    first = timestamps[0] - step_seconds
+    first = timestamps[0]
+    stop = timestamps[-1] + step_seconds
     for row, vm_id in enumerate(vm_ids):
         vm = inventory.vms[vm_id]
         for watcher_metric, samples in (series.get(vm_id) or {}).items():
@@ -256,9 +261,9 @@ def telemetry_from_series(
                 if raw is None or not math.isfinite(float(raw)):
                     continue
                 t = to_posix(stamp)
-                if t <= first or t > timestamps[-1]:
+                if t < first or t >= stop:
                     continue
-                col = int(math.ceil((t - first) / step_seconds)) - 1
+                col = int((t - first) // step_seconds)
                 sums[metric][row, col] += watcher_value_to_cotenancy(watcher_metric, raw, vm)
                 counts[metric][row, col] += 1
     for metric in values:

@@ -40,16 +40,17 @@ def test_instance_cpu_percent_becomes_mhz_of_the_instance_size():
     assert translate.watcher_value_to_cotenancy("instance_ram_usage", 700.0, vm) == 700.0
 
 
-def test_series_land_on_a_regular_grid_ending_now_with_gaps_kept_as_nan():
+def test_series_land_on_a_grid_of_the_steps_before_now_labelled_by_step_start_with_gaps_kept_as_nan():
+    # Gnocchi stamps an aggregate with the start of its step: the newest full step is NOW - 300.
     inventory = _inventory()
     stamp = dt.datetime.fromtimestamp(NOW - 300, tz=dt.UTC)
     series = {
         "v1": {
             "instance_cpu_usage": {
-                (stamp - dt.timedelta(seconds=300)).isoformat(): 10.0,  # ISO string, as Gnocchi returns
-                stamp: 50.0,  # datetime
-                NOW: 100.0,  # POSIX seconds
-                NOW + 300: 75.0,  # in the future: ignored
+                (stamp - dt.timedelta(seconds=600)).isoformat(): 10.0,  # ISO string, as Gnocchi returns
+                stamp - dt.timedelta(seconds=300): 50.0,  # datetime
+                NOW - 300: 100.0,  # POSIX seconds
+                NOW: 75.0,  # the step that starts now has not happened yet: ignored
             }
         },
         "v2": {"instance_cpu_usage": None},
@@ -58,7 +59,7 @@ def test_series_land_on_a_regular_grid_ending_now_with_gaps_kept_as_nan():
     window = translate.telemetry_from_series(inventory, series, NOW, 300, 4)
 
     assert window.vm_ids == ["v1", "v2", "v3"]
-    assert window.timestamps.tolist() == [NOW - 900, NOW - 600, NOW - 300, NOW]
+    assert window.timestamps.tolist() == [NOW - 1200, NOW - 900, NOW - 600, NOW - 300]
     cpu = window.values["cpu"]
     assert math.isnan(cpu[0, 0])
     assert cpu[0, 1:].tolist() == [200.0, 1000.0, 2000.0]
@@ -66,10 +67,11 @@ def test_series_land_on_a_regular_grid_ending_now_with_gaps_kept_as_nan():
 
 
 def test_samples_in_one_step_are_averaged():
-    series = {"v1": {"instance_cpu_usage": {NOW - 100: 20.0, NOW - 200: 40.0}}}
+    series = {"v1": {"instance_cpu_usage": {NOW - 100: 20.0, NOW - 200: 40.0, NOW - 301: 90.0}}}
 
     window = translate.telemetry_from_series(_inventory(), series, NOW, 300, 1)
 
+    assert window.timestamps.tolist() == [NOW - 300]
     assert window.values["cpu"][0, 0] == pytest.approx(600.0)
 
 
@@ -113,12 +115,12 @@ def test_a_host_is_in_conflict_when_its_vms_demand_more_than_it_has():
 
 def test_peak_demand_uses_a_high_quantile_and_treats_unknown_as_full_size():
     inventory = _inventory()
-    series = {"v1": {"instance_cpu_usage": {NOW - 300 * k: float(10 * k) for k in range(10)}}}
+    series = {"v1": {"instance_cpu_usage": {NOW - 300 * k: float(10 * k) for k in range(1, 11)}}}
     window = translate.telemetry_from_series(inventory, series, NOW, 300, 10)
 
     demand = translate.peak_demand(inventory, window)
 
-    assert demand["v1"].cpu == pytest.approx(np.quantile([200.0 * k for k in range(10)], 0.95))
+    assert demand["v1"].cpu == pytest.approx(np.quantile([200.0 * k for k in range(1, 11)], 0.95))
     assert demand["v2"] == Resources(cpu=4000, memory=1024)
 
 

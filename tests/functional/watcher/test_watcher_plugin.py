@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 #: Watcher's faker_cluster_state scenario 1: 5 nodes of 40 vCPUs, 8 placed instances of 10-12 vCPUs
 SCENARIO_1 = {"faker": "generate_scenario_1"}
 INSTANCE_0 = "d000ef1f-dc19-4982-9383-087498bfde03"
@@ -224,3 +226,45 @@ def test_cotenancy_predictive_runs_on_the_compute_model_built_from_the_simulator
     assert all(a["valid"] for a in actions), [a["error"] for a in actions if not a["valid"]]
     assert not [f for r in answer["rounds"] for f in r["failed"]]
     assert answer["metrics"]["migrations"] == sum(a["action_type"] == "migrate" for a in actions)
+
+
+def test_a_five_minute_read_returns_the_last_five_minutes_of_the_simulated_cloud(watcher, shared_dir):
+    # workload_balance reads instance_cpu_usage over period=300 by default: that read must hold
+    # the newest sample (stamped at the start of the last step, as Gnocchi stamps it), not nothing.
+    answer = watcher(
+        {
+            "command": "readings",
+            "planetlab_day": str(shared_dir / "traces" / "planetlab" / "20110303"),
+            "vms": 20,
+            "warmup_rounds": 3,
+            "period": 300,
+        }
+    )
+
+    instances = answer["instances"].values()
+    assert instances and all(i["newest"] is not None for i in instances)
+    for reading in instances:
+        assert reading["mean"] == pytest.approx(reading["newest"])
+    busy = [h for h in answer["hosts"].values() if h["instances"]]
+    assert busy
+    for host in busy:
+        assert host["host_cpu_usage"] == pytest.approx(host["sum_of_newest"])
+
+
+def test_a_host_without_instances_reads_zero_load_not_no_data(watcher):
+    # faker_cluster_and_metrics scenario 3: hostname_1 holds no instance. A hypervisor still
+    # reports its load; workload_stabilization leaves hosts without data out of its balance.
+    answer = watcher(
+        {
+            "command": "readings",
+            "scenario": {"faker_metrics": "generate_scenario_3", "uuids": True},
+            "load": {"defaults": {"instance_cpu_usage": 50.0, "instance_ram_usage": 100.0}},
+            "period": 600,
+        }
+    )
+
+    hosts = answer["hosts"]
+    empty = [h for h in hosts.values() if h["instances"] == 0]
+    assert empty and all(h["host_cpu_usage"] == 0.0 for h in empty)
+    assert all(h["host_cpu_usage"] > 0 for h in hosts.values() if h["instances"])
+    assert all(i["mean"] == pytest.approx(50.0) for i in answer["instances"].values())
