@@ -18,11 +18,31 @@ OPTS = [
         "before the planner counts the excess as overload risk.",
     ),
     cfg.FloatOpt(
+        "pack_utilisation",
+        default=0.75,
+        min=0.05,
+        max=1.0,
+        help="Share of a host's capacity that the planner fills up to when it moves VMs (at most "
+        "target_utilisation). Predicted demand above it costs overload in the plan, but only a "
+        "host above target_utilisation makes its VMs move: the band between is hysteresis, so a "
+        "host packed or relieved this round is not touched again for small swings of its forecast.",
+    ),
+    cfg.FloatOpt(
         "quantile",
         default=0.95,
         min=0.5,
         max=0.999,
         help="Forecast quantile the planner sizes hosts and allocations for.",
+    ),
+    cfg.FloatOpt(
+        "demand_correlation",
+        default=0.3,
+        min=0.0,
+        max=1.0,
+        help="How much co-located VMs are assumed to peak together when their forecasts are added "
+        "up on a host: 1 adds their quantiles (every VM peaks at once), 0 adds their spreads above "
+        "the median in quadrature (independent VMs, statistical multiplexing). Lower packs hosts "
+        "denser for the same predicted overload.",
     ),
     cfg.IntOpt(
         "horizon_steps",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cotenancy.plan.problem import PlanningProblem
+from cotenancy.plan.problem import PlanningProblem, combined_spread
 
 _EPS = 1e-6
 
@@ -88,12 +88,14 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     soft = ~problem.hard
     demand = problem.demand_or_held("high")
     held_target = problem.held_target
-    pred_load = problem.host_sum(demand)
+    pred_load = problem.host_demand()
     held_load = problem.host_sum(held_target)
     now_load = problem.host_sum(problem.held_now)
     limit_all = np.maximum(cap, now_load)
-    over_at_all = s.target_utilisation * cap
-    excess = np.where(soft[None, :] & (cap > 0), (pred_load - over_at_all) / np.maximum(cap, _EPS), 0.0)
+    # moves fill hosts only to the pack level, below the level that makes a host's VMs move
+    over_at_all = s.pack_level * cap
+    trigger = s.target_utilisation * cap
+    excess = np.where(soft[None, :] & (cap > 0), (pred_load - trigger) / np.maximum(cap, _EPS), 0.0)
     excess = np.maximum(excess.max(axis=1), 0.0)
     held_over = (held_load > limit_all + _EPS).any(axis=1)
 
@@ -181,7 +183,12 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     applied_res[keep_old] = np.minimum(problem.reservation, problem.target_reservation)[keep_old]
     applied_held = problem.held(applied_size, applied_res)
     fixed_held_all = problem.host_sum(np.where(fixed_mask[:, None], applied_held, 0.0))
-    fixed_demand_all = problem.host_sum(np.where(fixed_mask[:, None], demand, 0.0))
+    fixed_demand_all = problem.host_demand(fixed_mask)
+    mid, spread = problem.demand_spread()
+    fixed_spread_sq = problem.host_sum(np.where(fixed_mask[:, None], spread * spread, 0.0))
+    fixed_spread = problem.host_sum(np.where(fixed_mask[:, None], spread, 0.0))
+    rho = s.demand_correlation
+    fixed_combined = combined_spread(fixed_spread_sq, fixed_spread, rho)
     fixed_count = np.bincount(problem.host_of[fixed_mask & (problem.host_of >= 0)], minlength=n_h)
 
     # hosts offered for emptying stay possible destinations: the energy term decides which to empty
@@ -227,6 +234,11 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         dests = _destinations(problem, v, pool, residents, fixed_held_all, limit_all, risk_with)
         move_cost = s.weight_migration * mig.seconds(problem.size[v, 1]) + s.migration_fixed_cost
         for h in [home, *dests]:
+            # what v adds to the host's quantile: its median plus its share of the combined spread
+            adds = mid[v] + (
+                combined_spread(fixed_spread_sq[h] + spread[v] ** 2, fixed_spread[h] + spread[v], rho)
+                - fixed_combined[h]
+            )
             fixed_risk = sum(risk_with.get((v, int(w)), 0.0) for w in residents[h])
             soft_count = sum(problem.soft_conflicting(v, int(w)) for w in residents[h])
             for scaled, held in modes:
@@ -247,7 +259,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
                 opt_host.append(host_pos[h])
                 opt_scaled.append(scaled)
                 opt_held.append(held)
-                opt_demand.append(demand[v])
+                opt_demand.append(adds)
                 opt_cost.append(cost)
                 opt_move.append(h != home)
                 opt_risk.append(fixed_risk)
@@ -303,7 +315,7 @@ def _destination_pool(
     cap = problem.capacity
     soft = ~problem.hard
     scale = np.maximum(cap, _EPS)
-    room_soft = np.where(soft & (cap > 0), (s.target_utilisation * cap - fixed_demand) / scale, np.inf)
+    room_soft = np.where(soft & (cap > 0), (s.pack_level * cap - fixed_demand) / scale, np.inf)
     room_hard = np.where(problem.hard & (cap > 0), (limit - fixed_held) / scale, np.inf)
     room = np.minimum(room_soft.min(axis=1), room_hard.min(axis=1))
     occupied = np.bincount(problem.host_of[problem.host_of >= 0], minlength=len(problem.host_ids)) > 0

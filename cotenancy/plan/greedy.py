@@ -43,6 +43,12 @@ class LoadTracker:
             self.forbidden.setdefault(a, set()).add(b)
             self.forbidden.setdefault(b, set()).add(a)
         self.home = np.array([cm.host_pos[int(cm.problem.host_of[v])] for v in cm.candidates], dtype=int)
+        cap = cm.problem.capacity[cm.hosts] if cm.hosts else np.zeros_like(cm.overload_at)
+        # objective units per unit of demand above the target, 0 where overload is not counted
+        weight = cm.problem.settings.weight_overload
+        self.overload_weight = np.where(
+            ~cm.problem.hard & (cap > 0), weight / np.where(cap > 0, cap, 1.0), 0.0
+        )
         for pos, opt in enumerate(self.choice):
             if opt >= 0:
                 self._apply(pos, int(opt), +1)
@@ -95,12 +101,15 @@ class LoadTracker:
         for other, pair in self.pair_cost.get(pos, ()):
             if self.choice[other] >= 0 and cm.opt_host[self.choice[other]] == h:
                 cost += pair
-        cost += _overload_cost(cm, h, self.demand[h] + cm.opt_demand[opt]) - _overload_cost(
-            cm, h, self.demand[h]
-        )
+        now = self.demand[h]
+        cost += self.overload_cost(h, now + cm.opt_demand[opt]) - self.overload_cost(h, now)
         if self.count[h] == 0:
             cost += s.weight_energy * cm.problem.power_idle[cm.hosts[h]]
         return cost
+
+    def overload_cost(self, h: int, demand: np.ndarray) -> float:
+        """Cost of model host ``h`` carrying ``demand``: what passes its target, per capacity."""
+        return float((np.maximum(demand - self.cm.overload_at[h], 0.0) * self.overload_weight[h]).sum())
 
     def objective(self) -> float:
         cm = self.cm
@@ -111,18 +120,10 @@ class LoadTracker:
             if oa >= 0 and ob >= 0 and cm.opt_host[oa] == cm.opt_host[ob]:
                 total += cost
         for h in range(len(cm.hosts)):
-            total += _overload_cost(cm, h, self.demand[h])
+            total += self.overload_cost(h, self.demand[h])
             if not cm.has_fixed[h] and self.count[h] > 0:
                 total += s.weight_energy * cm.problem.power_idle[cm.hosts[h]]
         return total
-
-
-def _overload_cost(cm: CandidateModel, h: int, demand: np.ndarray) -> float:
-    s = cm.problem.settings
-    cap = cm.problem.capacity[cm.hosts[h]]
-    soft = ~cm.problem.hard & (cap > 0)
-    excess = np.maximum(demand - cm.overload_at[h], 0.0)[soft] / cap[soft]
-    return float(s.weight_overload * excess.sum())
 
 
 def stay_assignment(cm: CandidateModel) -> np.ndarray:

@@ -6,6 +6,11 @@ migration budget holds per round and per host. The objective adds the option cos
 time, energy share, idle or missing allocation, risk with VMs that stay), the risk of candidate
 pairs that end together, the predicted demand above target utilisation, and the idle power of
 hosts the solution switches on. CP-SAT needs integers, so costs are scaled by ``SCALE``.
+
+Integer units are chosen so the integer model agrees with the greedy's floating-point view of the
+same costs: overload is counted in objective units (not in MHz or KiB/s, where a per-unit cost of
+``SCALE × weight_overload / capacity`` would round to 0 on big hosts and be ignored), and a
+resource held in fractions (GPU shares) is counted in thousandths.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from cotenancy.plan.greedy import Assignment
 SCALE = 100
 #: pair terms beyond this (the cheapest ones) are left out so the model stays small
 MAX_PAIR_TERMS = 3000
+#: integer steps per unit of a resource held in fractions (GPU shares)
+_FRACTION_STEPS = 1000
 _EPS = 1e-6
 
 
@@ -41,67 +48,109 @@ def _relative_gap(objective: float, bound: float) -> float:
     return abs(objective - bound) / max(1.0, abs(objective))
 
 
+def _groups(keys: np.ndarray, n: int) -> list[np.ndarray]:
+    """Option indices per key value ``0..n-1`` (ascending within each group)."""
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(n + 1))
+    return [order[bounds[k] : bounds[k + 1]] for k in range(n)]
+
+
+def _unit_steps(*arrays: np.ndarray) -> np.ndarray:
+    """(R,) integer steps per resource unit: 1 where every amount is whole, else ``_FRACTION_STEPS``."""
+    steps = np.ones(arrays[0].shape[-1])
+    for values in arrays:
+        flat = values.reshape(-1, values.shape[-1])
+        fractional = (np.abs(flat - np.round(flat)) > _EPS).any(axis=0)
+        steps[fractional] = _FRACTION_STEPS
+    return steps
+
+
+def _max_per_candidate(amounts: np.ndarray, cands: np.ndarray) -> int:
+    """Largest total the options can add: each candidate contributes at most its largest option."""
+    best: dict[int, int] = {}
+    for amount, cand in zip(amounts.tolist(), cands.tolist(), strict=True):
+        if amount > best.get(cand, 0):
+            best[cand] = amount
+    return sum(best.values())
+
+
 def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResult:
     """Solve within ``time_limit``; the best solution found by then is returned with its gap."""
     started = time.perf_counter()
-    s = cm.problem.settings
+    problem = cm.problem
+    s = problem.settings
+    if not (np.isfinite(cm.opt_held).all() and np.isfinite(cm.opt_demand).all()):
+        raise ValueError("candidate options hold or demand an unknown (NaN or infinite) amount")
     model = cp_model.CpModel()
-    n_opt = len(cm.opt_vm)
+    n_opt, n_cand, n_hosts = len(cm.opt_vm), len(cm.candidates), len(cm.hosts)
     x = [model.new_bool_var(f"x{o}") for o in range(n_opt)]
-    chosen = set() if hint is None else {int(o) for o in hint.choice if o >= 0}
-    hints: list[tuple[cp_model.IntVar, int]] = [(x[o], int(o in chosen)) for o in range(n_opt)]
-    objective: list = []
-    by_cand: dict[int, list[int]] = {}
-    by_host: dict[int, list[int]] = {}
-    by_cand_host: dict[tuple[int, int], list[int]] = {}
-    for o in range(n_opt):
-        pos, h = int(cm.opt_vm[o]), int(cm.opt_host[o])
-        by_cand.setdefault(pos, []).append(o)
-        by_host.setdefault(h, []).append(o)
-        by_cand_host.setdefault((pos, h), []).append(o)
-    for opts in by_cand.values():
-        model.add_exactly_one(x[o] for o in opts)
-    for o in range(n_opt):
-        coef = round(SCALE * cm.opt_cost[o])
-        if coef:
-            objective.append(coef * x[o])
+    chosen = np.zeros(n_opt, dtype=bool)
+    if hint is not None:
+        chosen[hint.choice[hint.choice >= 0]] = True
+    hints: list[tuple[cp_model.IntVar, int]] = [(x[o], int(chosen[o])) for o in range(n_opt)]
+    terms: list[cp_model.IntVar] = []
+    weights: list[int] = []
 
-    cap = cm.problem.capacity
-    soft = ~cm.problem.hard
-    for h, opts in by_host.items():
-        host_cap = cap[cm.hosts[h]]
+    by_cand = _groups(cm.opt_vm, n_cand)
+    by_host = _groups(cm.opt_host, n_hosts)
+    for opts in by_cand:
+        model.add_exactly_one(x[o] for o in opts.tolist())
+    option_coef = np.rint(SCALE * cm.opt_cost).astype(np.int64)
+    for o in np.flatnonzero(option_coef).tolist():
+        terms.append(x[o])
+        weights.append(int(option_coef[o]))
+
+    cap = problem.capacity[cm.hosts] if n_hosts else np.zeros((0, problem.capacity.shape[1]))
+    soft = ~problem.hard
+    steps = _unit_steps(cm.opt_held, cm.limit, cm.fixed_held)
+    held_units = np.ceil(cm.opt_held * steps - _EPS).astype(np.int64)
+    room_units = np.maximum(0, np.floor((cm.limit - cm.fixed_held) * steps + _EPS)).astype(np.int64)
+    # overload in objective integers: SCALE × weight_overload × (demand above the target) / capacity
+    per_unit = np.where(
+        soft[None, :] & (cap > 0), SCALE * s.weight_overload / np.where(cap > 0, cap, 1.0), 0.0
+    )
+    for h, opts in enumerate(by_host):
+        if not len(opts):
+            continue
+        opt_list = opts.tolist()
+        host_x = [x[o] for o in opt_list]
         for r in range(cap.shape[1]):
-            amounts = [math.ceil(cm.opt_held[o, r] - _EPS) for o in opts]
-            if any(amounts):
-                room = max(0, math.floor(cm.limit[h, r] - cm.fixed_held[h, r] + _EPS))
-                model.add(sum(a * x[o] for a, o in zip(amounts, opts, strict=True) if a) <= room)
-            if not soft[r] or host_cap[r] <= 0:
+            amounts = held_units[opts, r]
+            if amounts.any() and amounts.sum() > room_units[h, r]:
+                model.add(cp_model.LinearExpr.weighted_sum(host_x, amounts.tolist()) <= int(room_units[h, r]))
+            if per_unit[h, r] <= 0:
                 continue
-            demands = [math.ceil(cm.opt_demand[o, r] - _EPS) for o in opts]
-            per_unit = round(SCALE * s.weight_overload / host_cap[r])
-            if not any(demands) or per_unit == 0:
-                continue
-            allowed = math.floor(cm.overload_at[h, r] - cm.fixed_demand[h, r])
-            top = int(sum(demands)) + max(0, -allowed)
-            excess = model.new_int_var(0, max(0, top), f"over{h}_{r}")
-            used = sum(d for d, o in zip(demands, opts, strict=True) if o in chosen)
-            hints.append((excess, max(0, used - allowed)))
-            model.add(sum(d * x[o] for d, o in zip(demands, opts, strict=True) if d) - excess <= allowed)
-            objective.append(per_unit * excess)
+            demands = np.ceil(cm.opt_demand[opts, r] * per_unit[h, r] - _EPS).astype(np.int64)
+            allowed = math.floor((cm.overload_at[h, r] - cm.fixed_demand[h, r]) * per_unit[h, r] + _EPS)
+            most = _max_per_candidate(demands, cm.opt_vm[opts])
+            if not demands.any() or most <= allowed:
+                continue  # this host cannot pass its target whatever the candidates do
+            excess = model.new_int_var(0, most - allowed, f"over{h}_{r}")
+            hints.append((excess, max(0, int(demands[chosen[opts]].sum()) - allowed)))
+            model.add(cp_model.LinearExpr.weighted_sum(host_x, demands.tolist()) - excess <= allowed)
+            terms.append(excess)
+            weights.append(1)
         if not cm.has_fixed[h]:
             active = model.new_bool_var(f"on{h}")
-            hints.append((active, int(any(o in chosen for o in opts))))
-            for o in opts:
-                model.add_implication(x[o], active)
-            objective.append(round(SCALE * s.weight_energy * cm.problem.power_idle[cm.hosts[h]]) * active)
+            hints.append((active, int(chosen[opts].any())))
+            for var in host_x:
+                model.add_implication(var, active)
+            idle = round(SCALE * s.weight_energy * problem.power_idle[cm.hosts[h]])
+            if idle:
+                terms.append(active)
+                weights.append(idle)
+
+    at: dict[tuple[int, int], list[int]] = {}
+    for o, (pos, h) in enumerate(zip(cm.opt_vm.tolist(), cm.opt_host.tolist(), strict=True)):
+        at.setdefault((pos, h), []).append(o)
+    hosts_of = [{int(h) for h in cm.opt_host[opts]} for opts in by_cand]
 
     def together(a: int, b: int) -> list[int]:
-        hosts_a = {int(cm.opt_host[o]) for o in by_cand.get(a, [])}
-        return [h for h in {int(cm.opt_host[o]) for o in by_cand.get(b, [])} if h in hosts_a]
+        return sorted(hosts_of[a] & hosts_of[b])
 
     for a, b in cm.forbidden_pairs:
         for h in together(a, b):
-            model.add(sum(x[o] for o in by_cand_host[(a, h)] + by_cand_host[(b, h)]) <= 1)
+            model.add_at_most_one(x[o] for o in at[(a, h)] + at[(b, h)])
     pair_vars = 0
     for a, b, cost, _ in sorted(cm.pairs, key=lambda p: -p[2]):
         coef = round(SCALE * cost)
@@ -110,27 +159,22 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
         for h in together(a, b):
             pair_vars += 1
             both = model.new_bool_var(f"p{a}_{b}_{h}")
-            hints.append((both, int(any(o in chosen for o in by_cand_host[(a, h)] + by_cand_host[(b, h)]))))
-            model.add(sum(x[o] for o in by_cand_host[(a, h)] + by_cand_host[(b, h)]) - both <= 1)
-            objective.append(coef * both)
-            if len(by_cand_host[(a, h)]) + len(by_cand_host[(b, h)]) and hints[-1][1]:
-                both_a = any(o in chosen for o in by_cand_host[(a, h)])
-                both_b = any(o in chosen for o in by_cand_host[(b, h)])
-                hints[-1] = (both, int(both_a and both_b))
+            hints.append((both, int(chosen[at[(a, h)]].any() and chosen[at[(b, h)]].any())))
+            model.add(sum(x[o] for o in at[(a, h)] + at[(b, h)]) - both <= 1)
+            terms.append(both)
+            weights.append(coef)
 
-    moves = [o for o in range(n_opt) if cm.opt_move[o]]
-    if moves:
-        model.add(sum(x[o] for o in moves) <= s.max_migrations)
-        touching: dict[int, list[int]] = {}
-        for o in moves:
-            home = cm.host_pos[int(cm.problem.host_of[cm.candidates[int(cm.opt_vm[o])]])]
-            touching.setdefault(int(cm.opt_host[o]), []).append(o)
-            touching.setdefault(home, []).append(o)
-        for opts in touching.values():
+    moves = np.flatnonzero(cm.opt_move)
+    if len(moves):
+        model.add(sum(x[o] for o in moves.tolist()) <= s.max_migrations)
+        home = np.array([cm.host_pos[int(problem.host_of[v])] for v in cm.candidates], dtype=int)
+        touched = np.concatenate([cm.opt_host[moves], home[cm.opt_vm[moves]]])
+        touching = np.concatenate([moves, moves])
+        for opts in _groups(touched, n_hosts):
             if len(opts) > s.max_migrations_per_host:
-                model.add(sum(x[o] for o in opts) <= s.max_migrations_per_host)
+                model.add(sum(x[o] for o in touching[opts].tolist()) <= s.max_migrations_per_host)
 
-    model.minimize(sum(objective))
+    model.minimize(cp_model.LinearExpr.weighted_sum(terms, weights))
     if hint is not None:
         for var, value in hints:
             model.add_hint(var, value)
@@ -146,7 +190,7 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     name = solver.status_name(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return SolveResult(None, name, math.nan, math.nan, math.nan, wall)
-    choice = np.full(len(cm.candidates), -1, dtype=int)
+    choice = np.full(n_cand, -1, dtype=int)
     for o in range(n_opt):
         if solver.boolean_value(x[o]):
             choice[int(cm.opt_vm[o])] = o

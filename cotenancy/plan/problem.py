@@ -11,6 +11,7 @@ reservation, which the planner sets from forecasts (``set_allocation``).
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 
@@ -43,8 +44,10 @@ class PlannerSettings:
     """The ``[planner]`` options as plain values (see :mod:`cotenancy.conf.plan` for meanings)."""
 
     target_utilisation: float = 0.85
+    pack_utilisation: float = 0.75
     quantile: float = 0.95
     horizon_steps: int = 3
+    demand_correlation: float = 0.3
     scale_up_threshold: float = 0.10
     scale_down_threshold: float = 0.30
     scale_down_rounds: int = 6
@@ -87,6 +90,11 @@ class PlannerSettings:
             value = getattr(section, f.name)
             values[f.name] = tuple(value) if isinstance(value, list) else value
         return cls(**values)
+
+    @property
+    def pack_level(self) -> float:
+        """Utilisation moves may fill a host to: never above the level that triggers moves."""
+        return min(self.pack_utilisation, self.target_utilisation)
 
     def migration_model(self) -> MigrationCostModel:
         return MigrationCostModel(self.dirty_rate, self.link_bandwidth, self.precopy_rounds)
@@ -175,6 +183,25 @@ class PlanningProblem:
         demand = self.demand_high if which == "high" else self.demand_mid
         return np.where(np.isnan(demand), self.held_target, demand)
 
+    def demand_spread(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each VM's median demand and its spread up to the planning quantile, both (V, R)."""
+        mid = self.demand_or_held("mid")
+        return mid, np.maximum(self.demand_or_held("high") - mid, 0.0)
+
+    def host_demand(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Predicted demand of each host at the planning quantile, (H, R), from the VMs in ``mask``.
+
+        Co-located VMs rarely peak together, so a host's quantile is not the sum of theirs: it is
+        their medians plus :func:`combined_spread` of their spreads.
+        """
+        mid, spread = self.demand_spread()
+        if mask is not None:
+            mid = np.where(mask[:, None], mid, 0.0)
+            spread = np.where(mask[:, None], spread, 0.0)
+        return self.host_sum(mid) + combined_spread(
+            self.host_sum(spread * spread), self.host_sum(spread), self.settings.demand_correlation
+        )
+
     def host_sum(self, per_vm: np.ndarray, host_of: np.ndarray | None = None) -> np.ndarray:
         """Sum per host of a (V, R) array for a placement."""
         placement = self.host_of if host_of is None else host_of
@@ -185,8 +212,8 @@ class PlanningProblem:
 
     def conflicting(self, a: int, b: int) -> bool:
         """True when a hard policy or hard anti-affinity rule forbids ``a`` and ``b`` on one host."""
-        if a == b:
-            return False
+        if a == b or not (self.forbidden_classes or self._anti_of):
+            return False  # the common cloud with no policies or hard rules: nothing to look up
         ca, cb = int(self.conflict_class[a]), int(self.conflict_class[b])
         if (ca, cb) in self.forbidden_classes:
             return True
@@ -201,6 +228,16 @@ class PlanningProblem:
             return np.zeros(len(pairs))
         values = np.asarray(self.pair_risk(pairs, hosts), dtype=float)
         return np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0).clip(0.0, 1.0)
+
+
+def combined_spread(sum_of_squares: np.ndarray, total: np.ndarray, correlation: float) -> np.ndarray:
+    """Spread above the median of a sum of VMs' demands, from their own spreads.
+
+    With correlation 0 the spreads add in quadrature (independent VMs); with 1 they add up (every
+    VM peaks at once, the sum of quantiles). In between, a uniform pairwise correlation.
+    """
+    rho = min(max(correlation, 0.0), 1.0)
+    return np.sqrt(np.maximum((1.0 - rho) * sum_of_squares + rho * total * total, 0.0))
 
 
 def build_problem(
@@ -231,6 +268,8 @@ def build_problem(
                 peak = np.asarray(forecast.held_high.get(resource, forecast.high[resource]), dtype=float)
                 recent[:, r_i] = np.fmax(peak, high[:, r_i])
     unmanaged = unmanaged_entries(capacity, size)
+    accounted = ~np.isin([r.value for r in RESOURCES], sorted(ignored_resources(hosts)))
+    unmanaged |= ~accounted[None, :]
     # a resource the cloud does not size (0 = not reported) is not managed: nothing to forecast,
     # grow, reserve or fit, so a driver without disk or network figures does not block every move
     high[unmanaged] = np.nan
@@ -280,7 +319,7 @@ def build_problem(
         pinned=pinned,
         critical=critical,
         hard=hard,
-        managed=(capacity > 0).any(axis=0) if hosts else np.zeros(n_r, dtype=bool),
+        managed=((capacity > 0).any(axis=0) & accounted) if hosts else np.zeros(n_r, dtype=bool),
         forecast_description=forecast.description if forecast is not None else "no forecast",
         pair_risk=pair_risk,
         conflict_class=classes,
@@ -311,6 +350,18 @@ def hard_resources(settings: PlannerSettings, hosts: list[Host]) -> set[str]:
     return hard
 
 
+def ignored_resources(hosts: list[Host]) -> set[str]:
+    """Resources the cloud itself does not account per host, which the planner then leaves alone.
+
+    Hosts that admit VMs without looking at memory (``memory_admission = none``, as CloudSim's
+    reference hosts) neither refuse nor slow a VM for memory; forecasting memory against their
+    capacity would only make the planner spread VMs for a limit the cloud does not have.
+    """
+    if hosts and all(h.attributes.get("memory_admission") == "none" for h in hosts):
+        return {Resource.MEMORY.value}
+    return set()
+
+
 def unmanaged_entries(capacity: np.ndarray, size: np.ndarray) -> np.ndarray:
     """(V, R) mask of what the planner leaves alone: resources no host reports a capacity for,
     and resources a VM has no size of (drivers report 0 when they do not size or limit it)."""
@@ -321,8 +372,8 @@ def unmanaged_entries(capacity: np.ndarray, size: np.ndarray) -> np.ndarray:
 def _matrix(values: list[Resources]) -> np.ndarray:
     if not values:
         return np.zeros((0, len(RESOURCES)))
-    names = [r.value for r in RESOURCES]
-    return np.array([[getattr(v, name) for name in names] for v in values], dtype=float)
+    amounts = operator.attrgetter(*(r.value for r in RESOURCES))
+    return np.array([amounts(v) for v in values], dtype=float)
 
 
 def _conflict_classes(vms: list[VM], inventory: Inventory) -> tuple[np.ndarray, set[tuple[int, int]]]:

@@ -132,10 +132,50 @@ def test_a_host_predicted_to_overload_is_relieved(settings):
         vms={"x": vm("x", "a", cpu=2000), "y": vm("y", "a", cpu=2000), "z": vm("z", "b", cpu=500)},
     )
     forecast = cpu_forecast(inventory, {"x": 0.9, "y": 0.9, "z": 0.5})
-    plan = Planner(PlannerSettings(manage_allocations=False)).plan(inventory, forecast)
+    plan = Planner(PlannerSettings(manage_allocations=False, demand_correlation=1.0)).plan(
+        inventory, forecast
+    )
     assert len(plan.migrations) == 1
     assert plan.migrations[0].source_host_id == "a"
     assert "host a cpu 3600 > 85% of 3000" in plan.migrations[0].reason
+    check_plan_safe(inventory, plan)
+
+
+def bursty_host(n_vms: int) -> Inventory:
+    """One host with ``n_vms`` small VMs (median 100 MHz, p95 400 MHz) and an empty neighbour."""
+    vms = {f"v{i}": vm(f"v{i}", "a", cpu=500, memory=64) for i in range(n_vms)}
+    return Inventory(hosts={"a": host("a", cpu=3000), "b": host("b", cpu=3000)}, vms=vms)
+
+
+def bursty_forecast(inventory: Inventory) -> DemandForecast:
+    high = np.full(len(inventory.vms), 400.0)
+    return DemandForecast({Resource.CPU: high}, {Resource.CPU: high / 4}, "forecast p95")
+
+
+@pytest.mark.parametrize(
+    ("correlation", "host_p95"),
+    [
+        (1.0, 8 * 400.0),
+        (0.0, 8 * 100.0 + 300.0 * np.sqrt(8)),
+        (0.3, 8 * 100.0 + 300.0 * np.sqrt(0.7 * 8 + 0.3 * 64)),
+    ],
+)
+def test_a_host_quantile_adds_medians_and_combines_spreads(correlation, host_p95):
+    inventory = bursty_host(8)
+    problem = build_problem(
+        inventory, PlannerSettings(demand_correlation=correlation), bursty_forecast(inventory)
+    )
+    assert problem.host_demand()[0, 0] == pytest.approx(host_p95)
+
+
+def test_bursty_vms_that_rarely_peak_together_share_a_host(settings):
+    """Eight VMs whose p95s add up to 107 % of the host: independent bursts stay well under it."""
+    inventory = bursty_host(8)
+    independent = PlannerSettings(manage_allocations=False, demand_correlation=0.0)
+    assert not Planner(independent).plan(inventory, bursty_forecast(inventory)).migrations
+    together = PlannerSettings(manage_allocations=False, demand_correlation=1.0)
+    plan = Planner(together).plan(inventory, bursty_forecast(inventory))
+    assert plan.migrations and all(s.target_host_id == "b" for s in plan.migrations)
     check_plan_safe(inventory, plan)
 
 
@@ -270,3 +310,41 @@ def test_memory_is_not_held_against_hosts_that_do_not_admit_by_memory():
     loose = cloud({"memory_admission": "none"})
     plan = Planner(settings).plan(loose, cpu_forecast(loose, {}), strategy="test")
     assert len(plan.migrations) == 1 and "emptying it saves" in plan.migrations[0].reason
+
+
+def test_a_host_between_the_pack_and_the_trigger_level_is_left_alone():
+    inventory = Inventory(
+        hosts={"a": host("a"), "b": host("b")},
+        vms={"x": vm("x", "a", cpu=2000), "y": vm("y", "a", cpu=2000)},
+    )
+    forecast = cpu_forecast(inventory, {"x": 0.8, "y": 0.8})  # host a at 80 %: above 75 %, below 85 %
+    settings = PlannerSettings(manage_allocations=False, demand_correlation=1.0, underloaded_hosts=0)
+    assert Planner(settings).plan(inventory, forecast).migrations == []
+
+
+def test_a_relieved_vm_lands_where_the_host_stays_under_the_pack_level():
+    inventory = Inventory(
+        hosts={
+            "a": host("a", memory=8192),
+            "b": host("b"),
+            "c": Host("c", "c", Resources(cpu=4000.0, memory=4096.0), power_model="g5"),
+        },
+        vms={
+            "x": vm("x", "a", cpu=1000),
+            "y": vm("y", "a", cpu=3000, memory=4096),  # fits nowhere else: a is not emptied
+            "z": vm("z", "b", cpu=2300),
+            "w": vm("w", "c", cpu=500),
+        },
+    )
+    forecast = cpu_forecast(inventory, {"x": 0.9, "y": 0.9, "z": 1.0, "w": 0.1})
+    settings = PlannerSettings(manage_allocations=False, demand_correlation=1.0, underloaded_hosts=0)
+    # b would end at 80 %, under the 85 % trigger and on the cheaper power model, but over the pack level
+    assert [(s.vm_id, s.target_host_id) for s in Planner(settings).plan(inventory, forecast).migrations] == [
+        ("x", "c")
+    ]
+    loose = PlannerSettings(
+        manage_allocations=False, demand_correlation=1.0, underloaded_hosts=0, pack_utilisation=0.85
+    )
+    assert [(s.vm_id, s.target_host_id) for s in Planner(loose).plan(inventory, forecast).migrations] == [
+        ("x", "b")
+    ]
