@@ -151,6 +151,15 @@ OPTS = [
         min=0.01,
         help="Seconds CP-SAT may search; the best solution found by then is used.",
     ),
+    cfg.FloatOpt(
+        "deterministic_time",
+        default=0.0,
+        min=0.0,
+        help="When above 0, CP-SAT also stops after this much deterministic time (its own "
+        "measure of work, independent of machine load) and searches with one worker, so the same "
+        "inputs give the same plan on a busy or an idle machine; time_limit still caps the wall "
+        "time. 0: wall time only, with the configured workers.",
+    ),
     cfg.IntOpt(
         "workers",
         default=2,

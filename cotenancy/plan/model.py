@@ -182,6 +182,11 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = s.time_limit
     solver.parameters.num_workers = max(1, min(2, s.workers))
+    if s.deterministic_time > 0:
+        # reproducible plans: a work budget instead of the clock, and one worker (parallel
+        # workers race each other, which the clock decides)
+        solver.parameters.max_deterministic_time = s.deterministic_time
+        solver.parameters.num_workers = 1
     # presolve pays off on hard models; ours are small and must answer within a second on busy cores
     solver.parameters.cp_model_presolve = False
     solver.parameters.symmetry_level = 0

@@ -65,6 +65,7 @@ class PlannerSettings:
     link_bandwidth: float = 125.0
     precopy_rounds: int = 5
     time_limit: float = 0.5
+    deterministic_time: float = 0.0
     workers: int = 2
     max_candidate_vms: int = 120
     destination_pool: int = 40

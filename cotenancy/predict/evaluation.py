@@ -305,6 +305,65 @@ def conflict_scores(risk_model, data) -> dict[str, np.ndarray]:
     }
 
 
+def _simulated_pairs(path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate):
+    """One trace day replayed in the simulator: its history and labelled pair dataset."""
+    from cotenancy.predict.history import build_pair_dataset
+
+    history = (simulate or simulate_history)(path, setup, strategy)
+    step = history.step_seconds
+    data = build_pair_dataset(
+        history,
+        horizon_steps=int(round(horizon_minutes * 60 / step)),
+        label_from_steps=int(round(label_from_minutes * 60 / step)),
+        window_steps=window_steps,
+    )
+    return history, data
+
+
+def train_conflict_model(
+    train: list[str | Path],
+    setup: str = "cloudsim",
+    strategy: str = "lr-mmt",
+    label_from_minutes: float = 15.0,
+    horizon_minutes: float = 30.0,
+    window_steps: int = 12,
+    progress: Callable[[str], None] | None = None,
+    simulate: Callable | None = None,
+    timings: dict[str, float] | None = None,
+):
+    """A risk model trained on the simulated ``train`` days (label: a conflict involving both VMs
+    within [+15, +30] minutes)."""
+    from cotenancy.predict.history import PairDataset
+    from cotenancy.predict.risk import train_risk
+
+    say = progress or (lambda _msg: None)
+    timings = timings if timings is not None else {}
+    parts = []
+    for path in train:
+        began = time.perf_counter()
+        say(f"simulating {path}")
+        parts.append(
+            _simulated_pairs(
+                path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate
+            )[1]
+        )
+        timings[f"simulate_and_features:{Path(path).name}"] = time.perf_counter() - began
+    combined = PairDataset(
+        np.vstack([d.x for d in parts]),
+        np.concatenate([d.y for d in parts]),
+        # later days after earlier ones, so the calibration slice is the most recent
+        np.concatenate([d.step + 10_000 * i for i, d in enumerate(parts)]),
+        np.concatenate([d.keys for d in parts]),
+        np.concatenate([d.host_used for d in parts]),
+        np.concatenate([d.host_lr for d in parts]),
+    )
+    say(f"training on {len(combined.y)} pair-steps ({int(combined.y.sum())} positive)")
+    began = time.perf_counter()
+    model = train_risk(combined)
+    timings["train_seconds"] = time.perf_counter() - began
+    return model
+
+
 def evaluate_conflicts(
     train: list[str | Path],
     test: list[str | Path],
@@ -320,9 +379,8 @@ def evaluate_conflicts(
     """Train the risk model on the simulated ``train`` days, score every co-located pair of every
     step of the ``test`` days; label: a conflict involving both within [+15, +30] minutes.
     ``save_model``: also write the trained model there (a ``risk.json`` the serving side loads)."""
-    from cotenancy.predict.history import PairDataset, build_pair_dataset
     from cotenancy.predict.metrics import average_precision, recall_at_precision
-    from cotenancy.predict.risk import XGBoostRiskModel, train_risk
+    from cotenancy.predict.risk import XGBoostRiskModel
 
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
@@ -330,31 +388,15 @@ def evaluate_conflicts(
     def dataset(path):
         began = time.perf_counter()
         say(f"simulating {path}")
-        history = (simulate or simulate_history)(path, setup, strategy)
-        step = history.step_seconds
-        data = build_pair_dataset(
-            history,
-            horizon_steps=int(round(horizon_minutes * 60 / step)),
-            label_from_steps=int(round(label_from_minutes * 60 / step)),
-            window_steps=window_steps,
+        result = _simulated_pairs(
+            path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate
         )
         timings[f"simulate_and_features:{Path(path).name}"] = time.perf_counter() - began
-        return history, data
+        return result
 
-    parts = [dataset(p)[1] for p in train]
-    combined = PairDataset(
-        np.vstack([d.x for d in parts]),
-        np.concatenate([d.y for d in parts]),
-        # later days after earlier ones, so the calibration slice is the most recent
-        np.concatenate([d.step + 10_000 * i for i, d in enumerate(parts)]),
-        np.concatenate([d.keys for d in parts]),
-        np.concatenate([d.host_used for d in parts]),
-        np.concatenate([d.host_lr for d in parts]),
+    model = train_conflict_model(
+        train, setup, strategy, label_from_minutes, horizon_minutes, window_steps, say, simulate, timings
     )
-    say(f"training on {len(combined.y)} pair-steps ({int(combined.y.sum())} positive)")
-    began = time.perf_counter()
-    model = train_risk(combined)
-    timings["train_seconds"] = time.perf_counter() - began
     risk = XGBoostRiskModel(model_path=Path(save_model) if save_model else Path("/nonexistent/risk.json"))
     if save_model:
         say(f"risk model saved to {risk.save(model)}")
