@@ -35,6 +35,9 @@ class CandidateModel:
     has_fixed: np.ndarray  # (Hm,) bool
     limit: np.ndarray  # (Hm, R) hard limit of what may be held
     overload_at: np.ndarray  # (Hm, R) predicted demand above this costs overload
+    #: (Hm, R) predicted demand moves may not push a host past: the level that makes VMs move off
+    #: it (a host already above keeps what it has); infinite where the resource is not counted
+    ceiling: np.ndarray
     opt_vm: np.ndarray  # (O,) position in ``candidates``
     opt_host: np.ndarray  # (O,) position in ``hosts``
     opt_scaled: np.ndarray  # (O,) bool
@@ -275,6 +278,9 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         has_fixed=fixed_count[model_hosts] > 0 if model_hosts else np.zeros(0, dtype=bool),
         limit=limit_all[model_hosts] if model_hosts else np.zeros((0, n_r)),
         overload_at=over_at_all[model_hosts] if model_hosts else np.zeros((0, n_r)),
+        ceiling=_ceiling(
+            problem, model_hosts, trigger, fixed_demand_all, opt_vm, opt_host, opt_demand, candidates
+        ),
         opt_vm=np.array(opt_vm, dtype=int),
         opt_host=np.array(opt_host, dtype=int),
         opt_scaled=np.array(opt_scaled, dtype=bool),
@@ -291,6 +297,33 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         riskiest_pair=riskiest,
         host_pos=host_pos,
     )
+
+
+def _ceiling(
+    problem: PlanningProblem,
+    model_hosts: list[int],
+    trigger: np.ndarray,
+    fixed_demand: np.ndarray,
+    opt_vm: list[int],
+    opt_host: list[int],
+    opt_demand: list[np.ndarray],
+    candidates: list[int],
+) -> np.ndarray:
+    """Per model host, the predicted demand moves may fill it to: the trigger level, or what it
+    carries now when that is more. A move past the trigger would only be undone next round."""
+    n_r = trigger.shape[1]
+    if not model_hosts:
+        return np.zeros((0, n_r))
+    counted = ~problem.hard[None, :] & (problem.capacity[model_hosts] > 0)
+    now = fixed_demand[model_hosts].copy()
+    pos_of = {h: i for i, h in enumerate(model_hosts)}
+    home = [pos_of[int(problem.host_of[v])] for v in candidates]
+    seen: set[int] = set()
+    for vm_pos, h, adds in zip(opt_vm, opt_host, opt_demand, strict=True):
+        if h == home[vm_pos] and vm_pos not in seen:  # every option at home adds the same demand
+            seen.add(vm_pos)
+            now[h] += adds
+    return np.where(counted, np.maximum(trigger[model_hosts], now), np.inf)
 
 
 def _resource_name(r: int) -> str:

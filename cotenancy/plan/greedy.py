@@ -84,6 +84,8 @@ class LoadTracker:
             if self.choice[other] >= 0 and cm.opt_host[self.choice[other]] == h:
                 return False
         if cm.opt_move[opt]:
+            if (self.demand[h] + cm.opt_demand[opt] > cm.ceiling[h] + _EPS).any():
+                return False
             if self.moves_total + 1 > s.max_migrations:
                 return False
             if self.moves_at[h] + 1 > s.max_migrations_per_host:

@@ -121,6 +121,16 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
             if per_unit[h, r] <= 0:
                 continue
             demands = np.ceil(cm.opt_demand[opts, r] * per_unit[h, r] - _EPS).astype(np.int64)
+            if np.isfinite(cm.ceiling[h, r]) and demands.any():
+                # moves stop at the trigger level; staying is always allowed (rounding included):
+                # a candidate's options at home all add the same demand
+                stay = ~cm.opt_move[opts]
+                _, first = np.unique(cm.opt_vm[opts][stay], return_index=True)
+                home_units = int(demands[stay][first].sum())
+                allowed_in = math.floor((cm.ceiling[h, r] - cm.fixed_demand[h, r]) * per_unit[h, r] + _EPS)
+                ceiling = max(allowed_in, home_units)
+                if demands.sum() > ceiling:
+                    model.add(cp_model.LinearExpr.weighted_sum(host_x, demands.tolist()) <= ceiling)
             allowed = math.floor((cm.overload_at[h, r] - cm.fixed_demand[h, r]) * per_unit[h, r] + _EPS)
             most = _max_per_candidate(demands, cm.opt_vm[opts])
             if not demands.any() or most <= allowed:

@@ -348,3 +348,29 @@ def test_a_relieved_vm_lands_where_the_host_stays_under_the_pack_level():
     assert [(s.vm_id, s.target_host_id) for s in Planner(loose).plan(inventory, forecast).migrations] == [
         ("x", "b")
     ]
+
+
+def test_consolidation_never_fills_a_host_past_the_level_that_would_move_vms_off_it_again():
+    inventory = Inventory(
+        hosts={"a": host("a"), "b": host("b")},
+        vms={"x": vm("x", "a", cpu=2400), "y": vm("y", "b", cpu=1400)},
+    )
+    forecast = cpu_forecast(inventory, {"x": 1.0, "y": 1.0})  # a at 60 %, b at 35 %: together 95 %
+    # emptying b saves 10 x 86 W, far more than 500 x the 20 % over the pack level costs
+    settings = PlannerSettings(
+        manage_allocations=False,
+        demand_correlation=1.0,
+        weight_energy=10.0,
+        underload_threshold=0.5,
+    )
+    assert Planner(settings).plan(inventory, forecast).migrations == []
+    roomy = PlannerSettings(
+        manage_allocations=False,
+        demand_correlation=1.0,
+        weight_energy=10.0,
+        underload_threshold=0.5,
+        target_utilisation=1.0,
+    )
+    assert [(s.vm_id, s.target_host_id) for s in Planner(roomy).plan(inventory, forecast).migrations] == [
+        ("y", "a")
+    ]
