@@ -305,10 +305,14 @@ def conflict_scores(risk_model, data) -> dict[str, np.ndarray]:
     }
 
 
-def _simulated_pairs(path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate):
-    """One trace day replayed in the simulator: its history and labelled pair dataset."""
+def _simulated_pairs(
+    path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
+):
+    """One trace day replayed in the simulator: its history and labelled pair dataset (timed)."""
     from cotenancy.predict.history import build_pair_dataset
 
+    began = time.perf_counter()
+    say(f"simulating {path}")
     history = (simulate or simulate_history)(path, setup, strategy)
     step = history.step_seconds
     data = build_pair_dataset(
@@ -317,6 +321,7 @@ def _simulated_pairs(path, setup, strategy, label_from_minutes, horizon_minutes,
         label_from_steps=int(round(label_from_minutes * 60 / step)),
         window_steps=window_steps,
     )
+    timings[f"simulate_and_features:{Path(path).name}"] = time.perf_counter() - began
     return history, data
 
 
@@ -338,16 +343,12 @@ def train_conflict_model(
 
     say = progress or (lambda _msg: None)
     timings = timings if timings is not None else {}
-    parts = []
-    for path in train:
-        began = time.perf_counter()
-        say(f"simulating {path}")
-        parts.append(
-            _simulated_pairs(
-                path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate
-            )[1]
-        )
-        timings[f"simulate_and_features:{Path(path).name}"] = time.perf_counter() - began
+    parts = [
+        _simulated_pairs(
+            path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
+        )[1]
+        for path in train
+    ]
     combined = PairDataset(
         np.vstack([d.x for d in parts]),
         np.concatenate([d.y for d in parts]),
@@ -386,13 +387,9 @@ def evaluate_conflicts(
     timings: dict[str, float] = {}
 
     def dataset(path):
-        began = time.perf_counter()
-        say(f"simulating {path}")
-        result = _simulated_pairs(
-            path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate
+        return _simulated_pairs(
+            path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
         )
-        timings[f"simulate_and_features:{Path(path).name}"] = time.perf_counter() - began
-        return result
 
     model = train_conflict_model(
         train, setup, strategy, label_from_minutes, horizon_minutes, window_steps, say, simulate, timings
