@@ -186,12 +186,14 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     applied_res[keep_old] = np.minimum(problem.reservation, problem.target_reservation)[keep_old]
     applied_held = problem.held(applied_size, applied_res)
     fixed_held_all = problem.host_sum(np.where(fixed_mask[:, None], applied_held, 0.0))
-    fixed_demand_all = problem.host_demand(fixed_mask)
+    # the non-candidates' host quantile (as problem.host_demand(fixed_mask)), kept in its parts:
+    # each option adds a candidate's median and its share of the combined spread
     mid, spread = problem.demand_spread()
     fixed_spread_sq = problem.host_sum(np.where(fixed_mask[:, None], spread * spread, 0.0))
     fixed_spread = problem.host_sum(np.where(fixed_mask[:, None], spread, 0.0))
     rho = s.demand_correlation
     fixed_combined = combined_spread(fixed_spread_sq, fixed_spread, rho)
+    fixed_demand_all = problem.host_sum(np.where(fixed_mask[:, None], mid, 0.0)) + fixed_combined
     fixed_count = np.bincount(problem.host_of[fixed_mask & (problem.host_of >= 0)], minlength=n_h)
 
     # hosts offered for emptying stay possible destinations: the energy term decides which to empty

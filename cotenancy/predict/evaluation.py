@@ -305,50 +305,32 @@ def conflict_scores(risk_model, data) -> dict[str, np.ndarray]:
     }
 
 
-def _simulated_pairs(
-    path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
-):
-    """One trace day replayed in the simulator: its history and labelled pair dataset (timed)."""
+def _day_replayer(setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings):
+    """``path -> (history, labelled pair dataset)``: one trace day replayed in the simulator, timed."""
     from cotenancy.predict.history import build_pair_dataset
 
-    began = time.perf_counter()
-    say(f"simulating {path}")
-    history = (simulate or simulate_history)(path, setup, strategy)
-    step = history.step_seconds
-    data = build_pair_dataset(
-        history,
-        horizon_steps=int(round(horizon_minutes * 60 / step)),
-        label_from_steps=int(round(label_from_minutes * 60 / step)),
-        window_steps=window_steps,
-    )
-    timings[f"simulate_and_features:{Path(path).name}"] = time.perf_counter() - began
-    return history, data
+    def replay(path):
+        began = time.perf_counter()
+        say(f"simulating {path}")
+        history = (simulate or simulate_history)(path, setup, strategy)
+        step = history.step_seconds
+        data = build_pair_dataset(
+            history,
+            horizon_steps=int(round(horizon_minutes * 60 / step)),
+            label_from_steps=int(round(label_from_minutes * 60 / step)),
+            window_steps=window_steps,
+        )
+        timings[f"simulate_and_features:{Path(path).name}"] = time.perf_counter() - began
+        return history, data
+
+    return replay
 
 
-def train_conflict_model(
-    train: list[str | Path],
-    setup: str = "cloudsim",
-    strategy: str = "lr-mmt",
-    label_from_minutes: float = 15.0,
-    horizon_minutes: float = 30.0,
-    window_steps: int = 12,
-    progress: Callable[[str], None] | None = None,
-    simulate: Callable | None = None,
-    timings: dict[str, float] | None = None,
-):
-    """A risk model trained on the simulated ``train`` days (label: a conflict involving both VMs
-    within [+15, +30] minutes)."""
+def _fit(parts: list, say: Callable[[str], None], timings: dict[str, float]):
+    """The risk model trained on the pair datasets of several days, in their order."""
     from cotenancy.predict.history import PairDataset
     from cotenancy.predict.risk import train_risk
 
-    say = progress or (lambda _msg: None)
-    timings = timings if timings is not None else {}
-    parts = [
-        _simulated_pairs(
-            path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
-        )[1]
-        for path in train
-    ]
     combined = PairDataset(
         np.vstack([d.x for d in parts]),
         np.concatenate([d.y for d in parts]),
@@ -363,6 +345,26 @@ def train_conflict_model(
     model = train_risk(combined)
     timings["train_seconds"] = time.perf_counter() - began
     return model
+
+
+def train_conflict_model(
+    train: list[str | Path],
+    setup: str = "cloudsim",
+    strategy: str = "lr-mmt",
+    label_from_minutes: float = 15.0,
+    horizon_minutes: float = 30.0,
+    window_steps: int = 12,
+    progress: Callable[[str], None] | None = None,
+    simulate: Callable | None = None,
+):
+    """A risk model trained on the simulated ``train`` days (label: a conflict involving both VMs
+    within [+15, +30] minutes)."""
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    replay = _day_replayer(
+        setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
+    )
+    return _fit([replay(path)[1] for path in train], say, timings)
 
 
 def evaluate_conflicts(
@@ -386,14 +388,10 @@ def evaluate_conflicts(
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
 
-    def dataset(path):
-        return _simulated_pairs(
-            path, setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
-        )
-
-    model = train_conflict_model(
-        train, setup, strategy, label_from_minutes, horizon_minutes, window_steps, say, simulate, timings
+    dataset = _day_replayer(
+        setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
     )
+    model = _fit([dataset(path)[1] for path in train], say, timings)
     risk = XGBoostRiskModel(model_path=Path(save_model) if save_model else Path("/nonexistent/risk.json"))
     if save_model:
         say(f"risk model saved to {risk.save(model)}")
