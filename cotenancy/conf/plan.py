@@ -216,6 +216,29 @@ OPTS = [
         "weight_risk", default=100.0, min=0.0, help="Cost of one unit of pair conflict probability."
     ),
     cfg.FloatOpt(
+        "weight_interference",
+        default=20.0,
+        min=0.0,
+        help="Cost of one VM expected to be slowed past slowdown_limit by its neighbours' summed "
+        "activity (shared cache and memory bandwidth, from the risk model's per-VM estimates); "
+        "0 leaves neighbourhood interference out.",
+    ),
+    cfg.FloatOpt(
+        "slowdown_limit",
+        default=0.1,
+        min=0.001,
+        max=1.0,
+        help="Slowdown from neighbours at which a VM counts as in conflict: the share of "
+        "performance lost at which your monitoring reports a degradation.",
+    ),
+    cfg.IntOpt(
+        "interference_candidates",
+        default=20,
+        min=0,
+        help="VMs predicted to be slowed past slowdown_limit that are offered a move each round "
+        "(the most slowed first).",
+    ),
+    cfg.FloatOpt(
         "weight_overload",
         default=500.0,
         min=0.0,

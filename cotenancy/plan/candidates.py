@@ -2,9 +2,10 @@
 
 A model over every VM and host of an 800-host cloud would not solve in a second. Only VMs with a
 reason to act are candidates: those on hosts in maintenance, in a forbidden pair, on hosts predicted
-to overload, in a pair whose conflict risk passes the threshold, or on the least-loaded hosts
-(consolidation). Every other VM stays where it is and only its allocation may change. Each
-candidate gets its current host plus a few destinations from a pool of hosts with room.
+to overload, in a pair whose conflict risk passes the threshold, predicted to be slowed by their
+neighbours' summed activity, or on the least-loaded hosts (consolidation). Every other VM stays
+where it is and only its allocation may change. Each candidate gets its current host plus a few
+destinations from a pool of hosts with room.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cotenancy.plan.interference import HostExposure
 from cotenancy.plan.problem import PlanningProblem, combined_spread
 
 _EPS = 1e-6
@@ -147,14 +149,35 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         why = f"pair risk {pair_risk[k]:.2f} of {problem.vm_ids[a]} with {problem.vm_ids[b]}"
         add(a, why)
         add(b, why)
+    inter = problem.interference if s.weight_interference > 0 else None
+    slowed_vms: set[int] = set()
+    if inter is not None and s.interference_candidates:
+        placed = problem.host_of >= 0
+        load = np.bincount(problem.host_of[placed], inter.activity[placed], n_h)
+        felt = np.where(placed, load[np.maximum(problem.host_of, 0)] - inter.activity, 0.0)
+        slowed = np.where(placed, inter.slowdown(np.arange(len(felt)), felt), 0.0)
+        offered = 0
+        for vm in np.argsort(-slowed, kind="stable"):
+            if offered >= s.interference_candidates or slowed[vm] <= s.slowdown_limit:
+                break
+            if vm in reasons or problem.pinned[vm]:
+                continue
+            offered += 1
+            slowed_vms.add(int(vm))
+            add(
+                int(vm),
+                f"predicted slowdown {slowed[vm]:.0%} from the activity of its neighbours on "
+                f"{problem.host_ids[problem.host_of[vm]]} (limit {s.slowdown_limit:.0%})",
+            )
     ordered = ordered[: s.max_candidate_vms]
     emptied: set[int] = set()
     # a drain the operator asked for comes first: consolidation would compete with it for the
     # migration budget and the destinations, so it waits until the hosts in maintenance are empty
     draining = any(problem.maintenance[problem.host_of[v]] for v in ordered)
+    util = np.where(cap[:, cpu] > 0, pred_load[:, cpu] / np.maximum(cap[:, cpu], _EPS), 1.0)
     if s.underloaded_hosts and not draining:
-        util = np.where(cap[:, cpu] > 0, pred_load[:, cpu] / np.maximum(cap[:, cpu], _EPS), 1.0)
-        busy_hosts = {int(problem.host_of[v]) for v in ordered}
+        # a VM offered a quieter neighbourhood does not keep its host from being emptied
+        busy_hosts = {int(problem.host_of[v]) for v in ordered if v not in slowed_vms}
         n_vms = np.bincount(problem.host_of[problem.host_of >= 0], minlength=n_h)
         for h in np.argsort(util):
             if len(emptied) >= s.underloaded_hosts or util[h] >= s.underload_threshold:
@@ -195,6 +218,9 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     fixed_combined = combined_spread(fixed_spread_sq, fixed_spread, rho)
     fixed_demand_all = problem.host_sum(np.where(fixed_mask[:, None], mid, 0.0)) + fixed_combined
     fixed_count = np.bincount(problem.host_of[fixed_mask & (problem.host_of >= 0)], minlength=n_h)
+    exposure = (
+        HostExposure(inter, problem.host_of, fixed_mask, n_h, s.slowdown_limit) if inter is not None else None
+    )
 
     # hosts offered for emptying stay possible destinations: the energy term decides which to empty
     pool = sorted(
@@ -236,7 +262,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         modes = [(True, held_scaled)]
         if (held_scaled > held_plain + _EPS).any():
             modes.append((False, held_plain))
-        dests = _destinations(problem, v, pool, residents, fixed_held_all, limit_all, risk_with)
+        dests = _destinations(problem, v, pool, residents, fixed_held_all, limit_all, risk_with, exposure)
         move_cost = s.weight_migration * mig.seconds(problem.size[v, 1]) + s.migration_fixed_cost
         for h in [home, *dests]:
             # what v adds to the host's quantile: its median plus its share of the combined spread
@@ -246,8 +272,13 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
             )
             fixed_risk = sum(risk_with.get((v, int(w)), 0.0) for w in residents[h])
             soft_count = sum(problem.soft_conflicting(v, int(w)) for w in residents[h])
+            slowed = exposure.option_cost(v, h) if exposure is not None else 0.0
             for scaled, held in modes:
-                cost = s.weight_risk * fixed_risk + s.weight_soft_rule * soft_count
+                cost = (
+                    s.weight_risk * fixed_risk
+                    + s.weight_soft_rule * soft_count
+                    + s.weight_interference * slowed
+                )
                 if h != home:
                     cost += move_cost
                 if problem.maintenance[h]:
@@ -392,8 +423,10 @@ def _destinations(
     fixed_held: np.ndarray,
     limit: np.ndarray,
     risk_with: dict[tuple[int, int], float],
+    exposure: HostExposure | None = None,
 ) -> list[int]:
-    """The best few pool hosts for ``v``: room for it, nobody it may not meet, low risk, best fit."""
+    """The best few pool hosts for ``v``: room for it, nobody it may not meet, low risk and
+    interference, best fit."""
     s = problem.settings
     held = problem.held_target[v]
     home = int(problem.host_of[v])
@@ -409,7 +442,8 @@ def _destinations(
         risk = sum(risk_with.get((v, int(w)), 0.0) for w in residents[h])
         cap = problem.capacity[h]
         slack = float(np.min(np.where(cap > 0, (free - held) / np.maximum(cap, _EPS), np.inf)))
-        scored.append((s.weight_risk * risk + 10.0 * slack, h))
+        slowed = exposure.option_cost(v, h) if exposure is not None else 0.0
+        scored.append((s.weight_risk * risk + s.weight_interference * slowed + 10.0 * slack, h))
     scored.sort()
     return [h for _, h in scored[: s.destinations_per_vm]]
 

@@ -11,6 +11,7 @@ import numpy as np
 from cotenancy.model import ActionPlan, Inventory
 from cotenancy.plan.candidates import CandidateModel, build_candidate_model
 from cotenancy.plan.greedy import Assignment, LoadTracker, greedy_solve
+from cotenancy.plan.interference import VmInterference
 from cotenancy.plan.model import SCALE, solve_cpsat
 from cotenancy.plan.ordering import VMChange, order_changes
 from cotenancy.plan.problem import (
@@ -39,9 +40,10 @@ class Planner:
         pair_risk: PairRiskFn | None = None,
         migrating: Iterable[str] = (),
         strategy: str = "predictive",
+        interference: VmInterference | None = None,
     ) -> ActionPlan:
         started = time.perf_counter()
-        problem = build_problem(inventory, self.settings, forecast, pair_risk, migrating)
+        problem = build_problem(inventory, self.settings, forecast, pair_risk, migrating, interference)
         cm = build_candidate_model(problem)
         built = time.perf_counter()
         stats: dict[str, float | str] = {

@@ -28,6 +28,7 @@ from cotenancy.model import (
     VMState,
 )
 from cotenancy.model.policy import vm_attribute
+from cotenancy.plan.interference import VmInterference
 from cotenancy.plan.migration_cost import MigrationCostModel
 
 RESOURCES: tuple[Resource, ...] = tuple(Resource)
@@ -75,6 +76,9 @@ class PlannerSettings:
     risk_threshold: float = 0.5
     min_pair_risk: float = 0.05
     weight_risk: float = 100.0
+    weight_interference: float = 20.0
+    slowdown_limit: float = 0.1
+    interference_candidates: int = 20
     weight_overload: float = 500.0
     weight_migration: float = 1.0
     migration_fixed_cost: float = 5.0
@@ -157,6 +161,8 @@ class PlanningProblem:
     forbidden_classes: set[tuple[int, int]]
     #: (R,) False for resources no host reports a capacity of: nobody holds them
     managed: np.ndarray = field(default_factory=lambda: np.ones(len(RESOURCES), dtype=bool))
+    #: per-VM sensitivity and activity for neighbourhood interference (None: not counted)
+    interference: VmInterference | None = None
     hard_anti_groups: list[list[int]] = field(default_factory=list)
     soft_anti_groups: list[list[int]] = field(default_factory=list)
     vm_index: dict[str, int] = field(default_factory=dict)
@@ -247,6 +253,7 @@ def build_problem(
     forecast: DemandForecast | None = None,
     pair_risk: PairRiskFn | None = None,
     migrating: Iterable[str] = (),
+    interference: VmInterference | None = None,
 ) -> PlanningProblem:
     """Turn an inventory, forecasts and a risk model into a :class:`PlanningProblem`."""
     hosts = list(inventory.hosts.values())
@@ -323,6 +330,7 @@ def build_problem(
         managed=((capacity > 0).any(axis=0) & accounted) if hosts else np.zeros(n_r, dtype=bool),
         forecast_description=forecast.description if forecast is not None else "no forecast",
         pair_risk=pair_risk,
+        interference=interference,
         conflict_class=classes,
         forbidden_classes=forbidden,
         hard_anti_groups=hard_anti,

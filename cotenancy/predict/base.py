@@ -68,8 +68,30 @@ class Predictor(abc.ABC):  # noqa: B024 - the abstract methods live on the two s
         return False
 
 
+@dataclass(slots=True)
+class InterferenceEstimate:
+    """Per VM: how much it slows down under saturating neighbour activity (``sensitivity``, 0..1),
+    the activity it is predicted to have (``activity``, 0..1 of its size) and how hard that
+    activity presses on its neighbours' cache (``pressure``, 1 = typical).
+
+    A VM's slowdown on a host is ``sensitivity × load / (load + half_load)`` where ``load`` sums its
+    neighbours' pressure × activity: a sum over the whole neighbourhood, which pair scores cannot
+    add up to, so the planner counts it from these. Arrays follow ``vm_ids``; NaN where unknown.
+    """
+
+    vm_ids: list[str]
+    sensitivity: np.ndarray
+    activity: np.ndarray
+    half_load: float
+    pressure: np.ndarray | None = None
+
+
 class RiskModel(Predictor):
     """Probability that two VMs get into a conflict within the horizon."""
+
+    def interference(self, state: ClusterState) -> InterferenceEstimate | None:
+        """Per-VM interference estimates, for models that make them (``None``: this one does not)."""
+        return None
 
     @abc.abstractmethod
     def score_pairs(

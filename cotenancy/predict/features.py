@@ -452,7 +452,9 @@ class PairContext:
                     den > 1e-9, np.clip(num / den, 0.0, 1.0), np.where(has_ready, np.nan, 0.0)
                 )
             self.act_ahead = np.clip(linear_stats(act, horizon_steps)[2], 0.0, 1.0)
+            self.activity_window, self.ready_window = act, ready_w
         else:
+            self.activity_window = self.ready_window = np.zeros((n, 0))
             self.sensitivity = np.zeros(n)
             self.act_ahead = np.zeros(n)
         self.h_act_ahead = np.bincount(self.host_of[placed], self.act_ahead[placed], n_hosts)

@@ -31,9 +31,10 @@ from scipy.optimize import isotonic_regression
 
 from cotenancy.model import ClusterState, EventKind
 from cotenancy.predict import features as feats
-from cotenancy.predict.base import RiskModel
+from cotenancy.predict.base import InterferenceEstimate, RiskModel
 from cotenancy.predict.history import RECENT_STEPS, PairDataset, memory_arrays
 from cotenancy.predict.metrics import average_precision, recall_at_precision
+from cotenancy.predict.pressure import InterferenceMemory
 from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, model_dir, save_bundle
 
 LOG = logging.getLogger(__name__)
@@ -207,6 +208,8 @@ class XGBoostRiskModel(RiskModel):
         self._events: deque = deque()
         self._seen: set[tuple] = set()
         self._cache: tuple[tuple[int, float], feats.PairContext] | None = None
+        self._interference = InterferenceMemory(feats.INTERFERENCE_HALF_LOAD)
+        self._evidence_until = -np.inf
 
     def _load(self, path: Path) -> TrainedRisk:
         return TrainedRisk.from_bundle(load_bundle(path, KIND, feats.PAIR_SCHEMA, self.nthread))
@@ -318,6 +321,33 @@ class XGBoostRiskModel(RiskModel):
         )
         self._cache = (stamp, ctx)
         return ctx
+
+    def interference(self, state: ClusterState) -> InterferenceEstimate:
+        """Each VM's sensitivity and cache pressure, learnt from slowdowns over this and earlier
+        rounds (:class:`~cotenancy.predict.pressure.InterferenceMemory`), and the activity the
+        pair features extrapolate."""
+        ctx = self.context(state)
+        tele = state.telemetry
+        vm_ids = list(tele.vm_ids)
+        width = ctx.activity_window.shape[1]
+        stamps = np.asarray(tele.timestamps[-width:], dtype=float) if width else np.zeros(0)
+        new = stamps > self._evidence_until
+        if new.any():
+            self._evidence_until = float(stamps[-1])
+            self._interference.update(
+                vm_ids,
+                ctx.activity_window[:, new],
+                ctx.ready_window[:, new],
+                ctx.host_of,
+                ctx.sensitivity,
+            )
+        return InterferenceEstimate(
+            vm_ids,
+            self._interference.sensitivity(vm_ids, ctx.sensitivity),
+            ctx.act_ahead.copy(),
+            feats.INTERFERENCE_HALF_LOAD,
+            self._interference.pressure(vm_ids),
+        )
 
     def score_features(self, x: np.ndarray) -> np.ndarray:
         model = self.model

@@ -21,6 +21,7 @@ from oslo_config import cfg
 from cotenancy import loading
 from cotenancy.conf import plan as plan_conf
 from cotenancy.model import ActionKind, ActionPlan, ClusterState, Inventory, Resource, Resources, StepStatus
+from cotenancy.plan.interference import VmInterference
 from cotenancy.plan.planner import Planner
 from cotenancy.plan.problem import DemandForecast, PairRiskFn, PlannerSettings
 from cotenancy.predict.base import Forecaster, RiskModel
@@ -86,7 +87,14 @@ class PredictiveStrategy(Strategy):
         forecast = self.demand_forecast(state)
         risk = self.pair_risk(state)
         inventory = self.with_granted_reservations(state.inventory)
-        plan = self.planner.plan(inventory, forecast, risk, migrating=state.migrating, strategy=self.name)
+        plan = self.planner.plan(
+            inventory,
+            forecast,
+            risk,
+            migrating=state.migrating,
+            strategy=self.name,
+            interference=self.interference(state, forecast),
+        )
         plan.stats["forecast"] = forecast.description if forecast is not None else "none"
         plan.stats["reservations_not_reported"] = float(len(self._asked))
         self._last_plan = plan
@@ -175,6 +183,41 @@ class PredictiveStrategy(Strategy):
         if self._past_high.maxlen:
             self._past_high.append(({v: i for i, v in enumerate(vm_ids)}, high))
         return peak
+
+    def interference(
+        self, state: ClusterState, forecast: DemandForecast | None = None
+    ) -> VmInterference | None:
+        """The risk model's per-VM interference estimates in inventory order (0 where unknown).
+
+        A VM's activity is its median CPU forecast over its size where there is one: steadier
+        than the risk model's short extrapolation, so a VM moved for a quiet neighbourhood is not
+        moved back when a neighbour's trend turns.
+        """
+        model = self.risk_model
+        if model is None or self.settings.weight_interference <= 0:
+            return None
+        estimate = model.interference(state)
+        if estimate is None:
+            return None
+        rows = {vm_id: i for i, vm_id in enumerate(estimate.vm_ids)}
+        order = np.array([rows.get(v, -1) for v in state.inventory.vms], dtype=int)
+        known = order >= 0
+
+        def aligned(values: np.ndarray) -> np.ndarray:
+            picked = np.where(known, np.asarray(values, dtype=float)[np.maximum(order, 0)], np.nan)
+            return np.clip(picked, 0.0, 1.0)
+
+        activity = aligned(estimate.activity)
+        if forecast is not None and Resource.CPU in forecast.mid:
+            size = np.array([vm.size.cpu for vm in state.inventory.vms.values()], dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                predicted = np.clip(np.asarray(forecast.mid[Resource.CPU], dtype=float) / size, 0.0, 1.0)
+            activity = np.where(np.isnan(predicted), activity, predicted)
+        if estimate.pressure is not None:
+            picked = np.asarray(estimate.pressure, dtype=float)[np.maximum(order, 0)]
+            activity = activity * np.where(known & ~np.isnan(picked), picked, 1.0)
+        sensitivity = np.nan_to_num(aligned(estimate.sensitivity), nan=0.0)
+        return VmInterference(sensitivity, np.nan_to_num(activity, nan=0.0), estimate.half_load)
 
     def pair_risk(self, state: ClusterState) -> PairRiskFn | None:
         """The risk model seen through the planner's indices (inventory order for VMs and hosts)."""

@@ -22,6 +22,7 @@ from cotenancy.model import (
 )
 from cotenancy.plan.candidates import build_candidate_model
 from cotenancy.plan.greedy import greedy_solve
+from cotenancy.plan.interference import HostExposure, VmInterference, conflict_chance
 from cotenancy.plan.migration_cost import MigrationCostModel
 from cotenancy.plan.model import solve_cpsat
 from cotenancy.plan.ordering import VMChange, order_changes
@@ -374,3 +375,45 @@ def test_consolidation_never_fills_a_host_past_the_level_that_would_move_vms_off
     assert [(s.vm_id, s.target_host_id) for s in Planner(roomy).plan(inventory, forecast).migrations] == [
         ("y", "a")
     ]
+
+
+def _interference_cloud() -> tuple[Inventory, VmInterference]:
+    """A cache-sensitive VM among six busy neighbours on ``a``; two quiet VMs on ``b``."""
+    vms = {"s": vm("s", "a", memory=512)}
+    vms.update({f"busy{i}": vm(f"busy{i}", "a", memory=512) for i in range(6)})
+    vms.update({f"quiet{i}": vm(f"quiet{i}", "b", memory=512) for i in range(2)})
+    inventory = Inventory(hosts={"a": host("a", cpu=8000), "b": host("b", cpu=8000)}, vms=vms)
+    sensitivity = np.array([0.5 if v == "s" else 0.01 for v in vms])
+    activity = np.array([0.8 if v.startswith("busy") else 0.05 for v in vms])
+    return inventory, VmInterference(sensitivity, activity, half_load=3.5)
+
+
+@pytest.mark.parametrize("weight", [20.0, 0.0])
+def test_a_vm_slowed_by_its_busy_neighbours_moves_to_a_quiet_host(weight):
+    inventory, interference = _interference_cloud()
+    settings = PlannerSettings(underloaded_hosts=0, weight_interference=weight)
+    plan = Planner(settings).plan(
+        inventory, cpu_forecast(inventory, {}), strategy="test", interference=interference
+    )
+    if weight:
+        assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("s", "b")]
+        assert "predicted slowdown 29% from the activity of its neighbours on a" in plan.migrations[0].reason
+        assert plan.migrations[0].expected_benefit > 0
+    else:
+        assert plan.migrations == []
+
+
+def test_a_busy_vm_is_not_sent_among_sensitive_ones():
+    """Joining a host is charged for the slowdown it adds to the sensitive VMs staying there."""
+    inventory, interference = _interference_cloud()
+    problem = build_problem(inventory, PlannerSettings(), interference=interference)
+    staying = np.isin(problem.vm_ids, ["s", "busy0"])
+    exposure = HostExposure(interference, problem.host_of, staying, 2, 0.1)
+    busy, quiet = problem.vm_index["busy1"], problem.vm_index["quiet0"]
+    to_a = problem.host_index["a"]
+    assert exposure.option_cost(busy, to_a) > exposure.option_cost(quiet, to_a) + 0.3
+
+
+def test_the_chance_of_a_conflict_rises_through_the_slowdown_limit():
+    chance = conflict_chance(np.array([0.05, 0.1, 0.2]), 0.1)
+    assert chance.tolist() == pytest.approx([0.076, 0.5, 0.993], abs=0.01)

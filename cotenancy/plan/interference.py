@@ -1,0 +1,73 @@
+"""Neighbourhood interference as a planning cost.
+
+A cache-sensitive VM slows down with the summed activity of *all* its neighbours (shared cache
+and memory bandwidth), which a sum of pair scores does not capture: two quiet neighbours are
+harmless, twenty of them are not. The risk model estimates each VM's sensitivity and its
+predicted activity; here they become the expected number of VMs a placement slows past the level
+at which monitoring reports a degradation (``slowdown_limit``).
+
+Each option is charged for its own VM (the slowdown it will feel from the host's staying VMs)
+and for what it inflicts on the sensitive VMs staying there. Candidates moving to one host
+together are not charged for each other: the round's model stays linear, and the next round sees
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: width of the logistic step around the slowdown limit, as a share of the limit: estimates of
+#: sensitivity and activity are noisy, so a VM just under the limit still counts a little
+_STEP_WIDTH = 0.2
+
+
+@dataclass(slots=True)
+class VmInterference:
+    """Per-VM estimates in inventory order (0 where the risk model has none)."""
+
+    sensitivity: np.ndarray  # (V,) slowdown under saturating neighbour activity, 0..1
+    activity: np.ndarray  # (V,) predicted activity (0..1 of its size) × its cache pressure (1 typical)
+    half_load: float  # neighbour activity at which half the sensitivity is felt
+
+    def slowdown(self, vms: np.ndarray, load: np.ndarray) -> np.ndarray:
+        """Slowdown of ``vms`` under neighbour activity ``load`` (broadcasting)."""
+        load = np.maximum(load, 0.0)
+        return self.sensitivity[vms] * load / (load + self.half_load)
+
+
+def conflict_chance(slowdown: np.ndarray, limit: float) -> np.ndarray:
+    """Probability that a VM with this predicted slowdown is reported degraded."""
+    z = (np.asarray(slowdown, dtype=float) - limit) / (_STEP_WIDTH * limit)
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
+
+
+class HostExposure:
+    """What staying VMs on each host bring to interference: their summed activity, and the
+    sensitive ones among them with the load they already feel."""
+
+    def __init__(
+        self, model: VmInterference, host_of: np.ndarray, staying: np.ndarray, n_hosts: int, limit: float
+    ) -> None:
+        self.model = model
+        self.limit = limit
+        placed = staying & (host_of >= 0)
+        self.load = np.bincount(host_of[placed], model.activity[placed], n_hosts)
+        # a VM whose sensitivity is far under the limit cannot be slowed past it by anyone
+        exposed = np.flatnonzero(placed & (model.sensitivity >= 0.5 * limit))
+        hosts = host_of[exposed]
+        self._exposed = {int(h): exposed[hosts == h] for h in np.unique(hosts)}
+
+    def option_cost(self, vm: int, host: int) -> float:
+        """Expected VMs slowed past the limit if ``vm`` joins the staying VMs of ``host``: itself,
+        plus the increase for the sensitive VMs staying there."""
+        m = self.model
+        own = float(conflict_chance(m.slowdown(np.array([vm]), self.load[host : host + 1]), self.limit)[0])
+        victims = self._exposed.get(host)
+        if victims is None or m.activity[vm] <= 0:
+            return own
+        felt = self.load[host] - m.activity[victims]
+        before = conflict_chance(m.slowdown(victims, felt), self.limit)
+        after = conflict_chance(m.slowdown(victims, felt + m.activity[vm]), self.limit)
+        return own + float((after - before).sum())
