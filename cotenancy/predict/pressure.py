@@ -36,15 +36,23 @@ def neighbour_load_samples(
     sensitivity: np.ndarray,
     host_of: np.ndarray,
     half_load: float,
+    weighted: bool = True,
 ) -> tuple[csr_matrix, np.ndarray]:
     """Rows ``A`` (samples × VMs: each neighbour's activity) and targets ``x`` (the load read from
-    the victim's ready share), one row per sample of a sensitive VM with a known ready share."""
+    the victim's ready share), one row per sample of a sensitive VM with a known ready share.
+
+    ``weighted`` scales each row by the slope of the load curve at its sample, ``(1 - ratio)²``:
+    the fit then weighs errors in the ready share the victim shows rather than in the load read
+    back from it, which near saturation turns a small error in the victim's sensitivity into a
+    large one in the load. The weights are scaled to a mean square of 1, so they share the
+    evidence out among the samples without changing its total against the prior."""
     n, width = activity.shape
     victims = np.flatnonzero((host_of >= 0) & (np.nan_to_num(sensitivity) >= MIN_VICTIM_SENSITIVITY))
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
     targets: list[float] = []
+    slopes: list[float] = []
     members = {int(h): np.flatnonzero(host_of == h) for h in np.unique(host_of[victims])}
     for i in victims.tolist():
         neighbours = members[int(host_of[i])]
@@ -62,8 +70,12 @@ def neighbour_load_samples(
             cols.extend(neighbours[busy].tolist())
             vals.extend(acts[busy].tolist())
             targets.append(half_load * ratio / (1.0 - ratio))
-    matrix = csr_matrix((vals, (rows, cols)), shape=(len(targets), n))
-    return matrix, np.array(targets)
+            slopes.append((1.0 - ratio) ** 2)
+    weights = np.array(slopes) if weighted else np.ones(len(targets))
+    if len(weights):
+        weights /= np.sqrt(np.mean(weights**2))
+    matrix = csr_matrix((np.array(vals) * weights[rows], (rows, cols)), shape=(len(targets), n))
+    return matrix, np.array(targets) * weights
 
 
 def sensitivity_evidence(
@@ -101,12 +113,14 @@ class InterferenceMemory:
         sensitivity_decay: float = 0.995,
         pressure_decay: float = 0.99,
         prior: float = 1.0,
+        weighted: bool = True,
     ) -> None:
         self.half_load = half_load
         self.sensitivity_decay = sensitivity_decay
         self.pressure_decay = pressure_decay
         #: ridge towards the typical pressure, in units of summed squared activity
         self.prior = prior
+        self.weighted = weighted
         self._sensitivity: dict[str, tuple[float, float]] = {}
         self._index: dict[str, int] = {}
         self._gram = csr_matrix((0, 0))
@@ -145,7 +159,9 @@ class InterferenceMemory:
             old_a, old_b = self._sensitivity.get(vm_id, (0.0, 0.0))
             self._sensitivity[vm_id] = (decay * old_a + a, decay * old_b + b)
         sensitivity = self.sensitivity(vm_ids, fallback_sensitivity)
-        matrix, target = neighbour_load_samples(activity, ready, sensitivity, host_of, self.half_load)
+        matrix, target = neighbour_load_samples(
+            activity, ready, sensitivity, host_of, self.half_load, self.weighted
+        )
         columns = self._indices(vm_ids)
         total = len(self._index)
         to_global = csr_matrix(
