@@ -238,6 +238,12 @@ OPTS = [
         help="VMs predicted to be slowed past slowdown_limit that are offered a move each round "
         "(the most slowed first).",
     ),
+    cfg.BoolOpt(
+        "interference_offer_neighbours",
+        default=False,
+        help="Also offer a move to the neighbour pressing hardest on each of those VMs: moving "
+        "one busy, cache-hungry VM away can relieve every sensitive VM on its host at once.",
+    ),
     cfg.FloatOpt(
         "weight_overload",
         default=500.0,

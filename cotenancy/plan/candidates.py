@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cotenancy.plan.interference import HostExposure
+from cotenancy.plan.interference import HostExposure, VmInterference
 from cotenancy.plan.problem import PlanningProblem, combined_spread
 
 _EPS = 1e-6
@@ -160,15 +160,27 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         for vm in np.argsort(-slowed, kind="stable"):
             if offered >= s.interference_candidates or slowed[vm] <= s.slowdown_limit:
                 break
-            if vm in reasons or problem.pinned[vm]:
+            if vm in reasons:
+                continue
+            host = problem.host_ids[problem.host_of[vm]]
+            pressing = _hardest_pressing(problem, inter, int(vm)) if s.interference_offer_neighbours else None
+            if problem.pinned[vm] and pressing is None:
                 continue
             offered += 1
-            slowed_vms.add(int(vm))
-            add(
-                int(vm),
-                f"predicted slowdown {slowed[vm]:.0%} from the activity of its neighbours on "
-                f"{problem.host_ids[problem.host_of[vm]]} (limit {s.slowdown_limit:.0%})",
-            )
+            if not problem.pinned[vm]:
+                slowed_vms.add(int(vm))
+                add(
+                    int(vm),
+                    f"predicted slowdown {slowed[vm]:.0%} from the activity of its neighbours on "
+                    f"{host} (limit {s.slowdown_limit:.0%})",
+                )
+            if pressing is not None:
+                slowed_vms.add(pressing)
+                add(
+                    pressing,
+                    f"presses hardest on {problem.vm_ids[vm]} (predicted slowdown "
+                    f"{slowed[vm]:.0%}) on {host}",
+                )
     ordered = ordered[: s.max_candidate_vms]
     emptied: set[int] = set()
     # a drain the operator asked for comes first: consolidation would compete with it for the
@@ -484,3 +496,12 @@ def _candidate_pairs(
             if cost > 0:
                 pairs.append((a, b, cost, ", ".join(what)))
     return pairs, forbidden
+
+
+def _hardest_pressing(problem: PlanningProblem, inter: VmInterference, vm: int) -> int | None:
+    """The movable neighbour of ``vm`` whose predicted activity × pressure weighs most on it."""
+    neighbours = np.flatnonzero((problem.host_of == problem.host_of[vm]) & ~problem.pinned)
+    neighbours = neighbours[neighbours != vm]
+    if not len(neighbours):
+        return None
+    return int(neighbours[np.argmax(inter.activity[neighbours])])

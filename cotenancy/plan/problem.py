@@ -79,6 +79,7 @@ class PlannerSettings:
     weight_interference: float = 20.0
     slowdown_limit: float = 0.1
     interference_candidates: int = 20
+    interference_offer_neighbours: bool = False
     weight_overload: float = 500.0
     weight_migration: float = 1.0
     migration_fixed_cost: float = 5.0

@@ -11,6 +11,7 @@ from cotenancy.model import (
     VM,
     ActionKind,
     ActionPlan,
+    AffinityRule,
     Allocation,
     CoTenancyPolicy,
     Host,
@@ -18,6 +19,7 @@ from cotenancy.model import (
     PolicyAttribute,
     Resource,
     Resources,
+    RuleKind,
     WorkloadClass,
 )
 from cotenancy.plan.candidates import build_candidate_model
@@ -399,6 +401,26 @@ def test_a_vm_slowed_by_its_busy_neighbours_moves_to_a_quiet_host(weight):
         assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("s", "b")]
         assert "predicted slowdown 29% from the activity of its neighbours on a" in plan.migrations[0].reason
         assert plan.migrations[0].expected_benefit > 0
+    else:
+        assert plan.migrations == []
+
+
+@pytest.mark.parametrize("offer_neighbours", [True, False])
+def test_a_slowed_vm_that_may_not_move_is_relieved_by_moving_its_hardest_pressing_neighbour(offer_neighbours):
+    """``s`` is held on ``a`` by a hard affinity rule with ``busy5``; ``busy0`` presses hard
+    enough to slow it past the limit, the other neighbours together do not."""
+    inventory, interference = _interference_cloud()
+    inventory.rules.append(AffinityRule("together", RuleKind.AFFINITY, frozenset({"s", "busy5"})))
+    names = list(inventory.vms)
+    interference.sensitivity[names.index("s")] = 0.3
+    interference.activity[[names.index(f"busy{i}") for i in range(6)]] = [3.0, 0.1, 0.1, 0.1, 0.1, 0.1]
+    settings = PlannerSettings(underloaded_hosts=0, interference_offer_neighbours=offer_neighbours)
+    plan = Planner(settings).plan(
+        inventory, cpu_forecast(inventory, {}), strategy="test", interference=interference
+    )
+    if offer_neighbours:
+        assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("busy0", "b")]
+        assert plan.migrations[0].reason.startswith("presses hardest on s (predicted slowdown")
     else:
         assert plan.migrations == []
 
