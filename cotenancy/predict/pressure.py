@@ -51,8 +51,7 @@ def neighbour_load_samples(
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
-    targets: list[float] = []
-    slopes: list[float] = []
+    ratios: list[float] = []
     members = {int(h): np.flatnonzero(host_of == h) for h in np.unique(host_of[victims])}
     for i in victims.tolist():
         neighbours = members[int(host_of[i])]
@@ -65,17 +64,18 @@ def neighbour_load_samples(
             busy = acts > 0
             if not busy.any():
                 continue
-            row = len(targets)
+            row = len(ratios)
             rows.extend([row] * int(busy.sum()))
             cols.extend(neighbours[busy].tolist())
             vals.extend(acts[busy].tolist())
-            targets.append(half_load * ratio / (1.0 - ratio))
-            slopes.append((1.0 - ratio) ** 2)
-    weights = np.array(slopes) if weighted else np.ones(len(targets))
+            ratios.append(ratio)
+    ratio = np.array(ratios)
+    targets = half_load * ratio / (1.0 - ratio)
+    weights = (1.0 - ratio) ** 2 if weighted else np.ones(len(ratio))
     if len(weights):
         weights /= np.sqrt(np.mean(weights**2))
-    matrix = csr_matrix((np.array(vals) * weights[rows], (rows, cols)), shape=(len(targets), n))
-    return matrix, np.array(targets) * weights
+    matrix = csr_matrix((np.array(vals) * weights[rows], (rows, cols)), shape=(len(ratio), n))
+    return matrix, targets * weights
 
 
 def sensitivity_evidence(
