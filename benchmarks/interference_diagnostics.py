@@ -5,7 +5,9 @@ Runs ``predictive`` on one PlanetLab day in the CloudSim setup (settings of
 the day's metrics, migrations by reason, conflict-minutes by interference archetype, and the
 correlation of the learnt sensitivity and cache pressure with the hidden ones. The hidden traits
 are read only here, to judge the estimates; ``--oracle-pressure`` plans with the true pressures
-instead of the learnt ones, to show what a perfect pressure estimate would be worth.
+instead of the learnt ones, to show what a perfect pressure estimate would be worth;
+``--unweighted-pressure`` fits the pressures without weighing slowdown samples by the slope of the
+load curve, to show what that weighting is worth.
 
     .venv/bin/python benchmarks/interference_diagnostics.py 20110306 [--set planner.X=Y ...]
 """
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("day")
     parser.add_argument("--set", action="append", default=[], metavar="GROUP.OPTION=VALUE")
     parser.add_argument("--oracle-pressure", action="store_true")
+    parser.add_argument("--unweighted-pressure", action="store_true")
     args = parser.parse_args(argv)
     conf = make_conf([], config_files=[str(bench.REPO / "benchmarks" / "closed_loop.conf")])
     for item in args.set:
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     cloud = make_cloud(make_workload(bench._day_path(args.day)), "cloudsim", seed=0, interference=True)
     traits = cloud._traits
     true_pressure = dict(zip(cloud.vm_ids, traits.pressure.tolist(), strict=True))
+    risk._interference.weighted = not args.unweighted_pressure
     if args.oracle_pressure:
         risk._interference.pressure = lambda vm_ids: np.array([true_pressure.get(v, 1.0) for v in vm_ids])
     reasons: dict[str, int] = {}
@@ -62,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     strategy.plan = plan
     started = time.perf_counter()
     metrics = run_cloud(cloud, strategy, conf).metrics
-    print(f"{args.day} {args.set} oracle pressure: {args.oracle_pressure}")
+    print(
+        f"{args.day} {args.set} oracle pressure: {args.oracle_pressure}, "
+        f"unweighted pressure: {args.unweighted_pressure}"
+    )
     for name in ("energy_kwh", "slav", "migrations", "conflict_minutes"):
         print(f"  {name:18s} {metrics[name]:,.6g}")
     print(f"  wall seconds       {time.perf_counter() - started:.0f}")
