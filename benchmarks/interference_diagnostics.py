@@ -7,9 +7,11 @@ correlation of the learnt sensitivity and cache pressure with the hidden ones. T
 are read only here, to judge the estimates; ``--oracle-pressure`` plans with the true pressures
 instead of the learnt ones, to show what a perfect pressure estimate would be worth;
 ``--unweighted-pressure`` fits the pressures without weighing slowdown samples by the slope of the
-load curve, to show what that weighting is worth.
+load curve, to show what that weighting is worth. ``--seed`` draws other hidden traits and noise
+for the same day (the benchmark uses seed 0): the spread over seeds is the noise a setting's
+difference on one day has to beat.
 
-    .venv/bin/python benchmarks/interference_diagnostics.py 20110306 [--set planner.X=Y ...]
+    .venv/bin/python benchmarks/interference_diagnostics.py 20110306 [--set planner.X=Y ...] [--seed N]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="GROUP.OPTION=VALUE")
     parser.add_argument("--oracle-pressure", action="store_true")
     parser.add_argument("--unweighted-pressure", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     conf = make_conf([], config_files=[str(bench.REPO / "benchmarks" / "closed_loop.conf")])
     for item in args.set:
@@ -45,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     forecaster = bench.forecaster_without(args.day, bench.DAYS, conf, True)
     risk = bench.risk_without(args.day, bench.DAYS, conf, False)
     strategy = PredictiveStrategy(conf, risk_model=risk, forecaster=forecaster)
-    cloud = make_cloud(make_workload(bench._day_path(args.day)), "cloudsim", seed=0, interference=True)
+    cloud = make_cloud(
+        make_workload(bench._day_path(args.day)), "cloudsim", seed=args.seed, interference=True
+    )
     traits = cloud._traits
     true_pressure = dict(zip(cloud.vm_ids, traits.pressure.tolist(), strict=True))
     risk._interference.weighted = not args.unweighted_pressure
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = run_cloud(cloud, strategy, conf).metrics
     print(
         f"{args.day} {args.set} oracle pressure: {args.oracle_pressure}, "
-        f"unweighted pressure: {args.unweighted_pressure}"
+        f"unweighted pressure: {args.unweighted_pressure}, seed {args.seed}"
     )
     for name in ("energy_kwh", "slav", "migrations", "conflict_minutes"):
         print(f"  {name:18s} {metrics[name]:,.6g}")
