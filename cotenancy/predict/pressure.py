@@ -46,7 +46,7 @@ def neighbour_load_samples(
     back from it, which near saturation turns a small error in the victim's sensitivity into a
     large one in the load. The weights are scaled to a mean square of 1, so they share the
     evidence out among the samples without changing its total against the prior."""
-    n, width = activity.shape
+    n = activity.shape[0]
     victims = np.flatnonzero((host_of >= 0) & (np.nan_to_num(sensitivity) >= MIN_VICTIM_SENSITIVITY))
     rows: list[int] = []
     cols: list[int] = []
@@ -69,12 +69,12 @@ def neighbour_load_samples(
             cols.extend(neighbours[busy].tolist())
             vals.extend(acts[busy].tolist())
             ratios.append(ratio)
-    ratio = np.array(ratios)
-    targets = half_load * ratio / (1.0 - ratio)
-    weights = (1.0 - ratio) ** 2 if weighted else np.ones(len(ratio))
+    sample_ratios = np.array(ratios)
+    targets = half_load * sample_ratios / (1.0 - sample_ratios)
+    weights = (1.0 - sample_ratios) ** 2 if weighted else np.ones(len(sample_ratios))
     if len(weights):
         weights /= np.sqrt(np.mean(weights**2))
-    matrix = csr_matrix((np.array(vals) * weights[rows], (rows, cols)), shape=(len(ratio), n))
+    matrix = csr_matrix((np.array(vals) * weights[rows], (rows, cols)), shape=(len(sample_ratios), n))
     return matrix, targets * weights
 
 
