@@ -48,33 +48,37 @@ def neighbour_load_samples(
     evidence out among the samples without changing its total against the prior."""
     n = activity.shape[0]
     victims = np.flatnonzero((host_of >= 0) & (np.nan_to_num(sensitivity) >= MIN_VICTIM_SENSITIVITY))
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-    ratios: list[float] = []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    ratios: list[np.ndarray] = []
+    n_rows = 0
     members = {int(h): np.flatnonzero(host_of == h) for h in np.unique(host_of[victims])}
     for i in victims.tolist():
         neighbours = members[int(host_of[i])]
         neighbours = neighbours[neighbours != i]
         if not len(neighbours):
             continue
-        for t in np.flatnonzero(~np.isnan(ready[i])).tolist():
-            ratio = min(max(float(ready[i, t]) / float(sensitivity[i]), 0.0), _MAX_RATIO)
-            acts = activity[neighbours, t]
-            busy = acts > 0
-            if not busy.any():
-                continue
-            row = len(ratios)
-            rows.extend([row] * int(busy.sum()))
-            cols.extend(neighbours[busy].tolist())
-            vals.extend(acts[busy].tolist())
-            ratios.append(ratio)
-    sample_ratios = np.array(ratios)
+        steps = np.flatnonzero(~np.isnan(ready[i]))
+        acts = activity[neighbours][:, steps].T  # (samples, neighbours)
+        busy = acts > 0
+        sampled = busy.any(axis=1)
+        acts, busy, steps = acts[sampled], busy[sampled], steps[sampled]
+        sample, neighbour = np.nonzero(busy)
+        rows.append(n_rows + sample)
+        cols.append(neighbours[neighbour])
+        vals.append(acts[sample, neighbour])
+        ratios.append(np.clip(ready[i, steps] / sensitivity[i], 0.0, _MAX_RATIO))
+        n_rows += len(steps)
+    sample_ratios = np.concatenate(ratios) if ratios else np.zeros(0)
+    rows_at = np.concatenate(rows) if rows else np.zeros(0, dtype=int)
     targets = half_load * sample_ratios / (1.0 - sample_ratios)
     weights = (1.0 - sample_ratios) ** 2 if weighted else np.ones(len(sample_ratios))
     if len(weights):
         weights /= np.sqrt(np.mean(weights**2))
-    matrix = csr_matrix((np.array(vals) * weights[rows], (rows, cols)), shape=(len(sample_ratios), n))
+    entries = np.concatenate(vals) * weights[rows_at] if vals else np.zeros(0)
+    at = (rows_at, np.concatenate(cols) if cols else np.zeros(0, dtype=int))
+    matrix = csr_matrix((entries, at), shape=(len(sample_ratios), n))
     return matrix, targets * weights
 
 
