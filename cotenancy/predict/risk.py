@@ -190,6 +190,29 @@ class XGBoostRiskModel(RiskModel):
                 "incremental_rounds", default=50, min=1, help="Rounds added by an incremental retraining."
             ),
             cfg.IntOpt("nthread", default=2, min=1, help="Threads for training and scoring."),
+            cfg.FloatOpt(
+                "sensitivity_decay",
+                default=0.995,
+                min=0.0,
+                max=1.0,
+                help="Weight each telemetry round keeps of the earlier evidence of a VM's cache "
+                "sensitivity (0.995 at 5-minute rounds: half of it after about 11 hours).",
+            ),
+            cfg.FloatOpt(
+                "pressure_decay",
+                default=0.99,
+                min=0.0,
+                max=1.0,
+                help="Weight each round keeps of the earlier evidence of VMs' cache pressure "
+                "(0.99 at 5-minute rounds: half of it after about 6 hours).",
+            ),
+            cfg.FloatOpt(
+                "pressure_prior",
+                default=1.0,
+                min=0.0,
+                help="How strongly a VM's pressure estimate is pulled to the typical 1 while "
+                "evidence is thin, in units of summed squared neighbour activity.",
+            ),
         ]
 
     def __init__(self, conf: cfg.ConfigOpts | None = None, model_path: str | Path | None = None) -> None:
@@ -208,7 +231,12 @@ class XGBoostRiskModel(RiskModel):
         self._events: deque = deque()
         self._seen: set[tuple] = set()
         self._cache: tuple[tuple[int, float], feats.PairContext] | None = None
-        self._interference = InterferenceMemory(feats.INTERFERENCE_HALF_LOAD)
+        self._interference = InterferenceMemory(
+            feats.INTERFERENCE_HALF_LOAD,
+            sensitivity_decay=opts.sensitivity_decay if opts is not None else 0.995,
+            pressure_decay=opts.pressure_decay if opts is not None else 0.99,
+            prior=opts.pressure_prior if opts is not None else 1.0,
+        )
         self._evidence_until = -np.inf
 
     def _load(self, path: Path) -> TrainedRisk:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from predict_synthetic import STEP, make_state, synthetic_usage, toy_history
 
+from cotenancy.conf import make_conf
 from cotenancy.exceptions import SchemaMismatch
 from cotenancy.model import Event, EventKind
 from cotenancy.predict import features as feats
@@ -169,3 +170,14 @@ def test_ranking_metrics_on_a_known_example():
     assert average_precision(y, s) == pytest.approx((1 + 2 / 3 + 0.5) / 3)
     recall, threshold = recall_at_precision(y, s, 0.8)
     assert recall == pytest.approx(1 / 3) and threshold == pytest.approx(0.9)
+
+
+def test_how_fast_interference_evidence_fades_is_read_from_the_plugins_config_group(tmp_path):
+    conf = make_conf([])
+    conf.set_override("sensitivity_decay", 0.9, group="risk_xgboost")
+    conf.set_override("pressure_decay", 0.8, group="risk_xgboost")
+    conf.set_override("pressure_prior", 3.0, group="risk_xgboost")
+    memory = XGBoostRiskModel(conf, model_path=tmp_path / "absent.json")._interference
+    assert (memory.sensitivity_decay, memory.pressure_decay, memory.prior) == (0.9, 0.8, 3.0)
+    default = XGBoostRiskModel(make_conf([]), model_path=tmp_path / "absent.json")._interference
+    assert (default.sensitivity_decay, default.pressure_decay, default.prior) == (0.995, 0.99, 1.0)
