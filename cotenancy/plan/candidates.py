@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cotenancy.plan.interference import HostExposure, VmInterference
+from cotenancy.plan.interference import HostExposure, VmInterference, conflict_chance
 from cotenancy.plan.problem import PlanningProblem, combined_spread
 
 _EPS = 1e-6
+#: pair terms cheaper than this (objective units) change no plan and only grow the model
+_MIN_PAIR_COST = 0.01
 
 
 @dataclass(slots=True)
@@ -49,6 +51,9 @@ class CandidateModel:
     opt_move: np.ndarray  # (O,) bool
     opt_risk: np.ndarray  # (O,) summed risk with the fixed residents of the option's host
     pairs: list[tuple[int, int, float, str]]  # (cand a, cand b, cost if together, what)
+    #: (cand a, cand b, model host, cost if both end on that host): what they add to each other's
+    #: interference there, which the options (charged only against the VMs that stay) leave out
+    host_pairs: list[tuple[int, int, int, float]]
     forbidden_pairs: list[tuple[int, int]]
     applied_size: np.ndarray  # (V, R) sizes of non-candidates after this round
     applied_reservation: np.ndarray  # (V, R)
@@ -312,6 +317,11 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
                 opt_move.append(h != home)
                 opt_risk.append(fixed_risk)
     pair_list, forbidden = _candidate_pairs(problem, candidates, opt_vm, opt_host)
+    host_pairs = (
+        _shared_host_interference(candidates, exposure, opt_vm, opt_host, model_hosts, s.weight_interference)
+        if exposure is not None
+        else []
+    )
     n_r = cap.shape[1]
     return CandidateModel(
         problem=problem,
@@ -335,6 +345,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         opt_move=np.array(opt_move, dtype=bool),
         opt_risk=np.array(opt_risk, dtype=float),
         pairs=pair_list,
+        host_pairs=host_pairs,
         forbidden_pairs=forbidden,
         applied_size=applied_size,
         applied_reservation=applied_res,
@@ -496,6 +507,46 @@ def _candidate_pairs(
             if cost > 0:
                 pairs.append((a, b, cost, ", ".join(what)))
     return pairs, forbidden
+
+
+def _shared_host_interference(
+    candidates: list[int],
+    exposure: HostExposure,
+    opt_vm: list[int],
+    opt_host: list[int],
+    model_hosts: list[int],
+    weight: float,
+) -> list[tuple[int, int, int, float]]:
+    """What two candidates cost each other on a host they may both end on (staying home included).
+
+    Each option charges its VM only against the VMs that stay, so without this term the model
+    would send two quiet-host seekers to the same quiet host, or leave a sensitive candidate next to
+    a busy one that also stays, as if neither felt the other. The cost is the rise in each one's
+    chance of being slowed past the limit that the other's activity brings on top of the host's
+    staying load, in objective units; terms under ``_MIN_PAIR_COST`` are dropped.
+    """
+    model = exposure.model
+    cand = np.asarray(candidates, dtype=int)
+    at_host: dict[int, set[int]] = {}
+    for pos, hp in zip(opt_vm, opt_host, strict=True):
+        at_host.setdefault(hp, set()).add(pos)
+    terms: list[tuple[int, int, int, float]] = []
+    for hp, members in at_host.items():
+        if len(members) < 2:
+            continue
+        pos = np.array(sorted(members), dtype=int)
+        vms = cand[pos]
+        load = exposure.load[model_hosts[hp]]
+        alone = conflict_chance(model.slowdown(vms, np.array([load])), exposure.limit)
+        together = conflict_chance(
+            model.slowdown(vms[:, None], load + model.activity[vms][None, :]), exposure.limit
+        )
+        felt = together - alone[:, None]
+        mutual = weight * (felt + felt.T)
+        a, b = np.nonzero(np.triu(mutual, k=1) >= _MIN_PAIR_COST)
+        for i, j in zip(a.tolist(), b.tolist(), strict=True):
+            terms.append((int(pos[i]), int(pos[j]), hp, float(mutual[i, j])))
+    return terms
 
 
 def _hardest_pressing(problem: PlanningProblem, inter: VmInterference, vm: int) -> int | None:

@@ -34,11 +34,17 @@ class LoadTracker:
         self.count = cm.has_fixed.astype(int)
         self.moves_total = 0
         self.moves_at = np.zeros(len(cm.hosts), dtype=int)
+        #: per candidate: (other candidate, cost if they end on one host)
         self.pair_cost: dict[int, list[tuple[int, float]]] = {}
+        #: per candidate and model host: (other candidate, cost if both end on that host)
+        self.pair_cost_on: dict[tuple[int, int], list[tuple[int, float]]] = {}
         self.forbidden: dict[int, set[int]] = {}
         for a, b, cost, _ in cm.pairs:
             self.pair_cost.setdefault(a, []).append((b, cost))
             self.pair_cost.setdefault(b, []).append((a, cost))
+        for a, b, h, cost in cm.host_pairs:
+            self.pair_cost_on.setdefault((a, h), []).append((b, cost))
+            self.pair_cost_on.setdefault((b, h), []).append((a, cost))
         for a, b in cm.forbidden_pairs:
             self.forbidden.setdefault(a, set()).add(b)
             self.forbidden.setdefault(b, set()).add(a)
@@ -100,7 +106,7 @@ class LoadTracker:
         s = cm.problem.settings
         h = int(cm.opt_host[opt])
         cost = float(cm.opt_cost[opt])
-        for other, pair in self.pair_cost.get(pos, ()):
+        for other, pair in [*self.pair_cost.get(pos, ()), *self.pair_cost_on.get((pos, h), ())]:
             if self.choice[other] >= 0 and cm.opt_host[self.choice[other]] == h:
                 cost += pair
         now = self.demand[h]
@@ -120,6 +126,10 @@ class LoadTracker:
         for a, b, cost, _ in cm.pairs:
             oa, ob = self.choice[a], self.choice[b]
             if oa >= 0 and ob >= 0 and cm.opt_host[oa] == cm.opt_host[ob]:
+                total += cost
+        for a, b, h, cost in cm.host_pairs:
+            oa, ob = self.choice[a], self.choice[b]
+            if oa >= 0 and ob >= 0 and cm.opt_host[oa] == h and cm.opt_host[ob] == h:
                 total += cost
         for h in range(len(cm.hosts)):
             total += self.overload_cost(h, self.demand[h])

@@ -7,9 +7,10 @@ predicted activity; here they become the expected number of VMs a placement slow
 at which monitoring reports a degradation (``slowdown_limit``).
 
 Each option is charged for its own VM (the slowdown it will feel from the host's staying VMs)
-and for what it inflicts on the sensitive VMs staying there. Candidates moving to one host
-together are not charged for each other: the round's model stays linear, and the next round sees
-them.
+and for what it inflicts on the sensitive VMs staying there. Two candidates that end on one host
+(moving there, or both staying) are also charged for what each adds to the other's slowdown, as
+a pair term of the model (``cotenancy.plan.candidates``); what two candidates together add to a
+staying VM beyond their separate shares is left out.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ One Boolean per option (VM, host, allocation mode), exactly one per candidate. H
 what VMs hold fits every host on every resource, forbidden pairs never share a host, and the
 migration budget holds per round and per host. The objective adds the option costs (migration
 time, energy share, idle or missing allocation, risk with VMs that stay), the risk of candidate
-pairs that end together, the predicted demand above target utilisation, and the idle power of
+pairs that end together (on any host, or on one host for what they add to each other's
+interference), the predicted demand above target utilisation, and the idle power of
 hosts the solution switches on. CP-SAT needs integers, so costs are scaled by ``SCALE``.
 
 Integer units are chosen so the integer model agrees with the greedy's floating-point view of the
@@ -161,18 +162,21 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     for a, b in cm.forbidden_pairs:
         for h in together(a, b):
             model.add_at_most_one(x[o] for o in at[(a, h)] + at[(b, h)])
-    pair_vars = 0
-    for a, b, cost, _ in sorted(cm.pairs, key=lambda p: -p[2]):
-        coef = round(SCALE * cost)
-        if coef <= 0 or pair_vars >= MAX_PAIR_TERMS:
-            continue
+    together_cost: dict[tuple[int, int, int], float] = {}
+    for a, b, cost, _ in cm.pairs:
         for h in together(a, b):
-            pair_vars += 1
-            both = model.new_bool_var(f"p{a}_{b}_{h}")
-            hints.append((both, int(chosen[at[(a, h)]].any() and chosen[at[(b, h)]].any())))
-            model.add(sum(x[o] for o in at[(a, h)] + at[(b, h)]) - both <= 1)
-            terms.append(both)
-            weights.append(coef)
+            together_cost[(a, b, h)] = together_cost.get((a, b, h), 0.0) + cost
+    for a, b, h, cost in cm.host_pairs:
+        together_cost[(a, b, h)] = together_cost.get((a, b, h), 0.0) + cost
+    for (a, b, h), cost in sorted(together_cost.items(), key=lambda kv: -kv[1])[:MAX_PAIR_TERMS]:
+        coef = round(SCALE * cost)
+        if coef <= 0:
+            break
+        both = model.new_bool_var(f"p{a}_{b}_{h}")
+        hints.append((both, int(chosen[at[(a, h)]].any() and chosen[at[(b, h)]].any())))
+        model.add(sum(x[o] for o in at[(a, h)] + at[(b, h)]) - both <= 1)
+        terms.append(both)
+        weights.append(coef)
 
     moves = np.flatnonzero(cm.opt_move)
     if len(moves):

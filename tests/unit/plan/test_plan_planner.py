@@ -439,3 +439,44 @@ def test_a_busy_vm_is_not_sent_among_sensitive_ones():
 def test_the_chance_of_a_conflict_rises_through_the_slowdown_limit():
     chance = conflict_chance(np.array([0.05, 0.1, 0.2]), 0.1)
     assert chance.tolist() == pytest.approx([0.076, 0.5, 0.993], abs=0.01)
+
+
+def _two_sensitive_busy_vms_cloud() -> tuple[Inventory, VmInterference]:
+    """``s1`` and ``s2`` are sensitive and busy among six busy VMs on ``a``; ``b`` holds a very
+    quiet VM, ``c`` a slightly busier one. Alone, each of ``s1`` and ``s2`` would pick ``b``."""
+    vms = {name: vm(name, "a", memory=512) for name in ("s1", "s2")}
+    vms.update({f"busy{i}": vm(f"busy{i}", "a", memory=512) for i in range(6)})
+    vms["quiet_b"] = vm("quiet_b", "b", memory=512)
+    vms["quiet_c"] = vm("quiet_c", "c", memory=512)
+    hosts = {name: host(name, cpu=8000) for name in ("a", "b", "c")}
+    inventory = Inventory(hosts=hosts, vms=vms)
+    sensitivity = np.array([0.5 if v.startswith("s") else 0.01 for v in vms])
+    activity = np.array([2.0 if v.startswith("s") else 0.8 if v.startswith("busy") else 0.05 for v in vms])
+    activity[list(vms).index("quiet_c")] = 0.3
+    return inventory, VmInterference(sensitivity, activity, half_load=3.5)
+
+
+def test_two_candidates_that_would_slow_each_other_are_not_sent_to_the_same_quiet_host():
+    inventory, interference = _two_sensitive_busy_vms_cloud()
+    settings = PlannerSettings(underloaded_hosts=0)
+    problem = build_problem(inventory, settings, cpu_forecast(inventory, {}), interference=interference)
+    cm = build_candidate_model(problem)
+    s1, s2 = cm.candidates.index(problem.vm_index["s1"]), cm.candidates.index(problem.vm_index["s2"])
+    on_b = {(a, b) for a, b, h, _ in cm.host_pairs if cm.hosts[h] == problem.host_index["b"]}
+    assert (min(s1, s2), max(s1, s2)) in on_b
+    for assignment in (greedy_solve(cm), solve_cpsat(cm).assignment):
+        ends = sorted(problem.host_ids[cm.hosts[cm.opt_host[assignment.choice[p]]]] for p in (s1, s2))
+        assert ends == ["b", "c"]
+
+
+def test_what_two_candidates_cost_each_other_on_a_host_is_the_rise_in_their_conflict_chances():
+    inventory, interference = _two_sensitive_busy_vms_cloud()
+    settings = PlannerSettings(underloaded_hosts=0)
+    problem = build_problem(inventory, settings, cpu_forecast(inventory, {}), interference=interference)
+    cm = build_candidate_model(problem)
+    b = problem.host_index["b"]
+    (cost,) = [c for _, _, h, c in cm.host_pairs if cm.hosts[h] == b]
+    quiet = interference.activity[problem.vm_index["quiet_b"]]
+    alone = conflict_chance(interference.slowdown(np.array([0]), np.array([quiet])), 0.1)[0]
+    joined = conflict_chance(interference.slowdown(np.array([0]), np.array([quiet + 2.0])), 0.1)[0]
+    assert cost == pytest.approx(settings.weight_interference * 2 * (joined - alone))
