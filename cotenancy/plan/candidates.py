@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cotenancy.plan.interference import HostExposure, VmInterference, conflict_chance
+from cotenancy.plan.interference import HostExposure, VmInterference
 from cotenancy.plan.problem import PlanningProblem, combined_spread
 
 _EPS = 1e-6
@@ -525,7 +525,6 @@ def _shared_host_interference(
     chance of being slowed past the limit that the other's activity brings on top of the host's
     staying load, in objective units; terms under ``_MIN_PAIR_COST`` are dropped.
     """
-    model = exposure.model
     cand = np.asarray(candidates, dtype=int)
     at_host: dict[int, set[int]] = {}
     for pos, hp in zip(opt_vm, opt_host, strict=True):
@@ -535,14 +534,7 @@ def _shared_host_interference(
         if len(members) < 2:
             continue
         pos = np.array(sorted(members), dtype=int)
-        vms = cand[pos]
-        load = exposure.load[model_hosts[hp]]
-        alone = conflict_chance(model.slowdown(vms, np.array([load])), exposure.limit)
-        together = conflict_chance(
-            model.slowdown(vms[:, None], load + model.activity[vms][None, :]), exposure.limit
-        )
-        felt = together - alone[:, None]
-        mutual = weight * (felt + felt.T)
+        mutual = weight * exposure.mutual_cost(cand[pos], model_hosts[hp])
         a, b = np.nonzero(np.triu(mutual, k=1) >= _MIN_PAIR_COST)
         for i, j in zip(a.tolist(), b.tolist(), strict=True):
             terms.append((int(pos[i]), int(pos[j]), hp, float(mutual[i, j])))

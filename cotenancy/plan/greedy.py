@@ -7,6 +7,7 @@ millisecond) and as the plan when CP-SAT finds none within its time limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class LoadTracker:
         s = cm.problem.settings
         h = int(cm.opt_host[opt])
         cost = float(cm.opt_cost[opt])
-        for other, pair in [*self.pair_cost.get(pos, ()), *self.pair_cost_on.get((pos, h), ())]:
+        for other, pair in chain(self.pair_cost.get(pos, ()), self.pair_cost_on.get((pos, h), ())):
             if self.choice[other] >= 0 and cm.opt_host[self.choice[other]] == h:
                 cost += pair
         now = self.demand[h]

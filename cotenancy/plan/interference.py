@@ -72,3 +72,14 @@ class HostExposure:
         before = conflict_chance(m.slowdown(victims, felt), self.limit)
         after = conflict_chance(m.slowdown(victims, felt + m.activity[vm]), self.limit)
         return own + float((after - before).sum())
+
+    def mutual_cost(self, vms: np.ndarray, host: int) -> np.ndarray:
+        """(n, n) expected VMs slowed past the limit that ``vms[i]`` and ``vms[j]`` add to each
+        other if both join the staying VMs of ``host``: the rise in each one's conflict chance
+        from the other's activity, on top of the host's staying load."""
+        m = self.model
+        load = self.load[host]
+        alone = conflict_chance(m.slowdown(vms, np.array([load])), self.limit)
+        together = conflict_chance(m.slowdown(vms[:, None], load + m.activity[vms][None, :]), self.limit)
+        felt = together - alone[:, None]
+        return felt + felt.T

@@ -60,7 +60,7 @@ def neighbour_load_samples(
         if not len(neighbours):
             continue
         steps = np.flatnonzero(~np.isnan(ready[i]))
-        acts = activity[neighbours][:, steps].T  # (samples, neighbours)
+        acts = activity[np.ix_(neighbours, steps)].T  # (samples, neighbours)
         busy = acts > 0
         sampled = busy.any(axis=1)
         acts, busy, steps = acts[sampled], busy[sampled], steps[sampled]

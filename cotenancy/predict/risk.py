@@ -231,12 +231,16 @@ class XGBoostRiskModel(RiskModel):
         self._events: deque = deque()
         self._seen: set[tuple] = set()
         self._cache: tuple[tuple[int, float], feats.PairContext] | None = None
-        self._interference = InterferenceMemory(
-            feats.INTERFERENCE_HALF_LOAD,
-            sensitivity_decay=opts.sensitivity_decay if opts is not None else 0.995,
-            pressure_decay=opts.pressure_decay if opts is not None else 0.99,
-            prior=opts.pressure_prior if opts is not None else 1.0,
+        fading = (
+            {
+                "sensitivity_decay": opts.sensitivity_decay,
+                "pressure_decay": opts.pressure_decay,
+                "prior": opts.pressure_prior,
+            }
+            if opts is not None
+            else {}
         )
+        self._interference = InterferenceMemory(feats.INTERFERENCE_HALF_LOAD, **fading)
         self._evidence_until = -np.inf
 
     def _load(self, path: Path) -> TrainedRisk:
