@@ -156,6 +156,7 @@ def run_one(
             "day": day,
             "strategy": strategy_name,
             "metrics": metrics,
+            "round_seconds": _round_times(result.extra),
             "models": models,
             "seconds": time.perf_counter() - started,
         }
@@ -167,6 +168,33 @@ def run_one(
             "trace": traceback.format_exc(),
             "seconds": time.perf_counter() - started,
         }
+
+
+def _round_times(extra: dict) -> dict[str, float]:
+    """Median and largest time per round of the strategy (forecasts, risks, plan) and of its
+    planner alone, so the closed loop's cost per round is printed next to what it achieved."""
+    times: dict[str, float] = {}
+    for key in ("plan_seconds", "planner_seconds"):
+        values = np.asarray(extra.get(key, []), dtype=float)
+        if len(values):
+            name = key.removesuffix("_seconds")
+            times[f"{name}_median"] = float(np.median(values))
+            times[f"{name}_max"] = float(values.max())
+    return times
+
+
+def _print_round_times(results: dict, days: list[str], strategies: list[str]) -> None:
+    print()
+    print("seconds per round, median / max (strategy: forecasts, risks and plan; planner: the plan alone):")
+    for s in strategies:
+        for d in days:
+            t = results[(d, s)].get("round_seconds") or {}
+            if "plan_median" not in t:
+                continue
+            line = f"  {s:20} {d}  strategy {t['plan_median']:.3f} / {t['plan_max']:.2f}"
+            if t.get("planner_max", 0.0) > 0:
+                line += f"  planner {t['planner_median']:.3f} / {t['planner_max']:.2f}"
+            print(line)
 
 
 def _table(title: str, rows: dict[str, dict[str, float] | str]) -> str:
@@ -304,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         models = results.get((day, "predictive"), {}).get("models")
         if models:
             print(f"  predictive models: {models}")
+    _print_round_times(results, days, strategies)
     means = _means(results, days, strategies)
     print()
     print(_table(f"mean over {len(days)} days", means))

@@ -38,6 +38,8 @@ class RoundResult:
     events: list[Event] = field(default_factory=list)
     executed: bool = False
     wall_seconds: float = 0.0
+    #: the strategy's share of the round: forecasting, scoring risks and planning
+    plan_seconds: float = 0.0
 
     @property
     def failed_steps(self) -> int:
@@ -130,7 +132,9 @@ class ControlLoop:
         now = self.driver.now()
         n_samples, events = self.collect(now)
         state = self.observe(now, events)
+        planning = time.perf_counter()
         plan = self.strategy.plan(state)
+        plan_seconds = time.perf_counter() - planning
         plan.strategy = plan.strategy or self.strategy.name
         if self.store is not None:
             self.store.save_plan(plan)
@@ -145,6 +149,7 @@ class ControlLoop:
             events=events,
             executed=executed,
             wall_seconds=time.perf_counter() - started,
+            plan_seconds=plan_seconds,
         )
 
     def run(self, rounds: int | None = None, progress: bool = False) -> list[RoundResult]:

@@ -50,6 +50,8 @@ class CandidateModel:
     opt_cost: np.ndarray  # (O,)
     opt_move: np.ndarray  # (O,) bool
     opt_risk: np.ndarray  # (O,) summed risk with the fixed residents of the option's host
+    #: per candidate, the model hosts (positions in ``hosts``) its options end on, in option order
+    cand_hosts: list[tuple[int, ...]]
     pairs: list[tuple[int, int, float, str]]  # (cand a, cand b, cost if together, what)
     #: (cand a, cand b, model host, cost if both end on that host): what they add to each other's
     #: interference there, which the options (charged only against the VMs that stay) leave out
@@ -316,9 +318,10 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
                 opt_cost.append(cost)
                 opt_move.append(h != home)
                 opt_risk.append(fixed_risk)
-    pair_list, forbidden = _candidate_pairs(problem, candidates, opt_vm, opt_host)
+    cand_hosts = _hosts_per_candidate(opt_vm, opt_host, len(candidates))
+    pair_list, forbidden = _candidate_pairs(problem, candidates, cand_hosts)
     host_pairs = (
-        _shared_host_interference(candidates, exposure, opt_vm, opt_host, model_hosts, s.weight_interference)
+        _shared_host_interference(candidates, exposure, cand_hosts, model_hosts, s.weight_interference)
         if exposure is not None
         else []
     )
@@ -344,6 +347,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         opt_cost=np.array(opt_cost, dtype=float),
         opt_move=np.array(opt_move, dtype=bool),
         opt_risk=np.array(opt_risk, dtype=float),
+        cand_hosts=cand_hosts,
         pairs=pair_list,
         host_pairs=host_pairs,
         forbidden_pairs=forbidden,
@@ -471,22 +475,26 @@ def _destinations(
     return [h for _, h in scored[: s.destinations_per_vm]]
 
 
+def _hosts_per_candidate(opt_vm: list[int], opt_host: list[int], n_candidates: int) -> list[tuple[int, ...]]:
+    hosts_of: list[dict[int, None]] = [{} for _ in range(n_candidates)]
+    for pos, h in zip(opt_vm, opt_host, strict=True):
+        hosts_of[pos][h] = None
+    return [tuple(h) for h in hosts_of]
+
+
 def _candidate_pairs(
     problem: PlanningProblem,
     candidates: list[int],
-    opt_vm: list[int],
-    opt_host: list[int],
+    hosts_of: list[tuple[int, ...]],
 ) -> tuple[list[tuple[int, int, float, str]], list[tuple[int, int]]]:
     """Pairs of candidates that could end on one host: forbidden ones, and costly ones."""
     s = problem.settings
-    hosts_of: list[set[int]] = [set() for _ in candidates]
-    for pos, h in zip(opt_vm, opt_host, strict=True):
-        hosts_of[pos].add(h)
+    host_sets = [set(h) for h in hosts_of]
     shared: list[tuple[int, int]] = [
         (a, b)
         for a in range(len(candidates))
         for b in range(a + 1, len(candidates))
-        if hosts_of[a] & hosts_of[b]
+        if not host_sets[a].isdisjoint(host_sets[b])
     ]
     forbidden = [(a, b) for a, b in shared if problem.conflicting(candidates[a], candidates[b])]
     forbidden_set = set(forbidden)
@@ -512,8 +520,7 @@ def _candidate_pairs(
 def _shared_host_interference(
     candidates: list[int],
     exposure: HostExposure,
-    opt_vm: list[int],
-    opt_host: list[int],
+    hosts_of: list[tuple[int, ...]],
     model_hosts: list[int],
     weight: float,
 ) -> list[tuple[int, int, int, float]]:
@@ -527,8 +534,9 @@ def _shared_host_interference(
     """
     cand = np.asarray(candidates, dtype=int)
     at_host: dict[int, set[int]] = {}
-    for pos, hp in zip(opt_vm, opt_host, strict=True):
-        at_host.setdefault(hp, set()).add(pos)
+    for pos, hosts in enumerate(hosts_of):
+        for hp in hosts:
+            at_host.setdefault(hp, set()).add(pos)
     terms: list[tuple[int, int, int, float]] = []
     for hp, members in at_host.items():
         if len(members) < 2:

@@ -154,10 +154,9 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     at: dict[tuple[int, int], list[int]] = {}
     for o, (pos, h) in enumerate(zip(cm.opt_vm.tolist(), cm.opt_host.tolist(), strict=True)):
         at.setdefault((pos, h), []).append(o)
-    hosts_of = [{int(h) for h in cm.opt_host[opts]} for opts in by_cand]
 
     def together(a: int, b: int) -> list[int]:
-        return sorted(hosts_of[a] & hosts_of[b])
+        return sorted(set(cm.cand_hosts[a]).intersection(cm.cand_hosts[b]))
 
     for a, b in cm.forbidden_pairs:
         for h in together(a, b):

@@ -190,6 +190,8 @@ def run_cloud(
         extra={
             "migrations_completed": cloud.acc.migrations_completed,
             "host_power_models": sorted(set(cloud.hosts.power_models)),
+            "plan_seconds": [r.plan_seconds for r in results],
+            "planner_seconds": [float(r.plan.stats.get("wall_seconds", 0.0)) for r in results],
         },
     )
 

@@ -36,3 +36,14 @@ def test_same_seed_gives_the_same_run(conf):
     second = run_simulation(workload, setup="default", strategy="lr-mmt", conf=conf, seed=7).metrics
     first.pop("wall_seconds"), second.pop("wall_seconds")
     assert first == second
+
+
+def test_every_round_reports_how_long_the_strategy_and_its_planner_took(conf):
+    workload = generate_synthetic(20, 0.05, step_seconds=300.0, seed=2)
+    result = run_simulation(workload, setup="default", strategy="predictive", conf=conf, seed=2)
+    strategy_times = result.extra["plan_seconds"]
+    planner_times = result.extra["planner_seconds"]
+    assert len(strategy_times) == len(planner_times) == result.steps
+    assert all(t > 0 for t in strategy_times)
+    # the planner runs inside the strategy, after the forecasts and risks
+    assert all(0 < p <= s for p, s in zip(planner_times, strategy_times, strict=True))
