@@ -164,13 +164,16 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         felt = np.where(placed, load[np.maximum(problem.host_of, 0)] - inter.activity, 0.0)
         slowed = np.where(placed, inter.slowdown(np.arange(len(felt)), felt), 0.0)
         offered = 0
+        members = _members_by_host(problem.host_of, n_h) if s.interference_offer_neighbours else []
         for vm in np.argsort(-slowed, kind="stable"):
             if offered >= s.interference_candidates or slowed[vm] <= s.slowdown_limit:
                 break
             if vm in reasons:
                 continue
             host = problem.host_ids[problem.host_of[vm]]
-            pressing = _hardest_pressing(problem, inter, int(vm)) if s.interference_offer_neighbours else None
+            pressing = (
+                _hardest_pressing(problem, inter, int(vm), members[problem.host_of[vm]]) if members else None
+            )
             if problem.pinned[vm] and pressing is None:
                 continue
             offered += 1
@@ -549,10 +552,20 @@ def _shared_host_interference(
     return terms
 
 
-def _hardest_pressing(problem: PlanningProblem, inter: VmInterference, vm: int) -> int | None:
-    """The movable neighbour of ``vm`` whose predicted activity × pressure weighs most on it."""
-    neighbours = np.flatnonzero((problem.host_of == problem.host_of[vm]) & ~problem.pinned)
-    neighbours = neighbours[neighbours != vm]
+def _members_by_host(host_of: np.ndarray, n_hosts: int) -> list[np.ndarray]:
+    """Per host, its VMs in ascending order: one sort instead of a scan of every VM per host."""
+    placed = np.flatnonzero(host_of >= 0)
+    order = placed[np.argsort(host_of[placed], kind="stable")]
+    counts = np.bincount(host_of[placed], minlength=n_hosts)
+    return np.split(order, np.cumsum(counts)[:-1])
+
+
+def _hardest_pressing(
+    problem: PlanningProblem, inter: VmInterference, vm: int, on_host: np.ndarray
+) -> int | None:
+    """The movable neighbour of ``vm`` (among ``on_host``, its host's VMs) whose predicted
+    activity × pressure weighs most on it."""
+    neighbours = on_host[~problem.pinned[on_host] & (on_host != vm)]
     if not len(neighbours):
         return None
     return int(neighbours[np.argmax(inter.activity[neighbours])])
