@@ -479,6 +479,8 @@ def _destinations(
 
 
 def _hosts_per_candidate(opt_vm: list[int], opt_host: list[int], n_candidates: int) -> list[tuple[int, ...]]:
+    """Each candidate's model hosts in the order its options list them: the pair terms and the
+    solver share this one derivation, and the order keeps their terms in a reproducible order."""
     hosts_of: list[dict[int, None]] = [{} for _ in range(n_candidates)]
     for pos, h in zip(opt_vm, opt_host, strict=True):
         hosts_of[pos][h] = None
