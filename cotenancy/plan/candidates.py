@@ -75,6 +75,14 @@ class CandidateModel:
         return int((unscaled or opts)[0])
 
 
+def index_groups(keys: np.ndarray, n: int) -> list[np.ndarray]:
+    """Indices per key value ``0..n-1``, ascending within each group; other keys (-1: not
+    placed) belong to none. One sort serves every group."""
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(n + 1))
+    return [order[bounds[k] : bounds[k + 1]] for k in range(n)]
+
+
 def colocated_pairs(problem: PlanningProblem) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of VMs sharing a host now: ``(pairs (k, 2), hosts (k,))``."""
     placed = np.flatnonzero(problem.host_of >= 0)
@@ -164,7 +172,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         felt = np.where(placed, load[np.maximum(problem.host_of, 0)] - inter.activity, 0.0)
         slowed = np.where(placed, inter.slowdown(np.arange(len(felt)), felt), 0.0)
         offered = 0
-        members = _members_by_host(problem.host_of, n_h) if s.interference_offer_neighbours else []
+        members = index_groups(problem.host_of, n_h) if s.interference_offer_neighbours else []
         for vm in np.argsort(-slowed, kind="stable"):
             if offered >= s.interference_candidates or slowed[vm] <= s.slowdown_limit:
                 break
@@ -552,14 +560,6 @@ def _shared_host_interference(
         for i, j in zip(a.tolist(), b.tolist(), strict=True):
             terms.append((int(pos[i]), int(pos[j]), hp, float(mutual[i, j])))
     return terms
-
-
-def _members_by_host(host_of: np.ndarray, n_hosts: int) -> list[np.ndarray]:
-    """Per host, its VMs in ascending order: one sort instead of a scan of every VM per host."""
-    placed = np.flatnonzero(host_of >= 0)
-    order = placed[np.argsort(host_of[placed], kind="stable")]
-    counts = np.bincount(host_of[placed], minlength=n_hosts)
-    return np.split(order, np.cumsum(counts)[:-1])
 
 
 def _hardest_pressing(

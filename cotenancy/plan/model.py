@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from cotenancy.plan.candidates import CandidateModel
+from cotenancy.plan.candidates import CandidateModel, index_groups
 from cotenancy.plan.greedy import Assignment
 
 #: objective units are multiplied by this and rounded
@@ -47,13 +47,6 @@ class SolveResult:
 
 def _relative_gap(objective: float, bound: float) -> float:
     return abs(objective - bound) / max(1.0, abs(objective))
-
-
-def _groups(keys: np.ndarray, n: int) -> list[np.ndarray]:
-    """Option indices per key value ``0..n-1`` (ascending within each group)."""
-    order = np.argsort(keys, kind="stable")
-    bounds = np.searchsorted(keys[order], np.arange(n + 1))
-    return [order[bounds[k] : bounds[k + 1]] for k in range(n)]
 
 
 def _unit_steps(*arrays: np.ndarray) -> np.ndarray:
@@ -92,8 +85,8 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     terms: list[cp_model.IntVar] = []
     weights: list[int] = []
 
-    by_cand = _groups(cm.opt_vm, n_cand)
-    by_host = _groups(cm.opt_host, n_hosts)
+    by_cand = index_groups(cm.opt_vm, n_cand)
+    by_host = index_groups(cm.opt_host, n_hosts)
     for opts in by_cand:
         model.add_exactly_one(x[o] for o in opts.tolist())
     option_coef = np.rint(SCALE * cm.opt_cost).astype(np.int64)
@@ -155,8 +148,10 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     for o, (pos, h) in enumerate(zip(cm.opt_vm.tolist(), cm.opt_host.tolist(), strict=True)):
         at.setdefault((pos, h), []).append(o)
 
+    host_sets = [set(hosts) for hosts in cm.cand_hosts]
+
     def together(a: int, b: int) -> list[int]:
-        return sorted(set(cm.cand_hosts[a]).intersection(cm.cand_hosts[b]))
+        return sorted(host_sets[a] & host_sets[b])
 
     for a, b in cm.forbidden_pairs:
         for h in together(a, b):
@@ -183,7 +178,7 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
         home = np.array([cm.host_pos[int(problem.host_of[v])] for v in cm.candidates], dtype=int)
         touched = np.concatenate([cm.opt_host[moves], home[cm.opt_vm[moves]]])
         touching = np.concatenate([moves, moves])
-        for opts in _groups(touched, n_hosts):
+        for opts in index_groups(touched, n_hosts):
             if len(opts) > s.max_migrations_per_host:
                 model.add(sum(x[o] for o in touching[opts].tolist()) <= s.max_migrations_per_host)
 
