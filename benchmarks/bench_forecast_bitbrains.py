@@ -2,6 +2,10 @@
 moving-window max and ARIMA (first 21 days train, rest test, 30 min ahead, CPU and memory).
 
     .venv/bin/python benchmarks/bench_forecast_bitbrains.py [--limit N] [--json out.json]
+    .venv/bin/python benchmarks/bench_forecast_bitbrains.py --inside-training 3
+
+``--inside-training D`` never reads the test period: it keeps the first ``--train-days`` only and
+tests on their last D days (training on the ones before). Model changes are judged this way first.
 
 Prints the table and the p95-pinball reduction against the best baseline. The same code serves
 ``cotenancy evaluate forecast``.
@@ -29,12 +33,24 @@ def main() -> int:
     parser.add_argument("--train-days", type=float, default=21.0)
     parser.add_argument("--horizon-minutes", type=float, default=30.0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--inside-training",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="validate inside the training period: test on its last DAYS days, never on the test period",
+    )
     args = parser.parse_args()
     began = time.perf_counter()
     workload = load_bitbrains(args.trace, limit=args.limit)
+    train_days = args.train_days
+    if args.inside_training:
+        workload = workload.slice_steps(0, int(round(train_days * 86400 / workload.step_seconds)))
+        train_days -= args.inside_training
+        print(f"inside the training period: train {train_days:g} days, test {args.inside_training:g}")
     result = evaluate_forecast(
         workload,
-        train_days=args.train_days,
+        train_days=train_days,
         horizon_seconds=args.horizon_minutes * 60,
         progress=lambda msg: print(f"[{time.perf_counter() - began:7.1f} s] {msg}", file=sys.stderr),
     )
