@@ -171,29 +171,51 @@ def run_one(
 
 
 def _round_times(extra: dict) -> dict[str, float]:
-    """Median and largest time per round of the strategy (forecasts, risks, plan) and of its
-    planner alone, so the closed loop's cost per round is printed next to what it achieved."""
+    """Median, 95th percentile and largest time per round of the strategy (forecasts, risks, plan)
+    and of its planner alone, and when the slowest round ran (trace seconds), so the closed loop's
+    cost per round is printed next to what it achieved."""
     times: dict[str, float] = {}
+    clock = extra.get("round_trace_seconds", [])
     for key in ("plan_seconds", "planner_seconds"):
         values = np.asarray(extra.get(key, []), dtype=float)
         if len(values):
             name = key.removesuffix("_seconds")
             times[f"{name}_median"] = float(np.median(values))
+            times[f"{name}_p95"] = float(np.quantile(values, 0.95))
             times[f"{name}_max"] = float(values.max())
+            slowest = int(values.argmax())
+            if slowest < len(clock):
+                times[f"{name}_slowest_at"] = float(clock[slowest])
     return times
+
+
+def _clock(trace_seconds: float | None) -> str:
+    if trace_seconds is None:
+        return "?"
+    minutes = int(trace_seconds // 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _print_round_times(results: dict, days: list[str], strategies: list[str]) -> None:
     print()
-    print("seconds per round, median / max (strategy: forecasts, risks and plan; planner: the plan alone):")
+    print(
+        "seconds per round, median / p95 / max, and when the slowest ran (trace time)"
+        " (strategy: forecasts, risks and plan; planner: the plan alone):"
+    )
     for s in strategies:
         for d in days:
             t = results[(d, s)].get("round_seconds") or {}
             if "plan_median" not in t:
                 continue
-            line = f"  {s:20} {d}  strategy {t['plan_median']:.3f} / {t['plan_max']:.2f}"
+            line = (
+                f"  {s:20} {d}  strategy {t['plan_median']:.3f} / {t['plan_p95']:.2f} / {t['plan_max']:.2f}"
+                f" at {_clock(t.get('plan_slowest_at'))}"
+            )
             if t.get("planner_max", 0.0) > 0:
-                line += f"  planner {t['planner_median']:.3f} / {t['planner_max']:.2f}"
+                line += (
+                    f"  planner {t['planner_median']:.3f} / {t['planner_p95']:.2f} / {t['planner_max']:.2f}"
+                    f" at {_clock(t.get('planner_slowest_at'))}"
+                )
             print(line)
 
 

@@ -172,7 +172,8 @@ def run_cloud(
     driver = SimulatedDriver(conf, cloud=cloud)
     conf.set_override("interval", int(round(cloud.step_seconds)))
     loop = _simulation_loop_class()(conf, driver, strategy, store=store, dry_run=False)
-    rounds = cloud.last_step - cloud.step + 1
+    first_step = cloud.step
+    rounds = cloud.last_step - first_step + 1
     results = loop.run(rounds, progress=progress)
     metrics = cloud.metrics()
     metrics["wall_seconds"] = time.perf_counter() - started
@@ -192,6 +193,8 @@ def run_cloud(
             "host_power_models": sorted(set(cloud.hosts.power_models)),
             "plan_seconds": [r.plan_seconds for r in results],
             "planner_seconds": [float(r.plan.stats.get("wall_seconds", 0.0)) for r in results],
+            # when each round ran, in trace time, so a slow round can be matched to the workload
+            "round_trace_seconds": [(first_step + i) * cloud.step_seconds for i in range(len(results))],
         },
     )
 

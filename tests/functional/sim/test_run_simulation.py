@@ -44,6 +44,10 @@ def test_every_round_reports_how_long_the_strategy_and_its_planner_took(conf):
     strategy_times = result.extra["plan_seconds"]
     planner_times = result.extra["planner_seconds"]
     assert len(strategy_times) == len(planner_times) == result.steps
+    # each round is dated in trace time, one interval apart, so a slow one can be found in the trace
+    clock = result.extra["round_trace_seconds"]
+    assert len(clock) == result.steps
+    assert all(b - a == 300.0 for a, b in zip(clock, clock[1:], strict=False))
     assert all(t > 0 for t in strategy_times)
     # the planner runs inside the strategy, after the forecasts and risks
     assert all(0 < p <= s for p, s in zip(planner_times, strategy_times, strict=True))
