@@ -12,8 +12,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
 fi
 stamp="$CACHE_DIR/base-installed"
-if [ ! -f "$stamp" ] || [ "$REPO_ROOT/setup.cfg" -nt "$stamp" ]; then
-    "$VENV/bin/pip" install -q -e "$REPO_ROOT[test]"
+constraints="$REPO_ROOT/constraints.txt"
+if [ ! -f "$stamp" ] || [ "$REPO_ROOT/setup.cfg" -nt "$stamp" ] || [ "$constraints" -nt "$stamp" ]; then
+    "$VENV/bin/pip" install -q -c "$constraints" -e "$REPO_ROOT[test]"
     touch "$stamp"
 fi
 "$VENV/bin/python" -c 'import cotenancy.drivers.base, cotenancy.plugins, xgboost, ortools' \

@@ -9,7 +9,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.cache/venvs/watcher"
 STAMP="$VENV/.cotenancy-watcher-ready"
 # Bump when the package set changes so existing venvs are rebuilt.
-SPEC_VERSION="1"
+SPEC_VERSION="2"
+CONSTRAINTS="$ROOT/tests/harness/watcher/constraints.txt"
 PACKAGES=(
   "python-watcher==17.0.0"
   "SQLAlchemy<2.1"
@@ -30,8 +31,8 @@ PY
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SPEC_VERSION" && -x "$VENV/bin/python" ]]; then
   # Editable install: the code is live; re-run pip only when the project metadata (entry points,
   # dependencies) moved on.
-  if [[ "$ROOT/setup.cfg" -nt "$STAMP" ]]; then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT" "SQLAlchemy<2.1"
+  if [[ "$ROOT/setup.cfg" -nt "$STAMP" || "$CONSTRAINTS" -nt "$STAMP" ]]; then
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" -e "$ROOT" "SQLAlchemy<2.1"
     verify
     touch "$STAMP"
   fi
@@ -63,9 +64,9 @@ rm -rf "$VENV"
 mkdir -p "$(dirname "$VENV")"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" "${PACKAGES[@]}"
 # The project with its own dependencies (numpy, ortools, xgboost...) so the strategy can plan.
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT" "SQLAlchemy<2.1"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" -e "$ROOT" "SQLAlchemy<2.1"
 verify
 echo "$SPEC_VERSION" > "$STAMP"
 echo "50-watcher: ready"
