@@ -15,7 +15,9 @@ Every run reads ``benchmarks/closed_loop.conf`` (``--config-file`` to change it)
 operator of this consolidating cloud gives the predictive strategy. They were chosen on 20110306
 alone, so the table also gives the mean over the other four days.
 
-Run: ``.venv/bin/python benchmarks/bench_closed_loop.py [--days 20110303,...] [--jobs 2]``.
+``--by-hour`` adds, for each day, the mean active hosts, energy and migrations hour by hour.
+
+Run: ``.venv/bin/python benchmarks/bench_closed_loop.py [--days 20110303,...] [--jobs 2] [--by-hour]``.
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ def run_one(
             "strategy": strategy_name,
             "metrics": metrics,
             "round_seconds": _round_times(result.extra),
+            "hourly": _hourly(result.series),
             "models": models,
             "seconds": time.perf_counter() - started,
         }
@@ -168,6 +171,47 @@ def run_one(
             "trace": traceback.format_exc(),
             "seconds": time.perf_counter() - started,
         }
+
+
+def _hourly(series: dict[str, list[float]]) -> list[dict[str, float]]:
+    """Mean active hosts, energy and migrations in each hour of the day, so a difference in energy
+    can be traced to when it was spent (a slow start or a steady excess)."""
+    times = np.asarray(series.get("time", []), dtype=float)
+    if times.size < 2:
+        return []
+    step = float(np.median(np.diff(times)))
+    hours = ((times - times[0]) // 3600).astype(int)
+    active = np.asarray(series["active_hosts"], dtype=float)
+    power = np.asarray(series["power_watts"], dtype=float)
+    moves = np.asarray(series["migrations"], dtype=float)
+    return [
+        {
+            "hour": int(h),
+            "active_hosts": float(active[hours == h].mean()),
+            "energy_kwh": float(power[hours == h].sum() * step / 3.6e6),
+            "migrations": float(moves[hours == h].sum()),
+        }
+        for h in np.unique(hours)
+    ]
+
+
+def _print_hourly(results: dict, days: list[str], strategies: list[str]) -> None:
+    print()
+    print("by hour of the day: mean active hosts / energy kWh / migrations")
+    for d in days:
+        rows = {s: results[(d, s)].get("hourly") or [] for s in strategies}
+        if not any(rows.values()):
+            continue
+        print(f"  {d}  " + "".join(f"{s:>28}" for s in strategies))
+        for h in range(max(len(r) for r in rows.values())):
+            cells = ""
+            for s in strategies:
+                r = rows[s][h] if h < len(rows[s]) else None
+                text = "-"
+                if r:
+                    text = f"{r['active_hosts']:.0f} / {r['energy_kwh']:.2f} / {r['migrations']:.0f}"
+                cells += f"{text:>28}"
+            print(f"  {h:02d}:00     {cells}")
 
 
 def _round_times(extra: dict) -> dict[str, float]:
@@ -288,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         help="configuration every run reads (default: %(default)s); --set overrides it",
     )
     parser.add_argument("--json", type=Path, help="write every result as JSON")
+    parser.add_argument(
+        "--by-hour", action="store_true", help="also print active hosts, energy and migrations hour by hour"
+    )
     parser.add_argument("--train-only", action="store_true", help="only train (and cache) the forecasters")
     parser.add_argument(
         "--reuse",
@@ -355,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         if models:
             print(f"  predictive models: {models}")
     _print_round_times(results, days, strategies)
+    if args.by_hour:
+        _print_hourly(results, days, strategies)
     means = _means(results, days, strategies)
     print()
     print(_table(f"mean over {len(days)} days", means))

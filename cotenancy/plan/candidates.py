@@ -284,6 +284,9 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     opt_move: list[bool] = []
     opt_risk: list[float] = []
     d_mid = problem.demand_or_held("mid")
+    dests_of = _spread_destinations(
+        problem, candidates, pool, residents, fixed_held_all, fixed_demand_all, limit_all, risk_with, exposure
+    )
     for pos, v in enumerate(candidates):
         home = int(problem.host_of[v])
         held_scaled = held_target[v]
@@ -292,7 +295,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         modes = [(True, held_scaled)]
         if (held_scaled > held_plain + _EPS).any():
             modes.append((False, held_plain))
-        dests = _destinations(problem, v, pool, residents, fixed_held_all, limit_all, risk_with, exposure)
+        dests = dests_of[v]
         move_cost = s.weight_migration * mig.seconds(problem.size[v, 1]) + s.migration_fixed_cost
         for h in [home, *dests]:
             # what v adds to the host's quantile: its median plus its share of the combined spread
@@ -453,6 +456,54 @@ def _destination_pool(
     return pool
 
 
+def _spread_destinations(
+    problem: PlanningProblem,
+    candidates: list[int],
+    pool: list[int],
+    residents: dict[int, np.ndarray],
+    fixed_held: np.ndarray,
+    fixed_demand: np.ndarray,
+    limit: np.ndarray,
+    risk_with: dict[tuple[int, int], float],
+    exposure: HostExposure | None,
+) -> dict[int, list[int]]:
+    """Each candidate's destinations, chosen largest first as if each took its best one.
+
+    Ranking every candidate against the same free room gives them all the same few best-fit hosts,
+    which hold only a handful: when hundreds of VMs may move at once (a cloud consolidating from
+    one VM per host) most would find no room among their options. Counting the room the larger
+    candidates are expected to take spreads the options over enough hosts for all of them.
+    """
+    taken = _Taken(
+        held=np.zeros_like(fixed_held),
+        demand=fixed_demand.copy(),
+        moves=np.zeros(len(fixed_held), dtype=int),
+    )
+    demand = problem.demand_or_held("high")
+    size = (problem.held_target / np.maximum(problem.capacity.max(axis=0), _EPS)).sum(axis=1)
+    chosen: dict[int, list[int]] = {}
+    for v in sorted(candidates, key=lambda v: -size[v]):
+        dests = _destinations(
+            problem, v, pool, residents, fixed_held, limit, risk_with, exposure, taken, demand[v]
+        )
+        chosen[v] = dests
+        if dests:
+            taken.held[dests[0]] += problem.held_target[v]
+            taken.demand[dests[0]] += demand[v]
+            taken.moves[dests[0]] += 1
+    return chosen
+
+
+@dataclass(slots=True)
+class _Taken:
+    """Per host, what the candidates ranked so far are expected to take: allocations, predicted
+    demand (with what stays there) and incoming moves."""
+
+    held: np.ndarray
+    demand: np.ndarray
+    moves: np.ndarray
+
+
 def _destinations(
     problem: PlanningProblem,
     v: int,
@@ -461,14 +512,19 @@ def _destinations(
     fixed_held: np.ndarray,
     limit: np.ndarray,
     risk_with: dict[tuple[int, int], float],
-    exposure: HostExposure | None = None,
+    exposure: HostExposure | None,
+    taken: _Taken,
+    need: np.ndarray,
 ) -> list[int]:
     """The best few pool hosts for ``v``: room for it, nobody it may not meet, low risk and
-    interference, best fit."""
+    interference, best fit. Hosts with room only if other candidates' expected choices go
+    elsewhere (allocations, demand past the pack level, the per-host migration budget) come after
+    those with room regardless. ``need`` is the VM's predicted demand."""
     s = problem.settings
     held = problem.held_target[v]
     home = int(problem.host_of[v])
-    scored: list[tuple[float, int]] = []
+    soft = ~problem.hard
+    scored: list[tuple[bool, float, int]] = []
     for h in pool:
         if h == home or problem.maintenance[h]:
             continue
@@ -477,13 +533,21 @@ def _destinations(
             continue
         if any(problem.conflicting(v, int(w)) for w in residents[h]):
             continue
-        risk = sum(risk_with.get((v, int(w)), 0.0) for w in residents[h])
         cap = problem.capacity[h]
-        slack = float(np.min(np.where(cap > 0, (free - held) / np.maximum(cap, _EPS), np.inf)))
+        counted = soft & (cap > 0)
+        contested = bool(
+            taken.moves[h] >= s.max_migrations_per_host
+            or (held > free - taken.held[h] + _EPS).any()
+            or (taken.demand[h] + need > s.pack_level * cap + _EPS)[counted].any()
+        )
+        risk = sum(risk_with.get((v, int(w)), 0.0) for w in residents[h])
+        slack = float(
+            np.min(np.where(cap > 0, (free - taken.held[h] - held) / np.maximum(cap, _EPS), np.inf))
+        )
         slowed = exposure.option_cost(v, h) if exposure is not None else 0.0
-        scored.append((s.weight_risk * risk + s.weight_interference * slowed + 10.0 * slack, h))
+        scored.append((contested, s.weight_risk * risk + s.weight_interference * slowed + 10.0 * slack, h))
     scored.sort()
-    return [h for _, h in scored[: s.destinations_per_vm]]
+    return [h for _, _, h in scored[: s.destinations_per_vm]]
 
 
 def _hosts_per_candidate(opt_vm: list[int], opt_host: list[int], n_candidates: int) -> list[tuple[int, ...]]:

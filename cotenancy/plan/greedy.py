@@ -144,24 +144,77 @@ def stay_assignment(cm: CandidateModel) -> np.ndarray:
 
 
 def greedy_solve(cm: CandidateModel, passes: int = 2) -> Assignment:
-    """Start from "everyone stays", then re-place each candidate at its cheapest feasible option."""
+    """Start from "everyone stays", re-place each candidate at its cheapest feasible option, then
+    try emptying whole hosts, which no single move shows to pay."""
     tracker = LoadTracker(cm, stay_assignment(cm))
     options = [cm.options_of(pos) for pos in range(len(cm.candidates))]
+    _relocate(tracker, options, passes)
+    _drain(tracker, options)
+    return Assignment(tracker.choice.copy(), tracker.objective())
+
+
+def _cheapest(tracker: LoadTracker, pos: int, options: np.ndarray, avoid: int = -1) -> tuple[int, float]:
+    """The cheapest feasible option of candidate ``pos`` off model host ``avoid`` (-1, cost inf if none)."""
+    best, best_cost = -1, float("inf")
+    for opt in options:
+        opt = int(opt)
+        if tracker.cm.opt_host[opt] == avoid or not tracker.feasible(pos, opt):
+            continue
+        cost = tracker.incremental_cost(pos, opt)
+        if cost < best_cost - 1e-9:
+            best, best_cost = opt, cost
+    return best, best_cost
+
+
+def _relocate(tracker: LoadTracker, options: list[np.ndarray], passes: int) -> None:
+    """Move one candidate at a time to its cheapest option while that lowers the objective."""
     for _ in range(passes):
         changed = False
-        for pos in range(len(cm.candidates)):
+        for pos in range(len(options)):
             current = int(tracker.choice[pos])
             tracker.remove(pos)
-            best, best_cost = current, tracker.incremental_cost(pos, current)
-            for opt in options[pos]:
-                opt = int(opt)
-                if opt == current or not tracker.feasible(pos, opt):
-                    continue
-                cost = tracker.incremental_cost(pos, opt)
-                if cost < best_cost - 1e-9:
-                    best, best_cost = opt, cost
+            best, best_cost = _cheapest(tracker, pos, options[pos])
+            if best_cost >= tracker.incremental_cost(pos, current) - 1e-9:
+                best = current
             tracker.place(pos, best)
             changed |= best != current
         if not changed:
             break
-    return Assignment(tracker.choice.copy(), tracker.objective())
+
+
+def _drain(tracker: LoadTracker, options: list[np.ndarray]) -> None:
+    """Empty model hosts holding only candidates, fewest first, where moving all of them costs less
+    than the host's idle power: with two VMs on a host, moving either alone saves nothing, so the
+    one-at-a-time pass leaves the host on even when emptying it is worth both moves."""
+    cm = tracker.cm
+    on_host: dict[int, list[int]] = {}
+    for pos, opt in enumerate(tracker.choice):
+        if opt >= 0:
+            on_host.setdefault(int(cm.opt_host[opt]), []).append(pos)
+    drainable = [h for h, members in on_host.items() if not cm.has_fixed[h]]
+    for h in sorted(drainable, key=lambda h: (len(on_host[h]), float(tracker.demand[h].sum()))):
+        members = [pos for pos in on_host[h] if cm.opt_host[tracker.choice[pos]] == h]
+        if not members:
+            continue
+        before = [int(tracker.choice[pos]) for pos in members]
+        saved = 0.0
+        for pos, opt in zip(reversed(members), reversed(before), strict=True):
+            tracker.remove(pos)
+            saved += tracker.incremental_cost(pos, opt)
+        spent = 0.0
+        placed: list[int] = []
+        for pos in members:
+            opt, cost = _cheapest(tracker, pos, options[pos], avoid=h)
+            if opt < 0:
+                break
+            tracker.place(pos, opt)
+            placed.append(pos)
+            spent += cost
+        if len(placed) == len(members) and spent < saved - 1e-9:
+            for pos in members:
+                on_host.setdefault(int(cm.opt_host[tracker.choice[pos]]), []).append(pos)
+            continue
+        for pos in placed:
+            tracker.remove(pos)
+        for pos, opt in zip(members, before, strict=True):
+            tracker.place(pos, opt)

@@ -16,6 +16,12 @@ PACKAGES=(
   "SQLAlchemy<2.1"
 )
 
+install_project() {
+  # The project with its own dependencies (numpy, ortools, xgboost...) so the strategy can plan;
+  # setup.cfg bounds SQLAlchemy below 2.1 as Watcher needs.
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" -e "$ROOT"
+}
+
 verify() {
   # Fail here, not in the tests, when Watcher cannot see the plugin through its own loaders.
   "$VENV/bin/python" - <<'PY'
@@ -32,7 +38,7 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SPEC_VERSION" && -x "$VENV/bin/pytho
   # Editable install: the code is live; re-run pip only when the project metadata (entry points,
   # dependencies) moved on.
   if [[ "$ROOT/setup.cfg" -nt "$STAMP" || "$CONSTRAINTS" -nt "$STAMP" ]]; then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" -e "$ROOT" "SQLAlchemy<2.1"
+    install_project
     verify
     touch "$STAMP"
   fi
@@ -65,8 +71,7 @@ mkdir -p "$(dirname "$VENV")"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" "${PACKAGES[@]}"
-# The project with its own dependencies (numpy, ortools, xgboost...) so the strategy can plan.
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$CONSTRAINTS" -e "$ROOT" "SQLAlchemy<2.1"
+install_project
 verify
 echo "$SPEC_VERSION" > "$STAMP"
 echo "50-watcher: ready"
