@@ -15,7 +15,8 @@ Every run reads ``benchmarks/closed_loop.conf`` (``--config-file`` to change it)
 operator of this consolidating cloud gives the predictive strategy. They were chosen on 20110306
 alone, so the table also gives the mean over the other four days.
 
-``--by-hour`` adds, for each day, the mean active hosts, energy and migrations hour by hour.
+``--by-hour`` adds, for each day, the mean active hosts, energy, migrations and conflict-minutes
+hour by hour.
 
 Run: ``.venv/bin/python benchmarks/bench_closed_loop.py [--days 20110303,...] [--jobs 2] [--by-hour]``.
 """
@@ -174,22 +175,24 @@ def run_one(
 
 
 def _hourly(series: dict[str, list[float]]) -> list[dict[str, float]]:
-    """Mean active hosts, energy and migrations in each hour of the day, so a difference in energy
-    can be traced to when it was spent (a slow start or a steady excess)."""
+    """Mean active hosts, energy, migrations and conflict-minutes in each hour of the day, so a
+    difference can be traced to when it arose (a slow start or a steady excess)."""
     times = np.asarray(series.get("time", []), dtype=float)
     if times.size < 2:
         return []
     step = float(np.median(np.diff(times)))
     hours = ((times - times[0]) // 3600).astype(int)
     active = np.asarray(series["active_hosts"], dtype=float)
-    power = np.asarray(series["power_watts"], dtype=float)
+    used = np.asarray(series["energy_kwh"], dtype=float)
     moves = np.asarray(series["migrations"], dtype=float)
+    degraded = np.asarray(series["degraded_vms"], dtype=float)
     return [
         {
             "hour": int(h),
             "active_hosts": float(active[hours == h].mean()),
-            "energy_kwh": float(power[hours == h].sum() * step / 3.6e6),
+            "energy_kwh": float(used[hours == h].max() - used[hours < h].max(initial=0.0)),
             "migrations": float(moves[hours == h].sum()),
+            "conflict_minutes": float(degraded[hours == h].sum() * step / 60.0),
         }
         for h in np.unique(hours)
     ]
@@ -197,12 +200,12 @@ def _hourly(series: dict[str, list[float]]) -> list[dict[str, float]]:
 
 def _print_hourly(results: dict, days: list[str], strategies: list[str]) -> None:
     print()
-    print("by hour of the day: mean active hosts / energy kWh / migrations")
+    print("by hour of the day: mean active hosts / energy kWh / migrations / conflict-minutes")
     for d in days:
         rows = {s: results[(d, s)].get("hourly") or [] for s in strategies}
         if not any(rows.values()):
             continue
-        print(f"  {d}  " + "".join(f"{s:>28}" for s in strategies))
+        print(f"  {d}  " + "".join(f"{s:>36}" for s in strategies))
         for h in range(max(len(r) for r in rows.values())):
             cells = ""
             for s in strategies:
@@ -210,7 +213,8 @@ def _print_hourly(results: dict, days: list[str], strategies: list[str]) -> None
                 text = "-"
                 if r:
                     text = f"{r['active_hosts']:.0f} / {r['energy_kwh']:.2f} / {r['migrations']:.0f}"
-                cells += f"{text:>28}"
+                    text += f" / {r.get('conflict_minutes', math.nan):.0f}"
+                cells += f"{text:>36}"
             print(f"  {h:02d}:00     {cells}")
 
 
@@ -333,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write every result as JSON")
     parser.add_argument(
-        "--by-hour", action="store_true", help="also print active hosts, energy and migrations hour by hour"
+        "--by-hour",
+        action="store_true",
+        help="also print active hosts, energy, migrations and conflict-minutes hour by hour",
     )
     parser.add_argument("--train-only", action="store_true", help="only train (and cache) the forecasters")
     parser.add_argument(

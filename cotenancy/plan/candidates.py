@@ -517,9 +517,10 @@ def _destinations(
     need: np.ndarray,
 ) -> list[int]:
     """The best few pool hosts for ``v``: room for it, nobody it may not meet, low risk and
-    interference, best fit. Hosts with room only if other candidates' expected choices go
-    elsewhere (allocations, demand past the pack level, the per-host migration budget) come after
-    those with room regardless. ``need`` is the VM's predicted demand."""
+    interference, best fit. Hosts the VM would fill past what the other candidates' expected
+    choices leave (allocations, the per-host migration budget, or predicted demand past the pack
+    level, its residents' included) come after the others. ``need`` is the VM's predicted
+    demand."""
     s = problem.settings
     held = problem.held_target[v]
     home = int(problem.host_of[v])

@@ -206,6 +206,8 @@ class SimulatedCloud:
             "degraded_vms": [],
             "power_watts": [],
             "running_vms": [],
+            # energy used since the start, so any span's energy is a difference of two entries
+            "energy_kwh": [],
         }
         self._migrations_this_step = 0
         self._update(self.time, scheduling=True)
@@ -451,6 +453,7 @@ class SimulatedCloud:
             float(np.sum(np.where(active, power_at(self.hosts.power, state.host_utilisation), 0.0)))
         )
         s["running_vms"].append(float(running.sum()))
+        s["energy_kwh"].append(self.acc.energy_joules / 3.6e6)
         self._migrations_this_step = 0
 
     # ----------------------------------------------------------------- actions

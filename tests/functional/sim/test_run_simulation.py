@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cotenancy.model import EventKind
 from cotenancy.sim.runner import METRIC_KEYS, run_simulation
 from cotenancy.sim.synthetic import generate_synthetic
@@ -18,6 +20,9 @@ def test_history_store_receives_what_a_real_cloud_would_show(tmp_path, conf):
         )
         assert set(METRIC_KEYS) <= set(result.metrics)
         assert len(result.series["time"]) == result.steps
+        used = result.series["energy_kwh"]
+        assert all(b >= a for a, b in zip(used, used[1:], strict=False))
+        assert used[-1] == pytest.approx(result.metrics["energy_kwh"])
         samples = store.samples(workload.start - 3600, workload.start + 86400)
         assert {s.metric for s in samples} >= {"cpu", "cpu_demand", "cpu_ready", "memory"}
         assert {s.vm_id for s in samples} == set(workload.vm_names)
