@@ -213,7 +213,7 @@ def _print_hourly(results: dict, days: list[str], strategies: list[str]) -> None
                 text = "-"
                 if r:
                     text = f"{r['active_hosts']:.0f} / {r['energy_kwh']:.2f} / {r['migrations']:.0f}"
-                    text += f" / {r.get('conflict_minutes', math.nan):.0f}"
+                    text += f" / {r['conflict_minutes']:.0f}"
                 cells += f"{text:>36}"
             print(f"  {h:02d}:00     {cells}")
 

@@ -285,7 +285,17 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     opt_risk: list[float] = []
     d_mid = problem.demand_or_held("mid")
     dests_of = _spread_destinations(
-        problem, candidates, pool, residents, fixed_held_all, fixed_demand_all, limit_all, risk_with, exposure
+        problem,
+        candidates,
+        held_target,
+        demand,
+        pool,
+        residents,
+        fixed_held_all,
+        fixed_demand_all,
+        limit_all,
+        risk_with,
+        exposure,
     )
     for pos, v in enumerate(candidates):
         home = int(problem.host_of[v])
@@ -459,6 +469,8 @@ def _destination_pool(
 def _spread_destinations(
     problem: PlanningProblem,
     candidates: list[int],
+    held_target: np.ndarray,
+    demand: np.ndarray,
     pool: list[int],
     residents: dict[int, np.ndarray],
     fixed_held: np.ndarray,
@@ -473,22 +485,32 @@ def _spread_destinations(
     which hold only a handful: when hundreds of VMs may move at once (a cloud consolidating from
     one VM per host) most would find no room among their options. Counting the room the larger
     candidates are expected to take spreads the options over enough hosts for all of them.
+    ``held_target`` and ``demand`` are every VM's allocation after this round and predicted demand.
     """
     taken = _Taken(
         held=np.zeros_like(fixed_held),
         demand=fixed_demand.copy(),
         moves=np.zeros(len(fixed_held), dtype=int),
     )
-    demand = problem.demand_or_held("high")
-    size = (problem.held_target / np.maximum(problem.capacity.max(axis=0), _EPS)).sum(axis=1)
+    largest = np.maximum(problem.capacity.max(axis=0), _EPS)
     chosen: dict[int, list[int]] = {}
-    for v in sorted(candidates, key=lambda v: -size[v]):
+    for v in sorted(candidates, key=lambda v: -float((held_target[v] / largest).sum())):
         dests = _destinations(
-            problem, v, pool, residents, fixed_held, limit, risk_with, exposure, taken, demand[v]
+            problem,
+            v,
+            held_target[v],
+            demand[v],
+            pool,
+            residents,
+            fixed_held,
+            limit,
+            risk_with,
+            exposure,
+            taken,
         )
         chosen[v] = dests
         if dests:
-            taken.held[dests[0]] += problem.held_target[v]
+            taken.held[dests[0]] += held_target[v]
             taken.demand[dests[0]] += demand[v]
             taken.moves[dests[0]] += 1
     return chosen
@@ -507,6 +529,8 @@ class _Taken:
 def _destinations(
     problem: PlanningProblem,
     v: int,
+    held: np.ndarray,
+    need: np.ndarray,
     pool: list[int],
     residents: dict[int, np.ndarray],
     fixed_held: np.ndarray,
@@ -514,15 +538,13 @@ def _destinations(
     risk_with: dict[tuple[int, int], float],
     exposure: HostExposure | None,
     taken: _Taken,
-    need: np.ndarray,
 ) -> list[int]:
     """The best few pool hosts for ``v``: room for it, nobody it may not meet, low risk and
     interference, best fit. Hosts the VM would fill past what the other candidates' expected
     choices leave (allocations, the per-host migration budget, or predicted demand past the pack
-    level, its residents' included) come after the others. ``need`` is the VM's predicted
-    demand."""
+    level, its residents' included) come after the others. ``held`` is the VM's allocation after
+    this round, ``need`` its predicted demand."""
     s = problem.settings
-    held = problem.held_target[v]
     home = int(problem.host_of[v])
     soft = ~problem.hard
     scored: list[tuple[bool, float, int]] = []
