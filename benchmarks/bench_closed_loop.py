@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cotenancy.sim import compare
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("COTENANCY_SHARED", REPO.parent / "shared"))
 DAYS = ["20110303", "20110306", "20110309", "20110322", "20110325"]
@@ -42,49 +44,10 @@ DAYS = ["20110303", "20110306", "20110309", "20110322", "20110325"]
 TUNING_DAY = "20110306"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "closed_loop.conf"
 STRATEGIES = ["noop", "reactive-threshold", "lr-mmt", "predictive"]
-COLUMNS = [
-    ("energy_kwh", "energy kWh", "{:.2f}"),
-    ("slatah", "SLATAH %", "{:.3f}"),
-    ("pdm", "PDM %", "{:.4f}"),
-    ("slav", "SLAV %", "{:.6f}"),
-    ("esv", "ESV", "{:.6f}"),
-    ("migrations", "migrations", "{:.0f}"),
-    ("conflict_minutes", "conflict-min", "{:.0f}"),
-]
 
 
 def _day_path(day: str) -> Path:
     return SHARED / "traces" / "planetlab" / day
-
-
-def train_forecaster_excluding(test_day: str, days: list[str]):
-    """A forecaster trained on every PlanetLab day but ``test_day`` (their VMs stacked as rows)."""
-    from cotenancy.model import Resource
-    from cotenancy.predict.forecast import TrainingConfig, train_forecaster
-    from cotenancy.sim.runner import make_workload
-    from cotenancy.sim.setups import build_setup
-
-    rows, sizes, names = [], [], []
-    for day in days:
-        if day == test_day:
-            continue
-        workload = make_workload(_day_path(day))
-        setup = build_setup(workload, "cloudsim")
-        utilisation = np.nan_to_num(workload.utilisation[Resource.CPU], nan=0.0)
-        rows.append(utilisation * setup.vm_cpu[:, None])
-        sizes.append(setup.vm_cpu)
-        names += [f"{day}/{v}" for v in workload.vm_names]
-    steps = min(r.shape[1] for r in rows)
-    matrix = np.vstack([r[:, :steps] for r in rows])
-    timestamps = np.arange(steps) * 300.0
-    return train_forecaster(
-        {"cpu": matrix},
-        timestamps,
-        300.0,
-        sizes={"cpu": np.concatenate(sizes)},
-        vm_ids=names,
-        config=TrainingConfig(nthread=1, rounds=60, max_rows=150_000),
-    )
 
 
 def forecaster_without(test_day: str, days: list[str], conf, train: bool):
@@ -94,7 +57,7 @@ def forecaster_without(test_day: str, days: list[str], conf, train: bool):
     path = REPO / ".cache" / "bench" / f"forecast-without-{test_day}.json"
     forecaster = HybridForecaster(conf, model_path=path)
     if train and not path.exists():
-        forecaster.save(train_forecaster_excluding(test_day, days))
+        forecaster.save(compare.train_forecaster_excluding(_day_path(test_day), [_day_path(d) for d in days]))
     return forecaster
 
 
@@ -267,28 +230,9 @@ def _print_round_times(results: dict, days: list[str], strategies: list[str]) ->
             print(line)
 
 
-def _table(title: str, rows: dict[str, dict[str, float] | str]) -> str:
-    header = f"{'strategy':20}" + "".join(f"{name:>14}" for _, name, _ in COLUMNS)
-    lines = [title, header, "-" * len(header)]
-    for strategy, metrics in rows.items():
-        if isinstance(metrics, str):
-            lines.append(f"{strategy:20}  {metrics}")
-            continue
-        cells = "".join(f"{fmt.format(metrics[key]):>14}" for key, _, fmt in COLUMNS)
-        lines.append(f"{strategy:20}{cells}")
-    return "\n".join(lines)
-
-
 def _means(results: dict, days: list[str], strategies: list[str]) -> dict[str, dict[str, float] | str]:
-    means: dict[str, dict[str, float] | str] = {}
-    for s in strategies:
-        ok = [results[(d, s)]["metrics"] for d in days if "metrics" in results[(d, s)]]
-        means[s] = (
-            {key: float(np.mean([m[key] for m in ok])) for key, _, _ in COLUMNS}
-            if len(ok) == len(days)
-            else f"unavailable on {len(days) - len(ok)} of {len(days)} days"
-        )
-    return means
+    metrics = {key: r["metrics"] for key, r in results.items() if "metrics" in r}
+    return compare.means(metrics, days, strategies)
 
 
 def _print_ratios(title: str, means: dict[str, dict[str, float] | str]) -> None:
@@ -403,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in strategies
         }
         print()
-        print(_table(f"PlanetLab {day} (cloudsim setup)", rows))
+        print(compare.table(f"PlanetLab {day} (cloudsim setup)", rows))
         models = results.get((day, "predictive"), {}).get("models")
         if models:
             print(f"  predictive models: {models}")
@@ -412,14 +356,14 @@ def main(argv: list[str] | None = None) -> int:
         _print_hourly(results, days, strategies)
     means = _means(results, days, strategies)
     print()
-    print(_table(f"mean over {len(days)} days", means))
+    print(compare.table(f"mean over {len(days)} days", means))
     _print_ratios(f"mean over {len(days)} days", means)
     held_out = [d for d in days if d != TUNING_DAY]
     if TUNING_DAY in days and held_out:
         print()
         title = f"mean over the {len(held_out)} days the settings were not chosen on"
         kept = _means(results, held_out, strategies)
-        print(_table(title, kept))
+        print(compare.table(title, kept))
         _print_ratios(title, kept)
     if args.json:
         args.json.write_text(json.dumps({f"{d}/{s}": r for (d, s), r in results.items()}, indent=2) + "\n")

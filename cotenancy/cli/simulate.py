@@ -15,10 +15,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulate",
         help="replay a trace (or the synthetic workload) on a simulated cloud",
         description="Run a strategy through the control loop on a simulated cloud and print energy, "
-        "SLA and conflict metrics. Without --trace the embedded synthetic workload is used.",
+        "SLA and conflict metrics. Without --trace the embedded synthetic workload is used. Given a "
+        "folder of PlanetLab days or several strategies, runs each strategy on each day and prints "
+        "one table per day and the mean; predictive's forecaster is then trained on the other days.",
     )
-    parser.add_argument("--trace", metavar="PATH", help="PlanetLab day folder or Bitbrains CSV folder")
-    parser.add_argument("--strategy", default="lr-mmt", help="strategy name (default: lr-mmt)")
+    parser.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="PlanetLab day folder, a folder of PlanetLab days, or Bitbrains CSV folder",
+    )
+    parser.add_argument(
+        "--strategy",
+        default="lr-mmt",
+        help="strategy name, or several separated by commas (default: lr-mmt)",
+    )
     parser.add_argument(
         "--setup",
         choices=("default", "cloudsim"),
@@ -32,11 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
     parser.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report with plots")
+    parser.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        help="where the forecasters trained for a comparison are kept for the next run "
+        "(default: a temporary folder, removed afterwards)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, conf) -> int:
+    from cotenancy.sim import compare
     from cotenancy.sim.runner import make_cloud, make_workload, run_cloud, summary_rows
 
     sim = conf.simulator
@@ -46,10 +63,16 @@ def run(args: argparse.Namespace, conf) -> int:
     n_vms = args.vms if args.vms is not None else sim.synthetic_vms
     if days <= 0:
         raise ConfigurationError("--days must be positive")
-    strategy = loading.load_plugin(loading.STRATEGIES, args.strategy, conf)
     for target in (args.json, args.report):
         if target and not Path(target).resolve().parent.is_dir():
             raise ConfigurationError(f"cannot write {target}: no such directory")
+    names = [name.strip() for name in args.strategy.split(",") if name.strip()]
+    if not names:
+        raise ConfigurationError("--strategy names no strategy")
+    trace_days = compare.trace_days(args.trace) if args.trace else []
+    if len(names) > 1 or len(trace_days) > 1:
+        return _compare(args, conf, trace_days, names, setup, seed, days)
+    strategy = loading.load_plugin(loading.STRATEGIES, names[0], conf)
     workload = make_workload(args.trace, days=days, n_vms=n_vms, seed=seed)
     cloud = make_cloud(workload, setup, seed=seed, interference=sim.interference, headroom=sim.host_headroom)
     result = run_cloud(cloud, strategy, conf, progress=not args.no_progress)
@@ -66,4 +89,48 @@ def run(args: argparse.Namespace, conf) -> int:
         from cotenancy.sim.report import write_report
 
         write_report(result, args.report)
+    return 0
+
+
+def _compare(
+    args: argparse.Namespace, conf, days: list[Path], names: list[str], setup: str, seed: int, span: float
+) -> int:
+    """Every strategy on every day: a table per day, then the mean over the days."""
+    import tempfile
+
+    from cotenancy.sim import compare
+
+    if not days:
+        raise ConfigurationError("comparing strategies needs --trace (a PlanetLab day or a folder of days)")
+    if args.report:
+        raise ConfigurationError("--report is for one strategy on one day; use --json for a comparison")
+    for name in names:
+        loading.load_plugin(loading.STRATEGIES, name, conf)
+    with tempfile.TemporaryDirectory(prefix="cotenancy-models-") as scratch:
+        model_dir = Path(args.model_dir) if args.model_dir else Path(scratch)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        results = compare.compare(
+            days,
+            names,
+            conf,
+            model_dir,
+            setup=setup,
+            seed=seed,
+            days_span=span,
+            interference=conf.simulator.interference,
+            progress=not args.no_progress,
+        )
+    metrics = {key: {k: float(v) for k, v in r.metrics.items()} for key, r in results.items()}
+    day_names = [d.name for d in days]
+    for day in day_names:
+        print(compare.table(f"{day} ({setup} setup)", {s: metrics[(day, s)] for s in names}))
+        print()
+    mean = compare.means(metrics, day_names, names)
+    print(compare.table(f"mean over {len(day_names)} days", mean))
+    if args.json:
+        document = {
+            "days": {d: {s: metrics[(d, s)] for s in names} for d in day_names},
+            "mean": mean,
+        }
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return 0

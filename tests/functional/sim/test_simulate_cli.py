@@ -141,3 +141,55 @@ def test_baselines_run_through_the_control_loop(tmp_path, strategy):
         == 0
     )
     assert json.loads(out.read_text())["strategy"] == strategy
+
+
+def _two_small_days(shared_dir, tmp_path):
+    """The first 60 VMs of two PlanetLab days, as a folder of day folders."""
+    root = tmp_path / "planetlab"
+    for name in ("20110303", "20110306"):
+        day = root / name
+        day.mkdir(parents=True)
+        for path in sorted((shared_dir / "traces" / "planetlab" / name).iterdir())[:60]:
+            shutil.copy(path, day / path.name)
+    return root
+
+
+def test_a_folder_of_days_compares_every_strategy_on_every_day_and_prints_the_mean(
+    tmp_path, shared_dir, capsys
+):
+    trace, out, models = _two_small_days(shared_dir, tmp_path), tmp_path / "cmp.json", tmp_path / "models"
+    argv = ["simulate", "--setup", "cloudsim", "--trace", str(trace), "--days", "0.1", "--no-progress"]
+    argv += ["--strategy", "noop,lr-mmt,predictive", "--json", str(out), "--model-dir", str(models)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert set(result["days"]) == {"20110303", "20110306"}
+    for day in result["days"].values():
+        assert set(day) == {"noop", "lr-mmt", "predictive"}
+        assert day["noop"]["migrations"] == 0 and day["lr-mmt"]["energy_kwh"] < day["noop"]["energy_kwh"]
+    for strategy, mean in result["mean"].items():
+        days = [result["days"][d][strategy] for d in result["days"]]
+        assert mean["energy_kwh"] == pytest.approx(sum(d["energy_kwh"] for d in days) / 2)
+    # the forecaster that served each day was trained on the other day only
+    assert sorted(p.name for p in models.iterdir()) == [
+        "forecast-without-20110303.json",
+        "forecast-without-20110306.json",
+    ]
+    printed = capsys.readouterr().out
+    assert "20110303 (cloudsim setup)" in printed and "mean over 2 days" in printed
+
+
+def test_a_comparison_refuses_an_html_report_and_unknown_strategies_before_running(
+    tmp_path, shared_dir, capsys
+):
+    trace = _two_small_days(shared_dir, tmp_path)
+    base = ["simulate", "--setup", "cloudsim", "--trace", str(trace), "--days", "0.1"]
+    assert main([*base, "--strategy", "noop,lr-mmt", "--report", str(tmp_path / "r.html")]) == 2
+    assert "--report is for one strategy on one day" in capsys.readouterr().err
+    assert main([*base, "--strategy", "noop,no-such-strategy"]) == 2
+    assert "no-such-strategy" in capsys.readouterr().err
+
+
+def test_a_missing_trace_folder_is_a_clear_error(tmp_path, capsys):
+    argv = ["simulate", "--trace", str(tmp_path / "absent"), "--strategy", "noop,lr-mmt"]
+    assert main(argv) == 2
+    assert "no such trace file or folder" in capsys.readouterr().err
