@@ -50,15 +50,10 @@ def _day_path(day: str) -> Path:
     return SHARED / "traces" / "planetlab" / day
 
 
-def forecaster_without(test_day: str, days: list[str], conf, train: bool):
+def forecaster_without(test_day: str, days: list[str], conf):
     """The default forecaster serving a model trained without ``test_day`` (cached under .cache/)."""
-    from cotenancy.predict.forecast import HybridForecaster
-
-    path = REPO / ".cache" / "bench" / f"forecast-without-{test_day}.json"
-    forecaster = HybridForecaster(conf, model_path=path)
-    if train and not path.exists():
-        forecaster.save(compare.train_forecaster_excluding(_day_path(test_day), [_day_path(d) for d in days]))
-    return forecaster
+    paths = [_day_path(d) for d in days]
+    return compare.forecaster_without(_day_path(test_day), paths, conf, REPO / ".cache" / "bench")
 
 
 def risk_without(test_day: str, days: list[str], conf, train: bool):
@@ -104,7 +99,7 @@ def run_one(
             from cotenancy.strategies.predictive import PredictiveStrategy
 
             if train:
-                forecaster = forecaster_without(day, days, conf, train)
+                forecaster = forecaster_without(day, days, conf)
                 models = "forecast trained on the other days"
             else:
                 forecaster = HybridForecaster(conf, model_path=REPO / ".cache" / "bench" / "no-model.json")
@@ -305,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for day in days:
             started = time.perf_counter()
-            forecaster_without(day, all_days, make_conf([], config_files=[]), train=True)
+            forecaster_without(day, all_days, make_conf([], config_files=[]))
             risk_without(day, all_days, make_conf([], config_files=[]), train=True)
             print(f"forecaster and risk model without {day}: {time.perf_counter() - started:.0f} s")
         return 0

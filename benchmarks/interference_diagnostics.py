@@ -44,7 +44,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[dict[str, float], str
         key, _, value = item.partition("=")
         group, _, option = key.rpartition(".")
         conf.set_override(option, value, group=group or None)
-    forecaster = bench.forecaster_without(args.day, bench.DAYS, conf, True)
+    forecaster = bench.forecaster_without(args.day, bench.DAYS, conf)
     risk = bench.risk_without(args.day, bench.DAYS, conf, False)
     strategy = PredictiveStrategy(conf, risk_model=risk, forecaster=forecaster)
     cloud = make_cloud(make_workload(bench._day_path(args.day)), "cloudsim", seed=seed, interference=True)

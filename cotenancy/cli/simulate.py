@@ -105,7 +105,7 @@ def _compare(
     if args.report:
         raise ConfigurationError("--report is for one strategy on one day; use --json for a comparison")
     for name in names:
-        loading.load_plugin(loading.STRATEGIES, name, conf)
+        loading.plugin_class(loading.STRATEGIES, name)
     with tempfile.TemporaryDirectory(prefix="cotenancy-models-") as scratch:
         model_dir = Path(args.model_dir) if args.model_dir else Path(scratch)
         model_dir.mkdir(parents=True, exist_ok=True)

@@ -72,19 +72,27 @@ def train_forecaster_excluding(test_day: Path, days: Sequence[Path], setup: str 
     )
 
 
-def predictive_without(test_day: Path, days: Sequence[Path], conf: cfg.ConfigOpts, model_dir: Path):
-    """The ``predictive`` strategy for ``test_day``: forecaster trained on the other days (kept in
-    ``model_dir`` for the next run), heuristic risk model."""
+def forecaster_without(test_day: Path, days: Sequence[Path], conf: cfg.ConfigOpts, model_dir: Path):
+    """The default forecaster serving a model trained on every day but ``test_day``, trained once and
+    kept in ``model_dir``; with no other day, the untrained forecaster (nothing may leak)."""
     from cotenancy.predict.forecast import HybridForecaster
+
+    if not [d for d in days if d != test_day]:
+        return HybridForecaster(conf, model_path=model_dir / "no-forecast.json")
+    path = model_dir / f"forecast-without-{test_day.name}.json"
+    forecaster = HybridForecaster(conf, model_path=path)
+    if not path.exists():
+        forecaster.save(train_forecaster_excluding(test_day, days))
+    return forecaster
+
+
+def predictive_without(test_day: Path, days: Sequence[Path], conf: cfg.ConfigOpts, model_dir: Path):
+    """The ``predictive`` strategy for ``test_day``: :func:`forecaster_without`, heuristic risk model."""
     from cotenancy.predict.risk import XGBoostRiskModel
     from cotenancy.strategies.predictive import PredictiveStrategy
 
-    others = [d for d in days if d != test_day]
-    path = model_dir / f"forecast-without-{test_day.name}.json"
-    forecaster = HybridForecaster(conf, model_path=path if others else model_dir / "no-forecast.json")
-    if others and not path.exists():
-        forecaster.save(train_forecaster_excluding(test_day, days))
     risk = XGBoostRiskModel(conf, model_path=model_dir / "no-risk-model.json")
+    forecaster = forecaster_without(test_day, days, conf, model_dir)
     return PredictiveStrategy(conf, risk_model=risk, forecaster=forecaster)
 
 
