@@ -182,7 +182,7 @@ def _round_times(extra: dict) -> dict[str, float]:
     cost per round is printed next to what it achieved."""
     times: dict[str, float] = {}
     clock = extra.get("round_trace_seconds", [])
-    for key in ("plan_seconds", "planner_seconds"):
+    for key in ("plan_seconds", "planner_seconds", "planner_build_seconds", "planner_solve_seconds"):
         values = np.asarray(extra.get(key, []), dtype=float)
         if len(values):
             name = key.removesuffix("_seconds")
@@ -221,6 +221,8 @@ def _print_round_times(results: dict, days: list[str], strategies: list[str]) ->
                 line += (
                     f"  planner {t['planner_median']:.3f} / {t['planner_p95']:.2f} / {t['planner_max']:.2f}"
                     f" at {_clock(t.get('planner_slowest_at'))}"
+                    f" (median build {t.get('planner_build_median', 0.0):.3f}"
+                    f", CP-SAT {t.get('planner_solve_median', 0.0):.3f})"
                 )
             print(line)
 

@@ -193,6 +193,9 @@ def run_cloud(
             "host_power_models": sorted(set(cloud.hosts.power_models)),
             "plan_seconds": [r.plan_seconds for r in results],
             "planner_seconds": [float(r.plan.stats.get("wall_seconds", 0.0)) for r in results],
+            # the planner's time split: building the candidate model, and CP-SAT's search
+            "planner_build_seconds": [float(r.plan.stats.get("build_seconds", 0.0)) for r in results],
+            "planner_solve_seconds": [float(r.plan.stats.get("solve_seconds", 0.0)) for r in results],
             # when each round ran, in trace time, so a slow round can be matched to the workload
             "round_trace_seconds": [(first_step + i) * cloud.step_seconds for i in range(len(results))],
         },

@@ -56,3 +56,15 @@ def test_every_round_reports_how_long_the_strategy_and_its_planner_took(conf):
     assert all(t > 0 for t in strategy_times)
     # the planner runs inside the strategy, after the forecasts and risks
     assert all(0 < p <= s for p, s in zip(planner_times, strategy_times, strict=True))
+
+
+def test_every_round_splits_the_planner_time_into_building_and_searching(conf):
+    workload = generate_synthetic(20, 0.05, step_seconds=300.0, seed=2)
+    result = run_simulation(workload, setup="default", strategy="predictive", conf=conf, seed=2)
+    planner = result.extra["planner_seconds"]
+    build = result.extra["planner_build_seconds"]
+    solve = result.extra["planner_solve_seconds"]
+    assert len(build) == len(solve) == len(planner) == result.steps
+    # building the candidate model and CP-SAT's search are parts of the planner's round
+    assert all(b > 0 for b in build)
+    assert all(b + s <= p for b, s, p in zip(build, solve, planner, strict=True))
