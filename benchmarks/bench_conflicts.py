@@ -3,6 +3,7 @@ train on PlanetLab 20110303 + 20110306, test on 20110309, 20110322, 20110325, pr
 15 to 30 minutes ahead; the model against a reactive host-utilisation rule and LR-MMT's predictor.
 
     .venv/bin/python benchmarks/bench_conflicts.py [--json out.json] [--save-model models/risk.json]
+        [--rounds N --max-depth D]
 
 ``--save-model`` writes the model trained on the train days where serving loads it
 (``<[predict] model_dir>/risk.json``).
@@ -37,7 +38,11 @@ def main() -> int:
         default=None,
         help="write the model trained on the train days here (a risk.json serving loads)",
     )
+    parser.add_argument("--rounds", type=int, default=None, help="boosting rounds (default: train_risk's)")
+    parser.add_argument("--max-depth", type=int, default=None, help="tree depth (default: train_risk's)")
     args = parser.parse_args()
+    chosen = (("rounds", args.rounds), ("max_depth", args.max_depth))
+    train_options = {name: value for name, value in chosen if value is not None}
     began = time.perf_counter()
     result = evaluate_conflicts(
         [str(args.planetlab / d) for d in TRAIN],
@@ -47,6 +52,7 @@ def main() -> int:
         label_from_minutes=15,
         horizon_minutes=30,
         save_model=args.save_model,
+        train_options=train_options,
         progress=lambda msg: print(f"[{time.perf_counter() - began:7.1f} s] {msg}", file=sys.stderr),
     )
     print(f"{result['test_pair_steps']:,} test pair-steps, positive rate {result['test_positive_rate']:.3f}")

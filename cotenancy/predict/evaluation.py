@@ -326,8 +326,11 @@ def _day_replayer(setup, strategy, label_from_minutes, horizon_minutes, window_s
     return replay
 
 
-def _fit(parts: list, say: Callable[[str], None], timings: dict[str, float]):
-    """The risk model trained on the pair datasets of several days, in their order."""
+def _fit(
+    parts: list, say: Callable[[str], None], timings: dict[str, float], train_options: dict | None = None
+):
+    """The risk model trained on the pair datasets of several days, in their order
+    (``train_options``: keyword arguments of :func:`train_risk`, e.g. ``rounds``, ``max_depth``)."""
     from cotenancy.predict.history import PairDataset
     from cotenancy.predict.risk import train_risk
 
@@ -342,7 +345,7 @@ def _fit(parts: list, say: Callable[[str], None], timings: dict[str, float]):
     )
     say(f"training on {len(combined.y)} pair-steps ({int(combined.y.sum())} positive)")
     began = time.perf_counter()
-    model = train_risk(combined)
+    model = train_risk(combined, **(train_options or {}))
     timings["train_seconds"] = time.perf_counter() - began
     return model
 
@@ -378,10 +381,12 @@ def evaluate_conflicts(
     progress: Callable[[str], None] | None = None,
     simulate: Callable | None = None,
     save_model: Path | None = None,
+    train_options: dict | None = None,
 ) -> dict:
     """Train the risk model on the simulated ``train`` days, score every co-located pair of every
     step of the ``test`` days; label: a conflict involving both within [+15, +30] minutes.
-    ``save_model``: also write the trained model there (a ``risk.json`` the serving side loads)."""
+    ``save_model``: also write the trained model there (a ``risk.json`` the serving side loads).
+    ``train_options``: keyword arguments of :func:`train_risk`, to compare model capacities."""
     from cotenancy.predict.metrics import average_precision, recall_at_precision
     from cotenancy.predict.risk import XGBoostRiskModel
 
@@ -391,7 +396,7 @@ def evaluate_conflicts(
     dataset = _day_replayer(
         setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
     )
-    model = _fit([dataset(path)[1] for path in train], say, timings)
+    model = _fit([dataset(path)[1] for path in train], say, timings, train_options)
     risk = XGBoostRiskModel(model_path=Path(save_model) if save_model else Path("/nonexistent/risk.json"))
     if save_model:
         say(f"risk model saved to {risk.save(model)}")

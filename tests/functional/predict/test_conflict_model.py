@@ -42,3 +42,11 @@ def test_evaluation_saves_a_model_that_another_object_serves(tmp_path, shared_di
     # the same booster and calibration as the one evaluated
     again = XGBoostRiskModel(model_path=saved)
     np.testing.assert_array_equal(again.score_features(x), p)
+
+
+def test_evaluation_trains_with_the_capacity_it_is_given(tmp_path, shared_dir):
+    train_a, train_b, test = _small_days(tmp_path, shared_dir, ("20110303", "20110306", "20110309"), vms=60)
+    saved = tmp_path / "risk.json"
+    capacity = {"rounds": 7, "max_depth": 2}
+    evaluate_conflicts([train_a, train_b], [test], save_model=saved, train_options=capacity)
+    assert json.loads(saved.read_text())["metadata"]["rounds"] == 7
