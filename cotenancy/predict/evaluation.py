@@ -359,15 +359,16 @@ def train_conflict_model(
     window_steps: int = 12,
     progress: Callable[[str], None] | None = None,
     simulate: Callable | None = None,
+    train_options: dict | None = None,
 ):
     """A risk model trained on the simulated ``train`` days (label: a conflict involving both VMs
-    within [+15, +30] minutes)."""
+    within [+15, +30] minutes); ``train_options`` as for :func:`evaluate_conflicts`."""
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     replay = _day_replayer(
         setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
     )
-    return _fit([replay(path)[1] for path in train], say, timings)
+    return _fit([replay(path)[1] for path in train], say, timings, train_options)
 
 
 def evaluate_conflicts(
@@ -437,11 +438,8 @@ def evaluate_conflicts(
             for name, s in scores.items()
         }
     return {
-        "setup": setup,
-        "strategy": strategy,
-        "train": [str(p) for p in train],
-        "test": [str(p) for p in test],
-        "label": f"conflict involving both VMs within [+{label_from_minutes:g}, +{horizon_minutes:g}] min",
+        **_described(setup, strategy, train, test, label_from_minutes, horizon_minutes),
+        "train_options": dict(train_options or {}),
         "test_pair_steps": int(len(y_all)),
         "test_positive_rate": float(y_all.mean()) if len(y_all) else 0.0,
         "methods": methods,
@@ -449,6 +447,124 @@ def evaluate_conflicts(
         "model_validation": model.metadata.get("validation", {}),
         "timings": timings,
     }
+
+
+def _described(setup, strategy, train, test, label_from_minutes, horizon_minutes) -> dict:
+    """What a conflict result was computed on, as its JSON says it."""
+    return {
+        "setup": setup,
+        "strategy": strategy,
+        "train": [str(p) for p in train],
+        "test": [str(p) for p in test],
+        "label": f"conflict involving both VMs within [+{label_from_minutes:g}, +{horizon_minutes:g}] min",
+    }
+
+
+def analyse_conflict_factors(
+    train: list[str | Path],
+    test: list[str | Path],
+    setup: str = "cloudsim",
+    strategy: str = "lr-mmt",
+    label_from_minutes: float = 15.0,
+    horizon_minutes: float = 30.0,
+    window_steps: int = 12,
+    progress: Callable[[str], None] | None = None,
+    simulate: Callable | None = None,
+) -> dict:
+    """What holds the conflict model's PR-AUC where it is: a conflict needs one of the two VMs
+    *degraded* in the window and the two still *together*, so a risk model is trained for each half
+    (same features, rows and :func:`~cotenancy.predict.risk.train_risk`) next to the joint one.
+
+    Scored on the held-out end of the training days (``validation``) and on the test days, pooled:
+    the joint model, the product of the two halves, each half against its own label, and two
+    bounds on the conflict label (one half's model times the *true* other half): the PR-AUC a
+    perfect predictor of that other half would allow."""
+    from dataclasses import replace
+
+    from cotenancy.predict.history import conflict_factors
+    from cotenancy.predict.metrics import average_precision
+    from cotenancy.predict.risk import time_split
+
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    replay = _day_replayer(
+        setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
+    )
+
+    def labelled(path) -> tuple:
+        history, data = replay(path)
+        step = history.step_seconds
+        degraded, together = conflict_factors(
+            history,
+            data,
+            label_from_steps=int(round(label_from_minutes * 60 / step)),
+            horizon_steps=int(round(horizon_minutes * 60 / step)),
+        )
+        return data, degraded, together
+
+    train_days = [labelled(path) for path in train]
+    models = {
+        label: _fit([replace(d, y=y) for d, y in parts], say, timings)
+        for label, parts in (
+            ("conflict", [(d, d.y) for d, _, _ in train_days]),
+            ("degraded", [(d, deg) for d, deg, _ in train_days]),
+            ("together", [(d, tog) for d, _, tog in train_days]),
+        )
+    }
+    offsets = np.concatenate([d.step + 10_000 * i for i, (d, _, _) in enumerate(train_days)])
+    hold = time_split(offsets)[2]
+    test_days = [labelled(path) for path in test]
+    sets = {"validation": (_pool(train_days), hold), "test": (_pool(test_days), None)}
+    result: dict[str, dict] = {}
+    for name, ((x, y, degraded, together), rows) in sets.items():
+        if rows is not None:
+            x, y, degraded, together = x[rows], y[rows], degraded[rows], together[rows]
+        p = {label: model.probability(x) for label, model in models.items()}
+        result[name] = {
+            "rows": int(len(y)),
+            "positive_rate": {
+                "conflict": float(y.mean()),
+                "degraded": float(degraded.mean()),
+                "together": float(together.mean()),
+                "together_among_conflicts": float(together[y].mean()),
+            },
+            "pr_auc": {
+                "joint_model": average_precision(y, p["conflict"]),
+                "degraded_x_together_models": average_precision(y, p["degraded"] * p["together"]),
+                "degraded_model_on_degraded": average_precision(degraded, p["degraded"]),
+                "together_model_on_together": average_precision(together, p["together"]),
+                "degraded_model_x_true_together": average_precision(y, p["degraded"] * together),
+                "true_degraded_x_together_model": average_precision(y, degraded * p["together"]),
+            },
+        }
+    return {
+        **_described(setup, strategy, train, test, label_from_minutes, horizon_minutes),
+        "sets": result,
+        "timings": timings,
+    }
+
+
+def _pool(days: list[tuple]) -> tuple[np.ndarray, ...]:
+    """``[(dataset, degraded, together), ...]`` -> ``(x, y, degraded, together)``, days in order."""
+    return (
+        np.vstack([d.x for d, _, _ in days]),
+        np.concatenate([d.y for d, _, _ in days]),
+        np.concatenate([deg for _, deg, _ in days]),
+        np.concatenate([tog for _, _, tog in days]),
+    )
+
+
+def format_factor_table(result: dict) -> str:
+    names = list(next(iter(result["sets"].values()))["pr_auc"])
+    lines = [f"{'PR-AUC':<40}" + "".join(f"{s:>12}" for s in result["sets"])]
+    for name in names:
+        lines.append(f"{name:<40}" + "".join(f"{v['pr_auc'][name]:>12.3f}" for v in result["sets"].values()))
+    for label in ("conflict", "degraded", "together", "together_among_conflicts"):
+        lines.append(
+            f"{'positive rate, ' + label:<40}"
+            + "".join(f"{v['positive_rate'][label]:>12.3f}" for v in result["sets"].values())
+        )
+    return "\n".join(lines)
 
 
 def format_conflict_table(result: dict) -> str:

@@ -10,7 +10,7 @@ VMs (``details["neighbours"]``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,12 +135,11 @@ def load_history(store, start: float, end: float, step: float) -> History:
     )
 
 
-def conflict_keys_by_step(history: History) -> list[set[int]]:
-    """Per step, the pair keys ``min*n + max`` of pairs in a conflict at that step."""
-    n = len(history.vm_ids)
+def _degradations(history: History) -> Iterator[tuple[list[int], list[int], range]]:
+    """Each ``DEGRADATION`` event as (victims, the host's VMs, the steps it covers), VMs as indices."""
     index = {v: i for i, v in enumerate(history.vm_ids)}
     t0, step = float(history.timestamps[0]) if len(history.timestamps) else 0.0, history.step_seconds
-    steps: list[set[int]] = [set() for _ in range(len(history.timestamps))]
+    total = len(history.timestamps)
     for event in history.events:
         if event.kind is not EventKind.DEGRADATION:
             continue
@@ -148,10 +147,46 @@ def conflict_keys_by_step(history: History) -> list[set[int]]:
         neighbours = [index[v] for v in event.details.get("neighbours", "").split(",") if v in index]
         first = int((event.timestamp - t0) // step)
         last = int((event.timestamp + max(event.duration, step) - 1e-6 - t0) // step)
+        yield victims, neighbours, range(max(first, 0), min(last, total - 1) + 1)
+
+
+def conflict_keys_by_step(history: History) -> list[set[int]]:
+    """Per step, the pair keys ``min*n + max`` of pairs in a conflict at that step."""
+    n = len(history.vm_ids)
+    steps: list[set[int]] = [set() for _ in range(len(history.timestamps))]
+    for victims, neighbours, covered in _degradations(history):
         keys = {min(x, y) * n + max(x, y) for x in victims for y in set(neighbours) | set(victims) if x != y}
-        for s in range(max(first, 0), min(last, len(steps) - 1) + 1):
+        for s in covered:
             steps[s] |= keys
     return steps
+
+
+def degraded_by_step(history: History) -> np.ndarray:
+    """``(n_vms, T)``: whether a ``DEGRADATION`` event lists the VM as degraded at that step."""
+    degraded = np.zeros((len(history.vm_ids), len(history.timestamps)), dtype=bool)
+    for victims, _neighbours, covered in _degradations(history):
+        if len(covered):
+            degraded[victims, covered.start : covered.stop] = True
+    return degraded
+
+
+def conflict_factors(
+    history: History, data: PairDataset, label_from_steps: int, horizon_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two halves of each row's label: ``degraded`` (one of the two VMs is degraded at some
+    step in ``[t + label_from_steps, t + horizon_steps]``, wherever it runs) and ``together`` (the
+    two share a host at ``t + label_from_steps``). A conflict needs both, so each half's
+    predictability bounds the conflict model's (``benchmarks/conflict_diagnostics.py``)."""
+    n, total = len(history.vm_ids), len(history.timestamps)
+    a, b = data.keys // n, data.keys % n
+    marks = degraded_by_step(history)
+    degraded = np.zeros(len(data.keys), dtype=bool)
+    for offset in range(label_from_steps, horizon_steps + 1):
+        col = np.minimum(data.step + offset, total - 1)
+        degraded |= marks[a, col] | marks[b, col]
+    col = np.minimum(data.step + label_from_steps, total - 1)
+    host_a = history.host_of[a, col]
+    return degraded, (host_a >= 0) & (host_a == history.host_of[b, col])
 
 
 RECENT_STEPS = 12

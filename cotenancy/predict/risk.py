@@ -94,6 +94,15 @@ def _isotonic_table(raw: np.ndarray, y: np.ndarray, bins: int = 200) -> tuple[np
     return knots_x, fitted[take][idx]
 
 
+def time_split(step: np.ndarray, calibration_fraction: float = 0.25) -> tuple[np.ndarray, ...]:
+    """Row masks ``(fit, calibrate, hold out)`` by origin step: the last ``calibration_fraction``
+    of the steps is held out from fitting, its first half calibrates, its second half validates."""
+    steps = np.unique(step)
+    cut = steps[int(len(steps) * (1 - calibration_fraction))]
+    mid = steps[int(len(steps) * (1 - calibration_fraction / 2))]
+    return step < cut, (step >= cut) & (step < mid), step >= mid
+
+
 def train_risk(
     data: PairDataset,
     rounds: int = 100,
@@ -106,12 +115,9 @@ def train_risk(
 ) -> TrainedRisk:
     """Fit on the earlier origins; the last ``calibration_fraction`` of origin steps is held out,
     its first half fits the isotonic calibration and its second half gives the stored metrics."""
-    steps = np.unique(data.step)
-    if len(steps) < 4 or data.y.sum() == 0:
+    if len(np.unique(data.step)) < 4 or data.y.sum() == 0:
         raise ValueError("too little history (or no conflict at all) to train a risk model")
-    cut = steps[int(len(steps) * (1 - calibration_fraction))]
-    mid = steps[int(len(steps) * (1 - calibration_fraction / 2))]
-    fit, calib, hold = data.step < cut, (data.step >= cut) & (data.step < mid), data.step >= mid
+    fit, calib, hold = time_split(data.step, calibration_fraction)
     params = {
         "objective": "binary:logistic",
         "eval_metric": "aucpr",

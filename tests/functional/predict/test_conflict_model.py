@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 
 from cotenancy.predict import features as feats
-from cotenancy.predict.evaluation import evaluate_conflicts
+from cotenancy.predict.evaluation import analyse_conflict_factors, evaluate_conflicts, train_conflict_model
 from cotenancy.predict.risk import XGBoostRiskModel
 
 
@@ -50,3 +50,23 @@ def test_evaluation_trains_with_the_capacity_it_is_given(tmp_path, shared_dir):
     capacity = {"rounds": 7, "max_depth": 2}
     evaluate_conflicts([train_a, train_b], [test], save_model=saved, train_options=capacity)
     assert json.loads(saved.read_text())["metadata"]["rounds"] == 7
+
+
+def test_a_model_trained_for_serving_takes_the_same_capacity(tmp_path, shared_dir):
+    train_a, train_b = _small_days(tmp_path, shared_dir, ("20110303", "20110306"), vms=60)
+    model = train_conflict_model([train_a, train_b], train_options={"rounds": 5, "max_depth": 2})
+    assert model.metadata["rounds"] == 5
+
+
+def test_factor_analysis_scores_both_halves_of_the_label_and_their_bounds(tmp_path, shared_dir):
+    train_a, train_b, test = _small_days(tmp_path, shared_dir, ("20110303", "20110306", "20110309"), vms=60)
+    result = analyse_conflict_factors([train_a, train_b], [test])
+    assert set(result["sets"]) == {"validation", "test"}
+    for figures in result["sets"].values():
+        rates = figures["positive_rate"]
+        # a conflict needs a degraded VM in the window, so it is never more frequent than one
+        assert 0 < rates["conflict"] <= rates["degraded"]
+        assert 0 < rates["together"] < 1
+        assert all(0.0 <= v <= 1.0 for v in figures["pr_auc"].values())
+        # a perfect predictor of one half cannot rank conflicts worse than chance
+        assert figures["pr_auc"]["degraded_model_x_true_together"] > rates["conflict"]
