@@ -2,7 +2,7 @@
 moving-window max and ARIMA (first 21 days train, rest test, 30 min ahead, CPU and memory).
 
     .venv/bin/python benchmarks/bench_forecast_bitbrains.py [--limit N] [--json out.json]
-    .venv/bin/python benchmarks/bench_forecast_bitbrains.py --inside-training 3
+    .venv/bin/python benchmarks/bench_forecast_bitbrains.py --inside-training 3 [--set FIELD=VALUE ...]
 
 ``--inside-training D`` never reads the test period: it keeps the first ``--train-days`` only and
 tests on their last D days (training on the ones before). Model changes are judged this way first.
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from cotenancy.predict.evaluation import evaluate_forecast, format_table
+from cotenancy.predict.forecast import TrainingConfig
 from cotenancy.sim.traces import load_bitbrains
 
 SHARED = Path(os.environ.get("COTENANCY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -40,7 +41,25 @@ def main() -> int:
         metavar="DAYS",
         help="validate inside the training period: test on its last DAYS days, never on the test period",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a TrainingConfig field (numbers only), e.g. --set weight_power=0.75; repeatable",
+    )
     args = parser.parse_args()
+    changes = {}
+    defaults = TrainingConfig()
+    for item in args.set:
+        name, _, value = item.partition("=")
+        kind = type(getattr(defaults, name, None))
+        try:
+            if kind not in (int, float):
+                raise ValueError
+            changes[name] = kind(value)
+        except ValueError:
+            parser.error(f"--set {item!r}: expected FIELD=VALUE, a numeric TrainingConfig field")
     began = time.perf_counter()
     workload = load_bitbrains(args.trace, limit=args.limit)
     train_days = args.train_days
@@ -52,6 +71,7 @@ def main() -> int:
         workload,
         train_days=train_days,
         horizon_seconds=args.horizon_minutes * 60,
+        config_changes=changes,
         progress=lambda msg: print(f"[{time.perf_counter() - began:7.1f} s] {msg}", file=sys.stderr),
     )
     print(f"{workload.n_vms} VMs, {result['test_origins']} test origins, units MHz / MiB")

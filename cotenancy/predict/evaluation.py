@@ -16,6 +16,7 @@ Protocol (nothing is tuned on the test period):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -104,8 +105,10 @@ def evaluate_forecast(
     config: TrainingConfig | None = None,
     model_path: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    config_changes: dict | None = None,
 ) -> dict:
-    """The JSON document of ``cotenancy evaluate forecast`` (see the module docstring)."""
+    """The JSON document of ``cotenancy evaluate forecast`` (see the module docstring).
+    ``config_changes``: :class:`TrainingConfig` fields to change, to compare training settings."""
     say = progress or (lambda _msg: None)
     step = workload.step_seconds
     steps_per_day = int(round(86400 / step))
@@ -118,6 +121,7 @@ def evaluate_forecast(
     values = {r: workload.demand(r) for r in resources}
     sizes = {r: np.array([s[r] for s in workload.sizes]) for r in resources} if workload.sizes else None
     config = config or TrainingConfig(horizons=(horizon,), steps_per_day=steps_per_day)
+    config = dataclasses.replace(config, **(config_changes or {}))
     started = time.perf_counter()
     say(f"training on {train_days:g} days x {workload.n_vms} VMs")
     model = train_forecaster(
@@ -218,6 +222,7 @@ def evaluate_forecast(
         "methods": methods,
         "summary": summary,
         "model_validation": model.metadata.get("validation", {}),
+        "config_changes": dict(config_changes or {}),
         "timings": timings,
     }
 

@@ -45,9 +45,6 @@ DEFAULT_RESOURCES = ("cpu", "memory", "disk_io", "network", "gpu")
 DEFAULT_ALPHAS = (0.5, 0.9, 0.95, 0.99)
 DEFAULT_HORIZONS = (1, 3, 6, 12, 24, 36)
 MIN_VALID = 6
-#: normalised targets are clipped to +-this many scales for training only: a VM waking from ~0 to
-#: thousands makes z ~ 1e5, and one such row would otherwise become a whole leaf's p95
-Z_CLIP = 30.0
 
 Progress = Callable[[int], None]
 
@@ -73,6 +70,9 @@ class TrainingConfig:
     #: VM alike; 0.5 did better than 1 on held-out days *inside* the Bitbrains training period (a few
     #: huge, spiky VMs otherwise dominate the trees)
     weight_power: float = 0.5
+    #: normalised targets are clipped to +-this many scales for training only: a VM waking from ~0
+    #: to thousands makes z ~ 1e5, and one such row would otherwise become a whole leaf's p95
+    z_clip: float = 30.0
 
 
 @dataclass(slots=True)
@@ -354,7 +354,7 @@ def train_forecaster(
         weight = np.power(10.0, config.weight_power * log_scale)
         dtrain = xgb.DMatrix(
             x[fit],
-            label=np.clip(z[fit], -Z_CLIP, Z_CLIP),
+            label=np.clip(z[fit], -config.z_clip, config.z_clip),
             missing=np.nan,
             weight=weight / weight.mean(),
             feature_names=list(feats.FORECAST_FEATURES),

@@ -172,6 +172,25 @@ def test_negative_and_non_finite_samples_are_treated_exactly_as_missing(usage):
     )
 
 
+def test_training_targets_are_clipped_at_the_configured_number_of_scales(usage):
+    cpu = usage.values["cpu"][:, :TRAIN_END]
+    ts = usage.timestamps[:TRAIN_END]
+    probe, _, _ = feats.forecast_features(cpu[:, -312:], float(ts[-1]), 6, STEP)
+    raw = {
+        clip: np.asarray(
+            train_forecaster(
+                {"cpu": cpu}, ts, STEP, usage.sizes, config=small_config(horizons=(6,), z_clip=clip)
+            )
+            .boosters["cpu"]
+            .inplace_predict(probe)
+        )
+        for clip in (0.5, 30.0)
+    }
+    # quantile trees predict within the range of the labels they saw
+    assert np.abs(raw[0.5]).max() <= 0.5 + 1e-3
+    assert np.abs(raw[30.0]).max() > 0.5
+
+
 def test_serving_survives_bad_and_missing_windows(tmp_path, usage, trained):
     forecaster = _served(tmp_path, trained)
     window = usage.values["cpu"][:4, TRAIN_END - 312 : TRAIN_END].copy()
