@@ -52,6 +52,7 @@ class CandidateModel:
     opt_risk: np.ndarray  # (O,) summed risk with the fixed residents of the option's host
     #: per candidate, the model hosts (positions in ``hosts``) its options end on, in option order
     cand_hosts: list[tuple[int, ...]]
+    cand_host_sets: list[set[int]]  # the same, as sets: which hosts two candidates share
     pairs: list[tuple[int, int, float, str]]  # (cand a, cand b, cost if together, what)
     #: (cand a, cand b, model host, cost if both end on that host): what they add to each other's
     #: interference there, which the options (charged only against the VMs that stay) leave out
@@ -343,7 +344,8 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
                 opt_move.append(h != home)
                 opt_risk.append(fixed_risk)
     cand_hosts = _hosts_per_candidate(opt_vm, opt_host, len(candidates))
-    pair_list, forbidden = _candidate_pairs(problem, candidates, cand_hosts)
+    host_sets = [set(hosts) for hosts in cand_hosts]
+    pair_list, forbidden = _candidate_pairs(problem, candidates, host_sets)
     host_pairs = (
         _shared_host_interference(candidates, exposure, cand_hosts, model_hosts, s.weight_interference)
         if exposure is not None
@@ -372,6 +374,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         opt_move=np.array(opt_move, dtype=bool),
         opt_risk=np.array(opt_risk, dtype=float),
         cand_hosts=cand_hosts,
+        cand_host_sets=host_sets,
         pairs=pair_list,
         host_pairs=host_pairs,
         forbidden_pairs=forbidden,
@@ -585,11 +588,10 @@ def _hosts_per_candidate(opt_vm: list[int], opt_host: list[int], n_candidates: i
 def _candidate_pairs(
     problem: PlanningProblem,
     candidates: list[int],
-    hosts_of: list[tuple[int, ...]],
+    host_sets: list[set[int]],
 ) -> tuple[list[tuple[int, int, float, str]], list[tuple[int, int]]]:
     """Pairs of candidates that could end on one host: forbidden ones, and costly ones."""
     s = problem.settings
-    host_sets = [set(h) for h in hosts_of]
     shared: list[tuple[int, int]] = [
         (a, b)
         for a in range(len(candidates))
