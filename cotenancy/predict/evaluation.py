@@ -342,8 +342,7 @@ def _fit(
     combined = PairDataset(
         np.vstack([d.x for d in parts]),
         np.concatenate([d.y for d in parts]),
-        # later days after earlier ones, so the calibration slice is the most recent
-        np.concatenate([d.step + 10_000 * i for i, d in enumerate(parts)]),
+        _day_ordered_steps(parts),
         np.concatenate([d.keys for d in parts]),
         np.concatenate([d.host_used for d in parts]),
         np.concatenate([d.host_lr for d in parts]),
@@ -353,6 +352,12 @@ def _fit(
     model = train_risk(combined, **(train_options or {}))
     timings["train_seconds"] = time.perf_counter() - began
     return model
+
+
+def _day_ordered_steps(parts: list) -> np.ndarray:
+    """The origin steps of several days' pair datasets, later days after earlier ones, so the
+    held-out slices of :func:`~cotenancy.predict.risk.train_risk` are the most recent."""
+    return np.concatenate([d.step + 10_000 * i for i, d in enumerate(parts)])
 
 
 def train_conflict_model(
@@ -516,8 +521,7 @@ def analyse_conflict_factors(
             ("together", [(d, tog) for d, _, tog in train_days]),
         )
     }
-    offsets = np.concatenate([d.step + 10_000 * i for i, (d, _, _) in enumerate(train_days)])
-    hold = time_split(offsets)[2]
+    hold = time_split(_day_ordered_steps([d for d, _, _ in train_days]))[2]
     test_days = [labelled(path) for path in test]
     sets = {"validation": (_pool(train_days), hold), "test": (_pool(test_days), None)}
     result: dict[str, dict] = {}
