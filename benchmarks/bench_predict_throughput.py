@@ -94,12 +94,28 @@ def main() -> int:
     candidate = rng.integers(0, args.hosts, size=args.pairs)
     risk.score_pairs(state, pairs[:1000], candidate[:1000])  # builds and caches the round's context
     context_seconds = timed(lambda: (setattr(risk, "_cache", None), risk.context(state)), args.repeats)
-    scoring = timed(lambda: risk.score_pairs(state, pairs, candidate), args.repeats)
+
+    def one_batch() -> np.ndarray:
+        x, placed = risk.context(state).features(pairs, candidate)
+        return np.where(placed, risk.score_features(x), 0.0)
+
+    if not np.array_equal(one_batch(), risk.score_pairs(state, pairs, candidate)):
+        raise SystemExit("score_pairs (in chunks) and the one-batch path disagree")
+    # side by side, alternating, so both see the same machine
+    batch_times, chunk_times = [], []
+    for _ in range(args.repeats):
+        batch_times.append(timed(one_batch, 1))
+        chunk_times.append(timed(lambda: risk.score_pairs(state, pairs, candidate), 1))
+    scoring, batched = statistics.median(chunk_times), statistics.median(batch_times)
     xs, _ = risk.context(state).features(pairs, candidate)
     booster_only = timed(lambda: risk.score_features(xs), args.repeats)
     print(
         f"pair risk: {args.pairs / scoring / 1e6:.2f} M pair scores/s end to end "
         f"(features + XGBoost + calibration; {scoring:.3f} s for {args.pairs:,} pairs on candidate hosts)"
+    )
+    print(
+        f"           {args.pairs / batched / 1e6:.2f} M pair scores/s as one batch, side by side "
+        f"({batched:.3f} s; score_pairs / one batch = {scoring / batched:.2f})"
     )
     print(
         f"           {args.pairs / booster_only / 1e6:.2f} M pair scores/s for the model alone "

@@ -72,6 +72,10 @@ class TrainedRisk:
         )
 
 
+#: pairs scored per batch by :meth:`XGBoostRiskModel.score_pairs`
+SCORE_CHUNK = 65_536
+
+
 def heuristic_probability(x: np.ndarray) -> np.ndarray:
     """The cold-start score (see the module docstring); uncalibrated, monotone in host load."""
     col = {name: i for i, name in enumerate(feats.PAIR_FEATURES)}
@@ -397,8 +401,14 @@ class XGBoostRiskModel(RiskModel):
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         if len(pairs) == 0:
             return np.zeros(0)
-        x, placed = self.context(state).features(pairs, hosts)
-        return np.where(placed, self.score_features(x), 0.0)
+        ctx = self.context(state)
+        out = np.zeros(len(pairs))
+        # in chunks: a million pairs at once would allocate ~0.7 GB of feature and gather arrays
+        for start in range(0, len(pairs), SCORE_CHUNK):
+            part = slice(start, start + SCORE_CHUNK)
+            x, placed = ctx.features(pairs[part], None if hosts is None else np.asarray(hosts)[part])
+            out[part] = np.where(placed, self.score_features(x), 0.0)
+        return out
 
     def explain(
         self, state: ClusterState, pair: tuple[int, int], top: int = 5, host: int | None = None

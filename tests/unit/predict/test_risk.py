@@ -68,6 +68,19 @@ def test_candidate_hosts_score_a_hypothetical_move(tmp_path):
     assert load == pytest.approx((7900 * 2 + 200 * 2) / 16000.0)
 
 
+def test_pairs_are_scored_in_chunks_exactly_as_in_one_batch(tmp_path, monkeypatch):
+    model = XGBoostRiskModel(model_path=tmp_path / "absent.json")
+    state = _hot_and_idle_state()
+    rng = np.random.default_rng(0)
+    pairs = rng.integers(0, 4, size=(23, 2))
+    hosts = rng.integers(0, 2, size=23)
+    x, placed = model.context(state).features(pairs, hosts)
+    one_batch = np.where(placed, model.score_features(x), 0.0)
+    monkeypatch.setattr("cotenancy.predict.risk.SCORE_CHUNK", 5)  # 23 pairs: four full chunks and a tail
+    np.testing.assert_array_equal(model.score_pairs(state, pairs, hosts), one_batch)
+    np.testing.assert_array_equal(model.score_pairs(state, pairs[:0]), np.zeros(0))
+
+
 def test_labels_come_from_degradation_events_only(history):
     keys = conflict_keys_by_step(history)
     assert any(keys)
