@@ -20,6 +20,7 @@ import numpy as np
 
 from cotenancy.model import VM, ClusterState, Host, Inventory, Resources, TelemetryWindow
 from cotenancy.predict import features as feats
+from cotenancy.predict import risk as risk_module
 from cotenancy.predict.forecast import HybridForecaster, TrainingConfig, train_forecaster
 from cotenancy.predict.history import PairDataset
 from cotenancy.predict.risk import XGBoostRiskModel, train_risk
@@ -64,7 +65,11 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=1_000)
     parser.add_argument("--pairs", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--chunk", type=int, default=risk_module.SCORE_CHUNK, help="pairs per batch in score_pairs"
+    )
     args = parser.parse_args()
+    risk_module.SCORE_CHUNK = args.chunk
     rng = np.random.default_rng(1)
     workdir = Path(tempfile.mkdtemp(prefix="cotenancy-bench-"))
 
