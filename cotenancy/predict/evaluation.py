@@ -331,33 +331,32 @@ def _day_replayer(setup, strategy, label_from_minutes, horizon_minutes, window_s
     return replay
 
 
-def _fit(
-    parts: list, say: Callable[[str], None], timings: dict[str, float], train_options: dict | None = None
-):
-    """The risk model trained on the pair datasets of several days, in their order
-    (``train_options``: keyword arguments of :func:`train_risk`, e.g. ``rounds``, ``max_depth``)."""
+def _combine(parts: list):
+    """Several days' pair datasets as one, in their order: later days' origin steps come after
+    earlier ones, so the held-out slices of :func:`~cotenancy.predict.risk.train_risk` are the
+    most recent."""
     from cotenancy.predict.history import PairDataset
-    from cotenancy.predict.risk import train_risk
 
-    combined = PairDataset(
+    return PairDataset(
         np.vstack([d.x for d in parts]),
         np.concatenate([d.y for d in parts]),
-        _day_ordered_steps(parts),
+        np.concatenate([d.step + 10_000 * i for i, d in enumerate(parts)]),
         np.concatenate([d.keys for d in parts]),
         np.concatenate([d.host_used for d in parts]),
         np.concatenate([d.host_lr for d in parts]),
     )
+
+
+def _fit(combined, say: Callable[[str], None], timings: dict[str, float], train_options: dict | None = None):
+    """The risk model trained on a (combined) pair dataset (``train_options``: keyword arguments
+    of :func:`train_risk`, e.g. ``rounds``, ``max_depth``)."""
+    from cotenancy.predict.risk import train_risk
+
     say(f"training on {len(combined.y)} pair-steps ({int(combined.y.sum())} positive)")
     began = time.perf_counter()
     model = train_risk(combined, **(train_options or {}))
     timings["train_seconds"] = time.perf_counter() - began
     return model
-
-
-def _day_ordered_steps(parts: list) -> np.ndarray:
-    """The origin steps of several days' pair datasets, later days after earlier ones, so the
-    held-out slices of :func:`~cotenancy.predict.risk.train_risk` are the most recent."""
-    return np.concatenate([d.step + 10_000 * i for i, d in enumerate(parts)])
 
 
 def train_conflict_model(
@@ -378,7 +377,7 @@ def train_conflict_model(
     replay = _day_replayer(
         setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
     )
-    return _fit([replay(path)[1] for path in train], say, timings, train_options)
+    return _fit(_combine([replay(path)[1] for path in train]), say, timings, train_options)
 
 
 def evaluate_conflicts(
@@ -407,7 +406,7 @@ def evaluate_conflicts(
     dataset = _day_replayer(
         setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
     )
-    model = _fit([dataset(path)[1] for path in train], say, timings, train_options)
+    model = _fit(_combine([dataset(path)[1] for path in train]), say, timings, train_options)
     risk = XGBoostRiskModel(model_path=Path(save_model) if save_model else Path("/nonexistent/risk.json"))
     if save_model:
         say(f"risk model saved to {risk.save(model)}")
@@ -513,21 +512,33 @@ def analyse_conflict_factors(
         return data, degraded, together
 
     train_days = [labelled(path) for path in train]
-    models = {
-        label: _fit([replace(d, y=y) for d, y in parts], say, timings)
-        for label, parts in (
-            ("conflict", [(d, d.y) for d, _, _ in train_days]),
-            ("degraded", [(d, deg) for d, deg, _ in train_days]),
-            ("together", [(d, tog) for d, _, tog in train_days]),
-        )
+    combined = _combine([d for d, _, _ in train_days])
+    halves = {
+        "degraded": np.concatenate([deg for _, deg, _ in train_days]),
+        "together": np.concatenate([tog for _, _, tog in train_days]),
     }
-    hold = time_split(_day_ordered_steps([d for d, _, _ in train_days]))[2]
+    models = {"conflict": _fit(combined, say, timings)}
+    for label, y in halves.items():
+        models[label] = _fit(replace(combined, y=y), say, timings)
+    hold = time_split(combined.step)[2]
     test_days = [labelled(path) for path in test]
-    sets = {"validation": (_pool(train_days), hold), "test": (_pool(test_days), None)}
+    tested = _combine([d for d, _, _ in test_days])
+    sets = {
+        "validation": (
+            combined.x[hold],
+            combined.y[hold],
+            halves["degraded"][hold],
+            halves["together"][hold],
+        ),
+        "test": (
+            tested.x,
+            tested.y,
+            np.concatenate([deg for _, deg, _ in test_days]),
+            np.concatenate([tog for _, _, tog in test_days]),
+        ),
+    }
     result: dict[str, dict] = {}
-    for name, ((x, y, degraded, together), rows) in sets.items():
-        if rows is not None:
-            x, y, degraded, together = x[rows], y[rows], degraded[rows], together[rows]
+    for name, (x, y, degraded, together) in sets.items():
         p = {label: model.probability(x) for label, model in models.items()}
         result[name] = {
             "rows": int(len(y)),
@@ -551,16 +562,6 @@ def analyse_conflict_factors(
         "sets": result,
         "timings": timings,
     }
-
-
-def _pool(days: list[tuple]) -> tuple[np.ndarray, ...]:
-    """``[(dataset, degraded, together), ...]`` -> ``(x, y, degraded, together)``, days in order."""
-    return (
-        np.vstack([d.x for d, _, _ in days]),
-        np.concatenate([d.y for d, _, _ in days]),
-        np.concatenate([deg for _, deg, _ in days]),
-        np.concatenate([tog for _, _, tog in days]),
-    )
 
 
 def format_factor_table(result: dict) -> str:

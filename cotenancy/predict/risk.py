@@ -402,11 +402,12 @@ class XGBoostRiskModel(RiskModel):
         if len(pairs) == 0:
             return np.zeros(0)
         ctx = self.context(state)
+        hosts = None if hosts is None else np.asarray(hosts)
         out = np.zeros(len(pairs))
         # in chunks: a million pairs at once would allocate ~0.7 GB of feature and gather arrays
         for start in range(0, len(pairs), SCORE_CHUNK):
             part = slice(start, start + SCORE_CHUNK)
-            x, placed = ctx.features(pairs[part], None if hosts is None else np.asarray(hosts)[part])
+            x, placed = ctx.features(pairs[part], None if hosts is None else hosts[part])
             out[part] = np.where(placed, self.score_features(x), 0.0)
         return out
 
