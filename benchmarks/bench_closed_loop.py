@@ -57,12 +57,14 @@ def forecaster_without(test_day: str, days: list[str], conf):
 
 
 def risk_without(test_day: str, days: list[str], conf, train: bool):
-    """The ``xgboost`` risk model trained on the other days under LR-MMT (cached under .cache/);
-    with ``train`` false, the plugin's labelled heuristic (host load, ready time, past conflicts)."""
+    """The ``xgboost`` risk model trained on the other days under LR-MMT (cached under .cache/, named
+    by feature schema); with ``train`` false, the plugin's labelled heuristic (host load, ready
+    time, past conflicts)."""
     from cotenancy.predict.evaluation import train_conflict_model
+    from cotenancy.predict.features import PAIR_SCHEMA
     from cotenancy.predict.risk import XGBoostRiskModel
 
-    path = REPO / ".cache" / "bench" / f"risk-without-{test_day}.json"
+    path = REPO / ".cache" / "bench" / f"risk-{PAIR_SCHEMA}-without-{test_day}.json"
     if not train:
         return XGBoostRiskModel(conf, model_path=REPO / ".cache" / "bench" / "no-model.json")
     risk = XGBoostRiskModel(conf, model_path=path)

@@ -9,6 +9,8 @@ training data to leak.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def trace_days(path: str | Path) -> list[Path]:
 def train_forecaster_excluding(test_day: Path, days: Sequence[Path], setup: str = "cloudsim"):
     """A forecaster trained on the VMs of every day in ``days`` but ``test_day`` (stacked as rows)."""
     from cotenancy.model import Resource
-    from cotenancy.predict.forecast import TrainingConfig, train_forecaster
+    from cotenancy.predict.forecast import train_forecaster
     from cotenancy.sim.setups import build_setup
 
     rows, sizes, names = [], [], []
@@ -68,18 +70,35 @@ def train_forecaster_excluding(test_day: Path, days: Sequence[Path], setup: str 
         300.0,
         sizes={"cpu": np.concatenate(sizes)},
         vm_ids=names,
-        config=TrainingConfig(nthread=1, rounds=60, max_rows=150_000),
+        config=_training_config(),
     )
+
+
+def _training_config():
+    from cotenancy.predict.forecast import TrainingConfig
+
+    return TrainingConfig(nthread=1, rounds=60, max_rows=150_000)
+
+
+def forecaster_file_name(test_day: str) -> str:
+    """Where :func:`forecaster_without` keeps the model trained without ``test_day``: the name
+    carries the feature schema and a digest of the training settings, so a model trained by other
+    code is retrained, not served."""
+    from cotenancy.predict.features import FORECAST_SCHEMA
+
+    digest = hashlib.sha256(repr(dataclasses.asdict(_training_config())).encode()).hexdigest()[:10]
+    return f"{FORECAST_SCHEMA}-{digest}-without-{test_day}.json"
 
 
 def forecaster_without(test_day: Path, days: Sequence[Path], conf: cfg.ConfigOpts, model_dir: Path):
     """The default forecaster serving a model trained on every day but ``test_day``, trained once and
-    kept in ``model_dir``; with no other day, the untrained forecaster (nothing may leak)."""
+    kept in ``model_dir`` (:func:`forecaster_file_name`); with no other day, the untrained
+    forecaster (nothing may leak)."""
     from cotenancy.predict.forecast import HybridForecaster
 
     if not [d for d in days if d != test_day]:
         return HybridForecaster(conf, model_path=model_dir / "no-forecast.json")
-    path = model_dir / f"forecast-without-{test_day.name}.json"
+    path = model_dir / forecaster_file_name(test_day.name)
     forecaster = HybridForecaster(conf, model_path=path)
     if not path.exists():
         forecaster.save(train_forecaster_excluding(test_day, days))

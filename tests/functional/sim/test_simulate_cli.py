@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from cotenancy.cli.main import main
+from cotenancy.sim.compare import forecaster_file_name
 
 KEYS = {"energy_kwh", "slatah", "pdm", "slav", "esv", "migrations", "conflict_minutes", "wall_seconds"}
 
@@ -171,8 +172,8 @@ def test_a_folder_of_days_compares_every_strategy_on_every_day_and_prints_the_me
         assert mean["energy_kwh"] == pytest.approx(sum(d["energy_kwh"] for d in days) / 2)
     # the forecaster that served each day was trained on the other day only
     assert sorted(p.name for p in models.iterdir()) == [
-        "forecast-without-20110303.json",
-        "forecast-without-20110306.json",
+        forecaster_file_name("20110303"),
+        forecaster_file_name("20110306"),
     ]
     printed = capsys.readouterr().out
     assert "20110303 (cloudsim setup)" in printed and "mean over 2 days" in printed

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cotenancy.exceptions import ConfigurationError
-from cotenancy.sim.compare import COLUMNS, means, trace_days
+from cotenancy.predict.features import FORECAST_SCHEMA
+from cotenancy.predict.forecast import TrainingConfig
+from cotenancy.sim import compare
+from cotenancy.sim.compare import COLUMNS, forecaster_file_name, means, trace_days
 
 
 def test_a_folder_of_day_folders_gives_each_day_in_order(tmp_path):
@@ -31,3 +34,11 @@ def test_a_strategy_missing_on_one_day_has_no_mean_but_says_why():
     result = means(metrics, ["d1", "d2"], ["a", "b"])
     assert result["a"] == {key: 2.0 for key in row}
     assert result["b"] == "unavailable on 1 of 2 days"
+
+
+def test_a_kept_forecaster_is_named_by_day_schema_and_training_settings(monkeypatch):
+    name = forecaster_file_name("20110322")
+    assert name.startswith(f"{FORECAST_SCHEMA}-") and name.endswith("-without-20110322.json")
+    assert forecaster_file_name("20110325") != name
+    monkeypatch.setattr(compare, "_training_config", lambda: TrainingConfig(rounds=61))
+    assert forecaster_file_name("20110322") != name
