@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FORECAST_SCHEMA = "forecast-v1"
+FORECAST_SCHEMA = "forecast-v2"
 PAIR_SCHEMA = "pair-v2"
 
 DAY = 86400.0
@@ -130,6 +130,14 @@ FORECAST_FEATURES = (
     "horizon",
     "log_scale",
     "log_size",
+    "max_6_above_last",
+    "max_36_above_last",
+    "max_288_above_last",
+    "q90_288_above_last",
+    "q99_288_above_last",
+    "mean_12_above_last",
+    "yday_target_above_last",
+    "yday_target_max3_above_last",
 )
 
 
@@ -191,6 +199,7 @@ def forecast_features_multi(
         mean3 - mean12,
         mean12 - mean36,
     ]
+    above_last = (shared[5], shared[6], shared[7], q[:, 1], q[:, 2], mean12)
     missing = np.isnan(_tail(values, 12)).mean(axis=1) if values.shape[1] else np.ones(n)
     log_size = np.log10(size) if size is not None else np.full(n, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -216,6 +225,7 @@ def forecast_features_multi(
                 np.full(n, float(horizon)),
                 np.log10(scale),
                 log_size,
+                *((stat - anchor) / scale for stat in (*above_last, yday_target, yday_target_max3)),
             ]
         features = np.empty((n, len(FORECAST_FEATURES)), dtype=np.float32)
         features[:, : head.shape[1]] = head

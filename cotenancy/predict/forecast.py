@@ -73,6 +73,10 @@ class TrainingConfig:
     #: normalised targets are clipped to +-this many scales for training only: a VM waking from ~0
     #: to thousands makes z ~ 1e5, and one such row would otherwise become a whole leaf's p95
     z_clip: float = 30.0
+    #: rows weigh 0.5 ** (age in days / this) as well, age counted back from the end of the fitted
+    #: period, so the trees lean on recent behaviour (7 lowered both resources' p95 pinball on held-out
+    #: days inside the Bitbrains training period, 14 only CPU's); 0 weighs every day alike
+    recency_half_life_days: float = 7.0
 
 
 @dataclass(slots=True)
@@ -264,6 +268,15 @@ def build_rows(
     return np.vstack(xs), np.concatenate(zs), np.concatenate(cols)
 
 
+def row_weights(log_scale: np.ndarray, age_days: np.ndarray, config: TrainingConfig) -> np.ndarray:
+    """Training weights, mean 1: (a power of) each row's scale, since pinball in project units is
+    scale x pinball in normalised units, times a recency decay by the age of the row's target."""
+    weight = np.power(10.0, config.weight_power * log_scale)
+    if config.recency_half_life_days > 0:
+        weight = weight * np.power(0.5, age_days / config.recency_half_life_days)
+    return weight / weight.mean()
+
+
 def _conformal_offsets(z: np.ndarray, pred: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
     """Shift per quantile so the held-out share of ``z <= pred + shift`` equals its level."""
     m = len(z)
@@ -348,15 +361,13 @@ def train_forecaster(
         if fit.sum() < 50:
             LOG.warning("too little valid history to train %s forecasts (%d rows)", resource, fit.sum())
             continue
-        # weight rows by (a power of) their scale: pinball in project units is scale x pinball in
-        # normalised units, so this trains towards the loss the forecasts are judged (and used) by
         log_scale = x[fit, feats.FORECAST_FEATURES.index("log_scale")].astype(np.float64)
-        weight = np.power(10.0, config.weight_power * log_scale)
+        weight = row_weights(log_scale, (calib_start - target_col[fit]) * step_seconds / feats.DAY, config)
         dtrain = xgb.DMatrix(
             x[fit],
             label=np.clip(z[fit], -config.z_clip, config.z_clip),
             missing=np.nan,
-            weight=weight / weight.mean(),
+            weight=weight,
             feature_names=list(feats.FORECAST_FEATURES),
         )
         prior = previous.boosters.get(resource) if previous is not None else None

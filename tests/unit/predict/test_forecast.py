@@ -16,7 +16,9 @@ from cotenancy.exceptions import ConfigurationError, SchemaMismatch
 from cotenancy.predict import features as feats
 from cotenancy.predict.forecast import (
     HybridForecaster,
+    TrainingConfig,
     fallback_quantiles,
+    row_weights,
     train_forecaster,
 )
 from cotenancy.predict.hints import Hint, apply_hints, parse_hint_line
@@ -170,6 +172,33 @@ def test_negative_and_non_finite_samples_are_treated_exactly_as_missing(usage):
     np.testing.assert_allclose(
         model_bad.boosters["cpu"].inplace_predict(x), model_missing.boosters["cpu"].inplace_predict(x)
     )
+
+
+def test_window_statistics_are_also_given_relative_to_the_last_value():
+    """The target is the change from the last value, so the features say how far the recent
+    peaks, quantiles and yesterday's target lie above it, in the VM's scale."""
+    series = np.full((1, 312), 10.0)
+    series[0, -20] = 40.0  # a peak inside the last 36 steps, not the last 6
+    series[0, -1 - 288 + 6] = 25.0  # one day before the target time of a 6-step horizon
+    x, anchor, scale = feats.forecast_features(series, 0.0, 6, STEP)
+    row = dict(zip(feats.FORECAST_FEATURES, x[0], strict=True))
+    assert anchor[0] == 10.0
+    assert row["max_36_above_last"] == pytest.approx(30.0 / scale[0])
+    assert row["max_6_above_last"] == pytest.approx(0.0)
+    assert row["yday_target_above_last"] == pytest.approx(15.0 / scale[0])
+    assert row["max_36_above_last"] == pytest.approx(row["max_36"] - row["last"])
+
+
+def test_training_rows_weigh_by_scale_and_halve_with_each_half_life_of_age():
+    log_scale = np.array([0.0, 0.0, 2.0, 0.0])
+    age_days = np.array([0.0, 7.0, 0.0, 14.0])
+    weight = row_weights(log_scale, age_days, TrainingConfig(weight_power=0.5, recency_half_life_days=7))
+    assert weight.mean() == pytest.approx(1.0)
+    assert weight[1] / weight[0] == pytest.approx(0.5)
+    assert weight[3] / weight[0] == pytest.approx(0.25)
+    assert weight[2] / weight[0] == pytest.approx(10.0)  # a hundred times the scale, sqrt of it
+    flat = row_weights(log_scale, age_days, TrainingConfig(weight_power=0.5, recency_half_life_days=0))
+    assert flat[1] == pytest.approx(flat[0]) and flat[3] == pytest.approx(flat[0])
 
 
 def test_training_targets_are_clipped_at_the_configured_number_of_scales(usage):
