@@ -27,11 +27,32 @@ TRAIN = ("20110303", "20110306")
 TEST = ("20110309", "20110322", "20110325")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def experiment_parser(description: str) -> argparse.ArgumentParser:
+    """The options every conflict experiment here takes (this script and conflict_diagnostics.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--planetlab", type=Path, default=SHARED / "traces" / "planetlab")
     parser.add_argument("--strategy", default="lr-mmt")
     parser.add_argument("--json", type=Path, default=None)
+    return parser
+
+
+def experiment(args: argparse.Namespace) -> dict:
+    """The days, setup, label window and progress lines of the experiment, as keyword arguments of
+    ``evaluate_conflicts`` and ``analyse_conflict_factors``, so both run the same one."""
+    began = time.perf_counter()
+    return {
+        "train": [str(args.planetlab / d) for d in TRAIN],
+        "test": [str(args.planetlab / d) for d in TEST],
+        "setup": "cloudsim",
+        "strategy": args.strategy,
+        "label_from_minutes": 15,
+        "horizon_minutes": 30,
+        "progress": lambda msg: print(f"[{time.perf_counter() - began:7.1f} s] {msg}", file=sys.stderr),
+    }
+
+
+def main() -> int:
+    parser = experiment_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--save-model",
         type=Path,
@@ -43,18 +64,7 @@ def main() -> int:
     args = parser.parse_args()
     chosen = (("rounds", args.rounds), ("max_depth", args.max_depth))
     train_options = {name: value for name, value in chosen if value is not None}
-    began = time.perf_counter()
-    result = evaluate_conflicts(
-        [str(args.planetlab / d) for d in TRAIN],
-        [str(args.planetlab / d) for d in TEST],
-        setup="cloudsim",
-        strategy=args.strategy,
-        label_from_minutes=15,
-        horizon_minutes=30,
-        save_model=args.save_model,
-        train_options=train_options,
-        progress=lambda msg: print(f"[{time.perf_counter() - began:7.1f} s] {msg}", file=sys.stderr),
-    )
+    result = evaluate_conflicts(**experiment(args), save_model=args.save_model, train_options=train_options)
     print(f"{result['test_pair_steps']:,} test pair-steps, positive rate {result['test_positive_rate']:.3f}")
     print(format_conflict_table(result))
     for day, methods in result["per_day"].items():

@@ -180,15 +180,18 @@ def forecast_features_multi(
     anchor = np.where(np.isnan(last), np.where(np.isnan(mean288), 0.0, mean288), last)
     q = nanquantiles(_tail(values, steps_per_day), (0.5, 0.9, 0.99))
     yday_now = _column(values, steps_per_day)
+    max6 = _nanmax(_tail(values, 6))
+    max36 = _nanmax(_tail(values, 36))
+    max288 = _nanmax(_tail(values, steps_per_day))
     shared = [
         last,
         mean3,
         mean12,
         mean36,
         mean288,
-        _nanmax(_tail(values, 6)),
-        _nanmax(_tail(values, 36)),
-        _nanmax(_tail(values, steps_per_day)),
+        max6,
+        max36,
+        max288,
         _nanmin(_tail(values, 12)),
         _nanstd(_tail(values, 12)),
         _nanstd(_tail(values, 36)),
@@ -199,7 +202,7 @@ def forecast_features_multi(
         mean3 - mean12,
         mean12 - mean36,
     ]
-    above_last = (shared[5], shared[6], shared[7], q[:, 1], q[:, 2], mean12)
+    above_last = (max6, max36, max288, q[:, 1], q[:, 2], mean12)
     missing = np.isnan(_tail(values, 12)).mean(axis=1) if values.shape[1] else np.ones(n)
     log_size = np.log10(size) if size is not None else np.full(n, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):

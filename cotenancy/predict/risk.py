@@ -72,6 +72,8 @@ class TrainedRisk:
         )
 
 
+TOO_LITTLE_HISTORY = "too little history (or no conflict at all) to train a risk model"
+
 #: pairs scored per batch by :meth:`XGBoostRiskModel.score_pairs`
 SCORE_CHUNK = 65_536
 
@@ -100,8 +102,11 @@ def _isotonic_table(raw: np.ndarray, y: np.ndarray, bins: int = 200) -> tuple[np
 
 def time_split(step: np.ndarray, calibration_fraction: float = 0.25) -> tuple[np.ndarray, ...]:
     """Row masks ``(fit, calibrate, hold out)`` by origin step: the last ``calibration_fraction``
-    of the steps is held out from fitting, its first half calibrates, its second half validates."""
+    of the steps is held out from fitting, its first half calibrates, its second half validates.
+    Fewer than four origin steps cannot be split so: :class:`ValueError`."""
     steps = np.unique(step)
+    if len(steps) < 4:
+        raise ValueError(TOO_LITTLE_HISTORY)
     cut = steps[int(len(steps) * (1 - calibration_fraction))]
     mid = steps[int(len(steps) * (1 - calibration_fraction / 2))]
     return step < cut, (step >= cut) & (step < mid), step >= mid
@@ -119,8 +124,8 @@ def train_risk(
 ) -> TrainedRisk:
     """Fit on the earlier origins; the last ``calibration_fraction`` of origin steps is held out,
     its first half fits the isotonic calibration and its second half gives the stored metrics."""
-    if len(np.unique(data.step)) < 4 or data.y.sum() == 0:
-        raise ValueError("too little history (or no conflict at all) to train a risk model")
+    if data.y.sum() == 0:
+        raise ValueError(TOO_LITTLE_HISTORY)
     fit, calib, hold = time_split(data.step, calibration_fraction)
     params = {
         "objective": "binary:logistic",
