@@ -58,18 +58,18 @@ def forecaster_without(test_day: str, days: list[str], conf):
 
 def risk_without(test_day: str, days: list[str], conf, train: bool):
     """The ``xgboost`` risk model trained on the other days under LR-MMT (cached under .cache/, named
-    by feature schema); with ``train`` false, the plugin's labelled heuristic (host load, ready
-    time, past conflicts)."""
-    from cotenancy.predict.evaluation import train_conflict_model
-    from cotenancy.predict.features import PAIR_SCHEMA
+    by ``compare.risk_file_name``); with ``train`` false, the plugin's labelled heuristic (host load,
+    ready time, past conflicts)."""
+    from cotenancy.predict.evaluation import ConflictExperiment, train_conflict_model
     from cotenancy.predict.risk import XGBoostRiskModel
 
-    path = REPO / ".cache" / "bench" / f"risk-{PAIR_SCHEMA}-without-{test_day}.json"
     if not train:
         return XGBoostRiskModel(conf, model_path=REPO / ".cache" / "bench" / "no-model.json")
+    path = REPO / ".cache" / "bench" / compare.risk_file_name(test_day)
     risk = XGBoostRiskModel(conf, model_path=path)
     if not path.exists():
-        risk.save(train_conflict_model([_day_path(d) for d in days if d != test_day]))
+        others = [_day_path(d) for d in days if d != test_day]
+        risk.save(train_conflict_model(ConflictExperiment(train=others)))
     return risk
 
 

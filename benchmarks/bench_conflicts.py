@@ -18,9 +18,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from cotenancy.predict.evaluation import evaluate_conflicts, format_conflict_table
+from cotenancy.predict.evaluation import ConflictExperiment, evaluate_conflicts, format_conflict_table
 
 SHARED = Path(os.environ.get("COTENANCY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 TRAIN = ("20110303", "20110306")
@@ -36,19 +37,23 @@ def experiment_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def experiment(args: argparse.Namespace) -> dict:
-    """The days, setup, label window and progress lines of the experiment, as keyword arguments of
-    ``evaluate_conflicts`` and ``analyse_conflict_factors``, so both run the same one."""
+def experiment(args: argparse.Namespace) -> ConflictExperiment:
+    """The days, setup and label window of the experiment this script and conflict_diagnostics.py
+    both run."""
+    return ConflictExperiment(
+        train=tuple(str(args.planetlab / d) for d in TRAIN),
+        test=tuple(str(args.planetlab / d) for d in TEST),
+        setup="cloudsim",
+        strategy=args.strategy,
+        label_from_minutes=15,
+        horizon_minutes=30,
+    )
+
+
+def progress_lines() -> Callable[[str], None]:
+    """Progress on stderr, each line stamped with the seconds since this call."""
     began = time.perf_counter()
-    return {
-        "train": [str(args.planetlab / d) for d in TRAIN],
-        "test": [str(args.planetlab / d) for d in TEST],
-        "setup": "cloudsim",
-        "strategy": args.strategy,
-        "label_from_minutes": 15,
-        "horizon_minutes": 30,
-        "progress": lambda msg: print(f"[{time.perf_counter() - began:7.1f} s] {msg}", file=sys.stderr),
-    }
+    return lambda msg: print(f"[{time.perf_counter() - began:7.1f} s] {msg}", file=sys.stderr)
 
 
 def main() -> int:
@@ -64,7 +69,9 @@ def main() -> int:
     args = parser.parse_args()
     chosen = (("rounds", args.rounds), ("max_depth", args.max_depth))
     train_options = {name: value for name, value in chosen if value is not None}
-    result = evaluate_conflicts(**experiment(args), save_model=args.save_model, train_options=train_options)
+    result = evaluate_conflicts(
+        experiment(args), progress_lines(), save_model=args.save_model, train_options=train_options
+    )
     print(f"{result['test_pair_steps']:,} test pair-steps, positive rate {result['test_positive_rate']:.3f}")
     print(format_conflict_table(result))
     for day, methods in result["per_day"].items():

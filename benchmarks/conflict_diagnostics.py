@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import sys
 
-from bench_conflicts import experiment, experiment_parser
+from bench_conflicts import experiment, experiment_parser, progress_lines
 
 from cotenancy.predict.evaluation import analyse_conflict_factors, format_factor_table
 
 
 def main() -> int:
     args = experiment_parser(__doc__.splitlines()[0]).parse_args()
-    result = analyse_conflict_factors(**experiment(args))
+    result = analyse_conflict_factors(experiment(args), progress_lines())
     print(result["label"])
     print(format_factor_table(result))
     if args.json:

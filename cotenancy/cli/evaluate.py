@@ -84,20 +84,19 @@ def run_forecast(args: argparse.Namespace, conf) -> int:
 
 
 def run_conflicts(args: argparse.Namespace, conf) -> int:
-    from cotenancy.predict.evaluation import evaluate_conflicts, format_conflict_table
+    from cotenancy.predict.evaluation import ConflictExperiment, evaluate_conflicts, format_conflict_table
 
     started = time.perf_counter()
     try:
-        result = evaluate_conflicts(
-            [str(p) for p in args.train],
-            [str(p) for p in args.test],
+        experiment = ConflictExperiment(
+            train=args.train,
+            test=args.test,
             setup=args.setup,
             strategy=args.strategy,
             label_from_minutes=parse_duration(args.label_from) / 60,
             horizon_minutes=parse_duration(args.horizon) / 60,
-            progress=_say(started),
-            save_model=args.save_model,
         )
+        result = evaluate_conflicts(experiment, progress=_say(started), save_model=args.save_model)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
     print(format_conflict_table(result))

@@ -52,7 +52,6 @@ class CandidateModel:
     opt_risk: np.ndarray  # (O,) summed risk with the fixed residents of the option's host
     #: per candidate, the model hosts (positions in ``hosts``) its options end on, in option order
     cand_hosts: list[tuple[int, ...]]
-    cand_host_sets: list[set[int]]  # the same, as sets: which hosts two candidates share
     pairs: list[tuple[int, int, float, str]]  # (cand a, cand b, cost if together, what)
     #: (cand a, cand b, model host, cost if both end on that host): what they add to each other's
     #: interference there, which the options (charged only against the VMs that stay) leave out
@@ -374,7 +373,6 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         opt_move=np.array(opt_move, dtype=bool),
         opt_risk=np.array(opt_risk, dtype=float),
         cand_hosts=cand_hosts,
-        cand_host_sets=host_sets,
         pairs=pair_list,
         host_pairs=host_pairs,
         forbidden_pairs=forbidden,

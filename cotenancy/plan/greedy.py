@@ -153,12 +153,19 @@ def greedy_solve(cm: CandidateModel, passes: int = 2) -> Assignment:
     return Assignment(tracker.choice.copy(), tracker.objective())
 
 
-def _cheapest(tracker: LoadTracker, pos: int, options: np.ndarray, avoid: int = -1) -> tuple[int, float]:
-    """The cheapest feasible option of candidate ``pos`` off model host ``avoid`` (-1, cost inf if none)."""
-    best, best_cost = -1, float("inf")
+def _cheapest(
+    tracker: LoadTracker,
+    pos: int,
+    options: np.ndarray,
+    avoid: int = -1,
+    incumbent: tuple[int, float] = (-1, float("inf")),
+) -> tuple[int, float]:
+    """The cheapest feasible option of candidate ``pos`` off model host ``avoid``, if it costs less
+    than ``incumbent`` (an option already priced, and kept on a tie; by default none at infinite cost)."""
+    best, best_cost = incumbent
     for opt in options:
         opt = int(opt)
-        if tracker.cm.opt_host[opt] == avoid or not tracker.feasible(pos, opt):
+        if opt == incumbent[0] or tracker.cm.opt_host[opt] == avoid or not tracker.feasible(pos, opt):
             continue
         cost = tracker.incremental_cost(pos, opt)
         if cost < best_cost - 1e-9:
@@ -173,9 +180,9 @@ def _relocate(tracker: LoadTracker, options: list[np.ndarray], passes: int) -> N
         for pos in range(len(options)):
             current = int(tracker.choice[pos])
             tracker.remove(pos)
-            best, best_cost = _cheapest(tracker, pos, options[pos])
-            if best_cost >= tracker.incremental_cost(pos, current) - 1e-9:
-                best = current
+            best, _ = _cheapest(
+                tracker, pos, options[pos], incumbent=(current, tracker.incremental_cost(pos, current))
+            )
             tracker.place(pos, best)
             changed |= best != current
         if not changed:

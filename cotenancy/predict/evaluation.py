@@ -310,25 +310,60 @@ def conflict_scores(risk_model, data) -> dict[str, np.ndarray]:
     }
 
 
-def _day_replayer(setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings):
-    """``path -> (history, labelled pair dataset)``: one trace day replayed in the simulator, timed."""
-    from cotenancy.predict.history import build_pair_dataset
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConflictExperiment:
+    """Which simulated days a conflict model learns from (``train``) and is judged on (``test``),
+    in which cloud, and what counts as a conflict: one value shared by training, evaluation and the
+    diagnostics, so they run the same experiment."""
 
-    def replay(path):
-        began = time.perf_counter()
-        say(f"simulating {path}")
-        history = (simulate or simulate_history)(path, setup, strategy)
-        step = history.step_seconds
-        data = build_pair_dataset(
-            history,
-            horizon_steps=int(round(horizon_minutes * 60 / step)),
-            label_from_steps=int(round(label_from_minutes * 60 / step)),
-            window_steps=window_steps,
+    train: tuple[str, ...]
+    test: tuple[str, ...] = ()
+    setup: str = "cloudsim"
+    strategy: str = "lr-mmt"
+    label_from_minutes: float = 15.0
+    horizon_minutes: float = 30.0
+    window_steps: int = 12
+    #: ``(path, setup, strategy) -> history``; the simulator by default
+    simulate: Callable | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train", tuple(str(p) for p in self.train))
+        object.__setattr__(self, "test", tuple(str(p) for p in self.test))
+
+    def steps(self, step_seconds: float) -> tuple[int, int]:
+        """The label window ``[from, horizon]`` in steps of ``step_seconds``."""
+        return (
+            int(round(self.label_from_minutes * 60 / step_seconds)),
+            int(round(self.horizon_minutes * 60 / step_seconds)),
         )
-        timings[f"simulate_and_features:{Path(path).name}"] = time.perf_counter() - began
-        return history, data
 
-    return replay
+    def replayer(self, say: Callable[[str], None], timings: dict[str, float]):
+        """``path -> (history, labelled pair dataset)``: one trace day replayed in the simulator, timed."""
+        from cotenancy.predict.history import build_pair_dataset
+
+        def replay(path):
+            began = time.perf_counter()
+            say(f"simulating {path}")
+            history = (self.simulate or simulate_history)(path, self.setup, self.strategy)
+            label_from, horizon = self.steps(history.step_seconds)
+            data = build_pair_dataset(
+                history, horizon_steps=horizon, label_from_steps=label_from, window_steps=self.window_steps
+            )
+            timings[f"simulate_and_features:{Path(path).name}"] = time.perf_counter() - began
+            return history, data
+
+        return replay
+
+    def described(self) -> dict:
+        """What a conflict result was computed on, as its JSON says it."""
+        return {
+            "setup": self.setup,
+            "strategy": self.strategy,
+            "train": list(self.train),
+            "test": list(self.test),
+            "label": f"conflict involving both VMs within [+{self.label_from_minutes:g}, "
+            f"+{self.horizon_minutes:g}] min",
+        }
 
 
 def _combine(parts: list):
@@ -360,41 +395,27 @@ def _fit(combined, say: Callable[[str], None], timings: dict[str, float], train_
 
 
 def train_conflict_model(
-    train: list[str | Path],
-    setup: str = "cloudsim",
-    strategy: str = "lr-mmt",
-    label_from_minutes: float = 15.0,
-    horizon_minutes: float = 30.0,
-    window_steps: int = 12,
+    experiment: ConflictExperiment,
     progress: Callable[[str], None] | None = None,
-    simulate: Callable | None = None,
     train_options: dict | None = None,
 ):
-    """A risk model trained on the simulated ``train`` days (label: a conflict involving both VMs
-    within [+15, +30] minutes); ``train_options`` as for :func:`evaluate_conflicts`."""
+    """A risk model trained on the experiment's simulated ``train`` days; ``train_options`` as for
+    :func:`evaluate_conflicts`."""
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
-    replay = _day_replayer(
-        setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
-    )
-    return _fit(_combine([replay(path)[1] for path in train]), say, timings, train_options)
+    replay = experiment.replayer(say, timings)
+    return _fit(_combine([replay(path)[1] for path in experiment.train]), say, timings, train_options)
 
 
 def evaluate_conflicts(
-    train: list[str | Path],
-    test: list[str | Path],
-    setup: str = "cloudsim",
-    strategy: str = "lr-mmt",
-    label_from_minutes: float = 15.0,
-    horizon_minutes: float = 30.0,
-    window_steps: int = 12,
+    experiment: ConflictExperiment,
     progress: Callable[[str], None] | None = None,
-    simulate: Callable | None = None,
     save_model: Path | None = None,
     train_options: dict | None = None,
 ) -> dict:
-    """Train the risk model on the simulated ``train`` days, score every co-located pair of every
-    step of the ``test`` days; label: a conflict involving both within [+15, +30] minutes.
+    """Train the risk model on the experiment's ``train`` days, score every co-located pair of every
+    step of its ``test`` days against the baselines (label: a conflict involving both VMs within
+    the label window).
     ``save_model``: also write the trained model there (a ``risk.json`` the serving side loads).
     ``train_options``: keyword arguments of :func:`train_risk`, to compare model capacities."""
     from cotenancy.predict.metrics import average_precision, recall_at_precision
@@ -403,10 +424,8 @@ def evaluate_conflicts(
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
 
-    dataset = _day_replayer(
-        setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
-    )
-    model = _fit(_combine([dataset(path)[1] for path in train]), say, timings, train_options)
+    dataset = experiment.replayer(say, timings)
+    model = _fit(_combine([dataset(path)[1] for path in experiment.train]), say, timings, train_options)
     risk = XGBoostRiskModel(model_path=Path(save_model) if save_model else Path("/nonexistent/risk.json"))
     if save_model:
         say(f"risk model saved to {risk.save(model)}")
@@ -415,7 +434,7 @@ def evaluate_conflicts(
     pooled: dict[str, list[np.ndarray]] = {}
     labels = []
     days = []
-    for path in test:
+    for path in experiment.test:
         history, data = dataset(path)
         scores = conflict_scores(risk, data)
         labels.append(data.y)
@@ -441,13 +460,13 @@ def evaluate_conflicts(
             "onsets": float(sum(x["onsets"] for x in leads)),
             "onsets_warned": float(sum(x["onsets_warned"] for x in leads)),
         }
-    for (_history, data, scores), path in zip(days, test, strict=True):
+    for (_history, data, scores), path in zip(days, experiment.test, strict=True):
         per_day[Path(path).name] = {
             name: {"pr_auc": average_precision(data.y, s), "recall_at_p80": recall_at_precision(data.y, s)[0]}
             for name, s in scores.items()
         }
     return {
-        **_described(setup, strategy, train, test, label_from_minutes, horizon_minutes),
+        **experiment.described(),
         "train_options": dict(train_options or {}),
         "test_pair_steps": int(len(y_all)),
         "test_positive_rate": float(y_all.mean()) if len(y_all) else 0.0,
@@ -458,27 +477,9 @@ def evaluate_conflicts(
     }
 
 
-def _described(setup, strategy, train, test, label_from_minutes, horizon_minutes) -> dict:
-    """What a conflict result was computed on, as its JSON says it."""
-    return {
-        "setup": setup,
-        "strategy": strategy,
-        "train": [str(p) for p in train],
-        "test": [str(p) for p in test],
-        "label": f"conflict involving both VMs within [+{label_from_minutes:g}, +{horizon_minutes:g}] min",
-    }
-
-
 def analyse_conflict_factors(
-    train: list[str | Path],
-    test: list[str | Path],
-    setup: str = "cloudsim",
-    strategy: str = "lr-mmt",
-    label_from_minutes: float = 15.0,
-    horizon_minutes: float = 30.0,
-    window_steps: int = 12,
+    experiment: ConflictExperiment,
     progress: Callable[[str], None] | None = None,
-    simulate: Callable | None = None,
 ) -> dict:
     """What holds the conflict model's PR-AUC where it is: a conflict needs one of the two VMs
     *degraded* in the window and the two still *together*, so a risk model is trained for each half
@@ -496,22 +497,17 @@ def analyse_conflict_factors(
 
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
-    replay = _day_replayer(
-        setup, strategy, label_from_minutes, horizon_minutes, window_steps, simulate, say, timings
-    )
+    replay = experiment.replayer(say, timings)
 
     def labelled(path) -> tuple:
         history, data = replay(path)
-        step = history.step_seconds
+        label_from, horizon = experiment.steps(history.step_seconds)
         degraded, together = conflict_factors(
-            history,
-            data,
-            label_from_steps=int(round(label_from_minutes * 60 / step)),
-            horizon_steps=int(round(horizon_minutes * 60 / step)),
+            history, data, label_from_steps=label_from, horizon_steps=horizon
         )
         return data, degraded, together
 
-    train_days = [labelled(path) for path in train]
+    train_days = [labelled(path) for path in experiment.train]
     combined = _combine([d for d, _, _ in train_days])
     halves = {
         "degraded": np.concatenate([deg for _, deg, _ in train_days]),
@@ -521,7 +517,7 @@ def analyse_conflict_factors(
     for label, y in halves.items():
         models[label] = _fit(replace(combined, y=y), say, timings)
     hold = time_split(combined.step)[2]
-    test_days = [labelled(path) for path in test]
+    test_days = [labelled(path) for path in experiment.test]
     tested = _combine([d for d, _, _ in test_days])
     sets = {
         "validation": (
@@ -558,7 +554,7 @@ def analyse_conflict_factors(
             },
         }
     return {
-        **_described(setup, strategy, train, test, label_from_minutes, horizon_minutes),
+        **experiment.described(),
         "sets": result,
         "timings": timings,
     }

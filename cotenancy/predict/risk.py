@@ -112,6 +112,19 @@ def time_split(step: np.ndarray, calibration_fraction: float = 0.25) -> tuple[np
     return step < cut, (step >= cut) & (step < mid), step >= mid
 
 
+#: the booster settings :func:`train_risk` does not take as arguments
+BOOSTER_PARAMS = {
+    "objective": "binary:logistic",
+    "eval_metric": "aucpr",
+    "tree_method": "hist",
+    "eta": 0.15,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "min_child_weight": 5,
+    "max_bin": 128,
+}
+
+
 def train_risk(
     data: PairDataset,
     rounds: int = 100,
@@ -127,19 +140,7 @@ def train_risk(
     if data.y.sum() == 0:
         raise ValueError(TOO_LITTLE_HISTORY)
     fit, calib, hold = time_split(data.step, calibration_fraction)
-    params = {
-        "objective": "binary:logistic",
-        "eval_metric": "aucpr",
-        "tree_method": "hist",
-        "max_depth": max_depth,
-        "eta": 0.15,
-        "subsample": 0.8,
-        "colsample_bytree": 0.8,
-        "min_child_weight": 5,
-        "max_bin": 128,
-        "nthread": nthread,
-        "seed": seed,
-    }
+    params = {**BOOSTER_PARAMS, "max_depth": max_depth, "nthread": nthread, "seed": seed}
     dtrain = xgb.DMatrix(
         data.x[fit], label=data.y[fit].astype(float), missing=np.nan, feature_names=list(feats.PAIR_FEATURES)
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -88,6 +89,26 @@ def forecaster_file_name(test_day: str) -> str:
 
     digest = hashlib.sha256(repr(dataclasses.asdict(_training_config())).encode()).hexdigest()[:10]
     return f"{FORECAST_SCHEMA}-{digest}-without-{test_day}.json"
+
+
+def risk_file_name(test_day: str) -> str:
+    """What a risk model trained without ``test_day`` is kept as (the closed-loop benchmark's cache):
+    the name carries the pair feature schema and a digest of the training settings (the booster's,
+    ``train_risk``'s defaults and the label window), so a model trained by other code is retrained,
+    not served."""
+    from cotenancy.predict.evaluation import ConflictExperiment
+    from cotenancy.predict.features import PAIR_SCHEMA
+    from cotenancy.predict.risk import BOOSTER_PARAMS, train_risk
+
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(train_risk).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    label = dataclasses.asdict(ConflictExperiment(train=()))
+    settings = (BOOSTER_PARAMS, defaults, {k: label[k] for k in sorted(label) if k not in ("train", "test")})
+    digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:10]
+    return f"risk-{PAIR_SCHEMA}-{digest}-without-{test_day}.json"
 
 
 def forecaster_without(test_day: Path, days: Sequence[Path], conf: cfg.ConfigOpts, model_dir: Path):

@@ -8,7 +8,12 @@ import shutil
 import numpy as np
 
 from cotenancy.predict import features as feats
-from cotenancy.predict.evaluation import analyse_conflict_factors, evaluate_conflicts, train_conflict_model
+from cotenancy.predict.evaluation import (
+    ConflictExperiment,
+    analyse_conflict_factors,
+    evaluate_conflicts,
+    train_conflict_model,
+)
 from cotenancy.predict.risk import XGBoostRiskModel
 
 
@@ -27,7 +32,7 @@ def _small_days(tmp_path, shared_dir, names, vms=120):
 def test_evaluation_saves_a_model_that_another_object_serves(tmp_path, shared_dir):
     train_a, train_b, test = _small_days(tmp_path, shared_dir, ("20110303", "20110306", "20110309"))
     saved = tmp_path / "models" / "risk.json"
-    result = evaluate_conflicts([train_a, train_b], [test], save_model=saved)
+    result = evaluate_conflicts(ConflictExperiment([train_a, train_b], [test]), save_model=saved)
     document = json.loads(saved.read_text())
     assert document["schema_version"] == feats.PAIR_SCHEMA
     assert document["metadata"]["feature_names"] == list(feats.PAIR_FEATURES)
@@ -48,19 +53,21 @@ def test_evaluation_trains_with_the_capacity_it_is_given(tmp_path, shared_dir):
     train_a, train_b, test = _small_days(tmp_path, shared_dir, ("20110303", "20110306", "20110309"), vms=60)
     saved = tmp_path / "risk.json"
     capacity = {"rounds": 7, "max_depth": 2}
-    evaluate_conflicts([train_a, train_b], [test], save_model=saved, train_options=capacity)
+    days = ConflictExperiment([train_a, train_b], [test])
+    evaluate_conflicts(days, save_model=saved, train_options=capacity)
     assert json.loads(saved.read_text())["metadata"]["rounds"] == 7
 
 
 def test_a_model_trained_for_serving_takes_the_same_capacity(tmp_path, shared_dir):
     train_a, train_b = _small_days(tmp_path, shared_dir, ("20110303", "20110306"), vms=60)
-    model = train_conflict_model([train_a, train_b], train_options={"rounds": 5, "max_depth": 2})
+    capacity = {"rounds": 5, "max_depth": 2}
+    model = train_conflict_model(ConflictExperiment([train_a, train_b]), train_options=capacity)
     assert model.metadata["rounds"] == 5
 
 
 def test_factor_analysis_scores_both_halves_of_the_label_and_their_bounds(tmp_path, shared_dir):
     train_a, train_b, test = _small_days(tmp_path, shared_dir, ("20110303", "20110306", "20110309"), vms=60)
-    result = analyse_conflict_factors([train_a, train_b], [test])
+    result = analyse_conflict_factors(ConflictExperiment([train_a, train_b], [test]))
     assert set(result["sets"]) == {"validation", "test"}
     for figures in result["sets"].values():
         rates = figures["positive_rate"]

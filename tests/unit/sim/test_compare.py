@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from cotenancy.exceptions import ConfigurationError
-from cotenancy.predict.features import FORECAST_SCHEMA
+from cotenancy.predict import risk
+from cotenancy.predict.features import FORECAST_SCHEMA, PAIR_SCHEMA
 from cotenancy.predict.forecast import TrainingConfig
 from cotenancy.sim import compare
-from cotenancy.sim.compare import COLUMNS, forecaster_file_name, means, trace_days
+from cotenancy.sim.compare import COLUMNS, forecaster_file_name, means, risk_file_name, trace_days
 
 
 def test_a_folder_of_day_folders_gives_each_day_in_order(tmp_path):
@@ -42,3 +43,11 @@ def test_a_kept_forecaster_is_named_by_day_schema_and_training_settings(monkeypa
     assert forecaster_file_name("20110325") != name
     monkeypatch.setattr(compare, "_training_config", lambda: TrainingConfig(rounds=61))
     assert forecaster_file_name("20110322") != name
+
+
+def test_a_kept_risk_model_is_named_by_day_schema_and_training_settings(monkeypatch):
+    name = risk_file_name("20110322")
+    assert name.startswith(f"risk-{PAIR_SCHEMA}-") and name.endswith("-without-20110322.json")
+    assert risk_file_name("20110325") != name
+    monkeypatch.setitem(risk.BOOSTER_PARAMS, "eta", 0.3)
+    assert risk_file_name("20110322") != name
