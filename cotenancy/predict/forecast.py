@@ -62,6 +62,10 @@ class TrainingConfig:
     rounds: int = 150
     incremental_rounds: int = 50
     max_depth: int = 6
+    #: the least total row weight in a leaf (rows weigh 1 on average): a quantile leaf's value is a
+    #: quantile of its rows' targets, steadier the more rows it has (200 lowered the mean p95 pinball
+    #: over three seeds on held-out days inside the Bitbrains training period, against 50; 1000 did not)
+    min_child_weight: float = 200.0
     learning_rate: float = 0.1
     nthread: int = 2
     profile_rank: int = 4
@@ -189,7 +193,7 @@ def _booster_params(config: TrainingConfig) -> dict:
         "tree_method": "hist",
         "max_depth": config.max_depth,
         "eta": config.learning_rate,
-        "min_child_weight": 50,
+        "min_child_weight": config.min_child_weight,
         "subsample": 0.8,
         "colsample_bytree": 0.8,
         "max_bin": 128,
