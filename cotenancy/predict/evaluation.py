@@ -173,7 +173,7 @@ def evaluate_forecast(
     methods: dict[str, dict[str, dict[str, float]]] = {}
     timings: dict[str, float] = {"train_seconds": train_seconds}
     counts: dict[str, int] = {}
-    upper_bounds: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = {}
+    p95_forecasts: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = {}
     for resource in resources:
         clean = feats.clean(values[resource])
         target = clean[:, origins + horizon]
@@ -236,12 +236,12 @@ def evaluate_forecast(
         methods["moving_window_max"][resource]["window_steps"] = float(window)
         methods["arima"][resource]["fallback_to_last_value_vms"] = float(failed)
         counts[resource] = int(valid.sum())
-        upper_bounds[resource] = (target, valid, {name: high for name, (_, high) in predictions.items()})
+        p95_forecasts[resource] = (target, valid, {name: high for name, (_, high) in predictions.items()})
     baselines = [m for m in methods if m != "model"]
     summary = {}
     for resource in resources:
         best = min(baselines, key=lambda m: methods[m][resource]["pinball_p95"])
-        target, valid, p95 = upper_bounds[resource]
+        target, valid, p95 = p95_forecasts[resource]
         summary[resource] = {
             "best_baseline": best,
             "pinball_p95_reduction_vs_best": 1.0
@@ -360,7 +360,8 @@ def conflict_scores(risk_model, data) -> dict[str, np.ndarray]:
 class ConflictExperiment:
     """Which simulated days a conflict model learns from (``train``) and is judged on (``test``),
     in which cloud, and what counts as a conflict: one value shared by training, evaluation and the
-    diagnostics, so they run the same experiment."""
+    diagnostics, so they run the same experiment. Days are paths; lists or paths given are kept as
+    tuples of strings, so the value stays hashable and prints as its JSON says it."""
 
     train: tuple[str, ...]
     test: tuple[str, ...] = ()
