@@ -33,6 +33,7 @@ from cotenancy.predict.forecast import (
     stacked_windows,
     train_forecaster,
 )
+from cotenancy.predict.metrics import pinball_losses
 from cotenancy.sim.workload import Workload
 
 LOG = logging.getLogger(__name__)
@@ -41,8 +42,7 @@ Z95 = 1.6448536269514722
 
 
 def pinball(y: np.ndarray, q: np.ndarray, alpha: float) -> float:
-    diff = y - q
-    return float(np.mean(np.maximum(alpha * diff, (alpha - 1.0) * diff)))
+    return float(np.mean(pinball_losses(y, q, alpha)))
 
 
 def score(y: np.ndarray, p50: np.ndarray, p95: np.ndarray) -> dict[str, float]:
@@ -65,8 +65,7 @@ def heaviest_vms(
     ``valid`` targets count."""
 
     def per_vm(p95: np.ndarray) -> np.ndarray:
-        diff = np.where(valid, target - p95, 0.0)
-        return np.maximum(0.95 * diff, -0.05 * diff).sum(axis=1)
+        return np.where(valid, pinball_losses(target, p95, 0.95), 0.0).sum(axis=1)
 
     model, baseline = per_vm(model_p95), per_vm(baseline_p95)
     k = max(1, int(np.ceil(share * len(baseline))))
@@ -173,7 +172,7 @@ def evaluate_forecast(
     methods: dict[str, dict[str, dict[str, float]]] = {}
     timings: dict[str, float] = {"train_seconds": train_seconds}
     counts: dict[str, int] = {}
-    p95_forecasts: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = {}
+    summary: dict[str, dict] = {}
     for resource in resources:
         clean = feats.clean(values[resource])
         target = clean[:, origins + horizon]
@@ -236,17 +235,16 @@ def evaluate_forecast(
         methods["moving_window_max"][resource]["window_steps"] = float(window)
         methods["arima"][resource]["fallback_to_last_value_vms"] = float(failed)
         counts[resource] = int(valid.sum())
-        p95_forecasts[resource] = (target, valid, {name: high for name, (_, high) in predictions.items()})
-    baselines = [m for m in methods if m != "model"]
-    summary = {}
-    for resource in resources:
-        best = min(baselines, key=lambda m: methods[m][resource]["pinball_p95"])
-        target, valid, p95 = p95_forecasts[resource]
+        best = min(
+            (m for m in predictions if m != "model"), key=lambda m: methods[m][resource]["pinball_p95"]
+        )
         summary[resource] = {
             "best_baseline": best,
             "pinball_p95_reduction_vs_best": 1.0
             - methods["model"][resource]["pinball_p95"] / methods[best][resource]["pinball_p95"],
-            "heaviest_vms_of_best": heaviest_vms(target, valid, p95["model"], p95[best]),
+            "heaviest_vms_of_best": heaviest_vms(
+                target, valid, predictions["model"][1], predictions[best][1]
+            ),
         }
     return {
         "trace": workload.source,

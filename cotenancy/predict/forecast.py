@@ -35,6 +35,7 @@ from cotenancy.model import ClusterState
 from cotenancy.predict import features as feats
 from cotenancy.predict.base import Forecast, Forecaster
 from cotenancy.predict.hints import Hint, apply_hints, hints_from_conf
+from cotenancy.predict.metrics import pinball_losses
 from cotenancy.predict.profile import WeeklyProfiles, hour_of_week, hourly_matrix
 from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, model_dir, save_bundle
 
@@ -303,16 +304,10 @@ def _shift_helps(
     if len(z) < 20:
         return out
     for j, a in enumerate(alphas):
-        raw = np.maximum(a * (z - pred[:, j]), (a - 1) * (z - pred[:, j]))
-        moved = z - pred[:, j] - shifts[j]
-        shifted = np.maximum(a * moved, (a - 1) * moved)
+        raw = pinball_losses(z, pred[:, j], a)
+        shifted = pinball_losses(z - pred[:, j] - shifts[j], 0.0, a)
         out[j] = float(np.sum(shifted * scale)) < float(np.sum(raw * scale))
     return out
-
-
-def _pinball(z: np.ndarray, q: np.ndarray, alpha: float) -> float:
-    diff = z - q
-    return float(np.mean(np.maximum(alpha * diff, (alpha - 1) * diff)))
 
 
 def train_forecaster(
@@ -446,7 +441,7 @@ def _validation_metrics(z, pred, hold, horizon_of_row, horizons, table, alphas) 
     out: dict[str, float] = {"rows": float(hold.sum())}
     for j, a in enumerate(alphas):
         out[f"coverage_p{round(a * 100)}"] = float(np.mean(z[hold] <= shifted[hold, j]))
-        out[f"pinball_p{round(a * 100)}"] = _pinball(z[hold], shifted[hold, j], a)
+        out[f"pinball_p{round(a * 100)}"] = float(np.mean(pinball_losses(z[hold], shifted[hold, j], a)))
     if 0.5 in alphas:
         out["mae_p50"] = float(np.mean(np.abs(z[hold] - shifted[hold, list(alphas).index(0.5)])))
     return out

@@ -1,8 +1,15 @@
-"""Ranking metrics for conflict predictions (numpy only, ties handled as one threshold)."""
+"""Metrics the predictors are trained and judged by (numpy only): the pinball loss of a quantile
+forecast, and ranking metrics for conflict predictions (ties handled as one threshold)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def pinball_losses(y: np.ndarray, q: np.ndarray, alpha: float) -> np.ndarray:
+    """Element-wise pinball (quantile) loss of forecasting ``y`` by its ``alpha`` quantile ``q``."""
+    diff = y - q
+    return np.maximum(alpha * diff, (alpha - 1.0) * diff)
 
 
 def precision_recall(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

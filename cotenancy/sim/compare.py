@@ -87,8 +87,14 @@ def forecaster_file_name(test_day: str) -> str:
     code is retrained, not served."""
     from cotenancy.predict.features import FORECAST_SCHEMA
 
-    digest = hashlib.sha256(repr(dataclasses.asdict(_training_config())).encode()).hexdigest()[:10]
-    return f"{FORECAST_SCHEMA}-{digest}-without-{test_day}.json"
+    return _kept_model_name(FORECAST_SCHEMA, dataclasses.asdict(_training_config()), test_day)
+
+
+def _kept_model_name(schema: str, settings: object, test_day: str) -> str:
+    """``{schema}-{digest of settings}-without-{test_day}.json``: one naming rule for every model a
+    comparison keeps between runs."""
+    digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:10]
+    return f"{schema}-{digest}-without-{test_day}.json"
 
 
 def risk_file_name(test_day: str) -> str:
@@ -107,8 +113,7 @@ def risk_file_name(test_day: str) -> str:
     }
     label = dataclasses.asdict(ConflictExperiment(train=()))
     settings = (BOOSTER_PARAMS, defaults, {k: label[k] for k in sorted(label) if k not in ("train", "test")})
-    digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:10]
-    return f"risk-{PAIR_SCHEMA}-{digest}-without-{test_day}.json"
+    return "risk-" + _kept_model_name(PAIR_SCHEMA, settings, test_day)
 
 
 def forecaster_without(test_day: Path, days: Sequence[Path], conf: cfg.ConfigOpts, model_dir: Path):
