@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cotenancy.predict.evaluation import ConflictExperiment, evaluate_conflicts, format_conflict_table
+from cotenancy.predict.risk import RiskTrainingConfig
 
 SHARED = Path(os.environ.get("COTENANCY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 TRAIN = ("20110303", "20110306")
@@ -64,13 +65,17 @@ def main() -> int:
         default=None,
         help="write the model trained on the train days here (a risk.json serving loads)",
     )
-    parser.add_argument("--rounds", type=int, default=None, help="boosting rounds (default: train_risk's)")
-    parser.add_argument("--max-depth", type=int, default=None, help="tree depth (default: train_risk's)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="boosting rounds (default: RiskTrainingConfig's)"
+    )
+    parser.add_argument(
+        "--max-depth", type=int, default=None, help="tree depth (default: RiskTrainingConfig's)"
+    )
     args = parser.parse_args()
     chosen = (("rounds", args.rounds), ("max_depth", args.max_depth))
-    train_options = {name: value for name, value in chosen if value is not None}
+    training = RiskTrainingConfig(**{name: value for name, value in chosen if value is not None})
     result = evaluate_conflicts(
-        experiment(args), progress_lines(), save_model=args.save_model, train_options=train_options
+        experiment(args), progress_lines(), save_model=args.save_model, training=training
     )
     print(f"{result['test_pair_steps']:,} test pair-steps, positive rate {result['test_positive_rate']:.3f}")
     print(format_conflict_table(result))

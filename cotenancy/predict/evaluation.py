@@ -34,6 +34,7 @@ from cotenancy.predict.forecast import (
     train_forecaster,
 )
 from cotenancy.predict.metrics import pinball_losses
+from cotenancy.predict.risk import RiskTrainingConfig, XGBoostRiskModel, time_split, train_risk
 from cotenancy.sim.workload import Workload
 
 LOG = logging.getLogger(__name__)
@@ -427,14 +428,17 @@ def _combine(parts: list):
     )
 
 
-def _fit(combined, say: Callable[[str], None], timings: dict[str, float], train_options: dict | None = None):
-    """The risk model trained on a (combined) pair dataset (``train_options``: keyword arguments
-    of :func:`train_risk`, e.g. ``rounds``, ``max_depth``)."""
-    from cotenancy.predict.risk import train_risk
+def _fit(
+    combined,
+    say: Callable[[str], None],
+    timings: dict[str, float],
+    training: RiskTrainingConfig | None = None,
+):
+    """The risk model trained on a (combined) pair dataset."""
 
     say(f"training on {len(combined.y)} pair-steps ({int(combined.y.sum())} positive)")
     began = time.perf_counter()
-    model = train_risk(combined, **(train_options or {}))
+    model = train_risk(combined, training)
     timings["train_seconds"] = time.perf_counter() - began
     return model
 
@@ -442,35 +446,35 @@ def _fit(combined, say: Callable[[str], None], timings: dict[str, float], train_
 def train_conflict_model(
     experiment: ConflictExperiment,
     progress: Callable[[str], None] | None = None,
-    train_options: dict | None = None,
+    training: RiskTrainingConfig | None = None,
 ):
-    """A risk model trained on the experiment's simulated ``train`` days; ``train_options`` as for
+    """A risk model trained on the experiment's simulated ``train`` days; ``training`` as for
     :func:`evaluate_conflicts`."""
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     replay = experiment.replayer(say, timings)
-    return _fit(_combine([replay(path)[1] for path in experiment.train]), say, timings, train_options)
+    return _fit(_combine([replay(path)[1] for path in experiment.train]), say, timings, training)
 
 
 def evaluate_conflicts(
     experiment: ConflictExperiment,
     progress: Callable[[str], None] | None = None,
     save_model: Path | None = None,
-    train_options: dict | None = None,
+    training: RiskTrainingConfig | None = None,
 ) -> dict:
     """Train the risk model on the experiment's ``train`` days, score every co-located pair of every
     step of its ``test`` days against the baselines (label: a conflict involving both VMs within
     the label window).
     ``save_model``: also write the trained model there (a ``risk.json`` the serving side loads).
-    ``train_options``: keyword arguments of :func:`train_risk`, to compare model capacities."""
+    ``training``: the risk model's training settings (default :class:`RiskTrainingConfig`'s), to
+    compare model capacities."""
     from cotenancy.predict.metrics import average_precision, recall_at_precision
-    from cotenancy.predict.risk import XGBoostRiskModel
 
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
 
     dataset = experiment.replayer(say, timings)
-    model = _fit(_combine([dataset(path)[1] for path in experiment.train]), say, timings, train_options)
+    model = _fit(_combine([dataset(path)[1] for path in experiment.train]), say, timings, training)
     risk = XGBoostRiskModel(model_path=Path(save_model) if save_model else Path("/nonexistent/risk.json"))
     if save_model:
         say(f"risk model saved to {risk.save(model)}")
@@ -512,7 +516,7 @@ def evaluate_conflicts(
         }
     return {
         **experiment.described(),
-        "train_options": dict(train_options or {}),
+        "training": dataclasses.asdict(training or RiskTrainingConfig()),
         "test_pair_steps": int(len(y_all)),
         "test_positive_rate": float(y_all.mean()) if len(y_all) else 0.0,
         "methods": methods,
@@ -538,7 +542,6 @@ def analyse_conflict_factors(
 
     from cotenancy.predict.history import conflict_factors
     from cotenancy.predict.metrics import average_precision
-    from cotenancy.predict.risk import time_split
 
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}

@@ -112,7 +112,7 @@ def time_split(step: np.ndarray, calibration_fraction: float = 0.25) -> tuple[np
     return step < cut, (step >= cut) & (step < mid), step >= mid
 
 
-#: the booster settings :func:`train_risk` does not take as arguments
+#: the booster settings :class:`RiskTrainingConfig` does not hold
 BOOSTER_PARAMS = {
     "objective": "binary:logistic",
     "eval_metric": "aucpr",
@@ -125,32 +125,45 @@ BOOSTER_PARAMS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class RiskTrainingConfig:
+    """Knobs of one risk training run, besides :data:`BOOSTER_PARAMS` (the defaults were checked on
+    the training days only; docs/predictors.md)."""
+
+    rounds: int = 100
+    max_depth: int = 5
+    nthread: int = 2
+    #: the last share of origin steps held out: its first half fits the calibration, its second
+    #: half gives the stored validation metrics
+    calibration_fraction: float = 0.25
+    #: rounds added to a previous model by an incremental run
+    incremental_rounds: int = 50
+    seed: int = 0
+
+
 def train_risk(
     data: PairDataset,
-    rounds: int = 100,
-    max_depth: int = 5,
-    nthread: int = 2,
-    calibration_fraction: float = 0.25,
+    config: RiskTrainingConfig | None = None,
     previous: TrainedRisk | None = None,
-    incremental_rounds: int = 50,
-    seed: int = 0,
 ) -> TrainedRisk:
     """Fit on the earlier origins; the last ``calibration_fraction`` of origin steps is held out,
-    its first half fits the isotonic calibration and its second half gives the stored metrics."""
+    its first half fits the isotonic calibration and its second half gives the stored metrics.
+    ``previous`` continues boosting its trees on this (newer) data instead of starting afresh."""
+    config = config or RiskTrainingConfig()
     if data.y.sum() == 0:
         raise ValueError(TOO_LITTLE_HISTORY)
-    fit, calib, hold = time_split(data.step, calibration_fraction)
-    params = {**BOOSTER_PARAMS, "max_depth": max_depth, "nthread": nthread, "seed": seed}
+    fit, calib, hold = time_split(data.step, config.calibration_fraction)
+    params = {**BOOSTER_PARAMS, "max_depth": config.max_depth, "nthread": config.nthread, "seed": config.seed}
     dtrain = xgb.DMatrix(
         data.x[fit], label=data.y[fit].astype(float), missing=np.nan, feature_names=list(feats.PAIR_FEATURES)
     )
     booster = xgb.train(
         params,
         dtrain,
-        num_boost_round=incremental_rounds if previous else rounds,
+        num_boost_round=config.incremental_rounds if previous else config.rounds,
         xgb_model=previous.booster if previous else None,
     )
-    booster.set_param({"nthread": nthread})
+    booster.set_param({"nthread": config.nthread})
     raw = np.asarray(booster.inplace_predict(data.x[calib | hold], missing=np.nan), dtype=np.float64)
     raw_all = np.zeros(len(data.y))
     raw_all[calib | hold] = raw

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -100,19 +99,18 @@ def _kept_model_name(schema: str, settings: object, test_day: str) -> str:
 def risk_file_name(test_day: str) -> str:
     """What a risk model trained without ``test_day`` is kept as (the closed-loop benchmark's cache):
     the name carries the pair feature schema and a digest of the training settings (the booster's,
-    ``train_risk``'s defaults and the label window), so a model trained by other code is retrained,
-    not served."""
+    :class:`RiskTrainingConfig`'s defaults and the label window), so a model trained by other code
+    is retrained, not served."""
     from cotenancy.predict.evaluation import ConflictExperiment
     from cotenancy.predict.features import PAIR_SCHEMA
-    from cotenancy.predict.risk import BOOSTER_PARAMS, train_risk
+    from cotenancy.predict.risk import BOOSTER_PARAMS, RiskTrainingConfig
 
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(train_risk).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
     label = dataclasses.asdict(ConflictExperiment(train=()))
-    settings = (BOOSTER_PARAMS, defaults, {k: label[k] for k in sorted(label) if k not in ("train", "test")})
+    settings = (
+        BOOSTER_PARAMS,
+        RiskTrainingConfig(),
+        {k: label[k] for k in sorted(label) if k not in ("train", "test")},
+    )
     return "risk-" + _kept_model_name(PAIR_SCHEMA, settings, test_day)
 
 

@@ -14,7 +14,7 @@ from cotenancy.predict.evaluation import (
     evaluate_conflicts,
     train_conflict_model,
 )
-from cotenancy.predict.risk import XGBoostRiskModel
+from cotenancy.predict.risk import RiskTrainingConfig, XGBoostRiskModel
 
 
 def _small_days(tmp_path, shared_dir, names, vms=120):
@@ -52,16 +52,16 @@ def test_evaluation_saves_a_model_that_another_object_serves(tmp_path, shared_di
 def test_evaluation_trains_with_the_capacity_it_is_given(tmp_path, shared_dir):
     train_a, train_b, test = _small_days(tmp_path, shared_dir, ("20110303", "20110306", "20110309"), vms=60)
     saved = tmp_path / "risk.json"
-    capacity = {"rounds": 7, "max_depth": 2}
+    capacity = RiskTrainingConfig(rounds=7, max_depth=2)
     days = ConflictExperiment([train_a, train_b], [test])
-    evaluate_conflicts(days, save_model=saved, train_options=capacity)
+    evaluate_conflicts(days, save_model=saved, training=capacity)
     assert json.loads(saved.read_text())["metadata"]["rounds"] == 7
 
 
 def test_a_model_trained_for_serving_takes_the_same_capacity(tmp_path, shared_dir):
     train_a, train_b = _small_days(tmp_path, shared_dir, ("20110303", "20110306"), vms=60)
-    capacity = {"rounds": 5, "max_depth": 2}
-    model = train_conflict_model(ConflictExperiment([train_a, train_b]), train_options=capacity)
+    capacity = RiskTrainingConfig(rounds=5, max_depth=2)
+    model = train_conflict_model(ConflictExperiment([train_a, train_b]), training=capacity)
     assert model.metadata["rounds"] == 5
 
 

@@ -19,7 +19,7 @@ from cotenancy.predict.history import (
     placement_over_time,
 )
 from cotenancy.predict.metrics import average_precision, recall_at_precision
-from cotenancy.predict.risk import XGBoostRiskModel, train_risk
+from cotenancy.predict.risk import RiskTrainingConfig, XGBoostRiskModel, train_risk
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def dataset(history):
 
 @pytest.fixture(scope="module")
 def trained(dataset):
-    return train_risk(dataset, rounds=40)
+    return train_risk(dataset, RiskTrainingConfig(rounds=40))
 
 
 def _hot_and_idle_state():
@@ -124,7 +124,7 @@ def test_saved_model_serves_explains_and_refuses_another_schema(tmp_path, histor
 
 
 def test_incremental_training_adds_rounds(dataset, trained):
-    more = train_risk(dataset, previous=trained, incremental_rounds=7)
+    more = train_risk(dataset, RiskTrainingConfig(incremental_rounds=7), previous=trained)
     assert more.booster.num_boosted_rounds() == trained.booster.num_boosted_rounds() + 7
 
 
