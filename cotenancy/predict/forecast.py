@@ -82,6 +82,11 @@ class TrainingConfig:
     #: period, so the trees lean on recent behaviour (7 lowered both resources' p95 pinball on held-out
     #: days inside the Bitbrains training period, 14 only CPU's); 0 weighs every day alike
     recency_half_life_days: float = 7.0
+    #: trees fitted per boosting round on different row and column samples and averaged (XGBoost's
+    #: ``num_parallel_tree``): less variance from the sampling, at that many times the trees to fit
+    #: and serve (3 lowered the mean p95 pinball over three seeds on held-out days inside the
+    #: Bitbrains training period for both resources, against 1)
+    parallel_trees: int = 3
 
 
 @dataclass(slots=True)
@@ -198,6 +203,7 @@ def _booster_params(config: TrainingConfig) -> dict:
         "subsample": 0.8,
         "colsample_bytree": 0.8,
         "max_bin": 128,
+        "num_parallel_tree": config.parallel_trees,
         "nthread": config.nthread,
         "seed": config.seed,
     }
