@@ -564,7 +564,7 @@ def analyse_conflict_factors(
     models = {"conflict": _fit(combined, say, timings)}
     for label, y in halves.items():
         models[label] = _fit(replace(combined, y=y), say, timings)
-    hold = time_split(combined.step)[2]
+    hold = time_split(combined.step, RiskTrainingConfig().calibration_fraction)[2]
     test_days = [labelled(path) for path in experiment.test]
     tested = _combine([d for d, _, _ in test_days])
     sets = {

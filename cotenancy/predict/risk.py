@@ -100,7 +100,7 @@ def _isotonic_table(raw: np.ndarray, y: np.ndarray, bins: int = 200) -> tuple[np
     return knots_x, fitted[take][idx]
 
 
-def time_split(step: np.ndarray, calibration_fraction: float = 0.25) -> tuple[np.ndarray, ...]:
+def time_split(step: np.ndarray, calibration_fraction: float) -> tuple[np.ndarray, ...]:
     """Row masks ``(fit, calibrate, hold out)`` by origin step: the last ``calibration_fraction``
     of the steps is held out from fitting, its first half calibrates, its second half validates.
     Fewer than four origin steps cannot be split so: :class:`ValueError`."""
