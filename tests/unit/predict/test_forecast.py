@@ -153,6 +153,24 @@ def test_incremental_retraining_continues_the_trees(usage, trained):
     assert more.metadata["incremental"] is True
 
 
+def test_each_round_averages_the_configured_number_of_trees(usage):
+    values = {"cpu": usage.values["cpu"][:, :TRAIN_END]}
+    timestamps = usage.timestamps[:TRAIN_END]
+    config = small_config(parallel_trees=2)
+    model = train_forecaster(values, timestamps, STEP, config=config)
+    booster = model.boosters["cpu"]
+    # one tree per quantile per parallel tree per round
+    assert len(booster.get_dump()) == config.rounds * len(config.alphas) * 2
+    assert booster.num_boosted_rounds() == config.rounds
+
+
+def test_an_operator_can_trade_forecast_accuracy_for_speed_in_the_config(tmp_path):
+    conf = make_conf(config_files=[])
+    assert HybridForecaster(conf, model_path=tmp_path / "f.json").training_config().parallel_trees == 3
+    conf.set_override("parallel_trees", 1, group=HybridForecaster.group)
+    assert HybridForecaster(conf, model_path=tmp_path / "f.json").training_config().parallel_trees == 1
+
+
 def test_negative_and_non_finite_samples_are_treated_exactly_as_missing(usage):
     """Bad samples neither crash training nor leak into it: the model equals one trained with
     those samples absent (NaN)."""
