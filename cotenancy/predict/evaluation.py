@@ -33,7 +33,14 @@ from cotenancy.predict.forecast import (
     stacked_windows,
     train_forecaster,
 )
-from cotenancy.predict.metrics import pinball_losses
+from cotenancy.predict.history import (
+    PairDataset,
+    build_pair_dataset,
+    conflict_factors,
+    conflict_keys_by_step,
+    history_from_frames,
+)
+from cotenancy.predict.metrics import average_precision, pinball_losses, recall_at_precision
 from cotenancy.predict.risk import RiskTrainingConfig, XGBoostRiskModel, time_split, train_risk
 from cotenancy.sim.workload import Workload
 
@@ -311,7 +318,6 @@ def format_table(result: dict) -> str:
 
 def simulate_history(trace: str | Path, setup: str = "cloudsim", strategy: str = "lr-mmt", seed: int = 0):
     """Replay one trace day in the simulator and return its :class:`History`."""
-    from cotenancy.predict.history import history_from_frames
     from cotenancy.sim.runner import _default_conf, make_cloud, run_cloud
     from cotenancy.sim.setups import load_trace
 
@@ -323,7 +329,6 @@ def simulate_history(trace: str | Path, setup: str = "cloudsim", strategy: str =
 def lead_minutes(data, score: np.ndarray, threshold: float, history, lookback_steps: int = 24) -> dict:
     """For each conflict onset of a pair (a step where it is in conflict and was not the step
     before), how long before it the score first crossed ``threshold`` and stayed above it."""
-    from cotenancy.predict.history import conflict_keys_by_step
 
     conflicts = conflict_keys_by_step(history)
     lookup = {(int(k), int(s)): float(v) for k, s, v in zip(data.keys, data.step, score, strict=True)}
@@ -385,7 +390,6 @@ class ConflictExperiment:
 
     def replayer(self, say: Callable[[str], None], timings: dict[str, float]):
         """``path -> (history, labelled pair dataset)``: one trace day replayed in the simulator, timed."""
-        from cotenancy.predict.history import build_pair_dataset
 
         def replay(path):
             began = time.perf_counter()
@@ -416,8 +420,6 @@ def _combine(parts: list):
     """Several days' pair datasets as one, in their order: later days' origin steps come after
     earlier ones, so the held-out slices of :func:`~cotenancy.predict.risk.train_risk` are the
     most recent."""
-    from cotenancy.predict.history import PairDataset
-
     return PairDataset(
         np.vstack([d.x for d in parts]),
         np.concatenate([d.y for d in parts]),
@@ -435,7 +437,6 @@ def _fit(
     training: RiskTrainingConfig | None = None,
 ):
     """The risk model trained on a (combined) pair dataset."""
-
     say(f"training on {len(combined.y)} pair-steps ({int(combined.y.sum())} positive)")
     began = time.perf_counter()
     model = train_risk(combined, training)
@@ -468,8 +469,6 @@ def evaluate_conflicts(
     ``save_model``: also write the trained model there (a ``risk.json`` the serving side loads).
     ``training``: the risk model's training settings (default :class:`RiskTrainingConfig`'s), to
     compare model capacities."""
-    from cotenancy.predict.metrics import average_precision, recall_at_precision
-
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
 
@@ -538,11 +537,6 @@ def analyse_conflict_factors(
     the joint model, the product of the two halves, each half against its own label, and two
     bounds on the conflict label (one half's model times the *true* other half): the PR-AUC a
     perfect predictor of that other half would allow."""
-    from dataclasses import replace
-
-    from cotenancy.predict.history import conflict_factors
-    from cotenancy.predict.metrics import average_precision
-
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     replay = experiment.replayer(say, timings)
@@ -563,7 +557,7 @@ def analyse_conflict_factors(
     }
     models = {"conflict": _fit(combined, say, timings)}
     for label, y in halves.items():
-        models[label] = _fit(replace(combined, y=y), say, timings)
+        models[label] = _fit(dataclasses.replace(combined, y=y), say, timings)
     hold = time_split(combined.step, RiskTrainingConfig().calibration_fraction)[2]
     test_days = [labelled(path) for path in experiment.test]
     tested = _combine([d for d, _, _ in test_days])
