@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, conf) -> int:
     from cotenancy.predict.forecast import DEFAULT_RESOURCES, train_and_save
     from cotenancy.predict.history import build_pair_dataset, load_history
-    from cotenancy.predict.risk import RiskTrainingConfig, train_risk
+    from cotenancy.predict.risk import train_risk
     from cotenancy.store import HistoryStore
 
     store = HistoryStore(args.store) if args.store else HistoryStore.from_conf(conf)
@@ -118,11 +118,9 @@ def run(args: argparse.Namespace, conf) -> int:
         with tqdm(total=len(history.timestamps), desc="pair features", unit="step") as bar:
             data = build_pair_dataset(history, horizon, window_steps=risk.window_steps, progress=bar.update)
         try:
-            opts = risk.options
-            training = RiskTrainingConfig(
-                rounds=opts.rounds, nthread=opts.nthread, incremental_rounds=opts.incremental_rounds
+            model = train_risk(
+                data, risk.training_config(), previous=risk.model if args.incremental else None
             )
-            model = train_risk(data, training, previous=risk.model if args.incremental else None)
         except ValueError as exc:
             print(f"risk model: {exc}; the heuristic keeps serving")
             return 1

@@ -329,7 +329,6 @@ def simulate_history(trace: str | Path, setup: str = "cloudsim", strategy: str =
 def lead_minutes(data, score: np.ndarray, threshold: float, history, lookback_steps: int = 24) -> dict:
     """For each conflict onset of a pair (a step where it is in conflict and was not the step
     before), how long before it the score first crossed ``threshold`` and stayed above it."""
-
     conflicts = conflict_keys_by_step(history)
     lookup = {(int(k), int(s)): float(v) for k, s, v in zip(data.keys, data.step, score, strict=True)}
     leads = []

@@ -487,6 +487,7 @@ class HybridForecaster(Forecaster):
 
     @classmethod
     def list_opts(cls) -> list[cfg.Opt]:
+        training = TrainingConfig()
         return [
             cfg.StrOpt(
                 "model_file",
@@ -510,19 +511,26 @@ class HybridForecaster(Forecaster):
                 default=[str(a) for a in DEFAULT_ALPHAS],
                 help="Quantile levels the model learns; others are interpolated.",
             ),
-            cfg.IntOpt("rounds", default=150, min=1, help="Boosting rounds of a fresh training."),
+            cfg.IntOpt("rounds", default=training.rounds, min=1, help="Boosting rounds of a fresh training."),
             cfg.IntOpt(
                 "parallel_trees",
-                default=TrainingConfig().parallel_trees,
+                default=training.parallel_trees,
                 min=1,
                 help="Trees fitted per round on different samples and averaged: steadier quantiles, "
                 "at that many times the training and serving time (1 is the fastest).",
             ),
             cfg.IntOpt(
-                "incremental_rounds", default=50, min=1, help="Rounds added by an incremental retraining."
+                "incremental_rounds",
+                default=training.incremental_rounds,
+                min=1,
+                help="Rounds added by an incremental retraining.",
             ),
-            cfg.IntOpt("max_rows", default=400_000, min=1000, help="Cap on training rows per resource."),
-            cfg.IntOpt("nthread", default=2, min=1, help="Threads for training and prediction."),
+            cfg.IntOpt(
+                "max_rows", default=training.max_rows, min=1000, help="Cap on training rows per resource."
+            ),
+            cfg.IntOpt(
+                "nthread", default=training.nthread, min=1, help="Threads for training and prediction."
+            ),
         ]
 
     def __init__(self, conf: cfg.ConfigOpts | None = None, model_path: str | Path | None = None) -> None:

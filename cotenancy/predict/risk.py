@@ -196,6 +196,7 @@ class XGBoostRiskModel(RiskModel):
 
     @classmethod
     def list_opts(cls) -> list[cfg.Opt]:
+        training = RiskTrainingConfig()
         return [
             cfg.StrOpt(
                 "model_file",
@@ -211,14 +212,17 @@ class XGBoostRiskModel(RiskModel):
             cfg.IntOpt("memory_hours", default=24, min=1, help="Hours of past conflicts the features count."),
             cfg.IntOpt(
                 "rounds",
-                default=100,
+                default=training.rounds,
                 min=1,
                 help="Boosting rounds of a fresh training (scoring cost grows with it).",
             ),
             cfg.IntOpt(
-                "incremental_rounds", default=50, min=1, help="Rounds added by an incremental retraining."
+                "incremental_rounds",
+                default=training.incremental_rounds,
+                min=1,
+                help="Rounds added by an incremental retraining.",
             ),
-            cfg.IntOpt("nthread", default=2, min=1, help="Threads for training and scoring."),
+            cfg.IntOpt("nthread", default=training.nthread, min=1, help="Threads for training and scoring."),
             cfg.FloatOpt(
                 "sensitivity_decay",
                 default=0.995,
@@ -271,6 +275,15 @@ class XGBoostRiskModel(RiskModel):
         )
         self._interference = InterferenceMemory(feats.INTERFERENCE_HALF_LOAD, **fading)
         self._evidence_until = -np.inf
+
+    def training_config(self) -> RiskTrainingConfig:
+        """The training settings this plugin's options choose (the defaults without options)."""
+        opts = self.options
+        if opts is None:
+            return RiskTrainingConfig()
+        return RiskTrainingConfig(
+            rounds=opts.rounds, nthread=opts.nthread, incremental_rounds=opts.incremental_rounds
+        )
 
     def _load(self, path: Path) -> TrainedRisk:
         return TrainedRisk.from_bundle(load_bundle(path, KIND, feats.PAIR_SCHEMA, self.nthread))
