@@ -50,8 +50,8 @@ class CandidateModel:
     opt_cost: np.ndarray  # (O,)
     opt_move: np.ndarray  # (O,) bool
     opt_risk: np.ndarray  # (O,) summed risk with the fixed residents of the option's host
-    #: per candidate, the model hosts (positions in ``hosts``) its options end on, in option order
-    cand_hosts: list[tuple[int, ...]]
+    #: per candidate, the model hosts (positions in ``hosts``) its options end on
+    cand_hosts: list[frozenset[int]]
     pairs: list[tuple[int, int, float, str]]  # (cand a, cand b, cost if together, what)
     #: (cand a, cand b, model host, cost if both end on that host): what they add to each other's
     #: interference there, which the options (charged only against the VMs that stay) leave out
@@ -343,8 +343,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
                 opt_move.append(h != home)
                 opt_risk.append(fixed_risk)
     cand_hosts = _hosts_per_candidate(opt_vm, opt_host, len(candidates))
-    host_sets = [set(hosts) for hosts in cand_hosts]
-    pair_list, forbidden = _candidate_pairs(problem, candidates, host_sets)
+    pair_list, forbidden = _candidate_pairs(problem, candidates, cand_hosts)
     host_pairs = (
         _shared_host_interference(candidates, exposure, cand_hosts, model_hosts, s.weight_interference)
         if exposure is not None
@@ -574,19 +573,19 @@ def _destinations(
     return [h for _, _, h in scored[: s.destinations_per_vm]]
 
 
-def _hosts_per_candidate(opt_vm: list[int], opt_host: list[int], n_candidates: int) -> list[tuple[int, ...]]:
-    """Each candidate's model hosts in the order its options list them: the pair terms and the
-    solver share this one derivation, and the order keeps their terms in a reproducible order."""
-    hosts_of: list[dict[int, None]] = [{} for _ in range(n_candidates)]
+def _hosts_per_candidate(opt_vm: list[int], opt_host: list[int], n_candidates: int) -> list[frozenset[int]]:
+    """Each candidate's model hosts, built once: the pair terms and the solver both ask which
+    hosts two candidates share (and sort what they find, so their terms keep a reproducible order)."""
+    hosts_of: list[set[int]] = [set() for _ in range(n_candidates)]
     for pos, h in zip(opt_vm, opt_host, strict=True):
-        hosts_of[pos][h] = None
-    return [tuple(h) for h in hosts_of]
+        hosts_of[pos].add(h)
+    return [frozenset(h) for h in hosts_of]
 
 
 def _candidate_pairs(
     problem: PlanningProblem,
     candidates: list[int],
-    host_sets: list[set[int]],
+    host_sets: list[frozenset[int]],
 ) -> tuple[list[tuple[int, int, float, str]], list[tuple[int, int]]]:
     """Pairs of candidates that could end on one host: forbidden ones, and costly ones."""
     s = problem.settings
@@ -620,7 +619,7 @@ def _candidate_pairs(
 def _shared_host_interference(
     candidates: list[int],
     exposure: HostExposure,
-    hosts_of: list[tuple[int, ...]],
+    hosts_of: list[frozenset[int]],
     model_hosts: list[int],
     weight: float,
 ) -> list[tuple[int, int, int, float]]:
@@ -635,7 +634,7 @@ def _shared_host_interference(
     cand = np.asarray(candidates, dtype=int)
     at_host: dict[int, set[int]] = {}
     for pos, hosts in enumerate(hosts_of):
-        for hp in hosts:
+        for hp in sorted(hosts):
             at_host.setdefault(hp, set()).add(pos)
     terms: list[tuple[int, int, int, float]] = []
     for hp, members in at_host.items():

@@ -148,10 +148,8 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     for o, (pos, h) in enumerate(zip(cm.opt_vm.tolist(), cm.opt_host.tolist(), strict=True)):
         at.setdefault((pos, h), []).append(o)
 
-    host_sets = [set(hosts) for hosts in cm.cand_hosts]
-
     def together(a: int, b: int) -> list[int]:
-        return sorted(host_sets[a] & host_sets[b])
+        return sorted(cm.cand_hosts[a] & cm.cand_hosts[b])
 
     for a, b in cm.forbidden_pairs:
         for h in together(a, b):
