@@ -46,7 +46,8 @@ def main() -> int:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="change a TrainingConfig field (numbers only), e.g. --set weight_power=0.75; repeatable",
+        help="change a TrainingConfig field (a number, or 0/1 for a yes/no field), e.g. "
+        "--set weight_power=0.75; repeatable",
     )
     args = parser.parse_args()
     changes = {}
@@ -55,11 +56,14 @@ def main() -> int:
         name, _, value = item.partition("=")
         kind = type(getattr(defaults, name, None))
         try:
-            if kind not in (int, float):
+            if kind is bool and value in ("0", "1"):
+                changes[name] = value == "1"
+            elif kind in (int, float):
+                changes[name] = kind(value)
+            else:
                 raise ValueError
-            changes[name] = kind(value)
         except ValueError:
-            parser.error(f"--set {item!r}: expected FIELD=VALUE, a numeric TrainingConfig field")
+            parser.error(f"--set {item!r}: expected FIELD=VALUE, a numeric (or 0/1) TrainingConfig field")
     began = time.perf_counter()
     workload = load_bitbrains(args.trace, limit=args.limit)
     train_days = args.train_days

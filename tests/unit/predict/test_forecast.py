@@ -17,8 +17,10 @@ from cotenancy.predict import features as feats
 from cotenancy.predict.forecast import (
     HybridForecaster,
     TrainingConfig,
+    build_rows,
     fallback_quantiles,
     row_weights,
+    stacked_windows,
     train_forecaster,
 )
 from cotenancy.predict.hints import Hint, apply_hints, parse_hint_line
@@ -217,6 +219,35 @@ def test_training_rows_weigh_by_scale_and_halve_with_each_half_life_of_age():
     assert weight[2] / weight[0] == pytest.approx(10.0)  # a hundred times the scale, sqrt of it
     flat = row_weights(log_scale, age_days, TrainingConfig(weight_power=0.5, recency_half_life_days=0))
     assert flat[1] == pytest.approx(flat[0]) and flat[3] == pytest.approx(flat[0])
+
+
+def test_staggered_origins_give_each_vm_its_own_instants_with_the_same_rows():
+    series = np.arange(40, dtype=float).reshape(2, 20)
+    together, at = stacked_windows(series, [5, 10], 4)
+    staggered, at_staggered = stacked_windows(series, [5, 10], 4, phases=np.array([0, 3]))
+    assert together.shape == staggered.shape
+    assert at.tolist() == [5, 5, 10, 10]
+    assert at_staggered.tolist() == [5, 8, 10, 13]
+    # each row is its own VM's window ending at its own origin
+    assert staggered[1].tolist() == [25.0, 26.0, 27.0, 28.0]
+    assert staggered[3].tolist() == [30.0, 31.0, 32.0, 33.0]
+    # a phase never runs past the last sample
+    _, at_end = stacked_windows(series, [18], 4, phases=np.array([0, 5]))
+    assert at_end.tolist() == [18, 19]
+
+
+def test_staggered_training_rows_cover_more_instants_from_as_many_rows(usage):
+    cpu = usage.values["cpu"][:, :TRAIN_END]
+    ts = usage.timestamps[:TRAIN_END]
+    origins = list(range(288, TRAIN_END - 12, 12))
+    phases = np.random.default_rng(0).integers(0, 12, cpu.shape[0])
+    rows = {
+        stagger: build_rows(cpu, ts, STEP, origins, (6,), 312, 288, None, phases=phases if stagger else None)
+        for stagger in (False, True)
+    }
+    (x_together, _, at_together), (x_staggered, _, at_staggered) = rows[False], rows[True]
+    assert len(x_staggered) == pytest.approx(len(x_together), rel=0.02)
+    assert len(np.unique(at_staggered)) > 5 * len(np.unique(at_together))
 
 
 def test_training_targets_are_clipped_at_the_configured_number_of_scales(usage):
