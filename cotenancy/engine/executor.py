@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from oslo_config import cfg
 
-from cotenancy.exceptions import DriverError, NotFound
-from cotenancy.model import Action, ActionKind, ActionPlan, StepStatus
+from cotenancy.exceptions import ActionFailed, DriverError, NotFound
+from cotenancy.model import Action, ActionKind, ActionPlan, Resources, StepStatus
 from cotenancy.plugin import ConfigurablePlugin
 
 if TYPE_CHECKING:
@@ -117,6 +118,21 @@ class StepwiseExecutor(Executor):
                 self.record(plan, action, StepStatus.FAILED, f"{kind}: {exc}")
                 aborted = policy == "abort"
                 continue
+            except Exception as exc:
+                # a fault in a driver or executor, not a refusal by the cloud: what the step did is
+                # unknown, so it is recorded as failed and nothing after it runs, whatever the policy
+                failed.add(action.index)
+                LOG.exception(
+                    "step %s (%s %s) raised an unexpected error", action.index, action.kind, action.vm_id
+                )
+                self.record(
+                    plan,
+                    action,
+                    StepStatus.FAILED,
+                    f"unexpected error, plan aborted: {type(exc).__name__}: {exc}",
+                )
+                aborted = True
+                continue
             self.record(plan, action, StepStatus.SUCCEEDED)
         return plan
 
@@ -136,9 +152,15 @@ def apply_action(driver: Driver, action: Action, timeout: float | None) -> None:
     if action.kind is ActionKind.LIVE_MIGRATE:
         driver.live_migrate(_require(action.vm_id, action), _require(action.target_host_id, action), timeout)
     elif action.kind is ActionKind.RESIZE:
-        driver.resize(_require(action.vm_id, action), _require(action.size, action), timeout)
+        size = _require(action.size, action)
+        _require_amounts(action, "size", size, allow_infinite=False)
+        driver.resize(_require(action.vm_id, action), size, timeout)
     elif action.kind is ActionKind.SET_ALLOCATION:
-        driver.set_allocation(_require(action.vm_id, action), _require(action.allocation, action), timeout)
+        allocation = _require(action.allocation, action)
+        _require_amounts(action, "reservation", allocation.reservation, allow_infinite=False)
+        if allocation.limit is not None:
+            _require_amounts(action, "limit", allocation.limit, allow_infinite=True)
+        driver.set_allocation(_require(action.vm_id, action), allocation, timeout)
     elif action.kind is ActionKind.SET_MAINTENANCE:
         driver.set_host_maintenance(
             _require(action.host_id, action), bool(_require(action.maintenance, action)), timeout
@@ -149,5 +171,13 @@ def apply_action(driver: Driver, action: Action, timeout: float | None) -> None:
 
 def _require(value, action: Action):
     if value is None:
-        raise ValueError(f"step {action.index} ({action.kind}) is missing a field it needs")
+        raise ActionFailed(f"step {action.index} ({action.kind}) is missing a field it needs")
     return value
+
+
+def _require_amounts(action: Action, what: str, amounts: Resources, allow_infinite: bool) -> None:
+    """No driver is handed a negative or NaN amount (nor an infinite one but for a limit, where it
+    means none): each would turn it into a different nonsense, or a crash halfway."""
+    for name, value in amounts.as_dict().items():
+        if math.isnan(value) or value < 0 or (math.isinf(value) and not allow_infinite):
+            raise ActionFailed(f"step {action.index} ({action.kind}) asks for a {what} with {name} {value!r}")

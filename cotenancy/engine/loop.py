@@ -86,7 +86,10 @@ class ControlLoop:
             else now - self.interval * self.history_window
         )
         samples = self.datasource.get_metrics(start, now)
-        self.telemetry.add(samples)
+        future_before = self.telemetry.rejected["future"]
+        self.telemetry.add(samples, not_after=now)
+        if future := self.telemetry.rejected["future"] - future_before:
+            LOG.warning("%d samples stamped after the round's time (%.0f) were not used", future, now)
         events = self.driver.get_events(start, now)
         if self.store is not None:
             report = self.store.add_samples(samples)

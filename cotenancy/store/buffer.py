@@ -23,7 +23,9 @@ class TelemetryBuffer:
 
     Invalid values (NaN, infinite, negative, ``cpu_ready`` above 1) are not averaged in; they are
     counted in :attr:`rejected` by reason. Samples older than the buffer holds are counted as
-    ``too_old``.
+    ``too_old``; samples at or after the ``not_after`` a caller gives (the end of the interval it
+    asked for) as ``future``, since one such timestamp (milliseconds for seconds, say) would move
+    the ring past every valid bucket.
     """
 
     def __init__(self, step_seconds: float, capacity_steps: int) -> None:
@@ -101,11 +103,20 @@ class TelemetryBuffer:
                 masks["ready_above_one"] = np.isfinite(values) & (values > 1.0)
         return masks
 
-    def add_frame(self, timestamp: float, vm_ids: Sequence[str], values: dict[str, np.ndarray]) -> None:
+    def add_frame(
+        self,
+        timestamp: float,
+        vm_ids: Sequence[str],
+        values: dict[str, np.ndarray],
+        not_after: float | None = None,
+    ) -> None:
         """Fast path: one sample per VM and metric at ``timestamp`` (``values[m][i]`` for
         ``vm_ids[i]``)."""
         if not math.isfinite(timestamp):
             self.rejected["bad_timestamp"] += len(vm_ids) * len(values)
+            return
+        if not_after is not None and timestamp >= not_after:
+            self.rejected["future"] += len(vm_ids) * len(values)
             return
         rows = self._ensure_rows(vm_ids)
         for metric in values:
@@ -129,8 +140,9 @@ class TelemetryBuffer:
             np.add.at(self._sums[str(metric)][:, slot], rows[good], array[good])
             np.add.at(self._counts[str(metric)][:, slot], rows[good], 1)
 
-    def add(self, samples: Iterable[MetricSample]) -> None:
-        """Add samples (any mix of VMs, metrics and times), grouped into frames for speed."""
+    def add(self, samples: Iterable[MetricSample], not_after: float | None = None) -> None:
+        """Add samples (any mix of VMs, metrics and times), grouped into frames for speed; those
+        at or after ``not_after`` are rejected as ``future``."""
         frames: dict[tuple[float, str], tuple[list[str], list[float]]] = {}
         for sample in samples:
             try:
@@ -146,7 +158,7 @@ class TelemetryBuffer:
             vms.append(sample.vm_id)
             values.append(value)
         for (timestamp, metric), (vms, values) in sorted(frames.items()):
-            self.add_frame(timestamp, vms, {metric: np.array(values, dtype=float)})
+            self.add_frame(timestamp, vms, {metric: np.array(values, dtype=float)}, not_after)
 
     def window(self, end: float, steps: int, vm_ids: Sequence[str] | None = None) -> TelemetryWindow:
         """The ``steps`` buckets before ``end`` (the last one contains ``end - step``), labelled by

@@ -101,9 +101,10 @@ def parse_time(value: object, field: str) -> float:
     if isinstance(value, bool):
         raise InvalidRequest(field, "expected a time (ISO 8601 text or POSIX seconds)")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        seconds = _finite(value)
+        if seconds is None:
             raise InvalidRequest(field, "time must be finite")
-        return float(value)
+        return seconds
     if not isinstance(value, str):
         raise InvalidRequest(field, "expected a time (ISO 8601 text or POSIX seconds)")
     try:
@@ -113,6 +114,15 @@ def parse_time(value: object, field: str) -> float:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
     return stamp.timestamp()
+
+
+def _finite(value: int | float) -> float | None:
+    """The value as a float, or None when it is not finite (JSON integers have no bound, floats do)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _text(body: Mapping[str, Any], key: str, required: bool, limit: int = MAX_ID_LENGTH) -> str | None:
@@ -178,11 +188,12 @@ def _hint_spec(body: Mapping[str, Any], now: float) -> dict[str, Any]:
         where = f"demand.{str(resource)[:32]}"
         if resource not in RESOURCES:
             raise InvalidRequest(where, f"unknown resource; expected one of {list(RESOURCES)}")
-        if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor):
+        number = None if isinstance(factor, bool) or not isinstance(factor, int | float) else _finite(factor)
+        if number is None:
             raise InvalidRequest(where, "expected a number")
-        if not 0 <= factor <= MAX_DEMAND_FACTOR:
+        if not 0 <= number <= MAX_DEMAND_FACTOR:
             raise InvalidRequest(where, f"multiplier must be between 0 and {MAX_DEMAND_FACTOR:g}")
-        factors[resource] = float(factor)
+        factors[resource] = number
     spec["demand"] = factors
     return spec
 

@@ -419,9 +419,8 @@ class HyperVDriver(Driver):
             raise Unsupported(f"hyperv: size of {vm_id} unknown; cannot express percentages")
         reserve = _clamp(round(100.0 * allocation.reservation.cpu / full), 0, 100)
         limit = allocation.limit
-        maximum = (
-            100 if limit is None or limit.cpu <= 0 else _clamp(math.ceil(100.0 * limit.cpu / full), 1, 100)
-        )
+        unlimited = limit is None or limit.cpu <= 0 or not math.isfinite(limit.cpu)
+        maximum = 100 if unlimited else _clamp(math.ceil(100.0 * limit.cpu / full), 1, 100)
         if reserve > maximum:
             raise ActionFailed(
                 f"hyperv: reservation {allocation.reservation.cpu} MHz exceeds "

@@ -7,6 +7,7 @@ translation are specified by unit tests without a cloud.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -262,20 +263,36 @@ class DiagnosticsReading:
 
 
 def diagnostics_reading(diagnostics: Any, timestamp: float) -> DiagnosticsReading:
+    """The counters of one server's diagnostics; ``ValueError`` naming the field when one is not a
+    number, so a caller can skip that server and keep the others."""
     cpus = _get(diagnostics, "cpu_details", []) or []
     disks = _get(diagnostics, "disk_details", []) or []
     nics = _get(diagnostics, "nic_details", []) or []
     memory = _get(diagnostics, "memory_details", {}) or {}
     used = _get(memory, "used")
     uptime = _get(diagnostics, "uptime")
+
+    def total(records: Any, *fields: str) -> float:
+        return sum(_number(_get(r, f, 0), f) for r in records for f in fields)
+
     return DiagnosticsReading(
         timestamp=timestamp,
-        uptime=float(uptime) if uptime is not None else None,
-        cpu_time_ns=sum(float(_get(c, "time", 0)) for c in cpus),
-        memory_used_mib=float(used) if used is not None else None,
-        disk_bytes=sum(float(_get(d, "read_bytes", 0)) + float(_get(d, "write_bytes", 0)) for d in disks),
-        network_bytes=sum(float(_get(n, "rx_octets", 0)) + float(_get(n, "tx_octets", 0)) for n in nics),
+        uptime=_number(uptime, "uptime") if uptime is not None else None,
+        cpu_time_ns=total(cpus, "time"),
+        memory_used_mib=_number(used, "memory_details.used") if used is not None else None,
+        disk_bytes=total(disks, "read_bytes", "write_bytes"),
+        network_bytes=total(nics, "rx_octets", "tx_octets"),
     )
+
+
+def _number(value: Any, field: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"diagnostics field {field} is not a number: {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"diagnostics field {field} is not finite: {number!r}")
+    return number
 
 
 def diagnostics_samples(

@@ -62,6 +62,9 @@ def _translated(what: str, failure: type[DriverError] = DriverError) -> Iterator
         yield
     except sdk_exc.NotFoundException as exc:
         raise NotFound(f"{what}: not found ({_reason(exc)})") from exc
+    except (ksa_exc.ConnectTimeout, sdk_exc.ResourceTimeout) as exc:
+        # no answer in time: what Nova did is unknown, which callers must tell from a refusal
+        raise TimedOut(f"{what}: {type(exc).__name__}: {exc}") from exc
     except sdk_exc.HttpException as exc:
         raise failure(f"{what}: HTTP {exc.status_code}: {_reason(exc)}") from exc
     except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
@@ -284,7 +287,13 @@ class NovaDriver(Driver):
                 # A server that is not running (409) or whose driver has no diagnostics.
                 LOG.debug("no diagnostics for %s: %s", vm_id, exc)
                 continue
-            reading = convert.diagnostics_reading(diagnostics, stamp)
+            try:
+                reading = convert.diagnostics_reading(diagnostics, stamp)
+            except ValueError as exc:
+                # one server's bad counters cost that server's samples this round, not everyone's
+                LOG.warning("server %s: diagnostics skipped: %s", vm_id, exc)
+                self._readings.pop(vm_id, None)
+                continue
             samples.extend(
                 convert.diagnostics_samples(
                     vm_id, self._readings.get(vm_id), reading, self.options.mhz_per_vcpu

@@ -114,6 +114,12 @@ class PrometheusDatasource(Datasource):
                 raise ConfigurationError(
                     f"[prometheus] bearer_token_file {opts.bearer_token_file}: {exc.strerror}"
                 ) from exc
+            if not token or not all("!" <= ch <= "~" for ch in token):
+                # requests would refuse the header later and quote it, token and all, in its error
+                raise ConfigurationError(
+                    f"[prometheus] bearer_token_file {opts.bearer_token_file} must hold one token on "
+                    "one line: printable ASCII without spaces"
+                )
             self._http.headers["Authorization"] = f"Bearer {token}"
         elif opts.username:
             self._http.auth = (opts.username, opts.password or "")

@@ -10,6 +10,7 @@ at the step boundary and are stamped with its start.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -233,6 +234,10 @@ class SimulatedDriver(Driver):
         self.cloud.start_migration(vm_id, target_host_id)
 
     def resize(self, vm_id: str, size: Resources, timeout: float | None = None) -> None:
+        if not all(0 <= value < math.inf for value in (size.cpu, size.memory)):  # NaN fails too
+            raise ActionFailed(
+                f"resizing {vm_id}: CPU and memory must be finite and not negative, got {size}"
+            )
         self.cloud.resize(vm_id, cpu=size.cpu or None, memory=size.memory or None)
 
     def set_allocation(self, vm_id: str, allocation: Allocation, timeout: float | None = None) -> None:

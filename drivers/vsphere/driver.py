@@ -505,7 +505,7 @@ class VSphereDriver(Driver):
         already has that size. Unsupported when a running VM cannot take it and power cycles
         are not allowed."""
         doing = f"resizing VM {vm_id}"
-        if size.cpu <= 0 or size.memory <= 0:
+        if not (size.cpu > 0 and size.memory > 0):  # NaN fails this too
             raise ActionFailed(f"{doing}: a size needs positive CPU and memory, got {size}")
         props = self._props(
             self._vm(vm_id),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from cotenancy.exceptions import Unsupported
@@ -105,6 +107,15 @@ def test_set_allocation_without_limit_removes_the_cap(make_driver, site):
     web.maximum = 50
     make_driver().set_allocation(web.id, Allocation())
     assert (web.reserve, web.maximum, web.relative_weight) == (0, 100, 100)
+
+
+def test_set_allocation_with_an_unlimited_cpu_and_capped_memory_removes_the_cpu_cap(make_driver, site):
+    web = vm_named(site, "web01")
+    web.maximum = 50
+    make_driver().set_allocation(
+        web.id, Allocation(reservation=Resources(cpu=1000), limit=Resources(cpu=math.inf, memory=4096))
+    )
+    assert web.maximum == 100
 
 
 def test_standalone_maintenance_is_a_registry_marker_the_inventory_reads(make_driver, site):

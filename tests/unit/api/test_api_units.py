@@ -36,7 +36,7 @@ def test_times_are_posix_seconds_or_iso_8601(given: object, expected: float) -> 
     assert parse_time(given, "start") == expected
 
 
-@pytest.mark.parametrize("given", [True, None, [1], "tomorrow", "", float("nan"), float("inf")])
+@pytest.mark.parametrize("given", [True, None, [1], "tomorrow", "", float("nan"), float("inf"), 10**400])
 def test_other_times_are_refused_naming_the_field(given: object) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_time(given, "end")
@@ -51,6 +51,13 @@ def test_validation_normalises_and_keeps_common_fields_apart() -> None:
     )
     assert spec == {"type": "affinity", "vm_ids": ["b", "a"], "hard": True, "name": ""}
     assert expires_at == NOW + 86400 and created_by == "api"
+
+
+def test_a_demand_multiplier_too_large_for_a_float_is_refused_naming_it() -> None:
+    body = {"vm_ids": ["v1"], "start": NOW, "end": NOW + 3600, "demand": {"cpu": 10**400}}
+    with pytest.raises(InvalidRequest) as caught:
+        validate(RequestKind.HINT, body, NOW)
+    assert caught.value.field == "demand.cpu"
 
 
 def test_limits_on_sizes() -> None:

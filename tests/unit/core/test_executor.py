@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from cotenancy.drivers.base import Driver
 from cotenancy.engine.executor import DriverExecutor, topological_order
 from cotenancy.exceptions import ActionFailed, NotFound, TimedOut
-from cotenancy.model import ActionKind, ActionPlan, Inventory, Resources, StepStatus
+from cotenancy.model import ActionKind, ActionPlan, Allocation, Inventory, Resources, StepStatus
 
 
 class ScriptedDriver(Driver):
@@ -42,6 +44,11 @@ class ScriptedDriver(Driver):
 
     def set_host_maintenance(self, host_id, enabled, timeout=None):
         self._do("maintenance", host_id)
+
+
+class AllocatingDriver(ScriptedDriver):
+    def set_allocation(self, vm_id, allocation, timeout=None):
+        self._do("allocate", vm_id)
 
 
 def chain_plan() -> ActionPlan:
@@ -99,6 +106,15 @@ def test_abort_policy_cancels_the_rest(conf):
     assert driver.calls == [("migrate", "a")]
 
 
+def test_an_unexpected_error_fails_its_step_and_cancels_the_rest_whatever_the_policy(conf):
+    driver = ScriptedDriver(conf, failures={"a": OverflowError("cannot convert float infinity to integer")})
+    plan = DriverExecutor(conf).execute(chain_plan(), driver)
+    assert plan.actions[0].status is StepStatus.FAILED
+    assert plan.actions[0].message.startswith("unexpected error, plan aborted: OverflowError")
+    assert {a.status for a in plan.actions[1:]} == {StepStatus.CANCELLED}
+    assert driver.calls == [("migrate", "a")]
+
+
 def test_vanished_vm_fails_its_step_with_not_found(conf):
     driver = ScriptedDriver(conf, failures={"c": NotFound("VM c does not exist")})
     plan = DriverExecutor(conf).execute(chain_plan(), driver)
@@ -117,7 +133,38 @@ def test_finished_steps_are_not_run_twice(conf):
 
 def test_set_allocation_is_unsupported_unless_the_driver_says_so(conf):
     from cotenancy.exceptions import Unsupported
-    from cotenancy.model import Allocation
 
     with pytest.raises(Unsupported):
         ScriptedDriver(conf).set_allocation("a", Allocation(shares=2000))
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"kind": ActionKind.RESIZE, "size": Resources(cpu=1000, memory=-2048)},
+        {"kind": ActionKind.RESIZE, "size": Resources(cpu=math.nan, memory=512)},
+        {"kind": ActionKind.RESIZE, "size": Resources(cpu=math.inf, memory=512)},
+        {"kind": ActionKind.SET_ALLOCATION, "allocation": Allocation(reservation=Resources(cpu=-1))},
+        {"kind": ActionKind.SET_ALLOCATION, "allocation": Allocation(limit=Resources(cpu=math.nan))},
+    ],
+)
+def test_a_step_asking_for_a_negative_or_unknown_amount_fails_before_reaching_the_driver(conf, step):
+    plan = ActionPlan(strategy="test")
+    plan.add(vm_id="a", **step)
+    DriverExecutor(conf).execute(plan, driver := AllocatingDriver(conf))
+    assert plan.actions[0].status is StepStatus.FAILED
+    assert plan.actions[0].message.startswith("ActionFailed: step 0")
+    assert driver.calls == []
+
+
+def test_an_unlimited_cpu_limit_reaches_the_driver(conf):
+    plan = ActionPlan(strategy="test")
+    limit = Resources(cpu=math.inf, memory=4096)
+    plan.add(
+        ActionKind.SET_ALLOCATION,
+        vm_id="a",
+        allocation=Allocation(reservation=Resources(cpu=1000), limit=limit),
+    )
+    DriverExecutor(conf).execute(plan, driver := AllocatingDriver(conf))
+    assert plan.actions[0].status is StepStatus.SUCCEEDED
+    assert driver.calls == [("allocate", "a")]

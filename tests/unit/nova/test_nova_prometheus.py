@@ -131,6 +131,17 @@ def test_a_missing_token_file_is_a_configuration_error_naming_it(tmp_path):
         PrometheusDatasource(make_conf("http://127.0.0.1:9", bearer_token_file=str(missing)))
 
 
+@pytest.mark.parametrize(
+    "content", ["s3cret-token\n# rotated by ops\n", "s3cret token", "s3cret-t\u00f6ken", "\n"]
+)
+def test_a_token_file_that_is_not_one_token_is_refused_without_quoting_it(tmp_path, content):
+    token_file = tmp_path / "token"
+    token_file.write_text(content)
+    with pytest.raises(ConfigurationError, match="one token on one line") as refused:
+        PrometheusDatasource(make_conf("http://127.0.0.1:9", bearer_token_file=str(token_file)))
+    assert "s3cret" not in str(refused.value)
+
+
 def test_tls_verification_is_on_unless_disabled():
     assert PrometheusDatasource(make_conf("https://prometheus.example:9090"))._http.verify is True
     insecure = PrometheusDatasource(make_conf("https://prometheus.example:9090", insecure=True))

@@ -116,6 +116,16 @@ def test_resize_and_allocation_change_what_the_vm_gets(driver):
     assert state.allocated[2] == pytest.approx(100.0)
 
 
+@pytest.mark.parametrize(
+    "size", [Resources(cpu=500.0, memory=-2048.0), Resources(cpu=float("nan"), memory=1024.0)]
+)
+def test_a_negative_or_unknown_size_is_refused_and_changes_nothing(driver, size):
+    before = driver.get_inventory().vms["vm-001"].size
+    with pytest.raises(ActionFailed, match="finite and not negative"):
+        driver.resize("vm-001", size)
+    assert driver.get_inventory().vms["vm-001"].size == before
+
+
 def test_loaded_from_configuration_alone_replays_the_synthetic_workload(conf):
     conf.set_override("synthetic_vms", 12, group="simulator")
     conf.set_override("days", 0.05, group="simulator")

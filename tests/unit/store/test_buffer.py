@@ -64,6 +64,17 @@ def test_old_buckets_fall_out_of_the_ring() -> None:
     np.testing.assert_array_equal(buffer.window(T0 + 4 * STEP, 3).values["cpu"], [[np.nan, 2.0, 3.0]])
 
 
+def test_a_sample_from_the_future_is_rejected_and_keeps_later_samples_from_being_dropped() -> None:
+    buffer = TelemetryBuffer(STEP, capacity_steps=4)
+    now = T0 + 4 * STEP
+    buffer.add([MetricSample("a", T0 + 2 * STEP, "cpu", 100.0)], not_after=now)
+    # a timestamp in milliseconds, not seconds
+    buffer.add([MetricSample("b", now * 1000, "cpu", 5.0)], not_after=now)
+    buffer.add([MetricSample("a", T0 + 3 * STEP, "cpu", 200.0)], not_after=now)
+    assert buffer.rejected == {"future": 1}
+    np.testing.assert_array_equal(buffer.window(now, 2, vm_ids=["a"]).values["cpu"], [[100.0, 200.0]])
+
+
 def test_invalid_values_become_nan_and_are_counted() -> None:
     buffer = TelemetryBuffer(STEP, 2)
     buffer.add_frame(
