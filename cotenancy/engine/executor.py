@@ -147,26 +147,41 @@ class DriverExecutor(StepwiseExecutor):
         apply_action(driver, action, timeout)
 
 
-def apply_action(driver: Driver, action: Action, timeout: float | None) -> None:
-    """Call the driver verb for one step."""
+def check_action(action: Action) -> None:
+    """Refuse a step no executor should carry out: a field its kind needs is missing, or an amount
+    is negative, NaN or (but for a limit, where it means none) infinite.
+
+    Every executor calls this before touching the cloud, whichever way it carries the step out."""
     if action.kind is ActionKind.LIVE_MIGRATE:
-        driver.live_migrate(_require(action.vm_id, action), _require(action.target_host_id, action), timeout)
+        _require(action.vm_id, action)
+        _require(action.target_host_id, action)
     elif action.kind is ActionKind.RESIZE:
-        size = _require(action.size, action)
-        _require_amounts(action, "size", size, allow_infinite=False)
-        driver.resize(_require(action.vm_id, action), size, timeout)
+        _require(action.vm_id, action)
+        _require_amounts(action, "size", _require(action.size, action), allow_infinite=False)
     elif action.kind is ActionKind.SET_ALLOCATION:
+        _require(action.vm_id, action)
         allocation = _require(action.allocation, action)
         _require_amounts(action, "reservation", allocation.reservation, allow_infinite=False)
         if allocation.limit is not None:
             _require_amounts(action, "limit", allocation.limit, allow_infinite=True)
-        driver.set_allocation(_require(action.vm_id, action), allocation, timeout)
     elif action.kind is ActionKind.SET_MAINTENANCE:
-        driver.set_host_maintenance(
-            _require(action.host_id, action), bool(_require(action.maintenance, action)), timeout
-        )
+        _require(action.host_id, action)
+        _require(action.maintenance, action)
     else:  # pragma: no cover - the enum is closed
         raise ValueError(f"unknown action kind {action.kind}")
+
+
+def apply_action(driver: Driver, action: Action, timeout: float | None) -> None:
+    """Call the driver verb for one step."""
+    check_action(action)
+    if action.kind is ActionKind.LIVE_MIGRATE:
+        driver.live_migrate(action.vm_id, action.target_host_id, timeout)
+    elif action.kind is ActionKind.RESIZE:
+        driver.resize(action.vm_id, action.size, timeout)
+    elif action.kind is ActionKind.SET_ALLOCATION:
+        driver.set_allocation(action.vm_id, action.allocation, timeout)
+    else:
+        driver.set_host_maintenance(action.host_id, bool(action.maintenance), timeout)
 
 
 def _require(value, action: Action):

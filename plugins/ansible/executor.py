@@ -1,7 +1,10 @@
 """Carry out plan steps by running reviewed Ansible playbooks through ansible-runner.
 
 Each step runs ``playbooks/<cloud>/<step kind>.yml`` (``cloud`` is the driver's name) with the step
-as extra variables. Runner events are streamed into the history store as the step's status and
+as extra variables. Those are written to a file only the service user can read, never put on the
+command line (which every local user can read), and every string that comes from the cloud or the
+plan is marked unsafe, so a VM named ``{{ lookup('pipe', ...) }}`` reaches the playbook as text and
+is never templated. Runner events are streamed into the history store as the step's status and
 message, so an operator sees which task is running and, on failure, Ansible's own message.
 """
 
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from oslo_config import cfg
 
-from cotenancy.engine.executor import StepwiseExecutor
+from cotenancy.engine.executor import StepwiseExecutor, check_action
 from cotenancy.exceptions import ActionFailed, ConfigurationError, TimedOut, Unsupported
 from cotenancy.model import VM, Action, ActionPlan, StepStatus
 
@@ -106,11 +109,15 @@ class AnsibleExecutor(StepwiseExecutor):
         return loaded
 
     def extravars(self, driver: Driver, action: Action) -> dict[str, Any]:
-        variables: dict[str, Any] = self.file_vars()
+        """The operator's ``extravars_file`` and the step's variables (these win)."""
+        return self.file_vars() | self.step_vars(driver, action)
+
+    def step_vars(self, driver: Driver, action: Action) -> dict[str, Any]:
+        """What the playbook needs to know of the step, from the plan and the cloud's inventory."""
         inventory = driver.get_inventory()
         vm = inventory.vms.get(action.vm_id or "")
         target = inventory.hosts.get(action.target_host_id or action.host_id or "")
-        variables.update(
+        return dict(
             step_kind=action.kind.value,
             vm_id=action.vm_id,
             vm_name=vm.name if vm else None,
@@ -122,13 +129,15 @@ class AnsibleExecutor(StepwiseExecutor):
             allocation=_allocation_vars(action, vm),
             maintenance=action.maintenance,
         )
-        return variables
 
     def run_step(self, plan: ActionPlan, action: Action, driver: Driver, timeout: float) -> None:
         import ansible_runner
 
+        check_action(action)
         playbook = self.playbook_for(driver, action)
-        variables = self.extravars(driver, action)
+        trusted = self.file_vars()
+        step = self.step_vars(driver, action)
+        variables = trusted | step
         secrets = [str(variables[n]) for n in self.conf.ansible.secret_vars if variables.get(n)]
         failures: list[str] = []
 
@@ -148,11 +157,11 @@ class AnsibleExecutor(StepwiseExecutor):
         private = Path(tempfile.mkdtemp(prefix="cotenancy-ansible-"))
         try:
             os.chmod(private, 0o700)
+            _write_extravars(private, trusted | _untrusted(step))
             result = ansible_runner.run(
                 private_data_dir=str(private),
                 project_dir=str(playbook.parent),
                 playbook=playbook.name,
-                extravars=variables,
                 envvars=_ansible_env(private, self.conf.ansible.ca_file),
                 event_handler=on_event,
                 quiet=True,
@@ -170,6 +179,28 @@ class AnsibleExecutor(StepwiseExecutor):
                 f"ansible-playbook exited {result.rc} ({result.status}): {_redact(tail, secrets)}"
             )
             raise ActionFailed(detail)
+
+
+def _untrusted(value: Any) -> Any:
+    """Every string wrapped so that Ansible treats it as unsafe: never templated (ansible-core
+    reads ``{"__ansible_unsafe": ...}`` in JSON extra variables as it reads ``!unsafe`` in YAML)."""
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, dict):
+        return {key: _untrusted(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_untrusted(item) for item in value]
+    return value
+
+
+def _write_extravars(private: Path, variables: dict[str, Any]) -> None:
+    """ansible-runner passes ``env/extravars`` to ansible-playbook as ``-e @file``: the values,
+    secrets among them, stay off the command line. The file is the service user's alone."""
+    env = private / "env"
+    env.mkdir(mode=0o700)
+    fd = os.open(env / "extravars", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        json.dump(variables, stream)
 
 
 def _output_tail(result: Any, lines: int = 5) -> str:

@@ -16,8 +16,7 @@ from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepS
 from cotenancy.plugins.ansible.executor import AnsibleExecutor
 
 
-@pytest.fixture
-def executor_conf(sim_cloud: SimCloud, ansible_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def configure_executor(cloud: SimCloud, ansible_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Configuration for the executor: step playbooks load the test-only persistent driver
     (``cotenancy_driver``) with the same configuration file as the in-process driver."""
     for name in ("ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP", "PYTHONPATH"):
@@ -25,15 +24,18 @@ def executor_conf(sim_cloud: SimCloud, ansible_env, tmp_path: Path, monkeypatch:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     extravars = tmp_path / "extravars.yml"
     extravars.write_text(
-        yaml.safe_dump(
-            {"cotenancy_driver": TEST_DRIVER, "cotenancy_config_files": [str(sim_cloud.config_file)]}
-        )
+        yaml.safe_dump({"cotenancy_driver": TEST_DRIVER, "cotenancy_config_files": [str(cloud.config_file)]})
     )
-    conf = sim_cloud.conf()
+    conf = cloud.conf()
     AnsibleExecutor(conf)
     conf.set_override("extravars_file", str(extravars), group="ansible")
     conf.set_override("step_timeout", 120.0)
     return conf
+
+
+@pytest.fixture
+def executor_conf(sim_cloud: SimCloud, ansible_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    return configure_executor(sim_cloud, ansible_env, tmp_path, monkeypatch)
 
 
 def test_each_step_kind_changes_the_shared_cloud(sim_cloud: SimCloud, executor_conf) -> None:
@@ -139,3 +141,85 @@ def test_a_simulated_cloud_without_a_state_file_is_refused_by_the_modules(
     )
     assert result.returncode != 0
     assert "set [simulated] state_file" in result.stdout
+
+
+HOSTILE_NAME = "web{{ lookup('pipe', 'id -un') }}"
+
+
+@pytest.fixture
+def hostile_cloud(tmp_path: Path, shared_dir: Path) -> SimCloud:
+    """A cloud whose first VM a tenant named with a Jinja template (VMs are named after the trace
+    files, linked here from the shared PlanetLab day, not copied)."""
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    day = sorted((shared_dir / "traces" / "planetlab" / "20110303").iterdir())
+    for name, source in zip((HOSTILE_NAME, "vm-1", "vm-2"), day, strict=False):
+        (trace / name).symlink_to(source)
+    state = tmp_path / "cloud.pickle"
+    store_url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    config = tmp_path / "cotenancy.conf"
+    config.write_text(
+        f"[DEFAULT]\nstate_path = {tmp_path}\n[simulator]\ndays = 0.05\n"
+        f"[simulated]\nstate_file = {state}\ntrace = {trace}\n[store]\nconnection = {store_url}\n"
+    )
+    cloud = SimCloud(state_file=state, config_file=config, store_url=store_url)
+    assert HOSTILE_NAME in cloud.driver().get_inventory().vms
+    return cloud
+
+
+def test_a_vm_named_with_a_template_reaches_the_playbook_as_text_and_runs_nothing(
+    hostile_cloud: SimCloud, ansible_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = configure_executor(hostile_cloud, ansible_env, tmp_path, monkeypatch)
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=HOSTILE_NAME, allocation=Allocation(shares=500))
+    store = hostile_cloud.store()
+    store.save_plan(plan)
+    messages: list[str] = []
+
+    class Recording(AnsibleExecutor):
+        def record(self, plan, action, status, message=""):
+            messages.append(message)
+            super().record(plan, action, status, message)
+
+    Recording(conf, store=store).execute(plan, hostile_cloud.driver())
+
+    (step,) = store.get_plan(plan.id).actions
+    assert step.status is StepStatus.SUCCEEDED, step.message
+    assert hostile_cloud.driver().get_inventory().vms[HOSTILE_NAME].allocation.shares == 500
+    assert f"task: set_allocation {HOSTILE_NAME}" in messages
+
+
+def test_secrets_and_step_variables_stay_off_the_command_line(
+    sim_cloud: SimCloud, executor_conf, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any local user can read a process's command line; the variables go in a private file."""
+    import ansible_runner
+
+    secret = "Sup3r-Secret-vCenter-Pw"
+    extravars = Path(executor_conf.ansible.extravars_file)
+    variables = yaml.safe_load(extravars.read_text()) | {"vcenter_password": secret}
+    extravars.write_text(yaml.safe_dump(variables))
+    commands: list[list[str]] = []
+    real_run = ansible_runner.run
+
+    def observed_run(**kwargs):
+        runner = real_run(**kwargs)
+        commands.append(list(runner.config.command))
+        return runner
+
+    monkeypatch.setattr(ansible_runner, "run", observed_run)
+    driver = sim_cloud.driver()
+    vm_id = sorted(driver.get_inventory().vms)[0]
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm_id, allocation=Allocation(shares=700))
+    store = sim_cloud.store()
+    store.save_plan(plan)
+
+    AnsibleExecutor(executor_conf, store=store).execute(plan, driver)
+
+    assert store.get_plan(plan.id).actions[0].status is StepStatus.SUCCEEDED
+    assert sim_cloud.driver().get_inventory().vms[vm_id].allocation.shares == 700
+    (command,) = commands
+    assert not any(secret in part or vm_id in part for part in command), command
+    assert any(part.startswith("@") and part.endswith("env/extravars") for part in command), command

@@ -285,3 +285,41 @@ def test_vmotion_to_a_host_vcenter_does_not_know_fails_with_the_modules_message(
     assert step.message.startswith(f"ActionFailed: failed: vMotion {vm.name} to host-9999: ")
     assert "host-9999" in step.message.split(": ", 3)[3]  # vmware_vmotion names the missing host
     assert vm.runtime.host == hosts(vcenter)[0]
+
+
+def test_a_cold_resize_powers_the_vm_off_and_on_again(setup, new_vm, vcsim, tmp_path: Path) -> None:
+    conf, driver, store = setup
+    extravars = write_extravars(tmp_path / "cold.yml", vcsim, allow_power_cycle=True)
+    conf.set_override("extravars_file", str(extravars), group="ansible")
+    vm = new_vm(hot_add=False)
+    record = driver.get_inventory().vms[vm._moId]
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.RESIZE, vm_id=vm._moId, size=Resources(cpu=2 * record.size.cpu, memory=512))
+
+    (resize,) = run_plan(conf, driver, store, plan).actions
+
+    assert resize.status is StepStatus.SUCCEEDED, resize.message
+    assert (vm.config.hardware.numCPU, vm.config.hardware.memoryMB) == (2, 512)
+    assert vm.runtime.powerState == vim.VirtualMachinePowerState.poweredOn
+
+
+def test_a_cold_resize_that_vcenter_refuses_leaves_the_vm_running_as_it_was(
+    setup, new_vm, vcsim, tmp_path: Path
+) -> None:
+    """The play powers the VM off, vCenter refuses the new size: the step fails with vCenter's
+    fault, and the VM is powered on again instead of being left off."""
+    conf, driver, store = setup
+    extravars = write_extravars(tmp_path / "cold.yml", vcsim, allow_power_cycle=True)
+    conf.set_override("extravars_file", str(extravars), group="ansible")
+    vm = new_vm(hot_add=False)
+    record = driver.get_inventory().vms[vm._moId]
+    vcsim.arm_fault("ReconfigVM_Task", "InsufficientResourcesFault", this=vm._moId)
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.RESIZE, vm_id=vm._moId, size=Resources(cpu=2 * record.size.cpu, memory=512))
+
+    (resize,) = run_plan(conf, driver, store, plan).actions
+
+    assert resize.status is StepStatus.FAILED
+    assert "InsufficientResourcesFault" in resize.message
+    assert vm.config.hardware.numCPU == 1
+    assert vm.runtime.powerState == vim.VirtualMachinePowerState.poweredOn

@@ -9,9 +9,9 @@ import pytest
 
 from cotenancy.conf import make_conf
 from cotenancy.drivers.simulated.persistent import PersistentSimulatedDriver
-from cotenancy.exceptions import ConfigurationError, Unsupported
-from cotenancy.model import Action, ActionKind, Allocation, Resources
-from cotenancy.plugins.ansible.executor import AnsibleExecutor, _ansible_env, _redact
+from cotenancy.exceptions import ActionFailed, ConfigurationError, Unsupported
+from cotenancy.model import Action, ActionKind, ActionPlan, Allocation, Resources
+from cotenancy.plugins.ansible.executor import AnsibleExecutor, _ansible_env, _redact, _untrusted
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,31 @@ def test_an_extravars_file_that_is_not_a_mapping_is_refused(executor, tmp_path: 
     executor.conf.set_override("extravars_file", str(listed), group="ansible")
     with pytest.raises(ConfigurationError, match="expected a mapping"):
         executor.file_vars()
+
+
+@pytest.mark.parametrize(
+    "size",
+    [Resources(cpu=-2000.0, memory=512.0), Resources(cpu=1000.0, memory=math.nan)],
+    ids=["negative-cpu", "nan-memory"],
+)
+def test_a_size_no_cloud_could_take_fails_before_any_playbook_runs(executor, driver, size) -> None:
+    """The vSphere playbook would have rounded -2000 MHz up to one vCPU and reported success."""
+    vm_id = sorted(driver.get_inventory().vms)[0]
+    action = Action(0, ActionKind.RESIZE, vm_id=vm_id, size=size)
+
+    def no_playbook(*_args, **_kwargs):
+        raise AssertionError("a playbook was looked up for a step that should have been refused")
+
+    executor.playbook_for = no_playbook
+    with pytest.raises(ActionFailed, match="asks for a size"):
+        executor.run_step(ActionPlan(strategy="test"), action, driver, timeout=60)
+
+
+def test_strings_from_the_cloud_reach_ansible_marked_unsafe_and_the_operators_are_left_alone() -> None:
+    step = {"vm_name": "web{{ lookup('pipe', 'id') }}", "size": {"cpu": 2.0}, "tags": ["a"], "n": None}
+    assert _untrusted(step) == {
+        "vm_name": {"__ansible_unsafe": "web{{ lookup('pipe', 'id') }}"},
+        "size": {"cpu": 2.0},
+        "tags": [{"__ansible_unsafe": "a"}],
+        "n": None,
+    }
