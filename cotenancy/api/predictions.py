@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,11 +26,27 @@ from cotenancy.store.requests import apply_requests, forecaster_calendar
 METRICS = tuple(m.value for m in Metric)
 #: degradation events older than this do not feed the risk model's past-conflict features
 DEFAULT_MEMORY_SECONDS = 6 * 3600.0
+#: decimals kept of a requested quantile level: finer levels are noise, and would make keys long
+QUANTILE_DECIMALS = 4
 
 
 def _number(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def quantile_levels(requested: Iterable[float]) -> list[float]:
+    """The levels to forecast: each rounded to :data:`QUANTILE_DECIMALS` decimals, without
+    duplicates, ascending. Levels that round alike (0.5 and 0.5000001) are one level, so each
+    answers under one key."""
+    return sorted({round(float(q), QUANTILE_DECIMALS) for q in requested})
+
+
+def quantile_key(level: float) -> str:
+    """The key of a level's value in a forecast point: the level as JSON writes it in the
+    answer's ``quantiles`` list (shortest round-trip text, e.g. ``0.95``), so a client can look
+    each value up with the list it is given."""
+    return repr(float(level))
 
 
 class Predictions:
@@ -141,7 +157,9 @@ class Predictions:
         self, vm_id: str, horizon: int, quantiles: Sequence[float], at: float | None
     ) -> dict[str, Any]:
         """Quantile forecasts of one VM's demand for each interval up to ``horizon``, with the
-        configured and API-requested hints applied."""
+        configured and API-requested hints applied. ``quantiles`` are normalised by
+        :func:`quantile_levels`; the answer's ``quantiles`` are the levels its values are keyed by."""
+        quantiles = quantile_levels(quantiles)
         with self._lock:
             forecaster = self.forecaster()
             state = self.state(at, vm_ids=[vm_id])
@@ -150,19 +168,20 @@ class Predictions:
             forecaster.hints = forecaster_calendar(self.conf, self.store, self.clock())
             horizons = list(range(1, horizon + 1))
             result = forecaster.forecast(state, horizons, quantiles)
+        levels = [float(q) for q in result.quantiles]
         points = []
         for h_i, h in enumerate(result.horizons):
             point: dict[str, Any] = {"horizon": h, "time": result.origin + h * result.step_seconds}
             for resource, cube in result.values.items():
                 point[resource] = {
-                    f"{q:g}": _number(cube[0, h_i, q_i]) for q_i, q in enumerate(result.quantiles)
+                    quantile_key(q): _number(cube[0, h_i, q_i]) for q_i, q in enumerate(levels)
                 }
             points.append(point)
         return {
             "vm_id": vm_id,
             "origin": result.origin,
             "step_seconds": result.step_seconds,
-            "quantiles": list(result.quantiles),
+            "quantiles": levels,
             "source": dict(result.source),
             "points": points,
         }

@@ -20,6 +20,7 @@ import math
 import re
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from oslo_config import cfg
 
-from cotenancy.api.predictions import Predictions
+from cotenancy.api.predictions import QUANTILE_DECIMALS, Predictions, quantile_levels
 from cotenancy.conf import api as api_conf
 from cotenancy.exceptions import ConfigurationError, NotFound
 from cotenancy.model import VM, ActionPlan, Event, EventKind, Host, StepStatus
@@ -43,6 +44,7 @@ from cotenancy.store.requests import (
     Request,
     RequestKind,
     RequestStore,
+    check_encodable,
     parse_time,
     unknown_references,
 )
@@ -425,15 +427,17 @@ class Api:
         raw = call.one("quantiles")
         if raw is not None:
             try:
-                quantiles = sorted({float(q) for q in raw.split(",")})
+                quantiles = quantile_levels(float(q) for q in raw.split(","))
             except ValueError:
                 raise ApiError(
                     HTTPStatus.BAD_REQUEST, "expected numbers separated by commas", "quantiles"
                 ) from None
+            # checked after rounding: 0.99999 would be forecast as level 1
             if not quantiles or len(quantiles) > MAX_QUANTILES or not all(0 < q < 1 for q in quantiles):
                 raise ApiError(
                     HTTPStatus.BAD_REQUEST,
-                    f"1 to {MAX_QUANTILES} levels strictly between 0 and 1",
+                    f"1 to {MAX_QUANTILES} different levels strictly between 0 and 1 "
+                    f"(rounded to {QUANTILE_DECIMALS} decimals)",
                     "quantiles",
                 )
         try:
@@ -565,53 +569,65 @@ class Handler(BaseHTTPRequestHandler):
         data = self.rfile.read(length)
         self._body_consumed = True
         try:
-            return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+            body = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"not valid JSON: {exc}", "body") from None
+        except RecursionError:
+            # a few KB of "[[[[" exhaust the parser's stack well under max_body_bytes
+            raise ApiError(HTTPStatus.BAD_REQUEST, "not valid JSON: nested too deeply", "body") from None
+        # checked before any handler sees the body: text that cannot be encoded would be stored,
+        # then break every reply that shows it
+        try:
+            check_encodable(body)
+        except InvalidRequest as exc:
+            raise ApiError(HTTPStatus.BAD_REQUEST, exc.message, exc.field) from None
+        return body
 
     def _dispatch(self) -> None:
+        """Answer one request; whatever fails, including encoding the answer, the client gets a
+        JSON reply (a 500 for the server's own faults, logged with its traceback)."""
         self._body_consumed = False
-        api = self.server.api
         try:
-            if not self._authorised():
-                raise ApiError(
-                    HTTPStatus.UNAUTHORIZED,
-                    "missing or wrong bearer token",
-                    headers={"WWW-Authenticate": 'Bearer realm="cotenancy"'},
-                )
-            url = urlsplit(self.path)
-            route, params = api.match(self.command, url.path.rstrip("/") or "/")
             try:
-                query = parse_qs(url.query, keep_blank_values=True, strict_parsing=False, max_num_fields=50)
-            except ValueError:
-                raise ApiError(HTTPStatus.BAD_REQUEST, "too many query parameters", "query") from None
-            for name in query:
-                if name not in route.query:
-                    raise ApiError(
-                        HTTPStatus.BAD_REQUEST,
-                        f"unknown query parameter; this route takes {sorted(route.query) or 'none'}",
-                        name[:64],
-                    )
-            body = self._read_body() if self.command == "POST" else None
-            reply = route.handler(Call(params, query, body))
-        except ApiError as exc:
-            reply = Reply(exc.status, exc.body(), headers=exc.headers)
+                reply = self._answer()
+            except ApiError as exc:
+                reply = Reply(exc.status, exc.body(), headers=exc.headers)
+            data = _encode(reply)
         except Exception:
             LOG.exception("%s %s failed", self.command, self.path[:200])
             error = ApiError(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; the server log has the details"
             )
             reply = Reply(error.status, error.body())
-        self._send(reply)
+            data = _encode(reply)
+        self._send(reply, data)
 
-    def _send(self, reply: Reply) -> None:
-        if reply.payload is None:
-            data = b""
-        elif isinstance(reply.payload, bytes):
-            data = reply.payload
-        else:
-            data = json.dumps(reply.payload, ensure_ascii=False, allow_nan=False, default=str).encode()
-            data += b"\n"
+    def _answer(self) -> Reply:
+        """The handler's reply, or :class:`ApiError` for a request refused before or by it."""
+        api = self.server.api
+        if not self._authorised():
+            raise ApiError(
+                HTTPStatus.UNAUTHORIZED,
+                "missing or wrong bearer token",
+                headers={"WWW-Authenticate": 'Bearer realm="cotenancy"'},
+            )
+        url = urlsplit(self.path)
+        route, params = api.match(self.command, url.path.rstrip("/") or "/")
+        try:
+            query = parse_qs(url.query, keep_blank_values=True, strict_parsing=False, max_num_fields=50)
+        except ValueError:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "too many query parameters", "query") from None
+        for name in query:
+            if name not in route.query:
+                raise ApiError(
+                    HTTPStatus.BAD_REQUEST,
+                    f"unknown query parameter; this route takes {sorted(route.query) or 'none'}",
+                    name[:64],
+                )
+        body = self._read_body() if self.command == "POST" else None
+        return route.handler(Call(params, query, body))
+
+    def _send(self, reply: Reply, data: bytes) -> None:
         has_body = self.headers.get("Content-Length") not in (None, "0") or self.headers.get(
             "Transfer-Encoding"
         )
@@ -647,6 +663,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         LOG.info("%s %s", self.address_string(), format % args)
+
+
+def _encode(reply: Reply) -> bytes:
+    """The bytes of a reply's body; raises (before anything is sent) when it cannot be encoded."""
+    if reply.payload is None:
+        return b""
+    if isinstance(reply.payload, bytes):
+        return reply.payload
+    text = json.dumps(reply.payload, ensure_ascii=False, allow_nan=False, default=str)
+    return text.encode("utf-8") + b"\n"
 
 
 def _reject_constant(name: str) -> None:
@@ -686,8 +712,13 @@ class ApiServer(ThreadingHTTPServer):
         return f"{self.scheme}://{host}:{port}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that breaks its connection or the TLS handshake is not the server's error."""
-        LOG.debug("connection from %s failed", client_address, exc_info=True)
+        """A client that breaks its connection or the TLS handshake is not the server's error;
+        anything else escaping a handler is, and the operator must see it."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            LOG.debug("connection from %s failed", client_address, exc_info=True)
+        else:
+            LOG.error("connection from %s failed", client_address, exc_info=True)
 
 
 def parse_listen(value: str) -> tuple[str, int]:

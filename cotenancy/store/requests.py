@@ -125,6 +125,51 @@ def _finite(value: int | float) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def unencodable_field(value: object) -> str | None:
+    """Where ``value`` (parsed JSON) holds text that is not valid Unicode, else None.
+
+    JSON may escape a lone surrogate (``"\\ud800"``), which Python accepts as a string but which no
+    reply, log line or database column can encode as UTF-8: stored, it would break every later
+    read. The answer is a field path in the style of :class:`InvalidRequest` (``vm_ids[1]``,
+    ``demand.cpu``); a bad object key is reported as the object holding it (``body`` at the top).
+    Iterative, since the body may be nested as deeply as the JSON parser allows.
+    """
+    pending: list[tuple[object, str]] = [(value, "body")]
+    while pending:
+        item, path = pending.pop()
+        children: list[tuple[object, str]] = []
+        if isinstance(item, str):
+            if not _encodable(item):
+                return path
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not _encodable(str(key)):
+                    return path
+                name = str(key)[:64]
+                children.append((child, name if path == "body" else f"{path}.{name}"))
+        elif isinstance(item, list):
+            children = [(child, f"{path}[{i}]") for i, child in enumerate(item)]
+        pending.extend(reversed(children))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_encodable(body: object) -> None:
+    """:class:`InvalidRequest` naming the first text in ``body`` that is not valid Unicode."""
+    field = unencodable_field(body)
+    if field is not None:
+        raise InvalidRequest(
+            field, "text is not valid Unicode (a lone surrogate such as \\ud800); send UTF-8 text"
+        )
+
+
 def _text(body: Mapping[str, Any], key: str, required: bool, limit: int = MAX_ID_LENGTH) -> str | None:
     value = body.get(key)
     if value is None:
@@ -237,6 +282,7 @@ def validate(kind: RequestKind, body: object, now: float) -> tuple[dict[str, Any
     """``(spec, expires_at, created_by)`` from a request body, or :class:`InvalidRequest`."""
     if not isinstance(body, dict):
         raise InvalidRequest("body", "expected a JSON object")
+    check_encodable(body)
     specific = {k: v for k, v in body.items() if k not in COMMON_FIELDS}
     if kind is RequestKind.HINT:
         spec = _hint_spec(specific, now)

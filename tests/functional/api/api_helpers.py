@@ -32,6 +32,13 @@ N_STEPS = 24
 #: just after the newest sample: what "now" is for the seeded cloud
 NOW = T0 + N_STEPS * STEP
 
+#: what a client is told of the server's own fault: nothing that could leak from the traceback
+INTERNAL_ERROR = {
+    "code": 500,
+    "title": "Internal Server Error",
+    "message": "internal error; the server log has the details",
+}
+
 
 class FakeClock:
     """The server's clock, moved by tests to check expiry without sleeping."""

@@ -3,6 +3,8 @@ follow the hints requested through the API."""
 
 from __future__ import annotations
 
+import json
+
 from api_helpers import NOW, STEP
 
 FORECAST_ORIGIN = NOW - STEP  # the last interval with samples
@@ -98,3 +100,28 @@ def test_forecast_rejects_bad_parameters(client) -> None:
         assert answer.error["field"] == field
     missing = client.get("/v1/predictions/forecast/ghost")
     assert missing.status == 404 and missing.error["field"] == "vm_id"
+
+
+def test_forecast_values_are_keyed_by_exactly_the_levels_listed_in_quantiles(client) -> None:
+    for query, levels in [
+        ("0.5,0.5000001", [0.5]),  # levels that round alike are one level, not two under one key
+        ("0.1234567", [0.1235]),
+        ("0.95,0.05,0.95", [0.05, 0.95]),
+    ]:
+        answer = client.get(f"/v1/predictions/forecast/web-1?horizon=2&quantiles={query}")
+        assert answer.status == 200, query
+        body = answer.json
+        assert body["quantiles"] == levels, query
+        keys = [json.dumps(level) for level in body["quantiles"]]
+        for point in body["points"]:
+            per_resource = {k: v for k, v in point.items() if k not in ("horizon", "time")}
+            assert "cpu" in per_resource
+            for resource, values in per_resource.items():
+                assert list(values) == keys, (query, resource)
+
+
+def test_forecast_refuses_levels_that_round_to_0_or_1(client) -> None:
+    for query in ("quantiles=0.00001", "quantiles=0.5,0.99999"):
+        answer = client.get(f"/v1/predictions/forecast/web-1?{query}")
+        assert answer.status == 400, query
+        assert answer.error["field"] == "quantiles"

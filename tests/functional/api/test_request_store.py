@@ -176,3 +176,11 @@ def test_the_forecaster_calendar_is_configured_hints_then_requested_ones(history
     )
     calendar = forecaster_calendar(conf, history_store, NOW)
     assert [(h.vms, h.resource, h.factor) for h in calendar] == [("web-*", "*", 1.2), ("a", "gpu", 0.0)]
+
+
+def test_a_body_with_text_that_is_not_valid_unicode_is_refused_and_not_stored(history_store) -> None:
+    requests = RequestStore(history_store)
+    with pytest.raises(InvalidRequest) as caught:
+        requests.add(RequestKind.CRITICAL, {"vm_id": "a\ud800"}, NOW)
+    assert caught.value.field == "vm_id"
+    assert requests.list(None, NOW, include_inactive=True) == []
