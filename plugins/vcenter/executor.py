@@ -3,12 +3,14 @@
 Each step becomes one ``ScheduledTask`` with a ``MethodAction`` (``RelocateVM_Task``,
 ``ReconfigVM_Task``, ``EnterMaintenanceMode_Task``/``ExitMaintenanceMode_Task``) that runs once at
 the next maintenance window. vCenter knows nothing of step dependencies, so a step is scheduled
-only once the steps it depends on have succeeded: every :meth:`ScheduledTaskExecutor.execute` reads
-the outcome of the tasks already written, then schedules the steps that became ready. Task names
-carry the plan id and step index, so a step is never written twice, even after a crash.
+only once the steps it depends on have finished as the failure policy requires: every
+:meth:`ScheduledTaskExecutor.execute` reads the outcome of the tasks already written, then schedules
+the steps that became ready. Task names carry the plan id and step index, so a step is never
+written twice, even after a crash.
 
 Admins approve by leaving a task enabled (or enabling it), and cancel by removing it: a removed
-task reads back as ``cancelled``.
+task reads back as ``cancelled``. Withdrawing tasks ourselves (``cancel``, or ``abort`` after a
+failure) always reads their outcome first, so a step that already ran is never called cancelled.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pyVmomi import vim, vmodl
 
 from cotenancy.drivers.vsphere import convert
 from cotenancy.drivers.vsphere.driver import VSphereDriver, faults
-from cotenancy.engine.executor import FINISHED, Executor, topological_order
+from cotenancy.engine.executor import FINISHED, Executor, check_action, topological_order
 from cotenancy.exceptions import ConfigurationError, DriverError, Unsupported
 from cotenancy.model import Action, ActionKind, ActionPlan, StepStatus
 
@@ -140,8 +142,19 @@ class ScheduledTaskExecutor(Executor):
         return plan
 
     def sync(self, plan: ActionPlan, driver: VSphereDriver) -> ActionPlan:
-        """One pass: read the outcome of written steps, then write the steps that became ready."""
+        """One pass: read the outcome of written steps, then write the steps that became ready.
+
+        The failure policy (``[DEFAULT] on_step_failure``) applies as far as tasks that vCenter runs
+        on its own allow: ``skip_dependents`` skips the steps that depend on a failed one;
+        ``continue`` writes them once their dependencies finished, whatever the outcome; ``abort``
+        writes nothing more after a failure and withdraws the tasks that have not run yet (a task
+        already running cannot be stopped: its outcome is read back as usual).
+        """
         self.collect(plan, driver)
+        policy = self.conf.on_step_failure
+        failed = _first_failure(plan)
+        if policy == "abort" and failed is not None:
+            return self._withdraw(plan, driver, f"plan aborted after step {failed} failed")
         existing = self._tasks_by_name(driver)
         status = {a.index: a.status for a in plan.actions}
         run_at = None
@@ -150,13 +163,13 @@ class ScheduledTaskExecutor(Executor):
                 continue
             deps = [status[d] for d in action.depends_on]
             broken = [d for d in action.depends_on if status[d] in FINISHED - {StepStatus.SUCCEEDED}]
-            if broken:
+            if broken and policy != "continue":
                 self.record(
                     plan, action, StepStatus.SKIPPED, f"depends on steps {broken} that did not succeed"
                 )
                 status[action.index] = action.status
                 continue
-            if any(s is not StepStatus.SUCCEEDED for s in deps):
+            if any(s not in FINISHED for s in deps):
                 continue
             name = task_name(plan, action)
             if name in existing:
@@ -165,14 +178,18 @@ class ScheduledTaskExecutor(Executor):
                 continue
             run_at = run_at or self.when()
             try:
+                check_action(action)
                 task = self._create(driver, plan, action, name, run_at)
             except DriverError as exc:
+                LOG.warning("plan %s: a step was not scheduled: %s", plan.id, exc)
                 self.record(plan, action, StepStatus.FAILED, f"{type(exc).__name__}: {exc}")
+                status[action.index] = action.status
+                if policy == "abort":
+                    return self._withdraw(plan, driver, f"plan aborted after step {action.index} failed")
+                continue
+            if task is None:
+                self.record(plan, action, StepStatus.SUCCEEDED, "nothing to do")
             else:
-                if task is None:
-                    self.record(plan, action, StepStatus.SUCCEEDED, "nothing to do")
-                    status[action.index] = action.status
-                    continue
                 self.record(
                     plan,
                     action,
@@ -184,11 +201,49 @@ class ScheduledTaskExecutor(Executor):
 
     def collect(self, plan: ActionPlan, driver: VSphereDriver) -> ActionPlan:
         """Read the outcome of every written step back into the plan (and the history store)."""
-        waiting = [a for a in plan.actions if a.status in (StepStatus.SCHEDULED, StepStatus.RUNNING)]
-        if not waiting:
+        if any(a.status in (StepStatus.SCHEDULED, StepStatus.RUNNING) for a in plan.actions):
+            self._read_back(plan, {info.name: info for _task, info in self._scheduled(driver)})
+        return plan
+
+    def cancel(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
+        """Remove the plan's tasks that have not run yet; their steps become cancelled.
+
+        The tasks' outcomes are read first: a step whose task already ran keeps what it did, and
+        one whose task is running is left to finish, since vCenter cannot stop it.
+        """
+        return self._withdraw(plan, self._vsphere(driver), "cancelled before it ran")
+
+    def _withdraw(self, plan: ActionPlan, driver: VSphereDriver, why: str) -> ActionPlan:
+        """Cancel every step that has not started, removing its task, after reading back the
+        outcome of the others (in the same read, so that no outcome is removed unread)."""
+        if all(a.status in FINISHED for a in plan.actions):
             return plan
-        infos = self._task_infos(driver)
-        for action in waiting:
+        scheduled = self._scheduled(driver)
+        self._read_back(plan, {info.name: info for _task, info in scheduled})
+        tasks = {info.name: task for task, info in scheduled}
+        for action in plan.actions:
+            if action.status in FINISHED:
+                continue
+            if action.status is StepStatus.RUNNING:
+                message = f"running in vCenter, too late to withdraw ({why}); its outcome is read back"
+                if message != action.message:
+                    LOG.warning(
+                        "step %s (%s) is running in vCenter: not withdrawn", action.index, action.kind
+                    )
+                    self.record(plan, action, StepStatus.RUNNING, message)
+                continue
+            task = tasks.get(task_name(plan, action))
+            if task is not None:
+                with faults(f"removing scheduled task {task._moId}"):
+                    task.RemoveScheduledTask()
+            self.record(plan, action, StepStatus.CANCELLED, why)
+        return plan
+
+    def _read_back(self, plan: ActionPlan, infos: dict[str, Any]) -> None:
+        """Record the state vCenter reports for each written step still open in the plan."""
+        for action in plan.actions:
+            if action.status not in (StepStatus.SCHEDULED, StepStatus.RUNNING):
+                continue
             info = infos.get(task_name(plan, action))
             if info is None:
                 self.record(plan, action, StepStatus.CANCELLED, "the scheduled task was removed in vCenter")
@@ -204,21 +259,6 @@ class ScheduledTaskExecutor(Executor):
                 message = action.message
             if status is not action.status or message != action.message:
                 self.record(plan, action, status, message)
-        return plan
-
-    def cancel(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
-        """Remove the plan's tasks that have not run yet; their steps become cancelled."""
-        vsphere = self._vsphere(driver)
-        existing = self._tasks_by_name(vsphere)
-        for action in plan.actions:
-            if action.status in FINISHED:
-                continue
-            task = existing.get(task_name(plan, action))
-            if task is not None:
-                with faults(f"removing scheduled task {task._moId}"):
-                    task.RemoveScheduledTask()
-            self.record(plan, action, StepStatus.CANCELLED, "cancelled before it ran")
-        return plan
 
     # -- vCenter -------------------------------------------------------------------------------
 
@@ -258,9 +298,6 @@ class ScheduledTaskExecutor(Executor):
 
     def _tasks_by_name(self, driver: VSphereDriver) -> dict[str, Any]:
         return {info.name: task for task, info in self._scheduled(driver)}
-
-    def _task_infos(self, driver: VSphereDriver) -> dict[str, Any]:
-        return {info.name: info for _task, info in self._scheduled(driver)}
 
     def _create(
         self, driver: VSphereDriver, plan: ActionPlan, action: Action, name: str, run_at: dt.datetime
@@ -311,6 +348,11 @@ class ScheduledTaskExecutor(Executor):
                 return host, vim.HostSystem.EnterMaintenanceMode, [0]
             return host, vim.HostSystem.ExitMaintenanceMode, [0]
         raise Unsupported(f"cannot schedule a {action.kind} step")
+
+
+def _first_failure(plan: ActionPlan) -> int | None:
+    """Index of the first failed step, if any."""
+    return next((a.index for a in plan.actions if a.status is StepStatus.FAILED), None)
 
 
 def _need(value: Any, action: Action) -> Any:

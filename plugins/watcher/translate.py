@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -28,11 +30,15 @@ from cotenancy.model import (
     Host,
     Inventory,
     Metric,
+    MetricSample,
     Resources,
     TelemetryWindow,
     VMState,
     WorkloadClass,
 )
+from cotenancy.store.history import rejection_reason
+
+LOG = logging.getLogger(__name__)
 
 #: Watcher datasource metric -> cotenancy metric
 WATCHER_METRICS: dict[str, str] = {
@@ -240,6 +246,10 @@ def telemetry_from_series(
     ``[t_j, t_j + step)``, and the last column is the step that ends at ``now`` (or holds it). A step
     with no sample is NaN, so a gap in the datasource stays visible to the predictors instead of
     being invented.
+
+    A sample the history store would reject (``rejection_reason``: missing, NaN, infinite, or
+    negative, as Gnocchi's rate of a counter that reset is) is left out of its step's mean, and
+    counted and logged by reason: one negative sample would turn a VM's demand negative.
     """
     if steps < 1 or step_seconds <= 0:
         raise ValueError("telemetry needs at least one step of positive length")
@@ -251,6 +261,7 @@ def telemetry_from_series(
     counts = {m: np.zeros((len(vm_ids), steps)) for m in WATCHER_METRICS.values()}
     first = timestamps[0]
     stop = timestamps[-1] + step_seconds
+    dropped: Counter[str] = Counter()
     for row, vm_id in enumerate(vm_ids):
         vm = inventory.vms[vm_id]
         for watcher_metric, samples in (series.get(vm_id) or {}).items():
@@ -258,10 +269,12 @@ def telemetry_from_series(
             if metric is None or not samples:
                 continue
             for stamp, raw in samples.items():
-                if raw is None or not math.isfinite(float(raw)):
-                    continue
                 t = to_posix(stamp)
                 if t < first or t >= stop:
+                    continue
+                problem = "missing" if raw is None else rejection_reason(MetricSample(vm_id, t, metric, raw))
+                if problem is not None:
+                    dropped[problem] += 1
                     continue
                 col = int((t - first) // step_seconds)
                 sums[metric][row, col] += watcher_value_to_cotenancy(watcher_metric, raw, vm)
@@ -269,7 +282,22 @@ def telemetry_from_series(
     for metric in values:
         seen = counts[metric] > 0
         values[metric][seen] = sums[metric][seen] / counts[metric][seen]
+    _log_dropped(dropped)
     return TelemetryWindow(vm_ids=vm_ids, timestamps=timestamps, values=values, step_seconds=step_seconds)
+
+
+def _log_dropped(dropped: Counter[str]) -> None:
+    """A missing value (None or NaN) is a routine gap; any other rejection points at a broken
+    datasource, so it is warned of."""
+    gaps = dropped.pop("missing", 0) + dropped.pop("nan", 0)
+    if dropped:
+        LOG.warning(
+            "dropped %d datasource samples that cannot be a usage: %s",
+            dropped.total(),
+            ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())),
+        )
+    if gaps:
+        LOG.debug("%d datasource samples were missing (kept as gaps)", gaps)
 
 
 def cluster_state(inventory: Inventory, telemetry: TelemetryWindow, now: float) -> ClusterState:

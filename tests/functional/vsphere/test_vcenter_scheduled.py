@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
+from collections.abc import Callable
 
 import pytest
 from pyVmomi import vim
@@ -23,6 +25,29 @@ def soon(seconds: float = 0.5) -> dt.datetime:
 
 def scheduled(admin) -> dict[str, vim.scheduler.ScheduledTask]:
     return {t.info.name: t for t in admin.scheduledTaskManager.scheduledTask}
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Poll vCenter (through the admin connection, not the executor) until ``condition`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting until {what}")
+        time.sleep(0.1)
+
+
+def approve_now(task: vim.scheduler.ScheduledTask) -> None:
+    """What an admin does in the vSphere Client: enable a task and make it run right away."""
+    spec = task.info
+    task.ReconfigureScheduledTask(
+        vim.scheduler.ScheduledTaskSpec(
+            name=spec.name,
+            description=spec.description,
+            enabled=True,
+            scheduler=vim.scheduler.OnceTaskScheduler(runAt=soon(0.2)),
+            action=spec.action,
+        )
+    )
 
 
 def plan_for(vm, target, other) -> ActionPlan:
@@ -174,17 +199,7 @@ def test_disabled_tasks_wait_for_approval_and_run_once_enabled(admin, driver, vs
     assert "waiting for an admin" in plan.actions[0].message
     assert vm.runtime.host._moId == source._moId
 
-    # the admin approves the migration in the vSphere Client: enabled, to run now
-    task = scheduled(admin)[task_name(plan, plan.actions[0])]
-    spec = task.info
-    approved = vim.scheduler.ScheduledTaskSpec(
-        name=spec.name,
-        description=spec.description,
-        enabled=True,
-        scheduler=vim.scheduler.OnceTaskScheduler(runAt=soon(0.2)),
-        action=spec.action,
-    )
-    task.ReconfigureScheduledTask(approved)
+    approve_now(scheduled(admin)[task_name(plan, plan.actions[0])])
     deadline = time.monotonic() + 10
     while plan.actions[0].status is not StepStatus.SUCCEEDED and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -221,3 +236,186 @@ def test_needs_the_vsphere_driver(vsphere_conf):
     Other.__abstractmethods__ = frozenset()
     with pytest.raises(ConfigurationError, match="vsphere driver"):
         ScheduledTaskExecutor(vsphere_conf).execute(ActionPlan(strategy="x"), Other(vsphere_conf))
+
+
+def test_cancel_after_the_tasks_ran_records_what_they_did_and_keeps_their_outcome(
+    vcsim, admin, driver, vsphere_conf, store, new_vm
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    moved, refused = new_vm(host=source), new_vm(host=source)
+    vcsim.arm_fault("RelocateVM_Task", "MigrationFault", this=refused._moId)
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=moved._moId, target_host_id=target._moId)
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=refused._moId, target_host_id=target._moId)
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=moved._moId, allocation=Allocation(shares=500), depends_on=(0,))
+    store.save_plan(plan)
+    ScheduledTaskExecutor(vsphere_conf, store=store, run_at=soon()).execute(plan, driver)
+    names = [task_name(plan, a) for a in plan.actions[:2]]
+    wait_for(
+        lambda: all(scheduled(admin)[n].info.state in ("success", "error") for n in names),
+        "both scheduled tasks ran",
+    )
+
+    # the operator cancels from another process, holding only what the store knew before the runs
+    stored = store.get_plan(plan.id)
+    ScheduledTaskExecutor(vsphere_conf, store=store).cancel(stored, driver)
+
+    recorded = store.get_plan(plan.id).actions
+    assert [a.status for a in recorded] == [StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED]
+    assert "MigrationFault" in recorded[1].message
+    assert recorded[2].message == "cancelled before it ran"
+    assert moved.runtime.host._moId == target._moId
+    assert set(names) <= set(scheduled(admin))  # the outcomes stay readable in vCenter
+
+
+def test_cancel_leaves_a_running_task_to_finish_and_reads_its_outcome_later(
+    vcsim, admin, driver, vsphere_conf, store, new_vm
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm = new_vm(host=source)
+    vcsim.arm_fault("RelocateVM_Task", delay_ms=3000, this=vm._moId)  # a slow migration
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    store.save_plan(plan)
+    executor = ScheduledTaskExecutor(vsphere_conf, store=store, run_at=soon(0.2))
+    executor.execute(plan, driver)
+    name = task_name(plan, plan.actions[0])
+    wait_for(lambda: scheduled(admin)[name].info.state == "running", "the migration is running")
+
+    executor.cancel(plan, driver)
+
+    step = store.get_plan(plan.id).actions[0]
+    assert step.status is StepStatus.RUNNING
+    assert "too late to withdraw" in step.message
+    assert name in scheduled(admin)
+    run_until_done(executor, plan, driver)
+    assert plan.actions[0].status is StepStatus.SUCCEEDED
+    assert vm.runtime.host._moId == target._moId
+
+
+def test_abort_policy_withdraws_the_steps_not_yet_run_after_a_failure(
+    vcsim, admin, driver, vsphere_conf, store, new_vm
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm1, vm2 = new_vm(host=source), new_vm(host=source)
+    vsphere_conf.set_override("on_step_failure", "abort")
+    vsphere_conf.set_override("enabled", False, group="vcenter-scheduled")
+    vcsim.arm_fault("RelocateVM_Task", "MigrationFault", this=vm1._moId)
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm1._moId, target_host_id=target._moId)
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm2._moId, allocation=Allocation(shares=500))
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm2._moId, target_host_id=target._moId, depends_on=(1,))
+    store.save_plan(plan)
+    executor = ScheduledTaskExecutor(vsphere_conf, store=store, run_at=soon(3600))
+    executor.execute(plan, driver)
+    # the admin approves step 0 only; step 1 still waits for approval when step 0 fails
+    approve_now(scheduled(admin)[task_name(plan, plan.actions[0])])
+    wait_for(
+        lambda: scheduled(admin)[task_name(plan, plan.actions[0])].info.state == "error",
+        "step 0 failed in vCenter",
+    )
+
+    executor.execute(plan, driver)
+
+    assert [a.status for a in plan.actions] == [
+        StepStatus.FAILED,
+        StepStatus.CANCELLED,
+        StepStatus.CANCELLED,
+    ]
+    assert plan.actions[1].message == plan.actions[2].message == "plan aborted after step 0 failed"
+    assert [a.status for a in store.get_plan(plan.id).actions] == [a.status for a in plan.actions]
+    assert task_name(plan, plan.actions[1]) not in scheduled(admin)
+    assert task_name(plan, plan.actions[2]) not in scheduled(admin)
+    assert vm2.config.cpuAllocation.shares.level == "normal"
+    assert vm2.runtime.host._moId == source._moId
+
+
+def test_continue_policy_schedules_the_dependents_of_a_failed_step(
+    vcsim, admin, driver, vsphere_conf, new_vm
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source, memory_mb=256)
+    vsphere_conf.set_override("on_step_failure", "continue")
+    vcsim.arm_fault("RelocateVM_Task", "MigrationFault", this=vm._moId)
+    plan = plan_for(vm, target, other)
+    executor = ScheduledTaskExecutor(vsphere_conf, run_at=soon())
+
+    run_until_done(executor, plan, driver)
+
+    assert [a.status for a in plan.actions] == [
+        StepStatus.FAILED,
+        StepStatus.SUCCEEDED,
+        StepStatus.SUCCEEDED,
+    ]
+    assert vm.runtime.host._moId == source._moId
+    assert vm.config.cpuAllocation.shares.level == "low"
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "refusal"),
+    [
+        (
+            ActionKind.SET_ALLOCATION,
+            {"allocation": Allocation(reservation=Resources(cpu=math.inf))},
+            "asks for a reservation with cpu inf",
+        ),
+        (
+            ActionKind.SET_ALLOCATION,
+            {"allocation": Allocation(reservation=Resources(memory=-64.0))},
+            "asks for a reservation with memory -64.0",
+        ),
+        (
+            ActionKind.RESIZE,
+            {"size": Resources(cpu=2000.0, memory=512.0, network=-1.0)},
+            "asks for a size with network -1.0",
+        ),
+        (ActionKind.LIVE_MIGRATE, {}, "is missing a field it needs"),
+    ],
+    ids=["infinite-reservation", "negative-reservation", "negative-size", "no-target-host"],
+)
+def test_a_malformed_step_fails_without_a_task_and_its_dependents_are_skipped(
+    admin, driver, vsphere_conf, store, new_vm, kind, fields, refusal
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    plan = ActionPlan(strategy="test")
+    plan.add(kind, vm_id=vm._moId, **fields)
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm._moId, allocation=Allocation(shares=500), depends_on=(0,))
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=other._moId, target_host_id=target._moId)
+    store.save_plan(plan)
+    executor = ScheduledTaskExecutor(vsphere_conf, store=store, run_at=soon(3600))
+
+    executor.execute(plan, driver)
+
+    assert [a.status for a in plan.actions] == [
+        StepStatus.FAILED,
+        StepStatus.SKIPPED,
+        StepStatus.SCHEDULED,
+    ]
+    assert plan.actions[0].message == f"ActionFailed: step 0 ({kind}) {refusal}"
+    assert [(a.status, a.message) for a in store.get_plan(plan.id).actions] == [
+        (a.status, a.message) for a in plan.actions
+    ]
+    assert task_name(plan, plan.actions[0]) not in scheduled(admin)
+    executor.cancel(plan, driver)
+
+
+def test_under_abort_a_step_refused_before_scheduling_withdraws_the_steps_already_written(
+    admin, driver, vsphere_conf, store, new_vm
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm = new_vm(host=source)
+    vsphere_conf.set_override("on_step_failure", "abort")
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    plan.add(ActionKind.RESIZE, vm_id=vm._moId, size=Resources(cpu=float("nan"), memory=512))
+    store.save_plan(plan)
+    executor = ScheduledTaskExecutor(vsphere_conf, store=store, run_at=soon(3600))
+
+    executor.execute(plan, driver)
+
+    assert [a.status for a in plan.actions] == [StepStatus.CANCELLED, StepStatus.FAILED]
+    assert plan.actions[0].message == "plan aborted after step 1 failed"
+    assert plan.actions[1].message.startswith("ActionFailed: step 1 (resize) asks for a size with cpu nan")
+    assert [a.status for a in store.get_plan(plan.id).actions] == [a.status for a in plan.actions]
+    assert not any(name.startswith(f"cotenancy {plan.id} ") for name in scheduled(admin))

@@ -5,6 +5,7 @@ test_watcher_plugin.py.)"""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 
 import numpy as np
@@ -73,6 +74,42 @@ def test_samples_in_one_step_are_averaged():
 
     assert window.timestamps.tolist() == [NOW - 300]
     assert window.values["cpu"][0, 0] == pytest.approx(600.0)
+
+
+def test_samples_that_cannot_be_a_usage_are_left_out_and_a_step_of_only_such_samples_stays_a_gap():
+    # Gnocchi's rate:mean of a cumulative counter goes negative when an instance reboots and the
+    # counter resets: that is no usage, and must not pull the VM's demand below zero.
+    series = {
+        "v1": {
+            "instance_cpu_usage": {
+                NOW - 1200: 25.0,
+                NOW - 900: math.inf,
+                NOW - 600: -900.0,
+                NOW - 300: 50.0,
+                NOW - 200: -900.0,
+            }
+        },
+        "v2": {"instance_ram_usage": {NOW - 300: -5.0}},
+    }
+
+    window = translate.telemetry_from_series(_inventory(), series, NOW, 300, 4)
+
+    cpu = window.values["cpu"]
+    assert cpu[0, 0] == 500.0 and cpu[0, 3] == 1000.0
+    assert np.isnan(cpu[0, 1:3]).all()
+    assert np.isnan(window.values["memory"][1]).all()
+
+
+def test_dropped_samples_are_counted_by_reason_and_warned_of_but_gaps_are_not(caplog):
+    broken = {"v1": {"instance_cpu_usage": {NOW - 300: -900.0, NOW - 200: -1.0, NOW - 100: math.inf}}}
+    gaps = {"v1": {"instance_cpu_usage": {NOW - 300: None, NOW - 200: math.nan}}}
+
+    with caplog.at_level(logging.DEBUG, logger=translate.__name__):
+        translate.telemetry_from_series(_inventory(), broken, NOW, 300, 1)
+        translate.telemetry_from_series(_inventory(), gaps, NOW, 300, 1)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["dropped 3 datasource samples that cannot be a usage: 1 infinite, 2 negative"]
 
 
 def test_resize_picks_the_smallest_flavor_that_holds_the_size_without_shrinking_the_disk():
