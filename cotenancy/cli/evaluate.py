@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from cotenancy.cli.common import check_writable_file, positive_float, positive_int
 from cotenancy.exceptions import ConfigurationError
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -30,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "forecast", help="demand forecasts vs last value, yesterday, moving max, ARIMA"
     )
     forecast.add_argument("--trace", required=True, type=Path, help="Bitbrains or PlanetLab trace folder")
-    forecast.add_argument("--train-days", type=float, default=21.0)
+    forecast.add_argument("--train-days", type=positive_float, default=21.0)
     forecast.add_argument("--horizon", default="30m", help="how far ahead (e.g. 30m, 2h)")
-    forecast.add_argument("--limit", type=int, default=None, help="first N VMs only")
+    forecast.add_argument("--limit", type=positive_int, default=None, help="first N VMs only")
     forecast.add_argument("--json", type=Path, required=True, metavar="FILE")
     forecast.set_defaults(func=run_forecast)
     conflicts = kinds.add_parser("conflicts", help="pair risk vs reactive host rule and LR-MMT")
@@ -67,15 +68,17 @@ def run_forecast(args: argparse.Namespace, conf) -> int:
     from cotenancy.predict.evaluation import evaluate_forecast, format_table
     from cotenancy.sim.setups import load_trace
 
+    check_writable_file(args.json, "--json")
+    horizon = parse_duration(args.horizon)
+    if horizon <= 0:
+        raise ConfigurationError("--horizon must be later than now")
     started = time.perf_counter()
     workload = load_trace(args.trace, limit=args.limit)
     resources = tuple(r for r in ("cpu", "memory") if r in {k.value for k in workload.utilisation})
     if workload.sizes is None:
         raise ConfigurationError(f"{args.trace}: the trace gives no VM sizes, so no demand in project units")
     try:
-        result = evaluate_forecast(
-            workload, resources, args.train_days, parse_duration(args.horizon), progress=_say(started)
-        )
+        result = evaluate_forecast(workload, resources, args.train_days, horizon, progress=_say(started))
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
     print(format_table(result))
@@ -86,6 +89,12 @@ def run_forecast(args: argparse.Namespace, conf) -> int:
 def run_conflicts(args: argparse.Namespace, conf) -> int:
     from cotenancy.predict.evaluation import ConflictExperiment, evaluate_conflicts, format_conflict_table
 
+    check_writable_file(args.json, "--json")
+    if args.save_model is not None and args.save_model.is_dir():
+        raise ConfigurationError(f"--save-model: {args.save_model} is a folder; give a file name")
+    label_from, horizon = parse_duration(args.label_from), parse_duration(args.horizon)
+    if horizon <= 0 or label_from > horizon:
+        raise ConfigurationError("--horizon must be later than now and not before --from")
     started = time.perf_counter()
     try:
         experiment = ConflictExperiment(
@@ -93,8 +102,8 @@ def run_conflicts(args: argparse.Namespace, conf) -> int:
             test=args.test,
             setup=args.setup,
             strategy=args.strategy,
-            label_from_minutes=parse_duration(args.label_from) / 60,
-            horizon_minutes=parse_duration(args.horizon) / 60,
+            label_from_minutes=label_from / 60,
+            horizon_minutes=horizon / 60,
         )
         result = evaluate_conflicts(experiment, progress=_say(started), save_model=args.save_model)
     except ValueError as exc:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
+
+from oslo_config import cfg
 
 from cotenancy import __version__
 from cotenancy.conf import make_conf
@@ -69,7 +72,17 @@ def _apply_overrides(conf, overrides: Sequence[str]) -> None:
         try:
             conf.set_override(option, value, group=group)
         except Exception as exc:  # oslo raises NoSuchOptError/ValueError with clear text
-            raise CotenancyError(f"--set {item}: {exc}") from exc
+            # the value is left out: it may be a secret given to a misspelt option
+            raise CotenancyError(f"--set {key}: {exc}") from exc
+
+
+_LOCATION = re.compile(r"LocationInfo\(location=<Locations\.\w+: [^>]*>, detail='([^']*)'\)")
+
+
+def _config_error_text(exc: cfg.Error) -> str:
+    """oslo's message on one line, with its ``LocationInfo(...)`` shown as the file it names."""
+    text = _LOCATION.sub(lambda m: m.group(1), str(exc))
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args, conf) or 0)
     except CotenancyError as exc:
         print(f"cotenancy: error: {exc}", file=sys.stderr)
+        return 2
+    except cfg.Error as exc:
+        print(f"cotenancy: error: configuration: {_config_error_text(exc)}", file=sys.stderr)
         return 2
 
 

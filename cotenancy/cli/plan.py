@@ -8,7 +8,7 @@ from pathlib import Path
 
 from oslo_config import cfg
 
-from cotenancy.cli.common import build_loop, load_driver, open_store
+from cotenancy.cli.common import build_loop, check_writable_file, load_driver, non_negative_int, open_store
 from cotenancy.exceptions import ConfigurationError
 from cotenancy.plan.report import format_plan, plan_to_dict
 
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--store", metavar="URL", help="history store URL (default: [store])")
     parser.add_argument(
         "--warmup",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="collect telemetry for N intervals before planning (instant on the simulated driver, "
@@ -38,10 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
-    if args.warmup < 0:
-        raise ConfigurationError("--warmup must be 0 or more intervals")
-    if args.json is not None and args.json.parent and not args.json.parent.exists():
-        raise ConfigurationError(f"--json: folder {args.json.parent} does not exist")
+    if args.json is not None:
+        check_writable_file(args.json, "--json")
     store = open_store(conf, args.store)
     driver = load_driver(conf, args.driver)
     try:
@@ -54,10 +52,17 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
         driver.close()
         store.close()
     print(format_plan(result.plan))
-    if args.json is not None:
-        args.json.write_text(json.dumps(plan_to_dict(result.plan), indent=2) + "\n")
+    status = 0
     if result.executed:
         failed = result.failed_steps
         print(f"carried out: {len(result.plan.actions) - failed} steps succeeded or skipped, {failed} failed")
-        return 1 if failed else 0
-    return 0
+        status = 1 if failed else 0
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(plan_to_dict(result.plan), indent=2) + "\n")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--json: cannot write {args.json}: {exc.strerror or exc}; "
+                f"the plan is kept in the history store as {result.plan.id}"
+            ) from None
+    return status

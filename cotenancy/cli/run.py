@@ -6,7 +6,7 @@ import argparse
 
 from oslo_config import cfg
 
-from cotenancy.cli.common import build_loop, load_driver, open_store
+from cotenancy.cli.common import build_loop, load_driver, open_store, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--driver", help="driver name (default: [DEFAULT] driver)")
     parser.add_argument("--strategy", help="strategy name (default: [DEFAULT] strategy)")
     parser.add_argument("--executor", help="executor name (default: [DEFAULT] executor)")
-    parser.add_argument("--rounds", type=int, default=None, help="stop after N rounds")
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N rounds, N at least 1 (default: run until interrupted)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="plan and store plans only")
     parser.add_argument("--store", metavar="URL", help="history store URL (default: [store])")
     parser.set_defaults(func=run)

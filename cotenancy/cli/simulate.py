@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from cotenancy import loading
+from cotenancy.cli.common import check_writable_file, non_negative_int, positive_float, positive_int
 from cotenancy.exceptions import ConfigurationError
 
 
@@ -35,10 +37,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="cloud setup (default: [simulator] setup)",
     )
-    parser.add_argument("--days", type=float, default=None, help="simulated span in days (default: 1)")
-    parser.add_argument("--vms", type=int, default=None, help="VMs of the synthetic workload")
     parser.add_argument(
-        "--seed", type=int, default=None, help="seed of the synthetic workload and hidden traits"
+        "--days", type=positive_float, default=None, help="simulated span in days (default: 1)"
+    )
+    parser.add_argument(
+        "--vms", type=positive_int, default=None, help="VMs of the synthetic workload (at least 1)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=None,
+        help="seed of the synthetic workload and hidden traits (0 or more)",
     )
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
     parser.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report with plots")
@@ -61,11 +70,13 @@ def run(args: argparse.Namespace, conf) -> int:
     days = args.days if args.days is not None else sim.days
     seed = args.seed if args.seed is not None else sim.seed
     n_vms = args.vms if args.vms is not None else sim.synthetic_vms
-    if days <= 0:
-        raise ConfigurationError("--days must be positive")
-    for target in (args.json, args.report):
-        if target and not Path(target).resolve().parent.is_dir():
-            raise ConfigurationError(f"cannot write {target}: no such directory")
+    if not math.isfinite(days) or days <= 0:
+        raise ConfigurationError(f"[simulator] days must be a finite number above 0, got {days}")
+    if seed < 0:
+        raise ConfigurationError(f"[simulator] seed must be 0 or more, got {seed}")
+    for option, target in (("--json", args.json), ("--report", args.report)):
+        if target:
+            check_writable_file(target, option)
     names = [name.strip() for name in args.strategy.split(",") if name.strip()]
     if not names:
         raise ConfigurationError("--strategy names no strategy")
@@ -83,13 +94,28 @@ def run(args: argparse.Namespace, conf) -> int:
     )
     for name, value in summary_rows(result):
         print(f"  {name:<{width}}  {value}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
+    failures: list[str] = []
+    if args.json and (error := _write_json(args.json, result.as_dict())):
+        failures.append(error)
     if args.report:
         from cotenancy.sim.report import write_report
 
-        write_report(result, args.report)
+        try:
+            write_report(result, args.report)
+        except OSError as exc:
+            failures.append(f"--report: cannot write {args.report}: {exc.strerror or exc}")
+    if failures:
+        raise ConfigurationError("; ".join(failures))
     return 0
+
+
+def _write_json(path: str, document: dict) -> str | None:
+    """Write ``document`` to ``path``; what went wrong, or None when it was written."""
+    try:
+        Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        return f"--json: cannot write {path}: {exc.strerror or exc}"
+    return None
 
 
 def _compare(
@@ -132,5 +158,6 @@ def _compare(
             "days": {d: {s: metrics[(d, s)] for s in names} for d in day_names},
             "mean": mean,
         }
-        Path(args.json).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        if error := _write_json(args.json, document):
+            raise ConfigurationError(error)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import re
 import time
 
@@ -11,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cotenancy import loading
+from cotenancy.cli.common import positive_float
 from cotenancy.exceptions import ConfigurationError
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -23,9 +25,13 @@ def parse_time(text: str, now: float) -> float:
     if match:
         return now - float(match.group(1)) * _UNIT[match.group(2)]
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise ConfigurationError(f"cannot read time {text!r}: POSIX seconds must be a finite number")
+        return seconds
     try:
         stamp = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -45,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--store", metavar="URL", help="history store URL (default: [store] connection)")
     parser.add_argument("--since", default="30d", help="start of the training window (default: 30d ago)")
     parser.add_argument("--until", default=None, help="end of the training window (default: now)")
-    parser.add_argument("--step", type=float, default=300.0, help="seconds per telemetry interval")
+    parser.add_argument(
+        "--step", type=positive_float, default=300.0, help="seconds per telemetry interval (above 0)"
+    )
     parser.add_argument("--only", choices=["forecast", "risk"], help="train one model only")
     parser.add_argument(
         "--incremental",

@@ -91,6 +91,9 @@ def normalise_url(url: str) -> sa.URL:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
         raise ConfigurationError(f"history store: not a database URL: {exc}") from None
+    except ValueError:
+        # SQLAlchemy's int() of the port; neither its message nor the URL (password) is shown
+        raise ConfigurationError("history store: not a database URL: the port is not a number") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
