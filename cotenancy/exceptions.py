@@ -60,3 +60,11 @@ class ActionFailed(DriverError):
 
 class SchemaMismatch(CotenancyError):
     """A saved model was built for another feature schema and must not be served."""
+
+
+class ModelFileError(SchemaMismatch):
+    """A model file cannot be read or is malformed; the message names the file and what is wrong.
+
+    A kind of :class:`SchemaMismatch` because callers treat both the same way: the file must not be
+    served, and retraining writes a good one.
+    """

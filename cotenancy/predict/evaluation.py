@@ -151,7 +151,7 @@ def evaluate_forecast(
     ``config_changes``: :class:`TrainingConfig` fields to change, to compare training settings."""
     say = progress or (lambda _msg: None)
     step = workload.step_seconds
-    steps_per_day = int(round(86400 / step))
+    steps_per_day = feats.steps_in_a_day(step)
     horizon = max(1, int(round(horizon_seconds / step)))
     train_end = int(round(train_days * steps_per_day))
     total = workload.n_steps

@@ -14,6 +14,8 @@ model trained on another schema.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 FORECAST_SCHEMA = "forecast-v2"
@@ -64,13 +66,15 @@ def _nanstd(a: np.ndarray) -> np.ndarray:
 
 def nanquantiles(a: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
     """``(n, len(qs))`` lower-order-statistic quantiles over the valid samples of each row (fast)."""
+    out = np.full((a.shape[0], len(qs)), np.nan)
+    if a.shape[1] == 0:  # no sample yet (a fresh cloud, a collector down longer than the window)
+        return out
     ordered = np.sort(a, axis=1)  # NaN sorts last
     count = (~np.isnan(a)).sum(axis=1)
-    out = np.full((a.shape[0], len(qs)), np.nan)
     rows = np.arange(a.shape[0])
     for j, q in enumerate(qs):
         idx = np.floor(q * np.maximum(count - 1, 0)).astype(int)
-        out[:, j] = np.where(count > 0, ordered[rows, np.minimum(idx, max(a.shape[1] - 1, 0))], np.nan)
+        out[:, j] = np.where(count > 0, ordered[rows, np.minimum(idx, a.shape[1] - 1)], np.nan)
     return out
 
 
@@ -92,9 +96,17 @@ def _column(values: np.ndarray, offset_from_end: int) -> np.ndarray:
     return values[:, idx]
 
 
-def robust_scale(values: np.ndarray) -> np.ndarray:
-    """Per-VM scale that keeps normalised features O(1) and never divides by ~0."""
-    day = _tail(values, 288)
+def steps_in_a_day(step_seconds: float) -> int:
+    """Telemetry steps in a day (at least one)."""
+    if not (math.isfinite(step_seconds) and step_seconds > 0):
+        raise ValueError(f"a telemetry step must be a positive number of seconds, not {step_seconds!r}")
+    return max(1, round(DAY / step_seconds))
+
+
+def robust_scale(values: np.ndarray, day_steps: int = 288) -> np.ndarray:
+    """Per-VM scale that keeps normalised features O(1) and never divides by ~0 (over the last
+    day of ``day_steps`` samples)."""
+    day = _tail(values, day_steps)
     mean = _nanmean(day)
     peak = _nanmax(day)
     scale = np.fmax(mean, 0.05 * peak)
@@ -171,7 +183,7 @@ def forecast_features_multi(
     are computed once."""
     values = clean(values)
     n = values.shape[0]
-    scale = robust_scale(values)
+    scale = robust_scale(values, steps_per_day)
     last = last_valid(values)
     mean3 = _nanmean(_tail(values, 3))
     mean12 = _nanmean(_tail(values, 12))

@@ -24,19 +24,20 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import xgboost as xgb
 from oslo_config import cfg
 
+from cotenancy.exceptions import SchemaMismatch
 from cotenancy.model import ClusterState
 from cotenancy.predict import features as feats
 from cotenancy.predict.base import Forecast, Forecaster
 from cotenancy.predict.hints import Hint, apply_hints, hints_from_conf
 from cotenancy.predict.metrics import pinball_losses
-from cotenancy.predict.profile import WeeklyProfiles, hour_of_week, hourly_matrix
+from cotenancy.predict.profile import HOURS_PER_WEEK, WeeklyProfiles, hour_of_week, hourly_matrix
 from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, model_dir, save_bundle
 
 LOG = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class TrainingConfig:
     horizons: tuple[int, ...] = DEFAULT_HORIZONS
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     window_steps: int = 312
+    #: set by :func:`train_forecaster` from the telemetry step ("yesterday" is a day of steps)
     steps_per_day: int = 288
     calibration_fraction: float = 0.15
     max_rows: int = 400_000
@@ -143,26 +145,59 @@ class TrainedForecaster:
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> TrainedForecaster:
+        """Check every part serving uses here, so a malformed file raises one
+        :class:`~cotenancy.exceptions.ModelFileError` naming it, not an untyped error mid-forecast."""
+        bundle.require(metadata=("alphas", "horizons", "window_steps", "steps_per_day"))
         meta = bundle.metadata
-        offsets = {k.split("/", 1)[1]: v for k, v in bundle.arrays.items() if k.startswith("offsets/")}
+        alphas = bundle.numbers("alphas")
+        if not all(0.0 < a < 1.0 for a in alphas) or list(alphas) != sorted(set(alphas)):
+            raise bundle.problem(f"metadata 'alphas' must be increasing levels in (0, 1), not {list(alphas)}")
+        horizons = bundle.numbers("horizons")
+        if not all(h >= 1 and h == int(h) for h in horizons):
+            raise bundle.problem(f"metadata 'horizons' must be positive integers, not {list(horizons)}")
+        window_steps, steps_per_day = bundle.count("window_steps"), bundle.count("steps_per_day")
+        step = meta.get("step_seconds")
+        if step is not None and (
+            isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step < math.inf
+        ):
+            raise bundle.problem(f"metadata 'step_seconds' must be a positive number, not {step!r}")
+        offsets: dict[str, np.ndarray] = {}
+        for resource, booster in bundle.boosters.items():
+            if booster.num_features() != len(feats.FORECAST_FEATURES):
+                raise bundle.problem(
+                    f"booster {resource!r} takes {booster.num_features()} features, "
+                    f"the schema has {len(feats.FORECAST_FEATURES)}"
+                )
+            offsets[resource] = bundle.array(f"offsets/{resource}", (len(horizons), len(alphas)))
         profiles: dict[str, WeeklyProfiles] = {}
         users: dict[str, dict[str, np.ndarray]] = {}
-        for resource, names in meta.get("profile_classes", {}).items():
+        profile_users = bundle.mapping("profile_users")
+        for resource, names in bundle.mapping("profile_classes").items():
+            ids = profile_users.get(resource, [])
+            if not isinstance(names, list) or not isinstance(ids, list):
+                raise bundle.problem(f"metadata of the {resource!r} profile must list classes and users")
             prefix = f"profile/{resource}/"
-            arrays = {k[len(prefix) :]: v for k, v in bundle.arrays.items() if k.startswith(prefix)}
-            profiles[resource] = WeeklyProfiles.from_arrays(arrays, names)
-            ids = meta.get("profile_users", {}).get(resource, [])
+            items = bundle.array(prefix + "items", (HOURS_PER_WEEK, None))
+            rank = items.shape[1]
+            arrays = {
+                "items": items,
+                "global": bundle.array(prefix + "global", (rank,)),
+                "classes": bundle.array(prefix + "classes", (len(names), rank)),
+                "ridge": bundle.array(prefix + "ridge", (1,)),
+            }
+            profiles[resource] = WeeklyProfiles.from_arrays(arrays, [str(n) for n in names])
             if ids:
-                users[resource] = dict(zip(ids, bundle.arrays[f"users/{resource}"], strict=True))
+                table = bundle.array(f"users/{resource}", (len(ids), rank))
+                users[resource] = dict(zip((str(i) for i in ids), table, strict=True))
         return cls(
             boosters=dict(bundle.boosters),
-            alphas=tuple(meta["alphas"]),
-            horizons=tuple(meta["horizons"]),
+            alphas=alphas,
+            horizons=tuple(int(h) for h in horizons),
             offsets=offsets,
             profiles=profiles,
             known_users=users,
-            window_steps=int(meta["window_steps"]),
-            steps_per_day=int(meta["steps_per_day"]),
+            window_steps=window_steps,
+            steps_per_day=steps_per_day,
             metadata=meta,
         )
 
@@ -352,7 +387,7 @@ def train_forecaster(
     shifts, its second half measures the validation metrics stored with the model. ``previous``
     continues boosting its trees on this (newer) data instead of starting afresh.
     """
-    config = config or TrainingConfig()
+    config = replace(config or TrainingConfig(), steps_per_day=feats.steps_in_a_day(step_seconds))
     timestamps = np.asarray(timestamps, dtype=np.float64)
     total = len(timestamps)
     start_origin = min(config.steps_per_day, max(total // 3, 1))
@@ -572,6 +607,12 @@ class HybridForecaster(Forecaster):
         return model
 
     @property
+    def model_problem(self) -> str | None:
+        """Why the model file on disk is not being served (the last good model, if any, still is),
+        for the API or loop to report; ``None`` when it is served or absent."""
+        return self._model.problem
+
+    @property
     def model(self) -> TrainedForecaster | None:
         return self._pinned if self._pinned is not None else self._model.get()
 
@@ -642,8 +683,17 @@ class HybridForecaster(Forecaster):
         vm_ids: Sequence[str] | None = None,
         classes: Sequence[str | None] | None = None,
     ) -> Forecast:
-        """The array form of :meth:`forecast` (windows ``(n, T)``, last column at ``origin``)."""
+        """The array form of :meth:`forecast` (windows ``(n, T)``, last column at ``origin``).
+
+        A trained model serves only telemetry on the step it was trained on: on another, its
+        horizons and "yesterday" would silently mean other times (:class:`SchemaMismatch`)."""
         model = self.model
+        trained_step = model.metadata.get("step_seconds") if model is not None else None
+        if trained_step is not None and not math.isclose(float(trained_step), float(step_seconds)):
+            raise SchemaMismatch(
+                f"the forecaster was trained on {float(trained_step):g} s telemetry steps and is asked "
+                f"to forecast from {float(step_seconds):g} s steps: retrain it on this telemetry"
+            )
         quantiles = tuple(float(q) for q in quantiles)
         horizons = tuple(int(h) for h in horizons)
         out: dict[str, np.ndarray] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,49 +34,72 @@ class Hint:
     name: str = ""
 
 
-def _parse_time(value: object, where: str) -> float:
+def _parse_time(value: object, where: str, key: str) -> float:
+    """POSIX seconds of ``value``; a time that cannot be compared (NaN, infinite) or is not a time
+    (``true``, a list) is refused, since the hint would otherwise silently never or always apply."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{where}: {key} must be a time, not the boolean {value!r}")
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, dt.datetime):
+        seconds = float(value)
+    elif isinstance(value, dt.datetime):
         stamp = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return stamp.timestamp()
+        seconds = stamp.timestamp()
+    elif isinstance(value, str | dt.date):
+        try:
+            stamp = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigurationError(f"{where}: cannot read {key} {value!r} (use ISO 8601)") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        seconds = stamp.timestamp()
+    else:
+        raise ConfigurationError(f"{where}: cannot read {key} {value!r} (use ISO 8601)")
+    if not math.isfinite(seconds):
+        raise ConfigurationError(f"{where}: {key} must be a finite time, not {value!r}")
+    return seconds
+
+
+def _parse_factor(value: object, where: str) -> float:
+    """A finite number >= 0; ``true`` is refused rather than read as 1."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{where}: factor must be a number, not the boolean {value!r}")
     try:
-        stamp = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigurationError(f"{where}: cannot read time {value!r} (use ISO 8601)") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.timestamp()
+        factor = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{where}: factor must be a number, not {value!r}") from None
+    if not math.isfinite(factor) or factor < 0:
+        raise ConfigurationError(f"{where}: factor must be a finite number >= 0, not {value!r}")
+    return factor
 
 
-def _hint_from_mapping(item: dict, where: str) -> Hint:
+def _hint_from_mapping(item: object, where: str) -> Hint:
+    if not isinstance(item, dict):
+        raise ConfigurationError(f"{where}: a hint must be a mapping of start, end, ..., not {item!r}")
     unknown = set(item) - {"start", "end", "vms", "resource", "factor", "name"}
     if unknown:
-        raise ConfigurationError(f"{where}: unknown hint keys {sorted(unknown)}")
+        raise ConfigurationError(f"{where}: unknown hint keys {sorted(map(str, unknown))}")
     if "start" not in item or "end" not in item:
         raise ConfigurationError(f"{where}: a hint needs start and end")
     resource = str(item.get("resource", "*"))
     if resource != "*" and resource not in {r.value for r in Resource}:
         raise ConfigurationError(f"{where}: unknown resource {resource!r}")
-    try:
-        factor = float(item.get("factor", 1.0))
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{where}: factor must be a number") from None
-    if not np.isfinite(factor) or factor < 0:
-        raise ConfigurationError(f"{where}: factor must be a finite number >= 0")
-    start, end = _parse_time(item["start"], where), _parse_time(item["end"], where)
+    factor = _parse_factor(item.get("factor", 1.0), where)
+    start, end = _parse_time(item["start"], where, "start"), _parse_time(item["end"], where, "end")
     if end <= start:
         raise ConfigurationError(f"{where}: end must be after start")
     return Hint(start, end, str(item.get("vms", "*")), resource, factor, str(item.get("name", "")))
 
 
 def parse_hint_line(line: str) -> Hint:
-    """``start=...,end=...,vms=GLOB,resource=cpu,factor=1.5``."""
+    """``start=...,end=...,vms=GLOB,resource=cpu,factor=1.5``; a key given twice is refused (which
+    one was meant is unknown)."""
     item: dict[str, str] = {}
     for part in line.split(","):
         key, sep, value = part.partition("=")
         if not sep:
             raise ConfigurationError(f"hint {line!r}: expected key=value pairs separated by commas")
+        if key.strip() in item:
+            raise ConfigurationError(f"hint {line!r}: {key.strip()} is given twice")
         item[key.strip()] = value.strip()
     return _hint_from_mapping(item, f"hint {line!r}")
 

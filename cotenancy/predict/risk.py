@@ -67,9 +67,20 @@ class TrainedRisk:
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> TrainedRisk:
-        return cls(
-            bundle.boosters["risk"], bundle.arrays["calib_x"], bundle.arrays["calib_y"], bundle.metadata
-        )
+        """Check every part scoring uses here, so a malformed file raises one
+        :class:`~cotenancy.exceptions.ModelFileError` naming it, not an untyped error mid-scoring."""
+        bundle.require(boosters=("risk",), arrays=("calib_x", "calib_y"))
+        booster = bundle.boosters["risk"]
+        if booster.num_features() != len(feats.PAIR_FEATURES):
+            raise bundle.problem(
+                f"booster 'risk' takes {booster.num_features()} features, "
+                f"the schema has {len(feats.PAIR_FEATURES)}"
+            )
+        calib_x = bundle.array("calib_x", (None,))
+        calib_y = bundle.array("calib_y", calib_x.shape)
+        if np.any(np.diff(calib_x) < 0):
+            raise bundle.problem("array 'calib_x' must be sorted (it maps scores to probabilities)")
+        return cls(booster, calib_x, calib_y, bundle.metadata)
 
 
 TOO_LITTLE_HISTORY = "too little history (or no conflict at all) to train a risk model"
@@ -263,7 +274,9 @@ class XGBoostRiskModel(RiskModel):
         self._pinned: TrainedRisk | None = None
         self._events: deque = deque()
         self._seen: set[tuple] = set()
-        self._cache: tuple[tuple[int, float], feats.PairContext] | None = None
+        #: the state the cached context was built for, held (not its ``id()``, which a later state
+        #: may be given once this one is freed), with its clock and the context
+        self._cache: tuple[ClusterState, float, feats.PairContext] | None = None
         fading = (
             {
                 "sensitivity_decay": opts.sensitivity_decay,
@@ -287,6 +300,12 @@ class XGBoostRiskModel(RiskModel):
 
     def _load(self, path: Path) -> TrainedRisk:
         return TrainedRisk.from_bundle(load_bundle(path, KIND, feats.PAIR_SCHEMA, self.nthread))
+
+    @property
+    def model_problem(self) -> str | None:
+        """Why the model file on disk is not being served (the last good model, if any, still is),
+        for the API or loop to report; ``None`` when it is served or absent."""
+        return self._model.problem
 
     def pin(self, model: TrainedRisk | None) -> None:
         """Serve this in-memory model instead of the file (evaluation, tests); ``None`` unpins."""
@@ -323,9 +342,8 @@ class XGBoostRiskModel(RiskModel):
 
     def context(self, state: ClusterState) -> feats.PairContext:
         """Pair features' inputs for this state (cached: the planner scores many batches per round)."""
-        stamp = (id(state), state.now)
-        if self._cache is not None and self._cache[0] == stamp:
-            return self._cache[1]
+        if self._cache is not None and self._cache[0] is state and self._cache[1] == state.now:
+            return self._cache[2]
         self._remember(state)
         tele = state.telemetry
         inv = state.inventory
@@ -393,7 +411,7 @@ class XGBoostRiskModel(RiskModel):
             vm_since_migration=since,
             **memory_arrays(per_vm, pairs, codes, recent, present),
         )
-        self._cache = (stamp, ctx)
+        self._cache = (state, state.now, ctx)
         return ctx
 
     def interference(self, state: ClusterState) -> InterferenceEstimate:

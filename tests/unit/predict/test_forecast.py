@@ -124,6 +124,24 @@ def test_serving_refuses_a_schema_mismatch(tmp_path, trained):
         fresh.forecast_arrays({"cpu": np.ones((2, 20))}, 0.0, STEP, (1,))
 
 
+def test_serving_refuses_telemetry_on_another_step_than_the_models(tmp_path, trained):
+    """Horizon 6 is half an hour to a model trained on 5-minute steps; on 1-minute telemetry it
+    would silently answer for 6 minutes."""
+    forecaster = _served(tmp_path, trained)
+    window = np.ones((2, 20))
+    assert forecaster.forecast_arrays({"cpu": window}, 0.0, STEP, (1,)).source["cpu"] == "trained"
+    with pytest.raises(SchemaMismatch, match="trained on 300 s telemetry steps .* from 60 s steps"):
+        forecaster.forecast_arrays({"cpu": window}, 0.0, 60.0, (1,))
+
+
+def test_a_day_of_training_features_is_a_day_of_the_telemetrys_steps(usage):
+    """Trained on 1-minute steps, "yesterday" is 1440 steps back, whatever the config said."""
+    values = {"cpu": usage.values["cpu"][:4, :600]}
+    model = train_forecaster(values, usage.timestamps[:600], 60.0, config=small_config(rounds=2))
+    assert model.steps_per_day == 1440
+    assert model.metadata["step_seconds"] == 60.0
+
+
 def test_models_reload_without_restart(tmp_path, usage, trained):
     forecaster = HybridForecaster(model_path=tmp_path / "forecast.json")
     state = make_state(usage, TRAIN_END)
@@ -284,6 +302,25 @@ def test_serving_survives_bad_and_missing_windows(tmp_path, usage, trained):
     assert out[2, 0, 0] == pytest.approx(0.5 * sizes["cpu"][2])
     assert out[2, 0, 1] == pytest.approx(sizes["cpu"][2])
     assert out[0, 0, 1] < sizes["cpu"][0] * 1.5
+
+
+def test_a_window_with_no_samples_yet_gets_the_size_based_guess_from_a_trained_model(
+    tmp_path, usage, trained
+):
+    """A fresh cloud, or a collector down for longer than the window: the same answer as a VM with
+    no history, not a crash of the window statistics."""
+    forecaster = _served(tmp_path, trained)
+    sizes = {"cpu": usage.sizes["cpu"][:4]}
+    out = forecaster.forecast_arrays(
+        {"cpu": np.zeros((4, 0))},
+        float(usage.timestamps[TRAIN_END - 1]),
+        STEP,
+        (1, 6),
+        (0.5, 0.95),
+        sizes=sizes,
+    ).values["cpu"]
+    assert out[:, 0, 0] == pytest.approx(0.5 * sizes["cpu"])
+    assert out[:, 0, 1] == pytest.approx(sizes["cpu"])
 
 
 def test_long_horizons_use_weekly_profiles_that_transfer_to_new_vms(tmp_path, usage, trained):
