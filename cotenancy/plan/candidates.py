@@ -105,7 +105,8 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     s = problem.settings
     n_h = len(problem.host_ids)
     cap = problem.capacity
-    soft = ~problem.hard
+    counted = problem.counted
+    scale = problem.capacity_scale
     demand = problem.demand_or_held("high")
     held_target = problem.held_target
     pred_load = problem.host_demand()
@@ -115,7 +116,8 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     # moves fill hosts only to the pack level, below the level that makes a host's VMs move
     over_at_all = s.pack_level * cap
     trigger = s.target_utilisation * cap
-    excess = np.where(soft[None, :] & (cap > 0), (pred_load - trigger) / np.maximum(cap, _EPS), 0.0)
+    # a host with none of a resource other hosts report is past its trigger (0) at any demand
+    excess = np.where(counted[None, :], (pred_load - trigger) / scale, 0.0)
     excess = np.maximum(excess.max(axis=1), 0.0)
     held_over = (held_load > limit_all + _EPS).any(axis=1)
 
@@ -144,14 +146,20 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
             break
         on_host = np.flatnonzero(problem.host_of == h)
         on_host = on_host[np.argsort(-demand[on_host, cpu])]
-        r_worst = int(np.argmax(np.where(soft & (cap[h] > 0), pred_load[h] / np.maximum(cap[h], _EPS), -1)))
+        r_worst = int(np.argmax(np.where(counted, pred_load[h] / scale[h], -1)))
         resource = _resource_name(r_worst)
-        why = (
-            f"{problem.forecast_description}: host {problem.host_ids[h]} {resource} "
-            f"{pred_load[h, r_worst]:.0f} > {s.target_utilisation:.0%} of {cap[h, r_worst]:.0f}"
-            if excess[h] > 0
-            else f"host {problem.host_ids[h]} cannot hold the allocations its VMs need"
-        )
+        if excess[h] <= 0:
+            why = f"host {problem.host_ids[h]} cannot hold the allocations its VMs need"
+        elif cap[h, r_worst] <= 0:
+            why = (
+                f"{problem.forecast_description}: host {problem.host_ids[h]} has no {resource} "
+                f"for the {pred_load[h, r_worst]:.0f} its VMs need"
+            )
+        else:
+            why = (
+                f"{problem.forecast_description}: host {problem.host_ids[h]} {resource} "
+                f"{pred_load[h, r_worst]:.0f} > {s.target_utilisation:.0%} of {cap[h, r_worst]:.0f}"
+            )
         for vm in on_host:
             add(int(vm), why)
     order = np.argsort(-pair_risk)
@@ -329,10 +337,10 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
                 if cap[h, cpu] > 0:
                     share = min(1.0, d_mid[v, cpu] / cap[h, cpu])
                     cost += s.weight_energy * (problem.power_max[h] - problem.power_idle[h]) * share
-                usable = soft & (cap[h] > 0) & ~np.isnan(problem.demand_mid[v])
+                usable = counted & ~np.isnan(problem.demand_mid[v])
                 if usable.any():
-                    idle = np.maximum(held[usable] - d_mid[v, usable], 0.0) / cap[h, usable]
-                    short = np.maximum(demand[v, usable] - held[usable], 0.0) / cap[h, usable]
+                    idle = np.maximum(held[usable] - d_mid[v, usable], 0.0) / scale[h, usable]
+                    short = np.maximum(demand[v, usable] - held[usable], 0.0) / scale[h, usable]
                     cost += s.weight_idle_allocation * idle.sum() + s.weight_overload * short.sum()
                 opt_vm.append(pos)
                 opt_host.append(host_pos[h])
@@ -394,11 +402,12 @@ def _ceiling(
     candidates: list[int],
 ) -> np.ndarray:
     """Per model host, the predicted demand moves may fill it to: the trigger level, or what it
-    carries now when that is more. A move past the trigger would only be undone next round."""
+    carries now when that is more. A move past the trigger would only be undone next round. A
+    host with none of a resource that other hosts report has a trigger level of 0."""
     n_r = trigger.shape[1]
     if not model_hosts:
         return np.zeros((0, n_r))
-    counted = ~problem.hard[None, :] & (problem.capacity[model_hosts] > 0)
+    counted = problem.counted[None, :]
     now = fixed_demand[model_hosts].copy()
     pos_of = {h: i for i, h in enumerate(model_hosts)}
     home = [pos_of[int(problem.host_of[v])] for v in candidates]
@@ -426,13 +435,14 @@ def _destination_pool(
     """Hosts with room, spread from roomiest to tightest, plus the cheapest empty hosts.
 
     Spreading (rather than taking only the roomiest) leaves the solver best-fit choices, which is
-    what consolidation needs; the empty hosts let it power one on when nothing else fits.
+    what consolidation needs; the empty hosts let it power one on when nothing else fits. Room is
+    measured in what a host has: one without a resource other hosts report (disk I/O on Hyper-V)
+    still takes VMs that do not need it, and :func:`_destinations` keeps away those that do.
     """
     s = problem.settings
     cap = problem.capacity
-    soft = ~problem.hard
     scale = np.maximum(cap, _EPS)
-    room_soft = np.where(soft & (cap > 0), (s.pack_level * cap - fixed_demand) / scale, np.inf)
+    room_soft = np.where(problem.counted & (cap > 0), (s.pack_level * cap - fixed_demand) / scale, np.inf)
     room_hard = np.where(problem.hard & (cap > 0), (limit - fixed_held) / scale, np.inf)
     room = np.minimum(room_soft.min(axis=1), room_hard.min(axis=1))
     occupied = np.bincount(problem.host_of[problem.host_of >= 0], minlength=len(problem.host_ids)) > 0
@@ -492,7 +502,7 @@ def _spread_destinations(
         demand=fixed_demand.copy(),
         moves=np.zeros(len(fixed_held), dtype=int),
     )
-    largest = np.maximum(problem.capacity.max(axis=0), _EPS)
+    largest = np.maximum(np.max(problem.capacity, axis=0, initial=0.0), _EPS)
     chosen: dict[int, list[int]] = {}
     for v in sorted(candidates, key=lambda v: -float((held_target[v] / largest).sum())):
         dests = _destinations(
@@ -542,11 +552,13 @@ def _destinations(
     """The best few pool hosts for ``v``: room for it, nobody it may not meet, low risk and
     interference, best fit. Hosts the VM would fill past what the other candidates' expected
     choices leave (allocations, the per-host migration budget, or predicted demand past the pack
-    level, its residents' included) come after the others. ``held`` is the VM's allocation after
-    this round, ``need`` its predicted demand."""
+    level, its residents' included) come after the others. Hosts with none of a compressible
+    resource the VM needs are no destination. ``held`` is the VM's allocation after this round,
+    ``need`` its predicted demand."""
     s = problem.settings
     home = int(problem.host_of[v])
-    soft = ~problem.hard
+    counted = problem.counted
+    needed = counted & (need > _EPS)
     scored: list[tuple[bool, float, int]] = []
     for h in pool:
         if h == home or problem.maintenance[h]:
@@ -557,7 +569,8 @@ def _destinations(
         if any(problem.conflicting(v, int(w)) for w in residents[h]):
             continue
         cap = problem.capacity[h]
-        counted = soft & (cap > 0)
+        if (cap[needed] <= 0).any():
+            continue
         contested = bool(
             taken.moves[h] >= s.max_migrations_per_host
             or (held > free - taken.held[h] + _EPS).any()

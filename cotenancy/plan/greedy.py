@@ -50,12 +50,10 @@ class LoadTracker:
             self.forbidden.setdefault(a, set()).add(b)
             self.forbidden.setdefault(b, set()).add(a)
         self.home = np.array([cm.host_pos[int(cm.problem.host_of[v])] for v in cm.candidates], dtype=int)
-        cap = cm.problem.capacity[cm.hosts] if cm.hosts else np.zeros_like(cm.overload_at)
+        scale = cm.problem.capacity_scale[cm.hosts] if cm.hosts else np.ones_like(cm.overload_at)
         # objective units per unit of demand above the target, 0 where overload is not counted
         weight = cm.problem.settings.weight_overload
-        self.overload_weight = np.where(
-            ~cm.problem.hard & (cap > 0), weight / np.where(cap > 0, cap, 1.0), 0.0
-        )
+        self.overload_weight = np.where(cm.problem.counted[None, :], weight / scale, 0.0)
         for pos, opt in enumerate(self.choice):
             if opt >= 0:
                 self._apply(pos, int(opt), +1)

@@ -95,14 +95,13 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
         weights.append(int(option_coef[o]))
 
     cap = problem.capacity[cm.hosts] if n_hosts else np.zeros((0, problem.capacity.shape[1]))
-    soft = ~problem.hard
     steps = _unit_steps(cm.opt_held, cm.limit, cm.fixed_held)
     held_units = np.ceil(cm.opt_held * steps - _EPS).astype(np.int64)
     room_units = np.maximum(0, np.floor((cm.limit - cm.fixed_held) * steps + _EPS)).astype(np.int64)
-    # overload in objective integers: SCALE × weight_overload × (demand above the target) / capacity
-    per_unit = np.where(
-        soft[None, :] & (cap > 0), SCALE * s.weight_overload / np.where(cap > 0, cap, 1.0), 0.0
-    )
+    # overload in objective integers: SCALE × weight_overload × (demand above the target) / capacity;
+    # a host with none of a counted resource is scaled as the smallest host that has some
+    scale = problem.capacity_scale[cm.hosts] if n_hosts else np.ones_like(cap)
+    per_unit = np.where(problem.counted[None, :], SCALE * s.weight_overload / scale, 0.0)
     for h, opts in enumerate(by_host):
         if not len(opts):
             continue

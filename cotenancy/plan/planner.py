@@ -194,8 +194,10 @@ def _allocation_benefits(
 ) -> np.ndarray:
     """Objective drop of each VM's new reservations: demand newly covered, idle allocation freed."""
     s = problem.settings
+    if not problem.host_ids:
+        return np.zeros(len(problem.vm_ids))  # no host: every VM is unplaced and keeps what it has
     host = np.maximum(problem.host_of, 0)
-    cap = np.where(problem.capacity[host] > 0, problem.capacity[host], 1.0)
+    cap = problem.capacity_scale[host]
     old = problem.reservation
     covered = np.maximum(high - old, 0.0) - np.maximum(high - reservation, 0.0)
     freed = np.maximum(old - mid, 0.0) - np.maximum(reservation - mid, 0.0)

@@ -10,6 +10,7 @@ reservation, which the planner sets from forecasts (``set_allocation``).
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from oslo_config import cfg
 
+from cotenancy.exceptions import MalformedInputError
 from cotenancy.model import (
     VM,
     Host,
@@ -30,6 +32,8 @@ from cotenancy.model import (
 from cotenancy.model.policy import vm_attribute
 from cotenancy.plan.interference import VmInterference
 from cotenancy.plan.migration_cost import MigrationCostModel
+
+LOG = logging.getLogger(__name__)
 
 RESOURCES: tuple[Resource, ...] = tuple(Resource)
 
@@ -173,6 +177,27 @@ class PlanningProblem:
 
     # -- derived quantities ------------------------------------------------------------------------
 
+    @property
+    def counted(self) -> np.ndarray:
+        """(R,) compressible resources weighed against host capacity: those some host reports.
+
+        A host that reports 0 of a counted resource has none of it, not an unlimited amount.
+        """
+        return ~self.hard & self.managed
+
+    @property
+    def capacity_scale(self) -> np.ndarray:
+        """(H, R) capacity that turns amounts into shares of a host, never 0.
+
+        A host's own capacity; for a host with none of a resource, the smallest capacity any host
+        reports, so demand it cannot serve costs at least what it would on the smallest real host.
+        """
+        cap = self.capacity
+        reported = np.where(cap > 0, cap, np.inf)
+        smallest = np.min(reported, axis=0, initial=np.inf)
+        fallback = np.where(np.isfinite(smallest), smallest, 1.0)
+        return np.where(cap > 0, cap, fallback[None, :])
+
     def held(self, size: np.ndarray, reservation: np.ndarray) -> np.ndarray:
         """What VMs hold of each resource given their size and reservation."""
         held = np.where(self.hard, size, np.minimum(reservation, size))
@@ -263,6 +288,7 @@ def build_problem(
     vm_index = {v.id: i for i, v in enumerate(vms)}
     n_v, n_r = len(vms), len(RESOURCES)
     capacity = _matrix([h.capacity for h in hosts])
+    _check_capacity(hosts, capacity)
     size = _matrix([v.size for v in vms])
     reservation = _matrix([v.allocation.reservation for v in vms])
     hard = np.array([r.value in hard_resources(settings, hosts) for r in RESOURCES])
@@ -276,6 +302,7 @@ def build_problem(
                 mid[:, r_i] = np.asarray(forecast.mid.get(resource, forecast.high[resource]), dtype=float)
                 peak = np.asarray(forecast.held_high.get(resource, forecast.high[resource]), dtype=float)
                 recent[:, r_i] = np.fmax(peak, high[:, r_i])
+        _clean_forecast(high, mid, recent, [v.id for v in vms])
     unmanaged = unmanaged_entries(capacity, size)
     accounted = ~np.isin([r.value for r in RESOURCES], sorted(ignored_resources(hosts)))
     unmanaged |= ~accounted[None, :]
@@ -377,6 +404,42 @@ def unmanaged_entries(capacity: np.ndarray, size: np.ndarray) -> np.ndarray:
     and resources a VM has no size of (drivers report 0 when they do not size or limit it)."""
     no_capacity = ~(capacity > 0).any(axis=0) if len(capacity) else np.ones(size.shape[1], dtype=bool)
     return no_capacity[None, :] | ~(size > 0)
+
+
+def _check_capacity(hosts: list[Host], capacity: np.ndarray) -> None:
+    """Refuse host capacities that are not a finite amount >= 0, naming the hosts.
+
+    Every safety check of the plan compares against capacity, so a host whose size is unknown
+    cannot be planned around silently: its VMs could not be drained and others could land on it.
+    The round fails instead; the next one reads the inventory again, which may then be whole.
+    """
+    bad = ~np.isfinite(capacity) | (capacity < 0)
+    if not bad.any():
+        return
+    where = [f"host {hosts[h].id} {RESOURCES[r].value} {capacity[h, r]}" for h, r in np.argwhere(bad)]
+    raise MalformedInputError(
+        "inventory",
+        None,
+        "host capacities must be finite amounts >= 0 (0 = not sized), got: " + ", ".join(where),
+    )
+
+
+def _clean_forecast(high: np.ndarray, mid: np.ndarray, recent: np.ndarray, vm_ids: list[str]) -> None:
+    """Make forecasts usable, in place: an infinite value makes that VM's forecast of that resource
+    unknown (NaN), as a missing one is, and negative values become 0, since no VM frees capacity by
+    running."""
+    broken = np.isinf(high) | np.isinf(mid) | np.isinf(recent)
+    if broken.any():
+        names = [vm_ids[v] for v in np.flatnonzero(broken.any(axis=1))]
+        LOG.warning(
+            "infinite forecast for %d VMs (%s); planning them as without a forecast",
+            len(names),
+            ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""),
+        )
+        for values in (high, mid, recent):
+            values[broken] = np.nan
+    for values in (high, mid, recent):
+        np.maximum(values, 0.0, out=values, where=~np.isnan(values))
 
 
 def _matrix(values: list[Resources]) -> np.ndarray:
