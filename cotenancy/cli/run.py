@@ -43,5 +43,8 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
         store.close()
     steps = sum(len(r.plan.actions) for r in results)
     failed = sum(r.failed_steps for r in results)
-    print(f"{len(results)} rounds, {steps} steps planned, {failed} failed")
-    return 1 if failed else 0
+    rounds = f"{len(results) + loop.failed_rounds} rounds"
+    if loop.failed_rounds:
+        rounds += f" ({loop.failed_rounds} failed, see the log)"
+    print(f"{rounds}, {steps} steps planned, {failed} failed")
+    return 1 if failed or loop.failed_rounds else 0

@@ -26,6 +26,14 @@ OPTS = [
         min=1,
         help="Number of past intervals of telemetry handed to the strategy each round.",
     ),
+    cfg.IntOpt(
+        "max_failed_rounds",
+        default=5,
+        min=1,
+        help="Consecutive control-loop rounds that may fail (an error from the cloud, the history "
+        "store or the strategy) before the loop stops with the last error. A failed round is "
+        "logged and the next one starts one interval later.",
+    ),
     cfg.BoolOpt("dry_run", default=False, help="Plan and store plans, but carry nothing out."),
     cfg.StrOpt(
         "on_step_failure",

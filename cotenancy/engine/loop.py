@@ -4,12 +4,19 @@ One round reads what happened since the last round from the driver (metrics, eve
 telemetry buffer and, when configured, the durable history store; takes a fresh inventory; hands a
 :class:`ClusterState` to the strategy (which predicts and plans, including its proactive trigger);
 stores the plan; and, unless in dry-run mode, gives it to the executor.
+
+The store receives each sample and event once, although a new loop (a restarted service, every
+``cotenancy plan``) reads the whole history window again to warm its buffer up. A round that fails
+does not end :meth:`ControlLoop.run`: the next one starts an interval later, up to
+``[DEFAULT] max_failed_rounds`` failures in a row.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,7 +24,17 @@ from oslo_config import cfg
 
 from cotenancy import loading
 from cotenancy.engine.executor import DriverExecutor, Executor
-from cotenancy.model import ActionPlan, ClusterState, Event, Inventory, StepStatus, VMState
+from cotenancy.exceptions import ConfigurationError, CotenancyError, SchemaMismatch
+from cotenancy.model import (
+    ActionPlan,
+    ClusterState,
+    Event,
+    EventKind,
+    Inventory,
+    MetricSample,
+    StepStatus,
+    VMState,
+)
 
 if TYPE_CHECKING:
     from cotenancy.drivers.base import Driver
@@ -26,6 +43,9 @@ if TYPE_CHECKING:
     from cotenancy.strategies.base import Strategy
 
 LOG = logging.getLogger(__name__)
+
+#: errors that another round cannot fix: :meth:`ControlLoop.run` stops on the first one
+FATAL_ERRORS: tuple[type[Exception], ...] = (ConfigurationError, SchemaMismatch)
 
 
 @dataclass(slots=True)
@@ -76,10 +96,17 @@ class ControlLoop:
             step_seconds=self.interval, capacity_steps=max(self.history_window * 4, 48)
         )
         self.dry_run = conf.dry_run if dry_run is None else dry_run
+        self.max_failed_rounds = int(conf.max_failed_rounds)
+        #: rounds of the latest :meth:`run` that failed
+        self.failed_rounds = 0
         self._last_collected: float | None = None
 
     def collect(self, now: float) -> tuple[int, list[Event]]:
-        """Pull metrics and events since the last round into the buffer and the store."""
+        """Pull metrics and events since the last round into the buffer and the store.
+
+        A loop's first round reads the whole history window, so the buffer is warm at once; the
+        store gets only what it does not hold yet (:meth:`_store_new`).
+        """
         start = (
             self._last_collected
             if self._last_collected is not None
@@ -92,12 +119,40 @@ class ControlLoop:
             LOG.warning("%d samples stamped after the round's time (%.0f) were not used", future, now)
         events = self.driver.get_events(start, now)
         if self.store is not None:
-            report = self.store.add_samples(samples)
-            if report.rejected:
-                LOG.warning("rejected %d malformed samples: %s", report.rejected, report.reasons)
-            self.store.add_events(events)
+            self._store_new(self.store, samples, events, start, now)
         self._last_collected = now
         return len(samples), events
+
+    @staticmethod
+    def _store_new(
+        store: HistoryStore, samples: list[MetricSample], events: list[Event], start: float, now: float
+    ) -> None:
+        """Store the samples and events of ``[start, now)`` that the store does not hold yet.
+
+        Neither has a unique key in the store, and the period read overlaps what is stored when the
+        loop restarts, when a round that failed half-way is read again, or when another process
+        (``cotenancy plan``) writes to the same store. A sample counts as stored when its VM and
+        metric already have one at the same time or later, so a VM whose samples are missing still
+        gets them all; an event when an identical one (all fields but ``details``) is stored.
+        """
+        newest = store.latest_sample_times(start, now)
+        fresh = [s for s in samples if not _already_stored(s, newest)] if newest else samples
+        report = store.add_samples(fresh)
+        if report.rejected:
+            LOG.warning("rejected %d malformed samples: %s", report.rejected, report.reasons)
+        if skipped := len(samples) - len(fresh):
+            LOG.debug("%d samples already in the history store were not stored again", skipped)
+        if not events:
+            return
+        held = Counter(_event_key(e) for e in store.events(start, now))
+        new_events = []
+        for event in events:
+            key = _event_key(event)
+            if held[key] > 0:
+                held[key] -= 1
+            else:
+                new_events.append(event)
+        store.add_events(new_events)
 
     def observe(self, now: float, events: list[Event]) -> ClusterState:
         """The state the strategy decides on."""
@@ -160,24 +215,89 @@ class ControlLoop:
 
         With ``rounds=None`` it runs until interrupted and keeps only the latest result, so a
         long-running service does not grow.
+
+        A failed round (a cloud API timing out, the history store unreachable, a bug) is logged,
+        counted in :attr:`failed_rounds` and, with a finite ``rounds``, counts as one of them
+        without a result; the next round starts one interval later, so one transient fault does
+        not stop the service. After ``max_failed_rounds`` failures in a row the last error is
+        raised. Errors that waiting cannot fix (:data:`FATAL_ERRORS`) are raised at once, and
+        :class:`KeyboardInterrupt` always stops the loop.
         """
         from tqdm import tqdm
 
         results: list[RoundResult] = []
+        self.failed_rounds = 0
+        failed_in_a_row = 0
         bar = tqdm(total=rounds, unit="round", disable=not progress, desc=self.strategy.name)
         try:
             count = 0
             while rounds is None or count < rounds:
-                result = self.run_once()
-                if rounds is None:
-                    results[:] = [result]
+                try:
+                    result = self.run_once()
+                except FATAL_ERRORS:
+                    raise
+                except Exception as exc:
+                    self.failed_rounds += 1
+                    failed_in_a_row += 1
+                    giving_up = failed_in_a_row >= self.max_failed_rounds
+                    last = rounds is not None and count + 1 >= rounds
+                    self._log_failed_round(exc, failed_in_a_row, giving_up or last)
+                    if giving_up:
+                        raise
+                    bar.set_postfix(failed_rounds=self.failed_rounds)
                 else:
-                    results.append(result)
+                    failed_in_a_row = 0
+                    if rounds is None:
+                        results[:] = [result]
+                    else:
+                        results.append(result)
+                    bar.set_postfix(steps=len(result.plan.actions), failed=result.failed_steps)
                 bar.update(1)
-                bar.set_postfix(steps=len(result.plan.actions), failed=result.failed_steps)
                 count += 1
                 if rounds is None or count < rounds:
                     self.driver.wait(self.interval)
         finally:
             bar.close()
         return results
+
+    def _log_failed_round(self, exc: Exception, failed_in_a_row: int, stopping: bool) -> None:
+        """One ERROR line per failed round; a traceback only for errors the project did not raise
+        on purpose (likely bugs), whose message alone would not say where they came from."""
+        outcome = "stopping the control loop" if stopping else f"next round in {self.interval:g} s"
+        LOG.error(
+            "control-loop round failed (%d of at most %d in a row): %s: %s; %s",
+            failed_in_a_row,
+            self.max_failed_rounds,
+            type(exc).__name__,
+            exc,
+            outcome,
+            exc_info=not isinstance(exc, CotenancyError),
+        )
+
+
+def _already_stored(sample: MetricSample, newest: Mapping[tuple[str, str], float]) -> bool:
+    """Whether the store holds ``sample``: its series has a stored sample at that time or later.
+
+    A sample whose VM, metric or time cannot be read is never taken as stored, so it still reaches
+    the store's rejection log.
+    """
+    try:
+        stored = newest.get((sample.vm_id, str(sample.metric)))
+        return stored is not None and float(sample.timestamp) <= stored
+    except (TypeError, ValueError):
+        return False
+
+
+def _event_key(event: Event) -> tuple[object, ...]:
+    """What makes two events the same event (``details`` left out: JSON may reshape it)."""
+    return (
+        float(event.timestamp),
+        EventKind(event.kind).value,
+        tuple(event.vm_ids),
+        event.host_id,
+        float(event.duration),
+        float(event.severity),
+        event.resource,
+        event.message,
+        event.source,
+    )

@@ -385,6 +385,20 @@ class HistoryStore:
         with self.engine.connect() as connection:
             return [MetricSample(*row) for row in connection.execute(query)]
 
+    def latest_sample_times(self, start: float, end: float) -> dict[tuple[str, str], float]:
+        """Newest stored timestamp per ``(vm_id, metric)`` among samples with
+        ``start <= timestamp < end``.
+
+        Samples have no unique key, so a writer that reads a period again (the control loop after a
+        restart) asks this first and stores only what is newer, instead of storing samples twice.
+        """
+        t = schema.samples
+        query = self._sample_query(
+            [t.c.vm_id, t.c.metric, sa.func.max(t.c.timestamp)], start, end, None, None
+        ).group_by(t.c.vm_id, t.c.metric)
+        with self.engine.connect() as connection:
+            return {(vm_id, metric): float(newest) for vm_id, metric, newest in connection.execute(query)}
+
     def _fetch_plain(self, connection: sa.Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
         """Rows as the driver's plain tuples: building SQLAlchemy Row objects costs as much as the
         database read itself on large windows."""

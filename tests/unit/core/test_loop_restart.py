@@ -1,0 +1,106 @@
+"""A control loop that starts again (a restarted ``cotenancy run``, every ``cotenancy plan``) reads
+the whole history window to warm its buffer up, yet the history store gets each sample and each
+event once: predictors learn from these rows, and a doubled degradation event is a doubled label."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from oslo_config import cfg
+
+from cotenancy.engine.loop import ControlLoop
+from cotenancy.model import ActionPlan, ClusterState, Event
+from cotenancy.store import HistoryStore
+from cotenancy.strategies.noop import NoopStrategy
+from drivers.simulated.driver import SimulatedDriver
+
+
+class RecordingNoop(NoopStrategy):
+    """Plans nothing; keeps the states it was shown."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        super().__init__(conf)
+        self.seen: list[ClusterState] = []
+
+    def plan(self, state: ClusterState) -> ActionPlan:
+        self.seen.append(state)
+        return super().plan(state)
+
+
+@pytest.fixture
+def cloud(conf: cfg.ConfigOpts) -> SimulatedDriver:
+    """A small simulated cloud (busy enough to report degradation events), one history window in."""
+    conf.set_override("synthetic_vms", 20, group="simulator")
+    driver = SimulatedDriver(conf)
+    driver.wait(conf.interval * conf.history_window)
+    return driver
+
+
+@pytest.fixture
+def store(tmp_path) -> HistoryStore:
+    with HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}") as history:
+        yield history
+
+
+def sample_keys(samples) -> Counter:
+    return Counter((s.vm_id, str(s.metric), float(s.timestamp)) for s in samples)
+
+
+def event_keys(events: list[Event]) -> Counter:
+    return Counter((e.timestamp, e.kind.value, tuple(e.vm_ids), e.host_id, e.severity) for e in events)
+
+
+def one_round_in_a_new_loop(conf: cfg.ConfigOpts, driver: SimulatedDriver, store: HistoryStore) -> None:
+    ControlLoop(conf, driver=driver, strategy=NoopStrategy(conf), store=store).run_once()
+
+
+def test_new_loops_store_each_sample_and_event_once(conf, cloud, store):
+    first = cloud.now() - conf.interval * conf.history_window
+    for restart in range(3):
+        if restart:
+            cloud.wait(conf.interval)
+        one_round_in_a_new_loop(conf, cloud, store)
+
+    reported_samples = sample_keys(cloud.get_metrics(first, cloud.now()))
+    reported_events = event_keys(cloud.get_events(first, cloud.now()))
+    assert reported_events, "the test cloud must report events for this test to mean anything"
+    assert sample_keys(store.samples(first, cloud.now())) == {k: 1 for k in reported_samples}
+    assert event_keys(store.events(first, cloud.now())) == reported_events
+
+
+def test_a_loop_started_after_a_pause_stores_what_happened_meanwhile_once(conf, cloud, store):
+    first = cloud.now() - conf.interval * conf.history_window
+    one_round_in_a_new_loop(conf, cloud, store)
+    cloud.wait(conf.interval * 3)
+    one_round_in_a_new_loop(conf, cloud, store)
+
+    now = cloud.now()
+    assert sample_keys(store.samples(first, now)) == sample_keys(cloud.get_metrics(first, now))
+    assert event_keys(store.events(first, now)) == event_keys(cloud.get_events(first, now))
+
+
+def test_samples_of_a_vm_the_store_lacks_are_stored_even_when_others_are_newer(conf, cloud, store):
+    first = cloud.now() - conf.interval * conf.history_window
+    reported = cloud.get_metrics(first, cloud.now())
+    missing = sorted({s.vm_id for s in reported})[:3]
+    store.add_samples([s for s in reported if s.vm_id not in missing])
+
+    one_round_in_a_new_loop(conf, cloud, store)
+
+    assert sample_keys(store.samples(first, cloud.now())) == sample_keys(reported)
+
+
+def test_a_new_loop_still_hands_the_strategy_the_whole_window(conf, cloud, store):
+    one_round_in_a_new_loop(conf, cloud, store)
+    cloud.wait(conf.interval)
+    restarted, without_store = RecordingNoop(conf), RecordingNoop(conf)
+
+    ControlLoop(conf, driver=cloud, strategy=restarted, store=store).run_once()
+    ControlLoop(conf, driver=cloud, strategy=without_store).run_once()
+
+    cpu = restarted.seen[0].telemetry.values["cpu"]
+    assert cpu.shape[1] == conf.history_window
+    assert np.isfinite(cpu).any(axis=0).all()
+    np.testing.assert_array_equal(cpu, without_store.seen[0].telemetry.values["cpu"])
