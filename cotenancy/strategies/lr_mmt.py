@@ -16,6 +16,12 @@ Each round:
    overloaded, not a target and not idle, and place all its VMs elsewhere (never onto idle,
    overloaded or already drained hosts); if one does not fit, cancel that host's moves.
 
+Unlike CloudSim, it obeys the hard rules an operator sets, since it can run against a real cloud
+(:mod:`cotenancy.strategies.placement_rules`): a VM never goes to a host where a co-tenancy policy or
+hard anti-affinity rule forbids it next to a VM there or planned to go there; members of a hard
+affinity rule are never selected, and a host holding one is never drained. Soft rules are ignored.
+With no policies and no hard rules the plans are CloudSim's.
+
 Everything is computed on numpy arrays (:mod:`cotenancy.sim.view`) so a round over 800 hosts takes
 milliseconds. The strategy keeps no hidden state: the demand history comes from telemetry.
 """
@@ -27,10 +33,11 @@ import time
 import numpy as np
 from oslo_config import cfg
 
-from cotenancy.model import ActionKind, ActionPlan, ClusterState
+from cotenancy.model import ActionKind, ActionPlan, ClusterState, Inventory
 from cotenancy.sim.power import power_at
 from cotenancy.sim.view import ArrayView, array_view
 from cotenancy.strategies.base import Strategy
+from cotenancy.strategies.placement_rules import PlacementRules
 
 LR_LENGTH = 10
 
@@ -46,8 +53,16 @@ def lr_coefficients(length: int = LR_LENGTH, ahead: int = 1) -> np.ndarray:
 class _Planner:
     """One round of LR-MMT over an :class:`ArrayView`."""
 
-    def __init__(self, view: ArrayView, safety: float, threshold: float, quirks: bool = True) -> None:
+    def __init__(
+        self,
+        view: ArrayView,
+        safety: float,
+        threshold: float,
+        quirks: bool = True,
+        rules: PlacementRules | None = None,
+    ) -> None:
         self.v = view
+        self.rules = rules if rules is not None else PlacementRules(Inventory(), view)
         self.quirks = quirks
         self.safety = safety
         self.threshold = threshold
@@ -117,12 +132,14 @@ class _Planner:
         self.available[host] -= self.req[vm]
         self.used[host] += self.req[vm]
         self.mem_used[host] += self.v.vm_memory[vm]
+        self.rules.move(vm, host)
 
     # --- PABFD ---------------------------------------------------------------------
     def find_host(self, vm: int, excluded: np.ndarray) -> int:
         v = self.v
         req = self.req[vm]
         ok = ~excluded & (v.host_pe * v.vm_vcpus[vm] >= req) & (self.available >= req)
+        ok &= ~self.rules.blocked(vm)
         if self.check_memory:
             ok &= self.mem_used + v.vm_memory[vm] <= self.mem_cap
         cand = np.flatnonzero(ok)
@@ -155,7 +172,9 @@ class _Planner:
         for host in over_hosts:
             host = int(host)
             while True:
-                movable = [m for m in self.members[host] if not v.vm_migrating[m]]
+                movable = [
+                    m for m in self.members[host] if not v.vm_migrating[m] and not self.rules.pinned[m]
+                ]
                 if not movable:
                     break
                 vm = min(movable, key=lambda m: v.vm_memory[m])
@@ -174,6 +193,9 @@ class _Planner:
         switched_off = self.util_now == 0
         excl_under = over | switched_off | v.host_maintenance
         excl_place = over | switched_off | v.host_maintenance
+        # a host keeping a VM of a hard affinity group stays on: draining the rest saves nothing
+        on = v.vm_host >= 0
+        excl_under |= np.bincount(v.vm_host[on], self.rules.pinned[on], v.n_hosts) > 0
         if not self.quirks:
             # what CloudSim meant: a host that just received a VM is not drained in the same round
             for _, _, target in moves:
@@ -197,6 +219,7 @@ class _Planner:
                     for pvm, ptarget in placed:
                         self.members[ptarget].remove(pvm)
                         self._undo_add(pvm, ptarget)
+                        self.rules.move(pvm, host)
                     placed = []
                     break
                 self.add(vm, target)
@@ -224,7 +247,8 @@ class _Planner:
 
 class LrMmtStrategy(Strategy):
     """Local-regression overload detection, minimum-migration-time selection, power-aware
-    best-fit-decreasing placement and underload consolidation (CloudSim's LR-MMT)."""
+    best-fit-decreasing placement and underload consolidation (CloudSim's LR-MMT), within the hard
+    policies and rules (soft rules are ignored)."""
 
     name = "lr-mmt"
     group = "strategy_lr_mmt"
@@ -261,6 +285,7 @@ class LrMmtStrategy(Strategy):
             self.options.safety_parameter,
             self.options.fallback_threshold,
             quirks=self.options.cloudsim_quirks,
+            rules=PlacementRules(state.inventory, view),
         )
         moves, stats = planner.run()
         plan = ActionPlan(strategy=self.name)

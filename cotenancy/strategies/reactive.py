@@ -13,10 +13,12 @@ from oslo_config import cfg
 from cotenancy.model import ActionKind, ActionPlan, ClusterState
 from cotenancy.sim.view import array_view
 from cotenancy.strategies.base import Strategy
+from cotenancy.strategies.placement_rules import PlacementRules
 
 
 class ReactiveThresholdStrategy(Strategy):
-    """Moves VMs off hosts whose CPU demand exceeds ``threshold`` of capacity."""
+    """Moves VMs off hosts whose CPU demand exceeds ``threshold`` of capacity, within the hard
+    policies and rules (soft rules are ignored)."""
 
     name = "reactive-threshold"
     group = "strategy_reactive_threshold"
@@ -44,6 +46,7 @@ class ReactiveThresholdStrategy(Strategy):
         view = array_view(state, history=1)
         if not view.vm_ids:
             return plan
+        rules = PlacementRules(state.inventory, view)
         threshold = self.options.threshold
         limit = self.options.max_migrations
         on = view.vm_host >= 0
@@ -53,7 +56,7 @@ class ReactiveThresholdStrategy(Strategy):
         cap = view.host_cpu
         hot = np.flatnonzero(demand > threshold * cap)
         for host in hot[np.argsort(-(demand[hot] / cap[hot]))]:
-            vms = np.flatnonzero((view.vm_host == host) & ~view.vm_migrating)
+            vms = np.flatnonzero((view.vm_host == host) & ~view.vm_migrating & ~rules.pinned)
             for vm in vms[np.argsort(view.vm_memory[vms], kind="stable")]:
                 if demand[host] <= threshold * cap[host] or len(plan.actions) >= limit:
                     break
@@ -63,6 +66,7 @@ class ReactiveThresholdStrategy(Strategy):
                     (after <= threshold) & ~view.host_maintenance & (view.host_pe * view.vm_vcpus[vm] >= req)
                 )
                 fits &= (host_memory <= 0) | (memory + view.vm_memory[vm] <= host_memory)
+                fits &= ~rules.blocked(vm)
                 fits[host] = False
                 if not fits.any():
                     continue
@@ -75,6 +79,7 @@ class ReactiveThresholdStrategy(Strategy):
                     reason=f"host CPU demand {demand[host] / cap[host]:.0%} above {threshold:.0%}",
                     expected_benefit=float(req),
                 )
+                rules.move(vm, target)
                 demand[host] -= req
                 demand[target] += req
                 memory[host] -= view.vm_memory[vm]
