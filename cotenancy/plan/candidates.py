@@ -53,8 +53,9 @@ class CandidateModel:
     #: per candidate, the model hosts (positions in ``hosts``) its options end on
     cand_hosts: list[frozenset[int]]
     pairs: list[tuple[int, int, float, str]]  # (cand a, cand b, cost if together, what)
-    #: (cand a, cand b, model host, cost if both end on that host): what they add to each other's
-    #: interference there, which the options (charged only against the VMs that stay) leave out
+    #: (cand a, cand b, model host, cost if both end on that host): their conflict risk there, and
+    #: what they add to each other's interference there, which the options (charged only against
+    #: the VMs that stay) leave out
     host_pairs: list[tuple[int, int, int, float]]
     forbidden_pairs: list[tuple[int, int]]
     applied_size: np.ndarray  # (V, R) sizes of non-candidates after this round
@@ -351,8 +352,8 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
                 opt_move.append(h != home)
                 opt_risk.append(fixed_risk)
     cand_hosts = _hosts_per_candidate(opt_vm, opt_host, len(candidates))
-    pair_list, forbidden = _candidate_pairs(problem, candidates, cand_hosts)
-    host_pairs = (
+    pair_list, risky_pairs, forbidden = _candidate_pairs(problem, candidates, cand_hosts, model_hosts)
+    host_pairs = risky_pairs + (
         _shared_host_interference(candidates, exposure, cand_hosts, model_hosts, s.weight_interference)
         if exposure is not None
         else []
@@ -599,8 +600,15 @@ def _candidate_pairs(
     problem: PlanningProblem,
     candidates: list[int],
     host_sets: list[frozenset[int]],
-) -> tuple[list[tuple[int, int, float, str]], list[tuple[int, int]]]:
-    """Pairs of candidates that could end on one host: forbidden ones, and costly ones."""
+    model_hosts: list[int],
+) -> tuple[list[tuple[int, int, float, str]], list[tuple[int, int, int, float]], list[tuple[int, int]]]:
+    """Pairs of candidates that could end on one host: ``(soft, risky, forbidden)``.
+
+    ``soft`` costs a pair a soft rule keeps apart wherever they meet. ``risky`` is the conflict
+    risk of a pair on each model host both may end on, scored for that host: the risk model judges
+    a pair on the host it would share (its load, its other residents), and a pair that does not
+    share a host today has no risk at all without one.
+    """
     s = problem.settings
     shared: list[tuple[int, int]] = [
         (a, b)
@@ -611,22 +619,20 @@ def _candidate_pairs(
     forbidden = [(a, b) for a, b in shared if problem.conflicting(candidates[a], candidates[b])]
     forbidden_set = set(forbidden)
     rest = [p for p in shared if p not in forbidden_set]
-    pairs: list[tuple[int, int, float, str]] = []
-    if rest:
-        idx = np.array([[candidates[a], candidates[b]] for a, b in rest], dtype=int)
-        risks = problem.risk(idx, None)
-        for (a, b), risk in zip(rest, risks.tolist(), strict=True):
-            cost = 0.0
-            what = []
+    soft = [
+        (a, b, s.weight_soft_rule, "soft anti-affinity")
+        for a, b in rest
+        if problem.soft_conflicting(candidates[a], candidates[b])
+    ]
+    risky: list[tuple[int, int, int, float]] = []
+    meetings = [(a, b, hp) for a, b in rest for hp in sorted(host_sets[a] & host_sets[b])]
+    if meetings and problem.pair_risk is not None:
+        idx = np.array([[candidates[a], candidates[b]] for a, b, _ in meetings], dtype=int)
+        hosts = np.array([model_hosts[hp] for _, _, hp in meetings], dtype=int)
+        for (a, b, hp), risk in zip(meetings, problem.risk(idx, hosts).tolist(), strict=True):
             if risk >= s.min_pair_risk:
-                cost += s.weight_risk * risk
-                what.append(f"risk {risk:.2f}")
-            if problem.soft_conflicting(candidates[a], candidates[b]):
-                cost += s.weight_soft_rule
-                what.append("soft anti-affinity")
-            if cost > 0:
-                pairs.append((a, b, cost, ", ".join(what)))
-    return pairs, forbidden
+                risky.append((a, b, hp, s.weight_risk * risk))
+    return soft, risky, forbidden
 
 
 def _shared_host_interference(

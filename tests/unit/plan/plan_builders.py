@@ -92,3 +92,20 @@ def forecasts(draw, inventory: Inventory) -> DemandForecast:
     cpu = np.array([v.size.cpu for v in inventory.vms.values()])
     high = {Resource.CPU: cpu * shares}
     return DemandForecast(high, {Resource.CPU: cpu * shares * 0.7}, "test forecast p95")
+
+
+def noisy_pair_risk_where_they_meet(inventory: Inventory):
+    """Stand-in for the XGBoost risk model as it treats hosts: two 'noisy' VMs are a likely conflict
+    on the host they would share (``hosts``, or the one they share now); apart, they are none."""
+    noisy = np.array([v.attributes.get("noisy") == "yes" for v in inventory.vms.values()])
+    index = {h: i for i, h in enumerate(inventory.hosts)}
+    host_of = np.array([index.get(v.host_id or "", -1) for v in inventory.vms.values()])
+
+    def score(pairs: np.ndarray, hosts: np.ndarray | None) -> np.ndarray:
+        if hosts is None:
+            together = (host_of[pairs[:, 0]] >= 0) & (host_of[pairs[:, 0]] == host_of[pairs[:, 1]])
+        else:
+            together = np.asarray(hosts) >= 0
+        return np.where(together & noisy[pairs[:, 0]] & noisy[pairs[:, 1]], 0.9, 0.0)
+
+    return score

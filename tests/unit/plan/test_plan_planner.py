@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from plan_builders import noisy_pair_risk
+from plan_builders import noisy_pair_risk, noisy_pair_risk_where_they_meet
 from plan_safety import check_plan_safe
 
 from cotenancy.model import (
@@ -126,6 +126,28 @@ def test_the_riskiest_pair_is_separated_proactively():
     assert plan.migrations and {s.vm_id for s in plan.migrations} <= {"x", "y"}
     assert all("pair risk 0.90 of x with y" in s.reason for s in plan.migrations)
     assert plan.stats["max_pair_risk"] == pytest.approx(0.9)
+    check_plan_safe(inventory, plan)
+
+
+def test_two_risky_vms_that_must_move_are_not_sent_to_one_host():
+    """Neither shares a host with the other today, so their risk together exists only on the host
+    they would share: the planner asks the model for that host instead of packing them there."""
+    settings = PlannerSettings(underloaded_hosts=0)
+    noisy = {"noisy": "yes"}
+    inventory = Inventory(
+        hosts={
+            "a": host("a", maintenance=True),
+            "b": host("b", maintenance=True),
+            "c": host("c"),
+            "d": host("d"),
+        },
+        vms={"x": vm("x", "a", attributes=noisy), "y": vm("y", "b", attributes=noisy), "z": vm("z", "c")},
+    )
+    risk = noisy_pair_risk_where_they_meet(inventory)
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), risk, strategy="test")
+    where = final_hosts(inventory, plan)
+    assert where["x"] in ("c", "d") and where["y"] in ("c", "d")
+    assert where["x"] != where["y"]
     check_plan_safe(inventory, plan)
 
 
