@@ -148,6 +148,7 @@ class Predictions:
             "at": state.now,
             "model": self.conf.predict.risk_model,
             "trained": bool(model.trained),
+            "model_problem": getattr(model, "model_problem", None),
             "horizon_seconds": float(self.conf.predict.risk_horizon),
             "pairs_scored": len(pairs),
             "pairs": shown,
@@ -183,5 +184,6 @@ class Predictions:
             "step_seconds": result.step_seconds,
             "quantiles": levels,
             "source": dict(result.source),
+            "model_problem": getattr(forecaster, "model_problem", None),
             "points": points,
         }

@@ -34,7 +34,7 @@ from oslo_config import cfg
 
 from cotenancy.api.predictions import QUANTILE_DECIMALS, Predictions, quantile_levels
 from cotenancy.conf import api as api_conf
-from cotenancy.exceptions import ConfigurationError, NotFound
+from cotenancy.exceptions import ConfigurationError, NotFound, SchemaMismatch
 from cotenancy.model import VM, ActionPlan, Event, EventKind, Host, StepStatus
 from cotenancy.plan.report import plan_to_dict
 from cotenancy.store import HistoryStore
@@ -420,6 +420,8 @@ class Api:
             return Reply(HTTPStatus.OK, self.predictions.pairs(vm_id, limit, call.time("at")))
         except NotFound as exc:
             raise ApiError(HTTPStatus.NOT_FOUND, str(exc), "vm_id") from None
+        except SchemaMismatch as exc:
+            raise _model_unavailable(exc) from None
 
     def forecast(self, call: Call) -> Reply:
         horizon = call.integer("horizon", 12, 1, int(self.options.max_forecast_horizon))
@@ -444,6 +446,8 @@ class Api:
             result = self.predictions.forecast(call.params["vm_id"], horizon, quantiles, call.time("at"))
         except NotFound as exc:
             raise ApiError(HTTPStatus.NOT_FOUND, str(exc), "vm_id") from None
+        except SchemaMismatch as exc:
+            raise _model_unavailable(exc) from None
         return Reply(HTTPStatus.OK, result)
 
     # influence ----------------------------------------------------------------------------
@@ -663,6 +667,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         LOG.info("%s %s", self.address_string(), format % args)
+
+
+def _model_unavailable(exc: SchemaMismatch) -> ApiError:
+    """A model file that cannot be served and no good model before it (damaged, another schema,
+    other telemetry): the operator's to fix, so the client is told why rather than a bare 500."""
+    return ApiError(HTTPStatus.SERVICE_UNAVAILABLE, f"the model cannot be served: {exc}", "model")
 
 
 def _encode(reply: Reply) -> bytes:

@@ -125,3 +125,24 @@ def test_forecast_refuses_levels_that_round_to_0_or_1(client) -> None:
         answer = client.get(f"/v1/predictions/forecast/web-1?{query}")
         assert answer.status == 400, query
         assert answer.error["field"] == "quantiles"
+
+
+def test_a_damaged_model_file_with_no_good_model_before_it_is_a_503_saying_why(
+    start_server, api_conf_obj, tmp_path
+) -> None:
+    models = tmp_path / "state" / "models"
+    models.mkdir(parents=True)
+    for name in ("risk.json", "forecast.json"):
+        (models / name).write_bytes(b"\x80 not a model")
+    client = start_server()
+    for route in ("/v1/predictions/pairs", "/v1/predictions/forecast/web-1"):
+        answer = client.get(route)
+        assert answer.status == 503, route
+        assert answer.error["field"] == "model"
+        assert answer.error["message"].startswith("the model cannot be served: ")
+        assert str(models) in answer.error["message"]
+
+
+def test_answers_say_there_is_no_model_problem_when_the_model_serves(client) -> None:
+    assert client.get("/v1/predictions/pairs").json["model_problem"] is None
+    assert client.get("/v1/predictions/forecast/web-1").json["model_problem"] is None
