@@ -11,7 +11,7 @@ import abc
 import logging
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from oslo_config import cfg
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cotenancy.store import HistoryStore
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FINISHED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
 
@@ -153,20 +154,20 @@ def check_action(action: Action) -> None:
 
     Every executor calls this before touching the cloud, whichever way it carries the step out."""
     if action.kind is ActionKind.LIVE_MIGRATE:
-        _require(action.vm_id, action)
-        _require(action.target_host_id, action)
+        required(action.vm_id, action)
+        required(action.target_host_id, action)
     elif action.kind is ActionKind.RESIZE:
-        _require(action.vm_id, action)
-        _require_amounts(action, "size", _require(action.size, action), allow_infinite=False)
+        required(action.vm_id, action)
+        _require_amounts(action, "size", required(action.size, action), allow_infinite=False)
     elif action.kind is ActionKind.SET_ALLOCATION:
-        _require(action.vm_id, action)
-        allocation = _require(action.allocation, action)
+        required(action.vm_id, action)
+        allocation = required(action.allocation, action)
         _require_amounts(action, "reservation", allocation.reservation, allow_infinite=False)
         if allocation.limit is not None:
             _require_amounts(action, "limit", allocation.limit, allow_infinite=True)
     elif action.kind is ActionKind.SET_MAINTENANCE:
-        _require(action.host_id, action)
-        _require(action.maintenance, action)
+        required(action.host_id, action)
+        required(action.maintenance, action)
     else:  # pragma: no cover - the enum is closed
         raise ValueError(f"unknown action kind {action.kind}")
 
@@ -184,7 +185,9 @@ def apply_action(driver: Driver, action: Action, timeout: float | None) -> None:
         driver.set_host_maintenance(action.host_id, bool(action.maintenance), timeout)
 
 
-def _require(value, action: Action):
+def required(value: T | None, action: Action) -> T:
+    """``value``, or :class:`ActionFailed` when the step lacks it (executors use it to read the
+    fields :func:`check_action` has already required)."""
     if value is None:
         raise ActionFailed(f"step {action.index} ({action.kind}) is missing a field it needs")
     return value

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from cotenancy.model.inventory import VM
 
@@ -56,6 +58,30 @@ class CoTenancyPolicy:
 def policies_allow(policies: Iterable[CoTenancyPolicy], a: VM, b: VM) -> bool:
     """True when no policy forbids ``a`` and ``b`` on one host."""
     return not any(p.forbids(a, b) for p in policies)
+
+
+def conflict_classes(vms: Iterable[VM], policies: Iterable[CoTenancyPolicy]) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes, forbidden)``: each VM's class (VMs alike in every attribute a policy reads) and
+    the ``(C, C)`` matrix of class pairs a policy keeps apart.
+
+    Policies compare a handful of attributes, so thousands of VMs fall into a few classes and a
+    pair check becomes a table lookup.
+    """
+    policies = list(policies)
+    attributes = sorted({p.attribute for p in policies})
+    keys: dict[tuple[str, ...], int] = {}
+    representative: list[VM] = []
+    classes = []
+    for vm in vms:
+        key = tuple(vm_attribute(vm, a) for a in attributes)
+        if key not in keys:
+            keys[key] = len(keys)
+            representative.append(vm)
+        classes.append(keys[key])
+    forbidden = np.array(
+        [[not policies_allow(policies, a, b) for b in representative] for a in representative], dtype=bool
+    ).reshape(len(representative), len(representative))
+    return np.array(classes, dtype=np.int64), forbidden
 
 
 class RuleKind(enum.StrEnum):

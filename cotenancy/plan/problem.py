@@ -21,7 +21,6 @@ from oslo_config import cfg
 
 from cotenancy.exceptions import MalformedInputError
 from cotenancy.model import (
-    VM,
     Host,
     Inventory,
     Resource,
@@ -29,7 +28,7 @@ from cotenancy.model import (
     RuleKind,
     VMState,
 )
-from cotenancy.model.policy import vm_attribute
+from cotenancy.model.policy import conflict_classes
 from cotenancy.plan.interference import VmInterference
 from cotenancy.plan.migration_cost import MigrationCostModel
 
@@ -327,7 +326,8 @@ def build_problem(
                 pinned[members] = True
             continue
         (hard_anti if rule.hard else soft_anti).append(members)
-    classes, forbidden = _conflict_classes(vms, inventory)
+    classes, forbidden_matrix = conflict_classes(vms, inventory.policies)
+    forbidden = {(int(a), int(b)) for a, b in zip(*np.nonzero(forbidden_matrix), strict=True)}
     critical = np.array([v.critical for v in vms], dtype=bool)
     target_size, target_reservation = _target_allocations(
         size, reservation, high, hard, critical, settings, recent
@@ -447,30 +447,6 @@ def _matrix(values: list[Resources]) -> np.ndarray:
         return np.zeros((0, len(RESOURCES)))
     amounts = operator.attrgetter(*(r.value for r in RESOURCES))
     return np.array([amounts(v) for v in values], dtype=float)
-
-
-def _conflict_classes(vms: list[VM], inventory: Inventory) -> tuple[np.ndarray, set[tuple[int, int]]]:
-    """Group VMs by the attribute values policies look at, and list the forbidden class pairs.
-
-    Policies compare a handful of attributes, so thousands of VMs fall into a few classes and the
-    pair check becomes a set lookup.
-    """
-    attributes = sorted({p.attribute for p in inventory.policies})
-    keys: dict[tuple[str, ...], int] = {}
-    representative: list[VM] = []
-    classes = np.zeros(len(vms), dtype=int)
-    for i, vm in enumerate(vms):
-        key = tuple(vm_attribute(vm, a) for a in attributes)
-        if key not in keys:
-            keys[key] = len(keys)
-            representative.append(vm)
-        classes[i] = keys[key]
-    forbidden: set[tuple[int, int]] = set()
-    for a, vm_a in enumerate(representative):
-        for b, vm_b in enumerate(representative):
-            if any(p.forbids(vm_a, vm_b) for p in inventory.policies):
-                forbidden.add((a, b))
-    return classes, forbidden
 
 
 def _target_allocations(

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cotenancy.model import Inventory, RuleKind, policies_allow
-from cotenancy.model.policy import vm_attribute
+from cotenancy.model import Inventory, RuleKind
+from cotenancy.model.policy import conflict_classes
 from cotenancy.sim.view import ArrayView
 
 
@@ -49,7 +49,7 @@ class PlacementRules:
             [host_index.get(vm.host_id, -1) if vm.host_id is not None else -1 for vm in vms],
             dtype=np.int64,
         )
-        self._class, self._forbidden = _policy_classes(inventory)
+        self._class, self._forbidden = conflict_classes(vms, inventory.policies)
         self._count = np.zeros((view.n_hosts, self._forbidden.shape[0]), dtype=np.int64)
         placed = self._host_of >= 0
         np.add.at(self._count, (self._host_of[placed], self._class[placed]), 1)
@@ -81,23 +81,3 @@ class PlacementRules:
             self._count[source, cls] -= 1
         self._count[target, cls] += 1
         self._host_of[row] = target
-
-
-def _policy_classes(inventory: Inventory) -> tuple[np.ndarray, np.ndarray]:
-    """Each VM's class (VMs alike in every attribute a policy reads) and the (C, C) matrix of
-    class pairs a policy keeps apart: a few classes stand for thousands of VMs."""
-    attributes = sorted({policy.attribute for policy in inventory.policies})
-    keys: dict[tuple[str, ...], int] = {}
-    representatives = []
-    classes = np.zeros(len(inventory.vms), dtype=np.int64)
-    for i, vm in enumerate(inventory.vms.values()):
-        key = tuple(vm_attribute(vm, attribute) for attribute in attributes)
-        if key not in keys:
-            keys[key] = len(keys)
-            representatives.append(vm)
-        classes[i] = keys[key]
-    forbidden = np.array(
-        [[not policies_allow(inventory.policies, a, b) for b in representatives] for a in representatives],
-        dtype=bool,
-    ).reshape(len(representatives), len(representatives))
-    return classes, forbidden

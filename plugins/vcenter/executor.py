@@ -25,7 +25,7 @@ from pyVmomi import vim, vmodl
 
 from cotenancy.drivers.vsphere import convert
 from cotenancy.drivers.vsphere.driver import VSphereDriver, faults
-from cotenancy.engine.executor import FINISHED, Executor, check_action, topological_order
+from cotenancy.engine.executor import FINISHED, Executor, check_action, required, topological_order
 from cotenancy.exceptions import ConfigurationError, DriverError, Unsupported
 from cotenancy.model import Action, ActionKind, ActionPlan, StepStatus
 
@@ -327,23 +327,23 @@ class ScheduledTaskExecutor(Executor):
         """
         stub = driver.session.stub
         if action.kind is ActionKind.LIVE_MIGRATE:
-            vm_id = _need(action.vm_id, action)
-            relocate = driver.relocate_spec(vm_id, _need(action.target_host_id, action))
+            vm_id = required(action.vm_id, action)
+            relocate = driver.relocate_spec(vm_id, required(action.target_host_id, action))
             if relocate is None:
                 return None
             return vim.VirtualMachine(vm_id, stub), vim.VirtualMachine.Relocate, [relocate]
         if action.kind is ActionKind.SET_ALLOCATION:
-            vm_id = _need(action.vm_id, action)
-            spec = driver.allocation_spec(vm_id, _need(action.allocation, action))
+            vm_id = required(action.vm_id, action)
+            spec = driver.allocation_spec(vm_id, required(action.allocation, action))
             return vim.VirtualMachine(vm_id, stub), vim.VirtualMachine.Reconfigure, [spec]
         if action.kind is ActionKind.RESIZE:
-            vm_id = _need(action.vm_id, action)
-            resize = driver.resize_spec(vm_id, _need(action.size, action), allow_power_cycle=False)
+            vm_id = required(action.vm_id, action)
+            resize = driver.resize_spec(vm_id, required(action.size, action), allow_power_cycle=False)
             if resize is None:
                 return None
             return vim.VirtualMachine(vm_id, stub), vim.VirtualMachine.Reconfigure, [resize[0]]
         if action.kind is ActionKind.SET_MAINTENANCE:
-            host = vim.HostSystem(_need(action.host_id, action), stub)
+            host = vim.HostSystem(required(action.host_id, action), stub)
             if action.maintenance:
                 return host, vim.HostSystem.EnterMaintenanceMode, [0]
             return host, vim.HostSystem.ExitMaintenanceMode, [0]
@@ -353,12 +353,6 @@ class ScheduledTaskExecutor(Executor):
 def _first_failure(plan: ActionPlan) -> int | None:
     """Index of the first failed step, if any."""
     return next((a.index for a in plan.actions if a.status is StepStatus.FAILED), None)
-
-
-def _need(value: Any, action: Action) -> Any:
-    if value is None:
-        raise Unsupported(f"step {action.index} ({action.kind}) is missing a field it needs")
-    return value
 
 
 def _description(action: Action) -> str:
