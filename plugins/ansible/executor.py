@@ -108,10 +108,6 @@ class AnsibleExecutor(StepwiseExecutor):
             raise ConfigurationError(f"[ansible] extravars_file {path}: expected a mapping of variables")
         return loaded
 
-    def extravars(self, driver: Driver, action: Action) -> dict[str, Any]:
-        """The operator's ``extravars_file`` and the step's variables (these win)."""
-        return self.file_vars() | self.step_vars(driver, action)
-
     def step_vars(self, driver: Driver, action: Action) -> dict[str, Any]:
         """What the playbook needs to know of the step, from the plan and the cloud's inventory."""
         inventory = driver.get_inventory()
@@ -157,7 +153,7 @@ class AnsibleExecutor(StepwiseExecutor):
         private = Path(tempfile.mkdtemp(prefix="cotenancy-ansible-"))
         try:
             os.chmod(private, 0o700)
-            _write_extravars(private, trusted | _untrusted(step))
+            _write_extravars(private, playbook_vars(trusted, step))
             result = ansible_runner.run(
                 private_data_dir=str(private),
                 project_dir=str(playbook.parent),
@@ -179,6 +175,12 @@ class AnsibleExecutor(StepwiseExecutor):
                 f"ansible-playbook exited {result.rc} ({result.status}): {_redact(tail, secrets)}"
             )
             raise ActionFailed(detail)
+
+
+def playbook_vars(trusted: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    """What ansible-playbook receives: the operator's ``extravars_file`` as written, and the
+    step's variables (these win), never templated."""
+    return trusted | _untrusted(step)
 
 
 def _untrusted(value: Any) -> Any:

@@ -11,7 +11,13 @@ from cotenancy.conf import make_conf
 from cotenancy.drivers.simulated.persistent import PersistentSimulatedDriver
 from cotenancy.exceptions import ActionFailed, ConfigurationError, Unsupported
 from cotenancy.model import Action, ActionKind, ActionPlan, Allocation, Resources
-from cotenancy.plugins.ansible.executor import AnsibleExecutor, _ansible_env, _redact, _untrusted
+from cotenancy.plugins.ansible.executor import (
+    AnsibleExecutor,
+    _ansible_env,
+    _redact,
+    _untrusted,
+    playbook_vars,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +53,13 @@ def test_variables_name_the_vm_and_host_and_translate_sizes(executor, driver) ->
     host = next(h for h in sorted(inventory.hosts) if h != vm.host_id)
     per_vcpu = vm.size.cpu / vm.vcpus
     action = Action(0, ActionKind.RESIZE, vm_id=vm.id, size=Resources(cpu=2.5 * per_vcpu, memory=2048))
-    variables = executor.extravars(driver, action)
+    variables = executor.step_vars(driver, action)
     assert variables["vm_name"] == vm.name
     assert variables["vcpus"] == 3  # rounded up: never less than planned
     assert variables["size"]["memory"] == 2048
 
     move = Action(1, ActionKind.LIVE_MIGRATE, vm_id=vm.id, target_host_id=host)
-    assert executor.extravars(driver, move)["target_host_name"] == inventory.hosts[host].name
+    assert executor.step_vars(driver, move)["target_host_name"] == inventory.hosts[host].name
 
 
 def test_allocation_variables_carry_vsphere_share_counts_and_unlimited_as_minus_one(executor, driver) -> None:
@@ -63,7 +69,7 @@ def test_allocation_variables_carry_vsphere_share_counts_and_unlimited_as_minus_
         reservation=Resources(cpu=500, memory=256), limit=Resources(cpu=4000, memory=math.inf), shares=2000
     )
     action = Action(0, ActionKind.SET_ALLOCATION, vm_id=vm.id, allocation=allocation)
-    alloc = executor.extravars(driver, action)["allocation"]
+    alloc = executor.step_vars(driver, action)["allocation"]
     assert alloc["shares"] == 2000
     assert alloc["cpu_shares"] == 2 * 1000 * vm.vcpus  # weight 2000 = twice vSphere's normal
     assert alloc["mem_shares"] == round(2 * 10 * vm.size.memory)
@@ -71,19 +77,23 @@ def test_allocation_variables_carry_vsphere_share_counts_and_unlimited_as_minus_
     assert (alloc["cpu_limit"], alloc["mem_limit"]) == (4000, -1)
 
 
-def test_the_extravars_file_is_merged_and_a_broken_one_is_a_clear_error(executor, driver, tmp_path) -> None:
+def test_the_extravars_file_is_merged_under_the_step_and_a_broken_one_is_a_clear_error(
+    executor, driver, tmp_path
+) -> None:
     good = tmp_path / "vars.yml"
-    good.write_text("vcenter_hostname: vc.example\nvcenter_port: 8443\n")
+    good.write_text("vcenter_hostname: vc.example\nvcenter_port: 8443\nvm_name: from-the-file\n")
     executor.conf.set_override("extravars_file", str(good), group="ansible")
     vm_id = sorted(driver.get_inventory().vms)[0]
-    variables = executor.extravars(driver, Action(0, ActionKind.RESIZE, vm_id=vm_id, size=Resources(cpu=1)))
+    step = executor.step_vars(driver, Action(0, ActionKind.RESIZE, vm_id=vm_id, size=Resources(cpu=1)))
+    variables = playbook_vars(executor.file_vars(), step)
     assert (variables["vcenter_hostname"], variables["vcenter_port"]) == ("vc.example", 8443)
+    assert variables["vm_name"] == {"__ansible_unsafe": step["vm_name"]}
 
     bad = tmp_path / "bad.yml"
     bad.write_text("vcenter_hostname: [unclosed\n")
     executor.conf.set_override("extravars_file", str(bad), group="ansible")
     with pytest.raises(ConfigurationError, match="bad.yml"):
-        executor.extravars(driver, Action(0, ActionKind.RESIZE, vm_id=vm_id, size=Resources(cpu=1)))
+        executor.file_vars()
 
 
 def test_secrets_are_masked_wherever_they_appear() -> None:
