@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, conf) -> int:
     from cotenancy.predict.forecast import DEFAULT_RESOURCES, train_and_save
-    from cotenancy.predict.history import build_pair_dataset, load_history
+    from cotenancy.predict.history import load_history
     from cotenancy.predict.risk import train_risk
     from cotenancy.store import HistoryStore
 
@@ -122,9 +122,8 @@ def run(args: argparse.Namespace, conf) -> int:
             status = 1
     if args.only in (None, "risk"):
         risk = loading.load_plugin(loading.RISK_MODELS, conf.predict.risk_model, conf)
-        horizon = max(1, int(round(conf.predict.risk_horizon / history.step_seconds)))
         with tqdm(total=len(history.timestamps), desc="pair features", unit="step") as bar:
-            data = build_pair_dataset(history, horizon, window_steps=risk.window_steps, progress=bar.update)
+            data = risk.training_rows(history, progress=bar.update)
         try:
             model = train_risk(
                 data, risk.training_config(), previous=risk.model if args.incremental else None

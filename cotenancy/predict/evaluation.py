@@ -426,6 +426,7 @@ def _combine(parts: list):
         np.concatenate([d.keys for d in parts]),
         np.concatenate([d.host_used for d in parts]),
         np.concatenate([d.host_lr for d in parts]),
+        parts[0].telemetry if parts else {},
     )
 
 

@@ -365,6 +365,9 @@ class PairDataset:
     keys: np.ndarray  # pair key min*n+max
     host_used: np.ndarray  # reactive baseline: host CPU utilisation now
     host_lr: np.ndarray  # LR-MMT baseline: local-regression prediction of host utilisation
+    #: the telemetry step and the windows (in its steps) the rows were built with; a model trained
+    #: on them keeps it, so serving can refuse telemetry on which its features would mean other spans
+    telemetry: dict[str, float] = field(default_factory=dict)
 
 
 def build_pair_dataset(
@@ -405,6 +408,12 @@ def build_pair_dataset(
         keys.append(k)
         used.append(util_history[h, col])
         lr.append(lr_mmt_prediction(util_history[:, max(col - 9, 0) : col + 1])[h])
+    telemetry = {
+        "step_seconds": float(history.step_seconds),
+        "window_steps": float(window_steps),
+        "horizon_steps": float(horizon_steps),
+        "lookback_steps": float(lookback_steps),
+    }
     if not xs:
         empty = np.zeros(0)
         return PairDataset(
@@ -414,6 +423,7 @@ def build_pair_dataset(
             empty.astype(np.int64),
             empty,
             empty,
+            telemetry,
         )
     return PairDataset(
         np.vstack(xs),
@@ -422,6 +432,7 @@ def build_pair_dataset(
         np.concatenate(keys),
         np.concatenate(used),
         np.concatenate(lr),
+        telemetry,
     )
 
 

@@ -19,6 +19,7 @@ capacity (with ready time and past conflicts as small boosts). It ranks like an 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,10 +30,11 @@ import xgboost as xgb
 from oslo_config import cfg
 from scipy.optimize import isotonic_regression
 
+from cotenancy.exceptions import SchemaMismatch
 from cotenancy.model import ClusterState, EventKind
 from cotenancy.predict import features as feats
 from cotenancy.predict.base import InterferenceEstimate, RiskModel
-from cotenancy.predict.history import RECENT_STEPS, PairDataset, memory_arrays
+from cotenancy.predict.history import RECENT_STEPS, History, PairDataset, build_pair_dataset, memory_arrays
 from cotenancy.predict.metrics import average_precision, recall_at_precision
 from cotenancy.predict.pressure import InterferenceMemory
 from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, model_dir, save_bundle
@@ -163,6 +165,12 @@ def train_risk(
     config = config or RiskTrainingConfig()
     if data.y.sum() == 0:
         raise ValueError(TOO_LITTLE_HISTORY)
+    before = previous.metadata.get("telemetry") if previous is not None else None
+    if before and data.telemetry and before != data.telemetry:
+        raise ValueError(
+            f"the model to continue was trained on {_describe(before)} and the new rows are "
+            f"{_describe(data.telemetry)}: train afresh (without --incremental)"
+        )
     fit, calib, hold = time_split(data.step, config.calibration_fraction)
     params = {**BOOSTER_PARAMS, "max_depth": config.max_depth, "nthread": config.nthread, "seed": config.seed}
     dtrain = xgb.DMatrix(
@@ -195,8 +203,14 @@ def train_risk(
         "rounds": int(booster.num_boosted_rounds()),
         "incremental": previous is not None,
         "trained_at": time.time(),
+        "telemetry": dict(data.telemetry),
     }
     return model
+
+
+def _describe(telemetry: dict) -> str:
+    """``step_seconds=300, window_steps=12, ...``: a model's telemetry shape, for an error."""
+    return ", ".join(f"{key}={float(value):g}" for key, value in sorted(telemetry.items()))
 
 
 class XGBoostRiskModel(RiskModel):
@@ -325,6 +339,37 @@ class XGBoostRiskModel(RiskModel):
         self._model.invalidate()
         return path
 
+    def training_rows(self, history: History, progress=None) -> PairDataset:
+        """Labelled pair rows for this model's settings: its window, its memory of past conflicts
+        and the risk horizon, counted in steps of the history's telemetry as serving counts them."""
+        step = history.step_seconds
+        return build_pair_dataset(
+            history,
+            horizon_steps=max(1, int(round(self.horizon_seconds / step))),
+            window_steps=self.window_steps,
+            lookback_steps=int(round(self.memory_seconds / step)),
+            progress=progress,
+        )
+
+    def _check_telemetry(self, model: TrainedRisk, step_seconds: float) -> None:
+        """A model's features count steps: on telemetry of another step, or with another window,
+        memory or horizon than it was trained with, they would mean other spans of time."""
+        trained = model.metadata.get("telemetry")
+        if not trained:
+            return  # a model file from before the shape was recorded
+        serving = {
+            "step_seconds": float(step_seconds),
+            "window_steps": float(self.window_steps),
+            "horizon_steps": float(max(1, int(round(self.horizon_seconds / step_seconds)))),
+            "lookback_steps": float(int(round(self.memory_seconds / step_seconds))),
+        }
+        differ = {k: v for k, v in serving.items() if k in trained and not math.isclose(trained[k], v)}
+        if differ:
+            raise SchemaMismatch(
+                f"the risk model was trained on {_describe({k: trained[k] for k in differ})} and is "
+                f"asked to serve {_describe(differ)}: retrain it on this telemetry with these settings"
+            )
+
     # ------------------------------------------------------------------------- serving
     def _remember(self, state: ClusterState) -> None:
         """Degradation and migration events seen in past rounds feed the past-conflict and
@@ -344,6 +389,9 @@ class XGBoostRiskModel(RiskModel):
         """Pair features' inputs for this state (cached: the planner scores many batches per round)."""
         if self._cache is not None and self._cache[0] is state and self._cache[1] == state.now:
             return self._cache[2]
+        model = self.model
+        if model is not None:
+            self._check_telemetry(model, state.telemetry.step_seconds)
         self._remember(state)
         tele = state.telemetry
         inv = state.inventory

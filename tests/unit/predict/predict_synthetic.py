@@ -89,7 +89,7 @@ def make_state(
     return ClusterState(now=now, inventory=inventory, telemetry=telemetry)
 
 
-def toy_history(steps: int = 240, seed: int = 0):
+def toy_history(steps: int = 240, seed: int = 0, step: float = STEP):
     """Three 7 GHz hosts, nine VMs with bursty demand; a degradation event (the only labels) is
     recorded wherever a host's demand exceeds its capacity, as a cloud would report it."""
     from cotenancy.model import Event, EventKind
@@ -97,7 +97,7 @@ def toy_history(steps: int = 240, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     n, hosts = 9, 3
-    t = START + STEP * np.arange(steps)
+    t = START + step * np.arange(steps)
     base = rng.uniform(1000, 2500, n)
     wave = 1 + 0.6 * np.sin(2 * np.pi * (np.arange(steps)[None, :] / 48.0 + rng.uniform(0, 1, (n, 1))))
     demand = np.clip(base[:, None] * wave + rng.normal(0, 150, (n, steps)), 0, None)
@@ -117,7 +117,7 @@ def toy_history(steps: int = 240, seed: int = 0):
                         kind=EventKind.DEGRADATION,
                         vm_ids=tuple(f"vm-{m}" for m in members),
                         host_id=f"h{h}",
-                        duration=STEP,
+                        duration=step,
                         severity=1 - cap[h] / total,
                         resource="cpu",
                         details={"neighbours": ",".join(f"vm-{m}" for m in members)},
@@ -126,7 +126,7 @@ def toy_history(steps: int = 240, seed: int = 0):
     return History(
         vm_ids=[f"vm-{i}" for i in range(n)],
         timestamps=t,
-        step_seconds=STEP,
+        step_seconds=step,
         values={"cpu": used, "cpu_demand": demand, "cpu_ready": 1 - used / np.maximum(demand, 1e-9)},
         host_ids=[f"h{h}" for h in range(hosts)],
         host_cpu=cap,

@@ -128,6 +128,48 @@ def test_incremental_training_adds_rounds(dataset, trained):
     assert more.booster.num_boosted_rounds() == trained.booster.num_boosted_rounds() + 7
 
 
+def test_a_model_serves_only_the_telemetry_step_and_spans_it_was_trained_on(tmp_path, trained):
+    """Its features count steps: a window of 12, a day of memory, a 30-minute horizon. On 60 s
+    telemetry, or with another memory, they would mean other spans, so serving refuses."""
+    assert trained.metadata["telemetry"] == {
+        "step_seconds": 300.0,
+        "window_steps": 12.0,
+        "horizon_steps": 6.0,
+        "lookback_steps": 288.0,
+    }
+    XGBoostRiskModel(model_path=tmp_path / "risk.json").save(trained)
+    served = XGBoostRiskModel(model_path=tmp_path / "risk.json")
+    assert np.isfinite(served.score_pairs(_hot_and_idle_state(), np.array([[0, 1]]))).all()
+
+    one_minute = _hot_and_idle_state()
+    one_minute.telemetry.step_seconds = 60.0
+    with pytest.raises(SchemaMismatch, match=r"trained on .*step_seconds=300.* serve .*step_seconds=60"):
+        served.score_pairs(one_minute, np.array([[0, 1]]))
+
+    conf = make_conf([])
+    conf.set_override("memory_hours", 12, group="risk_xgboost")
+    half_day = XGBoostRiskModel(conf, model_path=tmp_path / "risk.json")
+    with pytest.raises(SchemaMismatch, match=r"lookback_steps=288 .*lookback_steps=144"):
+        half_day.score_pairs(_hot_and_idle_state(), np.array([[0, 1]]))
+
+
+def test_a_model_file_from_before_the_telemetry_was_recorded_still_serves(tmp_path, trained):
+    XGBoostRiskModel(model_path=tmp_path / "risk.json").save(trained)
+    document = json.loads((tmp_path / "risk.json").read_text())
+    del document["metadata"]["telemetry"]
+    (tmp_path / "risk.json").write_text(json.dumps(document))
+    one_minute = _hot_and_idle_state()
+    one_minute.telemetry.step_seconds = 60.0
+    scores = XGBoostRiskModel(model_path=tmp_path / "risk.json").score_pairs(one_minute, np.array([[0, 1]]))
+    assert np.isfinite(scores).all()
+
+
+def test_incremental_training_refuses_rows_of_another_telemetry_step(trained):
+    one_minute = build_pair_dataset(toy_history(step=60.0), horizon_steps=30, window_steps=12)
+    with pytest.raises(ValueError, match="step_seconds=300.*step_seconds=60.*train afresh"):
+        train_risk(one_minute, RiskTrainingConfig(incremental_rounds=3), previous=trained)
+
+
 def test_bad_telemetry_gives_finite_scores(tmp_path):
     model = XGBoostRiskModel(model_path=tmp_path / "absent.json")
     state = _hot_and_idle_state()

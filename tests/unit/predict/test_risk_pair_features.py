@@ -132,9 +132,8 @@ def test_migrations_seen_in_rounds_become_churn_features(tmp_path):
 def test_serving_builds_the_same_pair_features_as_training():
     """One code path: the features the serving object builds from a round's state (inventory,
     telemetry window, the events it was shown) equal the training rows built from the history."""
-    from predict_synthetic import STEP, toy_history
+    from predict_synthetic import toy_history
 
-    from cotenancy.model import VM, ClusterState, Host, Inventory, Resources, TelemetryWindow, WorkloadClass
     from cotenancy.predict.history import colocated_pairs, context_at
 
     history = toy_history(steps=200)
@@ -157,6 +156,19 @@ def test_serving_builds_the_same_pair_features_as_training():
     pairs = colocated_pairs(history.host_of[:, col])
     want, _ = context_at(history, col, window_steps=12, horizon_steps=6).features(pairs)
 
+    state = _serving_state(history, col, window=12, extra_events=migrations)
+    model = XGBoostRiskModel(model_path="/nonexistent/risk.json")
+    got, placed = model.context(state).features(pairs)
+    assert placed.all()
+    assert got[:, COL["pair_migrations_max"]].max() == 1.0  # the moves are in the features
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+def _serving_state(history, col: int, window: int, extra_events=()):
+    """The state a round at column ``col`` of ``history`` would give the serving object: the
+    inventory then, the last ``window`` samples and every event seen up to that sample."""
+    from cotenancy.model import VM, ClusterState, Host, Inventory, Resources, TelemetryWindow, WorkloadClass
+
     hosts = {
         h: Host(h, h, Resources(cpu=float(c), memory=65536.0))
         for h, c in zip(history.host_ids, history.host_cpu, strict=True)
@@ -171,18 +183,46 @@ def test_serving_builds_the_same_pair_features_as_training():
         )
         for i, v in enumerate(history.vm_ids)
     }
-    lo = col - 12 + 1
+    lo = col - window + 1
     telemetry = TelemetryWindow(
         list(history.vm_ids),
         history.timestamps[lo : col + 1].copy(),
         {k: v[:, lo : col + 1].copy() for k, v in history.values.items()},
-        STEP,
+        history.step_seconds,
     )
-    now = float(history.timestamps[col]) + STEP
-    seen = [e for e in history.events if e.timestamp <= history.timestamps[col]] + migrations
-    state = ClusterState(now=now, inventory=Inventory(hosts=hosts, vms=vms), telemetry=telemetry, events=seen)
+    now = float(history.timestamps[col]) + history.step_seconds
+    seen = [e for e in history.events if e.timestamp <= history.timestamps[col]] + list(extra_events)
+    return ClusterState(now=now, inventory=Inventory(hosts=hosts, vms=vms), telemetry=telemetry, events=seen)
+
+
+def test_on_one_minute_telemetry_training_counts_past_conflicts_over_the_day_serving_counts():
+    """``cotenancy train`` builds its rows with the model's own memory (24 h), in steps of the
+    telemetry: at 60 s that is 1440 steps, not the 288 of five-minute telemetry."""
+    from predict_synthetic import toy_history
+
+    from cotenancy.predict.history import colocated_pairs
+
+    history = toy_history(steps=700, step=60.0)
+    col = 650  # 10.8 h of conflicts behind it: more than 288 steps, less than a day
     model = XGBoostRiskModel(model_path="/nonexistent/risk.json")
-    got, placed = model.context(state).features(pairs)
-    assert placed.all()
-    assert got[:, COL["pair_migrations_max"]].max() == 1.0  # the moves are in the features
+    rows = model.training_rows(history)
+    want = rows.x[rows.step == col]
+    pairs = colocated_pairs(history.host_of[:, col])
+    got, _ = model.context(_serving_state(history, col, window=model.window_steps)).features(pairs)
+    now = history.timestamps[col]
+
+    def conflicts_since(since: float) -> int:
+        return max(
+            sum(vm in e.vm_ids and since < e.timestamp <= now for e in history.events)
+            for vm in history.vm_ids
+        )
+
+    # every conflict of the 10.8 h counts, more than those of the last 288 steps
+    assert got[:, COL["vm_conflicts_max"]].max() == conflicts_since(-np.inf) > conflicts_since(now - 288 * 60)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+    assert rows.telemetry == {
+        "step_seconds": 60.0,
+        "window_steps": 12.0,
+        "horizon_steps": 30.0,
+        "lookback_steps": 1440.0,
+    }
