@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import math
@@ -182,6 +183,7 @@ def save_bundle(bundle: ModelBundle, path: Path) -> Path:
     running as another user); a first file gets 0644 less the umask.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    raws = {name: bytes(b.save_raw(raw_format="ubj")) for name, b in bundle.boosters.items()}
     document = {
         "format": FORMAT,
         "kind": bundle.kind,
@@ -189,10 +191,8 @@ def save_bundle(bundle: ModelBundle, path: Path) -> Path:
         "saved_at": time.time(),
         "libraries": library_versions(),
         "metadata": bundle.metadata,
-        "boosters": {
-            name: base64.b64encode(bytes(b.save_raw(raw_format="ubj"))).decode("ascii")
-            for name, b in bundle.boosters.items()
-        },
+        "boosters": {name: base64.b64encode(raw).decode("ascii") for name, raw in raws.items()},
+        "booster_sha256": {name: hashlib.sha256(raw).hexdigest() for name, raw in raws.items()},
         "arrays": {
             name: {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.ravel().tolist()}
             for name, a in bundle.arrays.items()
@@ -238,7 +238,10 @@ def _section(document: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
     return value
 
 
-def _booster(path: Path, name: str, encoded: object, nthread: int) -> xgb.Booster:
+def _booster(path: Path, name: str, encoded: object, digest: object, nthread: int) -> xgb.Booster:
+    """A booster from its file text. XGBoost's parser can crash the process or loop forever on
+    damaged bytes, so they never reach it: the bytes must match the digest saved with them
+    (``digest`` is ``None`` only in files written before digests were)."""
     if not isinstance(encoded, str):
         raise ModelFileError(
             f"{path}: booster {name!r} must be base64 text, not a JSON {_json_type(encoded)}"
@@ -249,10 +252,12 @@ def _booster(path: Path, name: str, encoded: object, nthread: int) -> xgb.Booste
         raise ModelFileError(f"{path}: booster {name!r} is not valid base64 ({exc})") from exc
     if not raw:
         raise ModelFileError(f"{path}: booster {name!r} is empty")
+    if digest is not None and digest != hashlib.sha256(raw).hexdigest():
+        raise ModelFileError(f"{path}: booster {name!r} is damaged (its bytes do not match their SHA-256)")
     booster = xgb.Booster(params={"nthread": nthread})
     try:
         booster.load_model(bytearray(raw))
-    except xgb.core.XGBoostError as exc:
+    except (xgb.core.XGBoostError, UnicodeDecodeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: booster {name!r} is damaged ({reason[:160]})") from exc
     return booster
@@ -298,9 +303,14 @@ def load_bundle(path: Path, kind: str, schema_version: str, nthread: int = 2) ->
     if missing:
         raise ModelFileError(f"{path}: incomplete model file, missing {', '.join(map(repr, missing))}")
     metadata = dict(_section(document, "metadata", path))
+    encoded_boosters = _section(document, "boosters", path)
+    digests = _section(document, "booster_sha256", path) if "booster_sha256" in document else None
+    unlisted = sorted(set(encoded_boosters) - set(digests)) if digests is not None else []
+    if unlisted:
+        raise ModelFileError(f"{path}: booster {unlisted[0]!r} has no SHA-256 in 'booster_sha256'")
     boosters = {
-        name: _booster(path, name, encoded, nthread)
-        for name, encoded in _section(document, "boosters", path).items()
+        name: _booster(path, name, encoded, None if digests is None else digests[name], nthread)
+        for name, encoded in encoded_boosters.items()
     }
     arrays = {name: _array(path, name, spec) for name, spec in _section(document, "arrays", path).items()}
     metadata.setdefault("libraries", document.get("libraries", {}))

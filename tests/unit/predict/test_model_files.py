@@ -3,10 +3,13 @@ last good model, and a saved file can be read by a server running as another use
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -61,6 +64,13 @@ def _damage_first_booster(document: dict) -> None:
     document["boosters"][name] = "AAAA" + document["boosters"][name][40:]
 
 
+def _change_one_booster_byte(document: dict) -> None:
+    name = next(iter(document["boosters"]))
+    raw = bytearray(base64.b64decode(document["boosters"][name]))
+    raw[len(raw) // 2] ^= 0x01
+    document["boosters"][name] = base64.b64encode(bytes(raw)).decode("ascii")
+
+
 FORECAST_DAMAGE: dict[str, tuple[Edit, str]] = {
     "truncated": (lambda good: good[: len(good) // 2], "not valid JSON"),
     "binary garbage": (lambda good: bytes(range(256)) * 4, "not UTF-8"),
@@ -103,6 +113,14 @@ RISK_DAMAGE: dict[str, tuple[Edit, str]] = {
     "a JSON number": (lambda good: b"3", "a JSON number, expected an object"),
     "no risk booster": (_json_edit(lambda d: d["boosters"].pop("risk")), "missing booster 'risk'"),
     "damaged booster": (_json_edit(_damage_first_booster), "booster 'risk' is damaged"),
+    "one byte of the booster changed": (
+        _json_edit(_change_one_booster_byte),
+        "booster 'risk' is damaged (its bytes do not match their SHA-256)",
+    ),
+    "digests of other boosters": (
+        _json_edit(lambda d: d.update(booster_sha256={"other": "0" * 64})),
+        "booster 'risk' has no SHA-256 in 'booster_sha256'",
+    ),
     "no calibration": (_json_edit(lambda d: d["arrays"].pop("calib_y")), "missing array 'calib_y'"),
     "calibration of unequal lengths": (
         _json_edit(lambda d: d["arrays"]["calib_y"].update(shape=[1], data=[0.5])),
@@ -113,6 +131,49 @@ RISK_DAMAGE: dict[str, tuple[Edit, str]] = {
         "'metadata' must be a JSON object",
     ),
 }
+
+
+DAMAGED_BOOSTERS_CHILD = """
+import base64, json, random, sys
+from pathlib import Path
+from cotenancy.exceptions import ModelFileError
+from cotenancy.predict.registry import load_bundle
+good = Path(sys.argv[1])
+document = json.loads(good.read_text())
+raw = base64.b64decode(document["boosters"]["risk"])
+rnd = random.Random(7)
+refused = 0
+for i in range(60):
+    bad = bytearray(raw)
+    if i % 2:
+        bad = bad[: rnd.randrange(8, len(bad))]
+    else:
+        bad[rnd.randrange(len(bad))] = rnd.randrange(256)
+    if bytes(bad) == raw:
+        continue
+    document["boosters"]["risk"] = base64.b64encode(bytes(bad)).decode()
+    good.with_name("bad.json").write_text(json.dumps(document))
+    try:
+        load_bundle(good.with_name("bad.json"), "risk", document["schema_version"])
+    except ModelFileError as exc:
+        assert "damaged" in str(exc), exc
+        refused += 1
+print(refused)
+"""
+
+
+def test_damaged_booster_bytes_never_reach_xgboosts_parser(tmp_path: Path, risk_file: bytes) -> None:
+    """XGBoost's parser can kill the process (SIGSEGV) or hang on damaged bytes: a file whose
+    booster bytes were changed since they were saved is refused before they reach it."""
+    (tmp_path / "risk.json").write_bytes(risk_file)
+    done = subprocess.run(
+        [sys.executable, "-c", DAMAGED_BOOSTERS_CHILD, str(tmp_path / "risk.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) >= 55
 
 
 def write_damaged(path: Path, good: bytes, edit, fault: str) -> tuple[Path, str]:
