@@ -137,7 +137,7 @@ class ControlLoop:
         """
         newest = store.latest_sample_times(start, now)
         fresh = [s for s in samples if not _already_stored(s, newest)] if newest else samples
-        report = store.add_samples(fresh)
+        report = store.add_samples(fresh, not_after=now)
         if report.rejected:
             LOG.warning("rejected %d malformed samples: %s", report.rejected, report.reasons)
         if skipped := len(samples) - len(fresh):

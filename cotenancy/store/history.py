@@ -7,6 +7,7 @@ steps and status). SQLAlchemy Core keeps the bulk paths fast; Alembic owns the s
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -24,7 +25,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import StaticPool
 
-from cotenancy.exceptions import ConfigurationError, NotFound
+from cotenancy.exceptions import ConfigurationError, MalformedInputError, NotFound
 from cotenancy.model import (
     VM,
     Action,
@@ -45,6 +46,8 @@ from cotenancy.model import (
 )
 from cotenancy.store import schema
 
+LOG = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 KNOWN_METRICS = frozenset(m.value for m in Metric)
 #: rows per INSERT batch: bounds memory on huge ingests, large enough to amortise round trips
@@ -60,8 +63,10 @@ class IngestReport:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def rejection_reason(sample: MetricSample) -> str | None:
-    """Why ``sample`` must not be mixed into the learning data, or ``None`` when it is usable."""
+def rejection_reason(sample: MetricSample, not_after: float | None = None) -> str | None:
+    """Why ``sample`` must not be mixed into the learning data, or ``None`` when it is usable.
+    ``not_after``: samples stamped at or after it are ``future`` (one in milliseconds, say, would
+    move every later window of the history past the real samples)."""
     if not isinstance(sample.vm_id, str) or not sample.vm_id:
         return "missing_vm_id"
     if sample.metric not in KNOWN_METRICS:
@@ -73,6 +78,8 @@ def rejection_reason(sample: MetricSample) -> str | None:
         return "not_a_number"
     if not math.isfinite(timestamp):
         return "bad_timestamp"
+    if not_after is not None and timestamp >= not_after:
+        return "future"
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
@@ -81,6 +88,19 @@ def rejection_reason(sample: MetricSample) -> str | None:
         return "negative"
     if sample.metric == Metric.CPU_READY and value > 1.0:
         return "ready_above_one"
+    return None
+
+
+def event_problem(event: Event) -> str | None:
+    """Why ``event`` cannot be stored (its numbers must be finite: the columns refuse NaN), or
+    ``None``."""
+    for name in ("timestamp", "duration", "severity"):
+        try:
+            value = float(getattr(event, name))
+        except (TypeError, ValueError):
+            return f"{name} {getattr(event, name)!r} is not a number"
+        if not math.isfinite(value):
+            return f"{name} is {value!r}"
     return None
 
 
@@ -284,9 +304,10 @@ class HistoryStore:
 
     # metric samples --------------------------------------------------------------------------
 
-    def add_samples(self, samples: Iterable[MetricSample]) -> IngestReport:
+    def add_samples(self, samples: Iterable[MetricSample], not_after: float | None = None) -> IngestReport:
         """Store valid samples; keep invalid ones apart in ``rejected_samples`` with the reason,
-        so bad input never pollutes what predictors learn from and is never silently lost."""
+        so bad input never pollutes what predictors learn from and is never silently lost.
+        Samples stamped at or after ``not_after`` (the time a caller read them up to) are ``future``."""
         accepted: list[tuple[str, str, float, float]] = []
         rejected: list[dict[str, Any]] = []
         reasons: Counter[str] = Counter()
@@ -294,7 +315,7 @@ class HistoryStore:
         n_accepted = 0
         with self.engine.begin() as connection:
             for sample in samples:
-                reason = rejection_reason(sample)
+                reason = rejection_reason(sample, not_after)
                 if reason is None:
                     accepted.append(
                         (sample.vm_id, str(sample.metric), float(sample.timestamp), float(sample.value))
@@ -504,10 +525,14 @@ class HistoryStore:
     # events ----------------------------------------------------------------------------------
 
     def add_events(self, events: Iterable[Event]) -> int:
-        """Store events; returns how many."""
+        """Store events; returns how many. An event whose times or severity are not finite
+        numbers is not stored: it is logged whole, as a warning, and the others are stored."""
         event_rows: list[dict[str, Any]] = []
         link_rows: list[dict[str, Any]] = []
         for event in events:
+            if problem := event_problem(event):
+                LOG.warning("event not stored (%s): %r", problem, event)
+                continue
             event_id = uuid.uuid4().hex
             event_rows.append(
                 {
@@ -572,7 +597,17 @@ class HistoryStore:
     # plans -----------------------------------------------------------------------------------
 
     def save_plan(self, plan: ActionPlan) -> None:
-        """Store ``plan`` and all its steps; saving the same plan id again replaces it."""
+        """Store ``plan`` and all its steps; saving the same plan id again replaces it. A step
+        whose expected benefit is not a finite number is a :class:`MalformedInputError` before
+        anything is written."""
+        for action in plan.actions:
+            if not math.isfinite(float(action.expected_benefit)):
+                raise MalformedInputError(
+                    f"plan {plan.id}",
+                    None,
+                    f"step {action.index} has expected_benefit {float(action.expected_benefit)!r}, "
+                    "expected a finite number",
+                )
         now = time.time()
         step_rows = [
             {

@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from cotenancy.exceptions import NotFound
+from cotenancy.exceptions import MalformedInputError, NotFound
 from cotenancy.model import (
     VM,
     ActionKind,
@@ -217,6 +217,31 @@ def test_events_round_trip_and_filters(history_store: HistoryStore) -> None:
     assert history_store.events(T0, T0 + 10_000, host_id="h2") == [migration, later]
     assert history_store.events(T0, T0 + 10_000, kinds=["degradation"], vm_id="b", host_id="h1") == [conflict]
     assert history_store.add_events([]) == 0
+
+
+def test_an_event_with_a_number_that_is_not_finite_is_logged_not_stored_and_the_rest_are(
+    history_store: HistoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = Event(T0 + 10, EventKind.DEGRADATION, vm_ids=("a",), host_id="h1", severity=0.2)
+    unknown_severity = Event(T0 + 20, EventKind.DEGRADATION, vm_ids=("b",), host_id="h1", severity=math.nan)
+    endless = Event(T0 + 30, EventKind.DEGRADATION, vm_ids=("c",), host_id="h1", duration=math.inf)
+    with caplog.at_level("WARNING", logger="cotenancy.store.history"):
+        assert history_store.add_events([good, unknown_severity, endless]) == 1
+    assert history_store.events(T0, T0 + 100) == [good]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    assert "severity is nan" in warnings[0] and "'b'" in warnings[0]
+    assert "duration is inf" in warnings[1] and "'c'" in warnings[1]
+
+
+def test_a_plan_with_an_expected_benefit_that_is_not_finite_is_refused_before_anything_is_written(
+    history_store: HistoryStore,
+) -> None:
+    plan = _plan()
+    plan.actions[2].expected_benefit = math.nan
+    with pytest.raises(MalformedInputError, match=r"step 2 has expected_benefit nan"):
+        history_store.save_plan(plan)
+    assert history_store.list_plans() == []
 
 
 def _plan(strategy: str = "predictive", created_at: float = T0) -> ActionPlan:

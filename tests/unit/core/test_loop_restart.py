@@ -11,7 +11,7 @@ import pytest
 from oslo_config import cfg
 
 from cotenancy.engine.loop import ControlLoop
-from cotenancy.model import ActionPlan, ClusterState, Event
+from cotenancy.model import ActionPlan, ClusterState, Event, MetricSample
 from cotenancy.store import HistoryStore
 from cotenancy.strategies.noop import NoopStrategy
 from drivers.simulated.driver import SimulatedDriver
@@ -104,3 +104,20 @@ def test_a_new_loop_still_hands_the_strategy_the_whole_window(conf, cloud, store
     assert cpu.shape[1] == conf.history_window
     assert np.isfinite(cpu).any(axis=0).all()
     np.testing.assert_array_equal(cpu, without_store.seen[0].telemetry.values["cpu"])
+
+
+def test_a_sample_stamped_after_the_rounds_time_is_kept_apart_as_future(conf, cloud, store, monkeypatch):
+    """One timestamp in milliseconds would put the store's newest sample in the far future, and
+    every window read back from it (the API's) past the real samples."""
+    reported = cloud.get_metrics
+
+    def one_in_milliseconds(start: float, end: float, vm_ids=None) -> list[MetricSample]:
+        samples = reported(start, end, vm_ids)
+        first = samples[0]
+        return [*samples, MetricSample(first.vm_id, first.timestamp * 1000, first.metric, first.value)]
+
+    monkeypatch.setattr(cloud, "get_metrics", one_in_milliseconds)
+    one_round_in_a_new_loop(conf, cloud, store)
+
+    assert max(s.timestamp for s in store.samples(0.0, 1e15)) < cloud.now()
+    assert [r["reason"] for r in store.rejected_samples()] == ["future"]
