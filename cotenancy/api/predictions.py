@@ -92,7 +92,9 @@ class Predictions:
     def state(self, at: float | None, vm_ids: Sequence[str] | None = None) -> ClusterState:
         now = self.origin(at)
         inventory = apply_requests(
-            self.store, Inventory(hosts=self.store.hosts(), vms=self.store.vms()), self.clock()
+            self.store,
+            Inventory(hosts=self.store.hosts(present_only=True), vms=self.store.vms(present_only=True)),
+            self.clock(),
         )
         rows = list(vm_ids) if vm_ids is not None else sorted(inventory.vms)
         start = now - self.step * self.window_steps

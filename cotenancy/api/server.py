@@ -348,11 +348,11 @@ class Api:
 
     def list_hosts(self, call: Call) -> Reply:
         drained = self._active_targets(RequestKind.DRAIN, "host_id")
-        hosts = [host_to_dict(h, h.id in drained) for h in self.store.hosts().values()]
+        hosts = [host_to_dict(h, h.id in drained) for h in self.store.hosts(present_only=True).values()]
         return Reply(HTTPStatus.OK, {"hosts": hosts})
 
     def get_host(self, call: Call) -> Reply:
-        host = self.store.hosts().get(call.params["host_id"])
+        host = self.store.hosts(present_only=True).get(call.params["host_id"])
         if host is None:
             raise ApiError(HTTPStatus.NOT_FOUND, f"no host {call.params['host_id']!r}", "host_id")
         drained = host.id in self._active_targets(RequestKind.DRAIN, "host_id")
@@ -363,13 +363,13 @@ class Api:
         critical = self._active_targets(RequestKind.CRITICAL, "vm_id")
         vms = [
             vm_to_dict(v, v.id in critical)
-            for v in self.store.vms().values()
+            for v in self.store.vms(present_only=True).values()
             if host_id is None or v.host_id == host_id
         ]
         return Reply(HTTPStatus.OK, {"vms": vms})
 
     def get_vm(self, call: Call) -> Reply:
-        vm = self.store.vms().get(call.params["vm_id"])
+        vm = self.store.vms(present_only=True).get(call.params["vm_id"])
         if vm is None:
             raise ApiError(HTTPStatus.NOT_FOUND, f"no VM {call.params['vm_id']!r}", "vm_id")
         critical = vm.id in self._active_targets(RequestKind.CRITICAL, "vm_id")
@@ -455,9 +455,9 @@ class Api:
     def _describe(self, request: Request) -> dict[str, Any]:
         body = request.as_dict(self.clock())
         if request.kind is RequestKind.DRAIN:
-            body["unknown"] = unknown_references(request, self.store.hosts(), ())
+            body["unknown"] = unknown_references(request, self.store.hosts(present_only=True), ())
         else:
-            body["unknown"] = unknown_references(request, (), self.store.vms())
+            body["unknown"] = unknown_references(request, (), self.store.vms(present_only=True))
         return body
 
     def _lister(self, kind: RequestKind) -> Callable[[Call], Reply]:

@@ -224,8 +224,9 @@ class HistoryStore:
         connection.execute(table.insert(), rows)
 
     def upsert_inventory(self, inventory: Inventory, at: float) -> None:
-        """Record hosts and VMs as seen at ``at``. VMs absent from ``inventory`` keep their last
-        known record (the history still refers to them)."""
+        """Record the whole cloud as seen at ``at``. Hosts and VMs absent from ``inventory`` keep
+        their last known record (the history still refers to them) and are marked gone since
+        ``at``; one that is listed again is present again."""
         host_rows = [
             {
                 "id": h.id,
@@ -236,6 +237,7 @@ class HistoryStore:
                 "power_model": h.power_model,
                 "attributes": dict(h.attributes),
                 "seen_at": float(at),
+                "gone_at": None,
             }
             for h in inventory.hosts.values()
         ]
@@ -256,17 +258,27 @@ class HistoryStore:
                 "flavor": v.flavor,
                 "attributes": dict(v.attributes),
                 "seen_at": float(at),
+                "gone_at": None,
             }
             for v in inventory.vms.values()
         ]
         with self.engine.begin() as connection:
             self._upsert(connection, schema.hosts, host_rows)
             self._upsert(connection, schema.vms, vm_rows)
+            for table in (schema.hosts, schema.vms):
+                connection.execute(
+                    table.update()
+                    .where(table.c.gone_at.is_(None), table.c.seen_at < float(at))
+                    .values(gone_at=float(at))
+                )
 
-    def hosts(self) -> dict[str, Host]:
-        """Last known host records."""
+    def hosts(self, present_only: bool = False) -> dict[str, Host]:
+        """Last known host records; ``present_only``: those the last inventory listed."""
+        query = sa.select(schema.hosts).order_by(schema.hosts.c.id)
+        if present_only:
+            query = query.where(schema.hosts.c.gone_at.is_(None))
         with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(schema.hosts).order_by(schema.hosts.c.id)).mappings()
+            rows = connection.execute(query).mappings()
             return {
                 r["id"]: Host(
                     id=r["id"],
@@ -280,10 +292,14 @@ class HistoryStore:
                 for r in rows
             }
 
-    def vms(self) -> dict[str, VM]:
-        """Last known VM records (tenant, workload class, size, host)."""
+    def vms(self, present_only: bool = False) -> dict[str, VM]:
+        """Last known VM records (tenant, workload class, size, host); ``present_only``: those the
+        last inventory listed (not a VM deleted since)."""
+        query = sa.select(schema.vms).order_by(schema.vms.c.id)
+        if present_only:
+            query = query.where(schema.vms.c.gone_at.is_(None))
         with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(schema.vms).order_by(schema.vms.c.id)).mappings()
+            rows = connection.execute(query).mappings()
             return {
                 r["id"]: VM(
                     id=r["id"],

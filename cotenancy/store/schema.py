@@ -24,6 +24,8 @@ hosts = sa.Table(
     sa.Column("power_model", sa.String(255)),
     sa.Column("attributes", sa.JSON, nullable=False),
     sa.Column("seen_at", sa.Double, nullable=False),
+    # when the first inventory without it was recorded; NULL while it is listed
+    sa.Column("gone_at", sa.Double),
 )
 
 vms = sa.Table(
@@ -44,6 +46,8 @@ vms = sa.Table(
     sa.Column("flavor", sa.String(255)),
     sa.Column("attributes", sa.JSON, nullable=False),
     sa.Column("seen_at", sa.Double, nullable=False),
+    # when the first inventory without it was recorded; NULL while it is listed
+    sa.Column("gone_at", sa.Double),
 )
 
 samples = sa.Table(

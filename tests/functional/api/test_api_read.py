@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from api_helpers import NOW, T0
 
+from cotenancy.model import Inventory
+
 
 def test_version_document_lists_the_routes(client) -> None:
     answer = client.get("/v1")
@@ -30,6 +32,19 @@ def test_hosts_and_vms_are_the_last_known_inventory(client) -> None:
     assert vm["workload"]["app_type"] == "web"
     assert vm["size"]["memory"] == 4096.0
     assert client.get("/v1/hosts/h2").json["name"] == "host-2"
+
+
+def test_a_vm_deleted_from_the_cloud_is_neither_listed_nor_scored(client, seeded_store) -> None:
+    """The last inventory is the cloud now; the store keeps the deleted VM's record for training."""
+    still_there = {k: v for k, v in seeded_store.vms().items() if k != "web-2"}
+    seeded_store.upsert_inventory(Inventory(hosts=seeded_store.hosts(), vms=still_there), NOW)
+
+    assert "web-2" not in {v["id"] for v in client.get("/v1/vms").json["vms"]}
+    assert client.get("/v1/vms/web-2").status == 404
+    pairs = client.get("/v1/predictions/pairs").json
+    assert pairs["pairs_scored"] == 2  # web-1 with batch-1 on h1, db-1 with idle-1 on h2
+    assert all("web-2" not in p["vm_ids"] for p in pairs["pairs"])
+    assert "web-2" in seeded_store.vms()
 
 
 def test_unknown_ids_are_404_naming_the_parameter(client) -> None:

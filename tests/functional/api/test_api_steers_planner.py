@@ -11,9 +11,10 @@ from cotenancy.strategies.predictive import PredictiveStrategy
 def test_a_drain_requested_over_http_makes_the_planner_evacuate_the_host(
     client, seeded_store, api_conf_obj
 ) -> None:
-    # an empty, roomy host to move to
+    # the cloud gains an empty, roomy host to move to
+    roomy = Host("h3", "host-3", Resources(cpu=16000, memory=65536))
     seeded_store.upsert_inventory(
-        Inventory(hosts={"h3": Host("h3", "host-3", Resources(cpu=16000, memory=65536))}), NOW
+        Inventory(hosts={**seeded_store.hosts(), "h3": roomy}, vms=seeded_store.vms()), NOW
     )
     strategy = PredictiveStrategy(api_conf_obj)
     state = client.server.api.predictions.state(None)

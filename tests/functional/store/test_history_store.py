@@ -99,6 +99,23 @@ def test_inventory_round_trip_and_last_known_records(history_store: HistoryStore
     assert vms["b"] == inventory.vms["b"], "a VM absent from a later snapshot keeps its last record"
 
 
+def test_what_the_last_inventory_does_not_list_is_gone_until_it_is_listed_again(
+    history_store: HistoryStore,
+) -> None:
+    inventory = _inventory()
+    history_store.upsert_inventory(inventory, at=T0)
+    assert history_store.vms(present_only=True) == inventory.vms
+    assert history_store.hosts(present_only=True) == inventory.hosts
+
+    without_b = Inventory(hosts=inventory.hosts, vms={"a": inventory.vms["a"]})
+    history_store.upsert_inventory(without_b, at=T0 + 60)
+    assert set(history_store.vms(present_only=True)) == {"a"}
+    assert set(history_store.vms()) == {"a", "b"}, "training still finds the VM its history names"
+
+    history_store.upsert_inventory(inventory, at=T0 + 120)
+    assert history_store.vms(present_only=True) == inventory.vms
+
+
 def test_samples_round_trip_in_time_order_with_filters(history_store: HistoryStore) -> None:
     samples = [
         MetricSample(f"vm-{i % 3}", T0 + 10 * i, metric, float(i))
