@@ -14,9 +14,11 @@ OPTS = [
     ),
     cfg.FloatOpt(
         "raw_retention_hours",
-        default=48.0,
+        default=840.0,
         min=0.0,
-        help="Raw metric samples older than this are replaced by per-step means (downsampling).",
+        help="Raw metric samples older than this are replaced by downsample_step means by the "
+        "control loop. Keep it longer than the window 'cotenancy train' learns from (30 days by "
+        "default): the predictors learn at the telemetry interval. 0 keeps every raw sample.",
     ),
     cfg.FloatOpt(
         "downsample_step",

@@ -97,6 +97,9 @@ class ControlLoop:
         )
         self.dry_run = conf.dry_run if dry_run is None else dry_run
         self.max_failed_rounds = int(conf.max_failed_rounds)
+        self.raw_retention_seconds = 3600.0 * float(conf.store.raw_retention_hours)
+        self.downsample_step = float(conf.store.downsample_step)
+        self._retention_ran_at: float | None = None
         #: rounds of the latest :meth:`run` that failed
         self.failed_rounds = 0
         self._last_collected: float | None = None
@@ -154,6 +157,23 @@ class ControlLoop:
                 new_events.append(event)
         store.add_events(new_events)
 
+    def apply_retention(self, now: float) -> None:
+        """Raw samples older than ``[store] raw_retention_hours`` become ``downsample_step``
+        means, at most once a ``downsample_step``; ``raw_retention_hours = 0`` keeps them all."""
+        if self.store is None or self.raw_retention_seconds <= 0:
+            return
+        if self._retention_ran_at is not None and now - self._retention_ran_at < self.downsample_step:
+            return
+        removed = self.store.downsample(now - self.raw_retention_seconds, self.downsample_step)
+        self._retention_ran_at = now
+        if removed:
+            LOG.info(
+                "retention: %d raw samples older than %g h replaced by %g s means",
+                removed,
+                self.raw_retention_seconds / 3600.0,
+                self.downsample_step,
+            )
+
     def observe(self, now: float, events: list[Event]) -> ClusterState:
         """The state the strategy decides on."""
         inventory = self.driver.get_inventory()
@@ -189,6 +209,7 @@ class ControlLoop:
         started = time.perf_counter()
         now = self.driver.now()
         n_samples, events = self.collect(now)
+        self.apply_retention(now)
         state = self.observe(now, events)
         planning = time.perf_counter()
         plan = self.strategy.plan(state)

@@ -471,7 +471,7 @@ class HistoryStore:
         timestamps = float(start) + step * np.arange(n_steps, dtype=float)
         t = schema.samples
         query = self._sample_query(
-            [t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value], start, end, vm_ids, metrics
+            [t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value, t.c.weight], start, end, vm_ids, metrics
         )
         with self.engine.connect() as connection:
             rows = self._fetch_plain(connection, query)
@@ -485,6 +485,8 @@ class HistoryStore:
             metric_col = np.array([r[1] for r in rows], dtype=object)
             ts_col = np.array([r[2] for r in rows], dtype=float)
             value_col = np.array([r[3] for r in rows], dtype=float)
+            # a downsampled mean weighs as many raw samples as it stands for
+            weight_col = np.array([r[4] for r in rows], dtype=float)
             bucket = np.minimum(((ts_col - float(start)) // step).astype(np.int64), n_steps - 1)
             cell = vm_col * n_steps + bucket
             size = len(row_ids) * n_steps
@@ -492,8 +494,8 @@ class HistoryStore:
                 mask = metric_col == metric
                 if not mask.any():
                     continue
-                sums = np.bincount(cell[mask], weights=value_col[mask], minlength=size)
-                counts = np.bincount(cell[mask], minlength=size)
+                sums = np.bincount(cell[mask], weights=value_col[mask] * weight_col[mask], minlength=size)
+                counts = np.bincount(cell[mask], weights=weight_col[mask], minlength=size)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
                 values[metric] = mean.reshape(len(row_ids), n_steps)
@@ -501,10 +503,12 @@ class HistoryStore:
 
     def downsample(self, older_than: float, step: float) -> int:
         """Retention: replace raw samples in whole ``step`` buckets (aligned to the epoch) that end
-        at or before ``older_than`` by one mean per VM, metric and bucket.
+        at or before ``older_than`` by one mean per VM, metric and bucket, weighted by how many
+        raw samples it stands for.
 
-        Returns the number of raw rows removed. Already downsampled rows are left alone, so
-        running it again is harmless.
+        Returns the number of raw rows removed. Running it again is harmless; a raw sample that
+        arrived late, in a bucket already downsampled at this ``step``, is merged into that
+        bucket's mean with the weight of one sample.
         """
         if not step > 0:
             raise ValueError(f"step must be positive, got {step!r}")
@@ -513,27 +517,44 @@ class HistoryStore:
         raw_old = sa.and_(t.c.resolution == 0, t.c.timestamp < cutoff)
         with self.engine.begin() as connection:
             rows = connection.execute(
-                sa.select(t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value).where(raw_old)
+                sa.select(t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value, t.c.weight).where(raw_old)
             ).all()
             if not rows:
                 return 0
             sums: dict[tuple[str, str, float], float] = {}
-            counts: Counter[tuple[str, str, float]] = Counter()
-            for vm_id, metric, timestamp, value in rows:
+            weights: Counter[tuple[str, str, float]] = Counter()
+            for vm_id, metric, timestamp, value, weight in rows:
                 key = (vm_id, metric, math.floor(timestamp / step) * step)
-                sums[key] = sums.get(key, 0.0) + value
-                counts[key] += 1
+                sums[key] = sums.get(key, 0.0) + value * weight
+                weights[key] += weight
+            earlier = connection.execute(
+                sa.select(t.c.id, t.c.vm_id, t.c.metric, t.c.timestamp, t.c.value, t.c.weight).where(
+                    t.c.resolution == float(step),
+                    t.c.timestamp >= min(k[2] for k in sums),
+                    t.c.timestamp <= max(k[2] for k in sums),
+                )
+            ).all()
+            merged = []
+            for row_id, vm_id, metric, timestamp, value, weight in earlier:
+                key = (vm_id, metric, timestamp)
+                if key in sums:
+                    sums[key] += value * weight
+                    weights[key] += weight
+                    merged.append(row_id)
             means = [
                 {
                     "vm_id": k[0],
                     "metric": k[1],
                     "timestamp": k[2],
-                    "value": s / counts[k],
+                    "value": total / weights[k],
                     "resolution": float(step),
+                    "weight": int(weights[k]),
                 }
-                for k, s in sums.items()
+                for k, total in sums.items()
             ]
             removed = connection.execute(t.delete().where(raw_old)).rowcount
+            for begin in range(0, len(merged), BATCH_ROWS):
+                connection.execute(t.delete().where(t.c.id.in_(merged[begin : begin + BATCH_ROWS])))
             for begin in range(0, len(means), BATCH_ROWS):
                 connection.execute(t.insert(), means[begin : begin + BATCH_ROWS])
         return int(removed)

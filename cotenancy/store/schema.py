@@ -60,6 +60,8 @@ samples = sa.Table(
     sa.Column("value", sa.Double, nullable=False),
     # 0 for a raw sample, else the width in seconds of the bucket this mean stands for
     sa.Column("resolution", sa.Double, nullable=False, server_default="0"),
+    # how many raw samples the row stands for: 1 for a raw sample, the bucket's count for a mean
+    sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
     sa.Index("ix_samples_timestamp", "timestamp"),
     sa.Index("ix_samples_vm_timestamp", "vm_id", "timestamp"),
 )

@@ -211,6 +211,28 @@ def test_downsample_replaces_old_raw_samples_by_bucket_means(history_store: Hist
     np.testing.assert_allclose(hourly.values["cpu"][0], [29.5, 89.5, 149.5])
 
 
+def test_a_late_raw_sample_merges_into_its_downsampled_bucket_with_the_weight_of_one(
+    history_store: HistoryStore,
+) -> None:
+    base = 3600.0 * 400_000
+    history_store.add_samples(MetricSample("a", base + 60 * i, "cpu", 0.0) for i in range(60))
+    history_store.downsample(older_than=base + 3600, step=3600.0)
+    history_store.add_samples([MetricSample("a", base + 30, "cpu", 61.0)])  # arrives late
+
+    assert history_store.downsample(older_than=base + 3600, step=3600.0) == 1
+    assert history_store.samples(base, base + 3600) == [MetricSample("a", base, "cpu", 1.0)]
+
+
+def test_a_grid_weighs_a_downsampled_mean_as_the_samples_it_stands_for(history_store: HistoryStore) -> None:
+    base = 3600.0 * 400_000
+    history_store.add_samples(MetricSample("a", base + 60 * i, "cpu", 10.0) for i in range(60))
+    history_store.downsample(older_than=base + 3600, step=3600.0)
+    history_store.add_samples([MetricSample("a", base + 3600 + 60 * i, "cpu", 70.0) for i in range(3)])
+
+    two_hours = history_store.series(base, base + 7200, 7200.0)
+    np.testing.assert_allclose(two_hours.values["cpu"][0], [(60 * 10.0 + 3 * 70.0) / 63])
+
+
 def test_events_round_trip_and_filters(history_store: HistoryStore) -> None:
     conflict = Event(
         T0 + 10,

@@ -121,3 +121,35 @@ def test_a_sample_stamped_after_the_rounds_time_is_kept_apart_as_future(conf, cl
 
     assert max(s.timestamp for s in store.samples(0.0, 1e15)) < cloud.now()
     assert [r["reason"] for r in store.rejected_samples()] == ["future"]
+
+
+def test_retention_replaces_old_raw_samples_by_means_and_leaves_the_grid_unchanged(conf, cloud, store):
+    """[store] raw_retention_hours bounds the raw rows; a grid at the downsample step reads the
+    same values from the means as from the raw samples."""
+    step = 2 * conf.interval
+    conf.set_override("raw_retention_hours", 0.5, group="store")
+    conf.set_override("downsample_step", step, group="store")
+    first = cloud.now() - conf.interval * conf.history_window
+    reported = cloud.get_metrics(first, cloud.now())
+    with HistoryStore("sqlite://") as untouched:
+        untouched.add_samples(reported)
+        one_round_in_a_new_loop(conf, cloud, store)
+
+        cutoff = (cloud.now() - 1800.0) // step * step
+        old_rows = store.samples(first, cutoff)
+        assert 0 < len(old_rows) < len([s for s in reported if s.timestamp < cutoff])
+        assert store.samples(cutoff, cloud.now()) == untouched.samples(cutoff, cloud.now())
+        start = first // step * step
+        np.testing.assert_allclose(
+            store.series(start, cloud.now(), step).values["cpu"],
+            untouched.series(start, cloud.now(), step).values["cpu"],
+        )
+
+
+def test_retention_of_zero_hours_keeps_every_raw_sample(conf, cloud, store):
+    conf.set_override("raw_retention_hours", 0.0, group="store")
+    first = cloud.now() - conf.interval * conf.history_window
+    one_round_in_a_new_loop(conf, cloud, store)
+    assert sample_keys(store.samples(first, cloud.now())) == sample_keys(
+        cloud.get_metrics(first, cloud.now())
+    )
