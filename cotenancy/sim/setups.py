@@ -11,6 +11,7 @@ from cotenancy.exceptions import ConfigurationError, MalformedInputError
 from cotenancy.sim.cloud import HostFleet, Setup
 from cotenancy.sim.cloudsim import VM_TYPES, cloudsim_setup, vm_types
 from cotenancy.sim.power import power_table
+from cotenancy.sim.traces import trace_files
 from cotenancy.sim.workload import Workload
 
 SETUPS = ("default", "cloudsim")
@@ -34,7 +35,7 @@ def detect_trace_format(path: str | Path) -> str:
         raise MalformedInputError(str(root), None, "no such file or folder")
     if not root.is_dir():
         raise MalformedInputError(str(root), None, "a trace is a folder (PlanetLab day or Bitbrains month)")
-    names = [p.name for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+    names = [p.name for p in trace_files(root)]
     if not names:
         raise MalformedInputError(str(root), None, "empty trace folder")
     csv = [n for n in names if n.endswith((".csv", ".csv.gz"))]

@@ -68,6 +68,13 @@ def _day_start(folder: Path) -> float:
     return float(calendar.timegm(day.timetuple()))
 
 
+def trace_files(folder: Path) -> list[Path]:
+    """The files of a trace folder, unsorted; hidden ones (``.DS_Store``, macOS ``._*`` copies of
+    resource forks, editors' swap files) are not part of any trace, so neither format detection
+    nor a loader may read them."""
+    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+
+
 def read_planetlab_file(path: Path) -> np.ndarray:
     """The 288 CPU percentages of one PlanetLab VM file, as fractions (0..1)."""
     values: list[float] = []
@@ -104,7 +111,7 @@ def load_planetlab(folder: str | Path, limit: int | None = None) -> Workload:
     root = Path(folder)
     if not root.is_dir():
         raise MalformedInputError(str(root), None, "PlanetLab trace must be a folder of VM files")
-    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(trace_files(root))
     if limit is not None:
         files = files[:limit]
     if not files:
@@ -227,21 +234,47 @@ def _robust_size(values: np.ndarray) -> float:
     return max(float(np.percentile(present, 99)), 1.0) if present.size else 1.0
 
 
+def _bitbrains_vm_name(path: Path) -> str:
+    """``194`` for ``194.csv.gz`` (and for ``194.csv``)."""
+    return path.name.split(".")[0]
+
+
 def _bitbrains_files(folder: Path, limit: int | None) -> list[Path]:
-    files = [p for p in folder.iterdir() if p.name.endswith((".csv", ".csv.gz"))]
+    """The CSV files in VM order; two files of one VM name (``1.csv`` beside ``1.csv.gz`` after a
+    half-finished gunzip) are refused, since they would become two VMs the cloud cannot tell apart."""
+    files = [p for p in trace_files(folder) if p.name.endswith((".csv", ".csv.gz"))]
     files.sort(
         key=lambda p: (
-            int(p.name.split(".")[0]) if p.name.split(".")[0].isdecimal() else 10**9,
+            int(_bitbrains_vm_name(p)) if _bitbrains_vm_name(p).isdecimal() else 10**9,
             p.name,
         )
     )
+    seen: dict[str, Path] = {}
+    for path in files:
+        name = _bitbrains_vm_name(path)
+        if name in seen:
+            raise MalformedInputError(
+                str(path), None, f"VM {name!r} is also in {seen[name].name}; keep only one of the two files"
+            )
+        seen[name] = path
     return files[:limit] if limit is not None else files
+
+
+def _cell_means(cols: np.ndarray, values: np.ndarray, n_steps: int) -> np.ndarray:
+    """Mean of the finite ``values`` falling in each grid cell, NaN where none does: VMs sampled
+    more often than the grid (some published files step every ~110 s) keep every sample, and a
+    missing sample does not hide the valid ones of its cell."""
+    ok = np.isfinite(values)
+    counts = np.bincount(cols[ok], minlength=n_steps)
+    sums = np.bincount(cols[ok], weights=values[ok], minlength=n_steps)
+    return np.divide(sums, counts, out=np.full(n_steps, np.nan), where=counts > 0)
 
 
 def load_bitbrains(
     folder: str | Path, limit: int | None = None, names: Iterable[str] | None = None
 ) -> Workload:
-    """Bitbrains VMs resampled onto one common 300 s grid (missing steps are NaN).
+    """Bitbrains VMs resampled onto one common 300 s grid: each step is the mean of the VM's
+    samples in it, NaN when it has none.
 
     Utilisation is relative to the VM's provisioned size: CPU MHz over provisioned MHz, memory over
     provisioned memory; disk and network have no provisioned size in the trace, so their size is
@@ -253,7 +286,7 @@ def load_bitbrains(
     files = _bitbrains_files(root, limit)
     if names is not None:
         wanted = set(names)
-        files = [p for p in files if p.name.split(".")[0] in wanted]
+        files = [p for p in files if _bitbrains_vm_name(p) in wanted]
     if not files:
         raise MalformedInputError(str(root), None, "no .csv or .csv.gz files in this folder")
     parsed = [_read_bitbrains(p) for p in files]
@@ -276,13 +309,15 @@ def load_bitbrains(
         disk_size = _robust_size(disk)
         net_size = _robust_size(net)
         with np.errstate(divide="ignore", invalid="ignore"):
-            util[Resource.CPU][row, cols] = np.where(data[:, 1] > 0, data[:, 2] / data[:, 1], np.nan)
-            util[Resource.MEMORY][row, cols] = np.where(data[:, 4] > 0, data[:, 5] / data[:, 4], np.nan)
-        util[Resource.DISK_IO][row, cols] = disk / disk_size
-        util[Resource.NETWORK][row, cols] = net / net_size
+            cpu = np.where(data[:, 1] > 0, data[:, 2] / data[:, 1], np.nan)
+            memory = np.where(data[:, 4] > 0, data[:, 5] / data[:, 4], np.nan)
+        util[Resource.CPU][row] = _cell_means(cols, cpu, n_steps)
+        util[Resource.MEMORY][row] = _cell_means(cols, memory, n_steps)
+        util[Resource.DISK_IO][row] = _cell_means(cols, disk / disk_size, n_steps)
+        util[Resource.NETWORK][row] = _cell_means(cols, net / net_size, n_steps)
         sizes.append(Resources(cpu=cpu_cap, memory=mem_cap_mib, disk_io=disk_size, network=net_size))
     return Workload(
-        vm_names=[p.name.split(".")[0] for p in files],
+        vm_names=[_bitbrains_vm_name(p) for p in files],
         step_seconds=BITBRAINS_STEP,
         start=float(start),
         utilisation=util,

@@ -20,6 +20,7 @@ import datetime as dt
 import enum
 import glob
 import math
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -39,6 +40,12 @@ MAX_VMS_PER_REQUEST = 1000
 #: a demand multiplier above this is almost surely a percentage typed by mistake
 MAX_DEMAND_FACTOR = 100.0
 RESOURCES = tuple(r.value for r in Resource)
+#: 3000-01-01T00:00:00Z in POSIX seconds; a number beyond it is milliseconds for seconds (JavaScript's
+#: ``Date.now()``, say), which would make a drain that never expires or a hint a thousand years away
+MAX_POSIX_SECONDS = 32_503_680_000.0
+#: serialises the duplicate check and the insert among this process's threads (the API server runs
+#: one per connection); the database lock of :func:`_lock_requests_table` does it among processes
+_ADD_LOCK = threading.Lock()
 
 
 class RequestKind(enum.StrEnum):
@@ -46,6 +53,10 @@ class RequestKind(enum.StrEnum):
     RULE = "rule"
     DRAIN = "drain"
     CRITICAL = "critical"
+
+
+#: kinds of which one target may have only one active request, with the field naming the target
+ONE_PER_TARGET = {RequestKind.DRAIN: "host_id", RequestKind.CRITICAL: "vm_id"}
 
 
 class InvalidRequest(CotenancyError):
@@ -97,13 +108,20 @@ class Request:
 
 
 def parse_time(value: object, field: str) -> float:
-    """POSIX seconds (a number) or ISO 8601 text; a time without zone is UTC."""
+    """POSIX seconds (a number) or ISO 8601 text; a time without zone is UTC. A number after the
+    year 3000 is refused: it is milliseconds sent for seconds, not a time anyone means."""
     if isinstance(value, bool):
         raise InvalidRequest(field, "expected a time (ISO 8601 text or POSIX seconds)")
     if isinstance(value, int | float):
         seconds = _finite(value)
         if seconds is None:
             raise InvalidRequest(field, "time must be finite")
+        if seconds > MAX_POSIX_SECONDS:
+            raise InvalidRequest(
+                field,
+                f"time {seconds:.15g} is after the year 3000: it looks like milliseconds for seconds; "
+                "send POSIX seconds or ISO 8601 text",
+            )
         return seconds
     if not isinstance(value, str):
         raise InvalidRequest(field, "expected a time (ISO 8601 text or POSIX seconds)")
@@ -329,6 +347,35 @@ def _from_row(row: Mapping[str, Any]) -> Request:
     )
 
 
+def _insert(connection: sa.Connection, request: Request) -> None:
+    connection.execute(
+        schema.api_requests.insert(),
+        {
+            "id": request.id,
+            "kind": request.kind.value,
+            "spec": request.spec,
+            "created_at": request.created_at,
+            "expires_at": request.expires_at,
+            "created_by": request.created_by,
+        },
+    )
+
+
+def _lock_requests_table(connection: sa.Connection) -> None:
+    """Take the database's write lock before the duplicate check, so that another process adding
+    the same drain waits for this transaction to end instead of finding no drain too.
+
+    No schema change is needed (a unique index could not say "active" anyway, which depends on
+    the time): SQLite's ``BEGIN IMMEDIATE`` takes the database's one write lock at once;
+    PostgreSQL's ``SHARE ROW EXCLUSIVE`` conflicts with itself and with writes, not with reads.
+    """
+    backend = connection.dialect.name
+    if backend == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif backend == "postgresql":
+        connection.exec_driver_sql(f"LOCK TABLE {schema.api_requests.name} IN SHARE ROW EXCLUSIVE MODE")
+
+
 class RequestStore:
     """The ``api_requests`` table of a :class:`HistoryStore`."""
 
@@ -336,26 +383,24 @@ class RequestStore:
         self.engine = store.engine
 
     def add(self, kind: RequestKind, body: object, now: float) -> Request:
-        """Validate and store; :class:`InvalidRequest` or :class:`Conflict` when it cannot be."""
+        """Validate and store; :class:`InvalidRequest` or :class:`Conflict` when it cannot be.
+
+        A drain or critical mark is checked against the active ones and stored in one locked
+        transaction, so two racing requests for one target give one request and one conflict.
+        """
         spec, expires_at, created_by = validate(kind, body, now)
         request = Request(uuid.uuid4().hex, kind, spec, float(now), expires_at, created_by)
-        with self.engine.begin() as connection:
-            if kind in (RequestKind.DRAIN, RequestKind.CRITICAL):
-                key = "host_id" if kind is RequestKind.DRAIN else "vm_id"
-                for other in self._select(connection, kind):
-                    if other.active(now) and other.spec[key] == spec[key]:
-                        raise Conflict(f"{key} {spec[key]!r} already has {kind.value} {other.id}", other.id)
-            connection.execute(
-                schema.api_requests.insert(),
-                {
-                    "id": request.id,
-                    "kind": kind.value,
-                    "spec": spec,
-                    "created_at": request.created_at,
-                    "expires_at": expires_at,
-                    "created_by": created_by,
-                },
-            )
+        key = ONE_PER_TARGET.get(kind)
+        if key is None:
+            with self.engine.begin() as connection:
+                _insert(connection, request)
+            return request
+        with _ADD_LOCK, self.engine.begin() as connection:
+            _lock_requests_table(connection)
+            for other in self._select(connection, kind):
+                if other.active(now) and other.spec[key] == spec[key]:
+                    raise Conflict(f"{key} {spec[key]!r} already has {kind.value} {other.id}", other.id)
+            _insert(connection, request)
         return request
 
     def _select(self, connection: sa.Connection, kind: RequestKind | None) -> list[Request]:

@@ -3,10 +3,11 @@ read, expire and are withdrawn; what the control loop then sees follows them."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from api_helpers import NOW
+from api_helpers import NOW, Answer
 
 from cotenancy.model import Inventory, RuleKind
 from cotenancy.store.requests import active_hints, apply_requests
@@ -85,6 +86,32 @@ def test_invalid_requests_name_the_wrong_field(client, collection: str, body: di
     assert client.get(f"/v1/{collection}?all=true").json["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("collection", "body", "field"),
+    [
+        ("drains", {"host_id": "h1", "expires_at": (NOW + 3600) * 1000}, "expires_at"),
+        ("critical", {"vm_id": "db-1", "expires_at": int(NOW + 3600) * 1000}, "expires_at"),
+        ("hints", {"app_type": "web", "start": NOW * 1000, "end": NOW + 60, "demand": {"cpu": 2}}, "start"),
+        ("hints", {"app_type": "web", "start": NOW, "end": (NOW + 60) * 1000, "demand": {"cpu": 2}}, "end"),
+    ],
+)
+def test_a_time_in_milliseconds_is_refused_saying_so_and_nothing_is_stored(
+    client, collection: str, body: dict, field: str
+) -> None:
+    answer = client.post(f"/v1/{collection}", body)
+    assert answer.status == 400, answer.json
+    assert answer.error["field"] == field
+    assert "looks like milliseconds" in answer.error["message"]
+    assert client.get(f"/v1/{collection}?all=true").json["items"] == []
+
+
+def test_a_query_time_in_milliseconds_is_refused_saying_so(client) -> None:
+    answer = client.get(f"/v1/events?since={int(NOW) * 1000}")
+    assert answer.status == 400, answer.json
+    assert answer.error["field"] == "since"
+    assert "looks like milliseconds" in answer.error["message"]
+
+
 def test_expired_requests_stop_counting_but_stay_listed_on_request(client, clock, seeded_store) -> None:
     drain = client.post("/v1/drains", {"host_id": "h1", "expires_at": NOW + 60, "reason": "firmware"}).json
     assert drain["expires_at"] == NOW + 60
@@ -108,6 +135,24 @@ def test_a_second_drain_of_one_host_is_a_conflict(client) -> None:
     assert second.error["existing_id"] == first["id"]
     assert client.post("/v1/critical", {"vm_id": "db-1"}).status == 201
     assert client.post("/v1/critical", {"vm_id": "db-1"}).status == 409
+
+
+def test_simultaneous_drains_of_one_host_create_one_and_withdrawing_it_undrains_the_host(client) -> None:
+    barrier = threading.Barrier(8)
+
+    def drain(_: int) -> Answer:
+        barrier.wait(timeout=30)
+        return client.post("/v1/drains", {"host_id": "h1"})
+
+    for _ in range(5):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(drain, range(8)))
+        created = [a.json for a in answers if a.status == 201]
+        assert len(created) == 1, f"{len(created)} of 8 simultaneous drains of h1 created"
+        assert sorted(a.status for a in answers) == [201] + [409] * 7
+        assert {a.error["existing_id"] for a in answers if a.status == 409} == {created[0]["id"]}
+        assert client.delete(f"/v1/drains/{created[0]['id']}").status == 204
+        assert client.get("/v1/hosts/h1").json["drain_requested"] is False
 
 
 def test_the_control_loop_sees_what_was_requested(client, clock, seeded_store) -> None:

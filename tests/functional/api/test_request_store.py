@@ -3,7 +3,13 @@ turn into the rules, maintenance flags, critical flags and forecaster hints the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import multiprocessing
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +18,7 @@ from cotenancy.exceptions import NotFound
 from cotenancy.model import VM, Host, Inventory, Resources, RuleKind, WorkloadClass
 from cotenancy.model.policy import AffinityRule
 from cotenancy.predict.hints import apply_hints
+from cotenancy.store import HistoryStore
 from cotenancy.store.requests import (
     Conflict,
     InvalidRequest,
@@ -101,6 +108,73 @@ def test_one_active_drain_per_host_and_one_critical_mark_per_vm(history_store) -
     requests.add(RequestKind.CRITICAL, {"vm_id": "a"}, NOW)
     with pytest.raises(Conflict):
         requests.add(RequestKind.CRITICAL, {"vm_id": "a"}, NOW)
+
+
+def _race(add: Callable[[int], str], racers: int, rounds: int) -> list[list[str]]:
+    """Per round, what ``racers`` threads released at once got from ``add(round)``."""
+    barrier = threading.Barrier(racers)
+    got: list[list[str]] = [[] for _ in range(rounds)]
+
+    def racer() -> None:
+        for i in range(rounds):
+            barrier.wait(timeout=30)
+            got[i].append(add(i))
+
+    threads = [threading.Thread(target=racer) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return got
+
+
+def test_racing_drains_and_critical_marks_store_one_and_the_others_conflict(history_store) -> None:
+    requests = RequestStore(history_store)
+
+    def add(kind: RequestKind, body: dict[str, str]) -> str:
+        try:
+            return requests.add(kind, body, NOW).id
+        except Conflict as exc:
+            return f"conflict with {exc.existing_id}"
+
+    drains = _race(lambda i: add(RequestKind.DRAIN, {"host_id": f"h{i}"}), racers=8, rounds=25)
+    marks = _race(lambda i: add(RequestKind.CRITICAL, {"vm_id": f"v{i}"}), racers=8, rounds=25)
+    for got in drains + marks:
+        stored = [g for g in got if not g.startswith("conflict")]
+        assert len(stored) == 1, f"{len(stored)} of 8 racing requests stored"
+        assert sorted(got) == sorted(stored + [f"conflict with {stored[0]}"] * 7)
+    assert Counter(r.spec["host_id"] for r in requests.list(RequestKind.DRAIN, NOW)) == {
+        f"h{i}": 1 for i in range(25)
+    }
+    # withdrawing the drain its caller got back leaves the host undrained
+    requests.delete(RequestKind.DRAIN, next(g for g in drains[1] if not g.startswith("conflict")))
+    hosts = apply_requests(history_store, inventory(), NOW).hosts
+    assert not hosts["h1"].maintenance and hosts["h2"].maintenance
+
+
+def _drain_each_host(url: str, hosts: list[str], barrier: Any) -> None:
+    """One of two processes draining the same hosts at the same moments, each with its own store."""
+    with HistoryStore(url) as store:
+        requests = RequestStore(store)
+        for host in hosts:
+            barrier.wait(timeout=60)
+            with contextlib.suppress(Conflict):
+                requests.add(RequestKind.DRAIN, {"host_id": host}, NOW)
+
+
+def test_drains_racing_from_two_processes_store_one_per_host(history_store) -> None:
+    hosts = [f"h{i}" for i in range(30)]
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(2)
+    url = history_store.url.render_as_string(hide_password=False)
+    workers = [context.Process(target=_drain_each_host, args=(url, hosts, barrier)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    stored = Counter(r.spec["host_id"] for r in RequestStore(history_store).list(RequestKind.DRAIN, NOW))
+    assert stored == dict.fromkeys(hosts, 1)
 
 
 def test_invalid_bodies_are_refused_and_not_stored(history_store) -> None:

@@ -10,6 +10,7 @@ from cotenancy.api.server import is_loopback, parse_listen, plan_status
 from cotenancy.exceptions import ConfigurationError
 from cotenancy.model import ActionKind, ActionPlan, StepStatus
 from cotenancy.store.requests import (
+    MAX_POSIX_SECONDS,
     InvalidRequest,
     Request,
     RequestKind,
@@ -41,6 +42,20 @@ def test_other_times_are_refused_naming_the_field(given: object) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_time(given, "end")
     assert caught.value.field == "end"
+
+
+@pytest.mark.parametrize("given", [1_800_000_000_000, 1_800_000_000_000.5, MAX_POSIX_SECONDS + 1])
+def test_a_posix_time_after_the_year_3000_is_refused_as_milliseconds(given: float) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_time(given, "expires_at")
+    assert caught.value.field == "expires_at"
+    assert "milliseconds" in caught.value.message
+
+
+def test_posix_times_up_to_the_year_3000_are_seconds() -> None:
+    assert (
+        parse_time(MAX_POSIX_SECONDS, "end") == 32_503_680_000.0 == parse_time("3000-01-01T00:00:00Z", "end")
+    )
 
 
 def test_validation_normalises_and_keeps_common_fields_apart() -> None:

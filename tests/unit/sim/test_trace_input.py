@@ -11,6 +11,7 @@ import pytest
 
 from cotenancy.exceptions import MalformedInputError
 from cotenancy.model import Resource
+from cotenancy.sim.setups import detect_trace_format, load_trace
 from cotenancy.sim.traces import (
     BITBRAINS_COLUMNS,
     PLANETLAB_STEPS,
@@ -183,6 +184,52 @@ def test_bitbrains_nan_usage_is_a_missing_sample_and_sizes_stay_finite(tmp_path)
     size = workload.sizes[0]
     assert (size.cpu, size.memory, size.disk_io, size.network) == (4000.0, 4096.0, 1.0, 7.0)
     assert all(math.isfinite(v) for v in (size.cpu, size.memory, size.disk_io, size.network))
+
+
+def test_bitbrains_two_files_of_one_vm_are_refused_naming_both(tmp_path):
+    write_vm(tmp_path, "1.csv", bitbrains_text(good_rows()))
+    write_vm(tmp_path, "1.csv.gz", bitbrains_text(good_rows()))
+    write_vm(tmp_path, "2.csv.gz", bitbrains_text(good_rows()))
+    with pytest.raises(MalformedInputError, match=r"VM '1' is also in 1\.csv;") as caught:
+        load_trace(tmp_path)
+    assert caught.value.source == str(tmp_path / "1.csv.gz")
+
+
+def test_bitbrains_hidden_files_are_skipped_by_the_loader_as_by_format_detection(tmp_path):
+    write_vm(tmp_path, "2.csv.gz", bitbrains_text(good_rows()))
+    # macOS copies a resource fork beside each file it copies to a non-Apple disk
+    (tmp_path / "._2.csv.gz").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    write_vm(tmp_path, ".1.csv", bitbrains_text(good_rows()))
+    assert detect_trace_format(tmp_path) == "bitbrains"
+    assert load_trace(tmp_path).vm_names == ["2"]
+    assert load_bitbrains(tmp_path, names=["", "1", "2"]).vm_names == ["2"]
+
+
+def test_bitbrains_samples_sharing_a_grid_step_are_averaged(tmp_path):
+    # a VM sampled every 100 s: three samples per 300 s step
+    rows = [bitbrains_row(T0 + 100 * i, cpu=cpu) for i, cpu in enumerate([1000.0, 2000.0, 3000.0, 400.0])]
+    write_vm(tmp_path, "1.csv", bitbrains_text(rows))
+    workload = load_bitbrains(tmp_path)
+    assert workload.n_steps == 2
+    assert workload.utilisation[Resource.CPU][0].tolist() == [0.5, 0.1]
+    assert workload.utilisation[Resource.MEMORY][0].tolist() == [0.25, 0.25]
+
+
+def test_bitbrains_missing_sample_does_not_hide_the_valid_ones_of_its_step(tmp_path):
+    rows = [
+        bitbrains_row(T0, cpu=1000.0),
+        bitbrains_row(T0 + 50, cpu=3000.0),
+        bitbrains_row(T0 + 150, cpu="nan", cores=0, cpu_cap=0.0, mem_cap=0.0, mem=0.0),  # VM off
+        bitbrains_row(T0 + 300, cpu="nan", disk_r="nan"),
+        bitbrains_row(T0 + 600, cpu=2000.0),
+    ]
+    write_vm(tmp_path, "1.csv", bitbrains_text(rows))
+    workload = load_bitbrains(tmp_path)
+    cpu = workload.utilisation[Resource.CPU][0]
+    assert cpu[0] == 0.5 and np.isnan(cpu[1]) and cpu[2] == 0.5
+    assert workload.utilisation[Resource.MEMORY][0].tolist() == [0.25, 0.25, 0.25]
+    disk = workload.utilisation[Resource.DISK_IO][0]
+    assert disk[0] == disk[2] and np.isnan(disk[1])
 
 
 def planetlab_day(folder: Path, text: str, name: str = "vm-a") -> Path:
