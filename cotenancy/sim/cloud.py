@@ -159,6 +159,14 @@ class SimulatedCloud:
         self.vm_memory = setup.vm_memory.astype(float).copy()
         self.vm_disk_io = setup.vm_disk_io.astype(float).copy()
         self.vm_network = setup.vm_network.astype(float).copy()
+        #: the sizes the trace's fractions are of: what a VM's workload asks for stays the trace's
+        #: fraction of these whatever it is resized to (a resize changes what it may get)
+        self.trace_cpu = self.vm_cpu.copy()
+        self.trace_size = {
+            Resource.MEMORY: self.vm_memory.copy(),
+            Resource.DISK_IO: self.vm_disk_io.copy(),
+            Resource.NETWORK: self.vm_network.copy(),
+        }
         self.vm_cores = setup.vm_cores.astype(float).copy()
         self.vm_limit = np.full(self.n_vms, np.inf)
         self.vm_shares = np.full(self.n_vms, 1000.0)
@@ -239,17 +247,19 @@ class SimulatedCloud:
     def cpu_state(self, t: float) -> CpuState:
         """Requests and allocations of every VM and host at time ``t`` (no side effects)."""
         running = self.running
-        request = np.where(running, self._fraction(self._cpu, t) * self.vm_cpu, 0.0)
+        request = np.where(running, self._fraction(self._cpu, t) * self.trace_cpu, 0.0)
+        # a resized VM gets at most its new size (one never resized keeps the trace's own fractions)
+        limit = np.where(self.vm_cpu != self.trace_cpu, np.minimum(self.vm_limit, self.vm_cpu), self.vm_limit)
         res = np.flatnonzero(running)
         h_res = self.vm_host[res]
         pe = self.hosts.pe_mips
-        capped = np.minimum(np.minimum(request[res], pe[h_res] * self.vm_cores[res]), self.vm_limit[res])
+        capped = np.minimum(np.minimum(request[res], pe[h_res] * self.vm_cores[res]), limit[res])
         inc = np.flatnonzero(self.vm_target >= 0)
         h_in = self.vm_target[inc]
         if self._ghosts:
             inc = np.concatenate([inc, np.array([g[0] for g in self._ghosts], dtype=np.int64)])
             h_in = np.concatenate([h_in, np.array([g[1] for g in self._ghosts], dtype=np.int64)])
-        capped_in = np.minimum(np.minimum(request[inc], pe[h_in] * self.vm_cores[inc]), self.vm_limit[inc])
+        capped_in = np.minimum(np.minimum(request[inc], pe[h_in] * self.vm_cores[inc]), limit[inc])
         nh = self.n_hosts
         weight = self.vm_shares[res] / 1000.0 if not self.quirks else None
         required = np.bincount(h_res, capped, nh) + np.bincount(h_in, capped_in * MIGRATION_TARGET_SHARE, nh)
@@ -361,18 +371,23 @@ class SimulatedCloud:
         res = np.flatnonzero(running)
         h = self.vm_host[res]
         for resource, size in sizes.items():
+            traced = self.trace_size[resource]
             if resource in self._other:
-                demand = np.where(running, self._fraction(self._other[resource], t) * size, 0.0)
+                demand = np.where(running, self._fraction(self._other[resource], t) * traced, 0.0)
             elif resource is Resource.MEMORY:
-                demand = np.where(running, size, 0.0)
+                demand = np.where(running, traced, 0.0)
             else:
                 continue
             names.append(resource.value)
-            total = np.bincount(h, demand[res], self.n_hosts)
+            # what a VM resized below its workload's demand can hold, as a share of that demand
+            with np.errstate(divide="ignore", invalid="ignore"):
+                own = np.where((size != traced) & (demand > size), size / demand, 1.0)
+            held = np.minimum(demand, np.where(size != traced, size, np.inf))
+            total = np.bincount(h, held[res], self.n_hosts)
             cap = caps[resource]
             share = np.where(total > cap, cap / np.where(total > 0, total, 1.0), 1.0)
             delivered = np.ones(self.n_vms)
-            delivered[res] = share[h]
+            delivered[res] = np.minimum(share[h], own[res])
             usage[resource.value] = np.where(running, demand * delivered, np.nan)
             if not self.quirks:
                 worse = delivered < worst
@@ -390,7 +405,7 @@ class SimulatedCloud:
         cpu_share = np.where(self.vm_target >= 0, cpu_share / MIGRATION_SOURCE_SHARE, cpu_share)
         slowdown = np.zeros(self.n_vms)
         if self._traits is not None:
-            activity = np.where(running, np.clip(state.request / np.maximum(self.vm_cpu, 1e-9), 0, 1), 0.0)
+            activity = np.where(running, np.clip(state.request / np.maximum(self.trace_cpu, 1e-9), 0, 1), 0.0)
             host_index = np.where(running, self.vm_host, -1)
             slowdown = np.asarray(
                 self._interference.slowdown(self._traits, host_index, activity, self.n_hosts), dtype=float
@@ -513,23 +528,44 @@ class SimulatedCloud:
         return out + np.bincount(self.vm_target[inc], self.vm_memory[inc], self.n_hosts)
 
     def resize(
-        self, vm_id: str, cpu: float | None = None, memory: float | None = None, cores: int | None = None
+        self,
+        vm_id: str,
+        cpu: float | None = None,
+        memory: float | None = None,
+        cores: int | None = None,
+        disk_io: float | None = None,
+        network: float | None = None,
     ) -> None:
+        """A new size: what the VM may get, not what its workload asks for. A CPU size without
+        ``cores`` gets the vCPUs a cloud would give it: the MHz at the VM's MHz per vCPU, rounded
+        up. Memory must fit on the host, and on the one a live migration is taking it to."""
         v = self._vm(vm_id)
         if self.vm_retired[v]:
             raise NotFound(f"VM {vm_id} was retired")
-        if memory is not None and not self.quirks and self.vm_host[v] >= 0:
-            committed = self.memory_committed()[self.vm_host[v]] - self.vm_memory[v]
-            if committed + memory > self.hosts.memory[self.vm_host[v]] + 1e-6:
-                raise ActionFailed(f"host of {vm_id} lacks memory for {memory:.0f} MiB")
+        if memory is not None and not self.quirks:
+            committed = self.memory_committed()
+            for host in (self.vm_host[v], self.vm_target[v]):
+                if host < 0:
+                    continue
+                if committed[host] - self.vm_memory[v] + memory > self.hosts.memory[host] + 1e-6:
+                    raise ActionFailed(
+                        f"host {self.hosts.ids[host]} of {vm_id} lacks memory for {memory:.0f} MiB"
+                    )
         if cpu is not None:
             if cpu <= 0:
                 raise ActionFailed("CPU size must be positive")
             self.vm_cpu[v] = cpu
+            if cores is None:
+                per_core = self.trace_cpu[v] / max(float(self.setup.vm_cores[v]), 1.0)
+                cores = max(1, math.ceil(cpu / per_core - 1e-9))
         if memory is not None:
             self.vm_memory[v] = memory
         if cores is not None:
             self.vm_cores[v] = cores
+        if disk_io is not None:
+            self.vm_disk_io[v] = disk_io
+        if network is not None:
+            self.vm_network[v] = network
         self.vm_version[v] += 1
 
     def set_allocation(self, vm_id: str, limit_cpu: float | None, shares: int) -> None:

@@ -238,7 +238,15 @@ class SimulatedDriver(Driver):
             raise ActionFailed(
                 f"resizing {vm_id}: CPU and memory must be finite and not negative, got {size}"
             )
-        self.cloud.resize(vm_id, cpu=size.cpu or None, memory=size.memory or None)
+        if not all(0 <= value < math.inf for value in (size.disk_io, size.network)):
+            raise ActionFailed(f"resizing {vm_id}: disk I/O and network must be finite and not negative")
+        self.cloud.resize(
+            vm_id,
+            cpu=size.cpu or None,
+            memory=size.memory or None,
+            disk_io=size.disk_io or None,
+            network=size.network or None,
+        )
 
     def set_allocation(self, vm_id: str, allocation: Allocation, timeout: float | None = None) -> None:
         limit = allocation.limit.cpu if allocation.limit is not None and allocation.limit.cpu else None

@@ -9,7 +9,7 @@ from cotenancy import loading
 from cotenancy.drivers.base import Driver
 from cotenancy.drivers.simulated.driver import SimulatedDriver
 from cotenancy.exceptions import ActionFailed, NotFound
-from cotenancy.model import Allocation, EventKind, Resources, VMState
+from cotenancy.model import Allocation, EventKind, Resource, Resources, VMState
 from cotenancy.sim.cloud import SimulatedCloud
 from cotenancy.sim.setups import default_setup
 
@@ -99,21 +99,55 @@ def test_verbs_fail_with_typed_errors(driver):
         driver.live_migrate("vm-000", "host-0000")
 
 
-def test_resize_and_allocation_change_what_the_vm_gets(driver):
-    driver.resize("vm-001", Resources(cpu=4000.0, memory=1024.0))
+def _last(driver, metric: str) -> dict[str, float]:
+    samples = driver.get_metrics(driver.now() - 300.0, driver.now())
+    return {s.vm_id: s.value for s in samples if s.metric == metric}
+
+
+@pytest.fixture
+def quiet(conf, make_planetlab) -> SimulatedDriver:
+    """Three VMs at 30 % on roomy hosts, without interference: what a VM gets is what it asks,
+    up to its size."""
+    workload = make_planetlab(np.full((3, 8), 30), start=1_000_000.0)
+    workload.utilisation[Resource.MEMORY] = np.full((3, 8), 0.5)
+    return SimulatedDriver(conf, cloud=SimulatedCloud(workload, default_setup(workload, headroom=4.0)))
+
+
+def test_a_resize_changes_what_a_vm_may_get_not_what_its_workload_asks_for(quiet):
+    """The trace is a fraction of the size the VM had when it was measured: a bigger VM does not
+    make its guest busier, and a VM shrunk below its demand is starved (and says so)."""
+    big, small = (quiet.get_inventory().vms[v] for v in ("vm-000", "vm-001"))
+    quiet.resize("vm-000", Resources(cpu=2 * big.size.cpu, memory=big.size.memory))
+    quiet.resize("vm-001", Resources(cpu=0.2 * small.size.cpu, memory=small.size.memory))
+    quiet.wait(300.0)
+
+    inventory = quiet.get_inventory()
+    assert inventory.vms["vm-000"].size.cpu == 2 * big.size.cpu
+    assert inventory.vms["vm-000"].vcpus == 2 * big.vcpus
+    assert inventory.vms["vm-001"].vcpus == 1
+    demand, cpu = _last(quiet, "cpu_demand"), _last(quiet, "cpu")
+    assert demand["vm-000"] == cpu["vm-000"] == pytest.approx(0.3 * big.size.cpu)
+    assert demand["vm-001"] == pytest.approx(0.3 * small.size.cpu)
+    assert cpu["vm-001"] == pytest.approx(0.2 * small.size.cpu)
+    starved = [e for e in quiet.get_events(quiet.now() - 300.0, quiet.now()) if "vm-001" in e.vm_ids]
+    assert starved and starved[-1].resource == "cpu"
+    assert not [e for e in quiet.get_events(quiet.now() - 300.0, quiet.now()) if "vm-000" in e.vm_ids]
+
+
+def test_a_cpu_limit_caps_what_a_vm_gets(driver):
     driver.set_allocation("vm-002", Allocation(limit=Resources(cpu=100.0), shares=500))
     driver.wait(300.0)
-    inventory = driver.get_inventory()
-    assert inventory.vms["vm-001"].size.cpu == 4000.0
-    assert inventory.vms["vm-002"].allocation.limit.cpu == 100.0
-    cpu = {
-        s.vm_id: s.value
-        for s in driver.get_metrics(driver.now() - 300.0, driver.now())
-        if s.metric == "cpu_demand"
-    }
-    assert cpu["vm-001"] == pytest.approx(0.3 * 4000.0)
-    state = driver.cloud.cpu_state(driver.cloud.time)
-    assert state.allocated[2] == pytest.approx(100.0)
+    assert driver.get_inventory().vms["vm-002"].allocation.limit.cpu == 100.0
+    assert driver.cloud.cpu_state(driver.cloud.time).allocated[2] == pytest.approx(100.0)
+
+
+def test_a_vm_resized_below_the_memory_it_uses_is_degraded(quiet):
+    size = quiet.get_inventory().vms["vm-000"].size
+    quiet.resize("vm-000", Resources(cpu=size.cpu, memory=0.25 * size.memory))
+    quiet.wait(300.0)
+    assert _last(quiet, "memory")["vm-000"] == pytest.approx(0.25 * size.memory)
+    degraded = [e for e in quiet.get_events(quiet.now() - 300.0, quiet.now()) if "vm-000" in e.vm_ids]
+    assert degraded and degraded[-1].resource == "memory"
 
 
 @pytest.mark.parametrize(
