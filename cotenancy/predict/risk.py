@@ -339,30 +339,34 @@ class XGBoostRiskModel(RiskModel):
         self._model.invalidate()
         return path
 
-    def training_rows(self, history: History, progress=None) -> PairDataset:
-        """Labelled pair rows for this model's settings: its window, its memory of past conflicts
-        and the risk horizon, counted in steps of the history's telemetry as serving counts them."""
-        step = history.step_seconds
-        return build_pair_dataset(
-            history,
-            horizon_steps=max(1, int(round(self.horizon_seconds / step))),
-            window_steps=self.window_steps,
-            lookback_steps=int(round(self.memory_seconds / step)),
-            progress=progress,
-        )
-
-    def _check_telemetry(self, model: TrainedRisk, step_seconds: float) -> None:
-        """A model's features count steps: on telemetry of another step, or with another window,
-        memory or horizon than it was trained with, they would mean other spans of time."""
-        trained = model.metadata.get("telemetry")
-        if not trained:
-            return  # a model file from before the shape was recorded
-        serving = {
+    def telemetry_shape(self, step_seconds: float) -> dict[str, float]:
+        """This model's window, horizon and memory of past conflicts in steps of ``step_seconds``:
+        what its features count, the same for training rows and serving."""
+        return {
             "step_seconds": float(step_seconds),
             "window_steps": float(self.window_steps),
             "horizon_steps": float(max(1, int(round(self.horizon_seconds / step_seconds)))),
             "lookback_steps": float(int(round(self.memory_seconds / step_seconds))),
         }
+
+    def training_rows(self, history: History, progress=None) -> PairDataset:
+        """Labelled pair rows for this model's settings, counted in steps of the history's
+        telemetry as serving counts them (:meth:`telemetry_shape`)."""
+        shape = self.telemetry_shape(history.step_seconds)
+        return build_pair_dataset(
+            history,
+            horizon_steps=int(shape["horizon_steps"]),
+            window_steps=int(shape["window_steps"]),
+            lookback_steps=int(shape["lookback_steps"]),
+            progress=progress,
+        )
+
+    def _check_telemetry(self, model: TrainedRisk, serving: dict[str, float]) -> None:
+        """A model's features count steps: on telemetry of another step, or with another window,
+        memory or horizon than it was trained with, they would mean other spans of time."""
+        trained = model.metadata.get("telemetry")
+        if not trained:
+            return  # a model file from before the shape was recorded
         differ = {k: v for k, v in serving.items() if k in trained and not math.isclose(trained[k], v)}
         if differ:
             raise SchemaMismatch(
@@ -389,9 +393,10 @@ class XGBoostRiskModel(RiskModel):
         """Pair features' inputs for this state (cached: the planner scores many batches per round)."""
         if self._cache is not None and self._cache[0] is state and self._cache[1] == state.now:
             return self._cache[2]
+        shape = self.telemetry_shape(state.telemetry.step_seconds)
         model = self.model
         if model is not None:
-            self._check_telemetry(model, state.telemetry.step_seconds)
+            self._check_telemetry(model, shape)
         self._remember(state)
         tele = state.telemetry
         inv = state.inventory
@@ -413,7 +418,7 @@ class XGBoostRiskModel(RiskModel):
         recent = np.zeros(n)
         present = np.zeros(n)
         migrations = np.zeros(n)
-        lookback_steps = int(round(self.memory_seconds / tele.step_seconds))
+        lookback_steps = int(shape["lookback_steps"])
         since = np.full(n, float(lookback_steps))
         last_step = float(tele.timestamps[-1]) if len(tele.timestamps) else state.now
         recent_since = last_step - RECENT_STEPS * tele.step_seconds
@@ -454,7 +459,7 @@ class XGBoostRiskModel(RiskModel):
             priority=np.array([vm.workload.priority if vm else 5 for vm in vms], dtype=float),
             app_code=codes,
             origin=last_step,  # the moment of the last sample, as in training rows
-            horizon_steps=max(1, int(round(self.horizon_seconds / tele.step_seconds))),
+            horizon_steps=int(shape["horizon_steps"]),
             vm_migrations=migrations,
             vm_since_migration=since,
             **memory_arrays(per_vm, pairs, codes, recent, present),

@@ -248,8 +248,7 @@ class SimulatedCloud:
         """Requests and allocations of every VM and host at time ``t`` (no side effects)."""
         running = self.running
         request = np.where(running, self._fraction(self._cpu, t) * self.trace_cpu, 0.0)
-        # a resized VM gets at most its new size (one never resized keeps the trace's own fractions)
-        limit = np.where(self.vm_cpu != self.trace_cpu, np.minimum(self.vm_limit, self.vm_cpu), self.vm_limit)
+        limit = np.minimum(self.vm_limit, _resized_cap(self.vm_cpu, self.trace_cpu))
         res = np.flatnonzero(running)
         h_res = self.vm_host[res]
         pe = self.hosts.pe_mips
@@ -379,10 +378,10 @@ class SimulatedCloud:
             else:
                 continue
             names.append(resource.value)
-            # what a VM resized below its workload's demand can hold, as a share of that demand
+            held = np.minimum(demand, _resized_cap(size, traced))
+            # what a VM resized below its workload's demand holds, as a share of that demand
             with np.errstate(divide="ignore", invalid="ignore"):
-                own = np.where((size != traced) & (demand > size), size / demand, 1.0)
-            held = np.minimum(demand, np.where(size != traced, size, np.inf))
+                own = np.where(demand > 0, held / demand, 1.0)
             total = np.bincount(h, held[res], self.n_hosts)
             cap = caps[resource]
             share = np.where(total > cap, cap / np.where(total > 0, total, 1.0), 1.0)
@@ -651,3 +650,9 @@ class SimulatedCloud:
             "retired_vms": int(self.vm_retired.sum()),
             "running_vms": int(self.running.sum()),
         }
+
+
+def _resized_cap(size: np.ndarray, traced: np.ndarray) -> np.ndarray:
+    """What a VM may get of a resource: its size once resized, no cap of its own before (a VM never
+    resized keeps the trace's own fractions, which may pass 1)."""
+    return np.where(size != traced, size, np.inf)

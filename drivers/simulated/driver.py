@@ -234,12 +234,9 @@ class SimulatedDriver(Driver):
         self.cloud.start_migration(vm_id, target_host_id)
 
     def resize(self, vm_id: str, size: Resources, timeout: float | None = None) -> None:
-        if not all(0 <= value < math.inf for value in (size.cpu, size.memory)):  # NaN fails too
-            raise ActionFailed(
-                f"resizing {vm_id}: CPU and memory must be finite and not negative, got {size}"
-            )
-        if not all(0 <= value < math.inf for value in (size.disk_io, size.network)):
-            raise ActionFailed(f"resizing {vm_id}: disk I/O and network must be finite and not negative")
+        applied = (size.cpu, size.memory, size.disk_io, size.network)
+        if not all(0 <= value < math.inf for value in applied):  # NaN fails too
+            raise ActionFailed(f"resizing {vm_id}: sizes must be finite and not negative, got {size}")
         self.cloud.resize(
             vm_id,
             cpu=size.cpu or None,
