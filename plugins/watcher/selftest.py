@@ -211,6 +211,7 @@ def command_run(request: dict[str, Any]) -> dict[str, Any]:
     translation = getattr(strategy, "last_translation", None)
     if translation is not None:
         result["dropped"] = list(translation.dropped)
+        result["telemetry_steps"] = len(strategy.last_state.telemetry.timestamps)
         plan = strategy.last_plan
         result["cotenancy_plan"] = [
             {"kind": a.kind.value, "vm_id": a.vm_id, "target_host_id": a.target_host_id, "host_id": a.host_id}

@@ -53,6 +53,7 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         super().__init__(config, osc)
         self.last_plan: ActionPlan | None = None
         self.last_translation: translate.Translation | None = None
+        self.last_state: ClusterState | None = None
 
     @classmethod
     def get_name(cls) -> str:
@@ -97,7 +98,8 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
                     "type": "integer",
                     "minimum": 300,
                     "default": 3600,
-                    "description": "Seconds of history read from the datasource.",
+                    "description": "Seconds of history read from the datasource; more when the "
+                    "cotenancy forecaster looks back further ([predict] window_steps intervals).",
                 },
                 "granularity": {
                     "type": "integer",
@@ -168,11 +170,25 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         clock = getattr(self.datasource_backend, "now", None)
         return float(clock()) if callable(clock) else time.time()
 
-    def read_series(self, inventory_vm_ids: list[str], now: float) -> dict[str, dict[str, Any]]:
-        """``statistic_series`` of every audited instance, one metric at a time."""
+    def history_steps(self, planner: Strategy) -> int:
+        """Intervals of history to read: the audit's ``period``, or more when the planner's
+        forecaster looks back further (``[predict] window_steps`` of its configuration): it was
+        trained on day-long windows and serves the API from them, so it must plan from them too."""
+        granularity = int(self.param("granularity"))
+        steps = max(1, int(self.param("period")) // granularity)
+        conf = getattr(planner, "conf", None)
+        try:
+            window = int(conf.predict.window_steps) if conf is not None else 0
+        except (cfg.NoSuchOptError, cfg.NoSuchGroupError):
+            window = 0
+        return max(steps, window)
+
+    def read_series(self, inventory_vm_ids: list[str], now: float, steps: int) -> dict[str, dict[str, Any]]:
+        """``statistic_series`` of every audited instance over ``steps`` intervals, one metric at a
+        time."""
         granularity = int(self.param("granularity"))
         end = dt.datetime.fromtimestamp(now, tz=dt.UTC)
-        start = end - dt.timedelta(seconds=int(self.param("period")))
+        start = end - dt.timedelta(seconds=steps * granularity)
         series: dict[str, dict[str, Any]] = {}
         model = self.compute_model
         for vm_id in inventory_vm_ids:
@@ -190,8 +206,8 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
             series[vm_id] = per_metric
         return series
 
-    def build_state(self) -> ClusterState:
-        """Watcher's compute model and datasource as the state a cotenancy strategy plans on."""
+    def build_state(self, planner: Strategy) -> ClusterState:
+        """Watcher's compute model and datasource as the state ``planner`` plans on."""
         scale = translate.UnitScale(
             mhz_per_vcpu=float(self.param("mhz_per_vcpu")),
             host_mhz_per_vcpu=dict(self.param("host_mhz_per_vcpu")),
@@ -199,8 +215,8 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         inventory = translate.inventory_from_compute_model(self.compute_model, scale)
         now = self.now()
         granularity = int(self.param("granularity"))
-        steps = max(1, int(self.param("period")) // granularity)
-        series = self.read_series(sorted(inventory.vms), now)
+        steps = self.history_steps(planner)
+        series = self.read_series(sorted(inventory.vms), now, steps)
         telemetry = translate.telemetry_from_series(inventory, series, now, granularity, steps)
         return translate.cluster_state(inventory, telemetry, now)
 
@@ -244,8 +260,8 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         return [translate.Flavor(name=f.flavor_name, vcpus=f.vcpus, ram=f.ram, disk=f.disk) for f in listed]
 
     def do_execute(self, audit: Any = None) -> None:
-        state = self.build_state()
         planner = self.cotenancy_planner()
+        state = self.build_state(planner)
         plan = planner.plan(state)
         wants_resize = any(a.kind.value == "resize" for a in plan.actions)
         flavors = self.flavors() if wants_resize and self.param("allow_resize") else []
@@ -273,6 +289,7 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
             instances_resized_count=translation.resizes,
         )
         self.last_plan = plan
+        self.last_state = state
         self.last_translation = translation
 
     @staticmethod

@@ -184,6 +184,14 @@ def test_strategy_reads_metrics_through_the_datasource(watcher):
     assert [a for a in idle["actions"] if a["action_type"] == "migrate"] == []
 
 
+def test_the_planner_is_handed_the_day_of_history_its_forecaster_looks_back_over(watcher):
+    # the audit's default period is an hour; the forecaster's features need [predict] window_steps
+    answer = watcher(_run(SCENARIO_1, {"step": 300, "defaults": {"instance_cpu_usage": 10.0}}))
+
+    assert answer["input_parameters"]["period"] == 3600
+    assert answer["telemetry_steps"] == 312
+
+
 def test_strategy_on_a_quiet_cloud_predicts_no_conflict(watcher):
     answer = watcher(
         _run(SCENARIO_1, {"step": 300, "defaults": {"instance_cpu_usage": 10.0, "instance_ram_usage": 1.0}})
