@@ -37,18 +37,47 @@ OPTS = [
         help="Telemetry intervals the features look back over (312 = one day plus an hour at 300 s; "
         "shorter windows work but lose the same-time-yesterday features).",
     ),
+    cfg.BoolOpt(
+        "detect_anomalies",
+        default=True,
+        help="Every control-loop round, compare each VM's latest sample with the one-step forecast "
+        "made without it, log usage far above the forecast (a runaway process, a sudden "
+        "exfiltration) as a WARNING and store it as an anomaly event in the history store, where "
+        "GET /v1/events?kind=anomaly lists it. Costs one one-step forecast of every VM per round.",
+    ),
+    cfg.StrOpt(
+        "anomaly_reference",
+        default="p95",
+        choices=[
+            ("p95", "the one-step p95 forecast made without the sample"),
+            (
+                "ceiling",
+                "the higher of the one-step p99 forecast and the most the VM used over its "
+                "window, so a burst the VM makes every day is not an anomaly",
+            ),
+        ],
+        help="What each VM's latest sample is measured against.",
+    ),
     cfg.FloatOpt(
         "anomaly_threshold",
         default=8.0,
         min=1.0,
-        help="A sample is anomalous when it exceeds the forecast p95 by this many robust residual "
-        "scales (median absolute deviation of the VM's recent residuals).",
+        help="A sample is anomalous when it exceeds the reference by this many robust scales "
+        "(1.4826 x the median absolute change between consecutive samples in the VM's window).",
     ),
     cfg.FloatOpt(
         "anomaly_min_ratio",
         default=2.0,
         min=1.0,
-        help="... and is at least this many times its forecast p95, so tiny idle VMs do not alarm.",
+        help="... and is at least this many times the reference, so tiny idle VMs do not alarm.",
+    ),
+    cfg.FloatOpt(
+        "anomaly_min_share",
+        default=0.0,
+        min=0.0,
+        help="... and exceeds the reference by at least this share of the VM's size for that resource "
+        "(where the size is known), so a VM that never sends anything starting to send a trickle "
+        "is not an exfiltration.",
     ),
     cfg.MultiStrOpt(
         "hint",

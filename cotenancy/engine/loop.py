@@ -1,9 +1,10 @@
 """The control loop: collect, predict, plan, apply, every interval.
 
 One round reads what happened since the last round from the driver (metrics, events) into the
-telemetry buffer and, when configured, the durable history store; takes a fresh inventory; hands a
-:class:`ClusterState` to the strategy (which predicts and plans, including its proactive trigger);
-stores the plan; and, unless in dry-run mode, gives it to the executor.
+telemetry buffer and, when configured, the durable history store; takes a fresh inventory; flags
+anomalous usage (``[predict] detect_anomalies``); hands a :class:`ClusterState` to the strategy
+(which predicts and plans, including its proactive trigger); stores the plan; and, unless in
+dry-run mode, gives it to the executor.
 
 The store receives each sample and event once, although a new loop (a restarted service, every
 ``cotenancy plan``) reads the whole history window again to warm its buffer up. A round that fails
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 from oslo_config import cfg
 
 from cotenancy import loading
@@ -39,6 +41,7 @@ from cotenancy.model import (
 if TYPE_CHECKING:
     from cotenancy.drivers.base import Driver
     from cotenancy.engine.datasource import Datasource
+    from cotenancy.predict.anomaly import AnomalyDetector
     from cotenancy.store import HistoryStore, TelemetryBuffer
     from cotenancy.strategies.base import Strategy
 
@@ -60,6 +63,8 @@ class RoundResult:
     wall_seconds: float = 0.0
     #: the strategy's share of the round: forecasting, scoring risks and planning
     plan_seconds: float = 0.0
+    #: usage far above its forecast this round (``EventKind.ANOMALY`` events, also stored)
+    anomalies: list[Event] = field(default_factory=list)
 
     @property
     def failed_steps(self) -> int:
@@ -79,6 +84,7 @@ class ControlLoop:
         telemetry: TelemetryBuffer | None = None,
         datasource: Datasource | None = None,
         dry_run: bool | None = None,
+        anomaly_detector: AnomalyDetector | None = None,
     ) -> None:
         from cotenancy.store import TelemetryBuffer
 
@@ -92,8 +98,12 @@ class ControlLoop:
         )
         self.interval = float(conf.interval)
         self.history_window = int(conf.history_window)
+        #: intervals of telemetry the strategy is handed: the predictors' features look back
+        #: ``[predict] window_steps`` (a day and "the same time yesterday"), as they did in training
+        #: and as the API's are, even where the operator keeps ``history_window`` short
+        self.window_steps = max(self.history_window, int(conf.predict.window_steps))
         self.telemetry = telemetry or TelemetryBuffer(
-            step_seconds=self.interval, capacity_steps=max(self.history_window * 4, 48)
+            step_seconds=self.interval, capacity_steps=self.window_steps + max(self.history_window, 12)
         )
         self.dry_run = conf.dry_run if dry_run is None else dry_run
         self.max_failed_rounds = int(conf.max_failed_rounds)
@@ -103,18 +113,22 @@ class ControlLoop:
         #: rounds of the latest :meth:`run` that failed
         self.failed_rounds = 0
         self._last_collected: float | None = None
+        self.anomaly_detector = anomaly_detector or _configured_anomaly_detector(conf, strategy)
 
     def collect(self, now: float) -> tuple[int, list[Event]]:
         """Pull metrics and events since the last round into the buffer and the store.
 
-        A loop's first round reads the whole history window, so the buffer is warm at once; the
-        store gets only what it does not hold yet (:meth:`_store_new`).
+        A loop's first round reads the history window from the driver, and what the predictors
+        look back over before it from the history store (:meth:`_warm_up`), so a restarted
+        service forecasts from the same day of history at once; the store gets only what it does
+        not hold yet (:meth:`_store_new`).
         """
-        start = (
-            self._last_collected
-            if self._last_collected is not None
-            else now - self.interval * self.history_window
-        )
+        warm_events: list[Event] = []
+        if self._last_collected is not None:
+            start = self._last_collected
+        else:
+            start = now - self.interval * self.history_window
+            warm_events = self._warm_up(now - self.interval * self.window_steps, start)
         samples = self.datasource.get_metrics(start, now)
         future_before = self.telemetry.rejected["future"]
         self.telemetry.add(samples, not_after=now)
@@ -124,7 +138,21 @@ class ControlLoop:
         if self.store is not None:
             self._store_new(self.store, samples, events, start, now)
         self._last_collected = now
-        return len(samples), events
+        return len(samples), warm_events + events
+
+    def _warm_up(self, start: float, end: float) -> list[Event]:
+        """Load ``[start, end)`` from the history store into the buffer; return its events (the
+        risk model's memory of past conflicts starts from them). Nothing without a store."""
+        if self.store is None or end <= start:
+            return []
+        stored = self.store.series(start, end, self.interval)
+        for metric, values in stored.values.items():
+            for column, stamp in enumerate(stored.timestamps.tolist()):
+                present = np.flatnonzero(~np.isnan(values[:, column]))
+                if present.size:
+                    ids = [stored.vm_ids[i] for i in present]
+                    self.telemetry.add_frame(stamp, ids, {metric: values[present, column]})
+        return self.store.events(start, end)
 
     @staticmethod
     def _store_new(
@@ -180,7 +208,7 @@ class ControlLoop:
         if self.store is not None:
             self.store.upsert_inventory(inventory, now)
             inventory = self._apply_operator_requests(inventory)
-        window = self.telemetry.window(now, self.history_window, vm_ids=sorted(inventory.vms))
+        window = self.telemetry.window(now, self.window_steps, vm_ids=sorted(inventory.vms))
         migrating = frozenset(v.id for v in inventory.vms.values() if v.state is VMState.MIGRATING)
         return ClusterState(
             now=now,
@@ -191,6 +219,33 @@ class ControlLoop:
             interval_seconds=self.interval,
         )
 
+    def detect_anomalies(self, state: ClusterState) -> list[Event]:
+        """Usage far above its forecast: logged as WARNINGs and kept in the history store.
+
+        Detection serves the operator, not the plan, so a detector that fails is logged at ERROR
+        and the round plans on: a strategy that does not forecast (``lr-mmt``) must not stop over
+        a forecaster model trained for other telemetry, which the predictive strategy, sharing the
+        model, reports itself. A traceback comes only with errors the project did not raise on
+        purpose (likely bugs).
+        """
+        if self.anomaly_detector is None:
+            return []
+        try:
+            found = self.anomaly_detector.detect(state)
+        except Exception as exc:
+            LOG.error(
+                "anomaly detection failed this round, the round plans on without it: %s: %s",
+                type(exc).__name__,
+                exc,
+                exc_info=not isinstance(exc, CotenancyError),
+            )
+            return []
+        for event in found:
+            LOG.warning("anomaly on VM %s (host %s): %s", event.vm_ids[0], event.host_id, event.message)
+        if found and self.store is not None:
+            self.store.add_events(found)
+        return found
+
     def _apply_operator_requests(self, inventory: Inventory) -> Inventory:
         """Rules, drains, critical marks and hints that other programs set through the API.
 
@@ -200,9 +255,18 @@ class ControlLoop:
 
         wall_now = time.time()
         inventory = apply_requests(self.store, inventory, wall_now)
-        forecaster = getattr(self.strategy, "forecaster", None)
-        if forecaster is not None and hasattr(forecaster, "hints"):
-            forecaster.hints = forecaster_calendar(self.conf, self.store, wall_now)
+        detector = self.anomaly_detector
+        forecasters = [
+            getattr(self.strategy, "forecaster", None),
+            detector.forecaster if detector is not None else None,
+        ]
+        calendar = None
+        for forecaster in forecasters:
+            if forecaster is not None and hasattr(forecaster, "hints"):
+                calendar = (
+                    calendar if calendar is not None else forecaster_calendar(self.conf, self.store, wall_now)
+                )
+                forecaster.hints = calendar
         return inventory
 
     def run_once(self) -> RoundResult:
@@ -211,6 +275,7 @@ class ControlLoop:
         n_samples, events = self.collect(now)
         self.apply_retention(now)
         state = self.observe(now, events)
+        anomalies = self.detect_anomalies(state)
         planning = time.perf_counter()
         plan = self.strategy.plan(state)
         plan_seconds = time.perf_counter() - planning
@@ -229,6 +294,7 @@ class ControlLoop:
             executed=executed,
             wall_seconds=time.perf_counter() - started,
             plan_seconds=plan_seconds,
+            anomalies=anomalies,
         )
 
     def run(self, rounds: int | None = None, progress: bool = False) -> list[RoundResult]:
@@ -294,6 +360,20 @@ class ControlLoop:
             outcome,
             exc_info=not isinstance(exc, CotenancyError),
         )
+
+
+def _configured_anomaly_detector(conf: cfg.ConfigOpts, strategy: Strategy) -> AnomalyDetector | None:
+    """The detector ``[predict] detect_anomalies`` asks for, on the strategy's own forecaster when
+    it has one (one model in memory, the hints it was given), else on ``[predict] forecaster``."""
+    from cotenancy.predict.anomaly import AnomalyDetector, AnomalySettings
+    from cotenancy.predict.base import Forecaster
+
+    if not conf.predict.detect_anomalies:
+        return None
+    forecaster = getattr(strategy, "forecaster", None)
+    if not isinstance(forecaster, Forecaster):
+        forecaster = loading.load_plugin(loading.FORECASTERS, conf.predict.forecaster, conf)
+    return AnomalyDetector(forecaster, AnomalySettings.from_conf(conf))
 
 
 def _already_stored(sample: MetricSample, newest: Mapping[tuple[str, str], float]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,9 @@ import numpy as np
 
 if TYPE_CHECKING:
     from cotenancy.sim.runner import SimulationResult
+
+#: anomalies listed in the report (the JSON summary keeps them all)
+ANOMALIES_SHOWN = 50
 
 PLOTS = (
     ("active_hosts", "Active hosts", "hosts"),
@@ -59,6 +63,7 @@ def render_html(result: SimulationResult) -> str:
         for key, title, unit in PLOTS
         if key in result.series
     )
+    anomalies = _anomaly_section(result)
     title = f"cotenancy simulation: {result.strategy} on {result.setup}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -71,9 +76,31 @@ th,td{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}figure{{m
 <table>{rows}</table>
 <h2>Over time</h2>
 {images}
+{anomalies}
 <h2>Units</h2><ul>{units}</ul>
 </body></html>
 """
+
+
+def _anomaly_section(result: SimulationResult, shown: int = ANOMALIES_SHOWN) -> str:
+    """Counts of flagged usage per resource and the first ``shown`` of them, in trace time."""
+    flagged = result.extra.get("anomalies", [])
+    if not flagged:
+        return "<h2>Anomalies</h2><p>No usage far above its forecast was flagged.</p>"
+    start = float(result.series["time"][0]) if result.series.get("time") else 0.0
+    counts = Counter(str(a["resource"]) for a in flagged)
+    summary = ", ".join(f"{html.escape(r)}: {n:,}" for r, n in sorted(counts.items()))
+    rows = "".join(
+        f"<tr><td>{(float(a['time']) - start) / 3600.0:.2f}</td><td>{html.escape(str(a['vm']))}</td>"
+        f"<td>{html.escape(str(a['host']))}</td><td>{html.escape(str(a['message']))}</td></tr>"
+        for a in flagged[:shown]
+    )
+    hidden = len(flagged) - shown
+    more = f"<p>... and {hidden:,} more (in the JSON summary).</p>" if hidden > 0 else ""
+    return (
+        f"<h2>Anomalies</h2><p>{len(flagged):,} samples far above their forecast ({summary}).</p>"
+        f"<table><tr><th>hours since start</th><th>VM</th><th>host</th><th>what</th></tr>{rows}</table>{more}"
+    )
 
 
 def write_report(result: SimulationResult, path: str | Path) -> Path:

@@ -115,7 +115,7 @@ def _simulation_loop_class() -> type:
             start = (
                 self._last_collected
                 if self._last_collected is not None
-                else now - self.interval * self.history_window
+                else now - self.interval * self.window_steps
             )
             frames = self.driver.metric_frames(start, now)
             count = 0
@@ -178,6 +178,17 @@ def run_cloud(
     metrics = cloud.metrics()
     metrics["wall_seconds"] = time.perf_counter() - started
     failed = sum(r.failed_steps for r in results)
+    anomalies = [
+        {
+            "time": event.timestamp,
+            "vm": event.vm_ids[0],
+            "host": event.host_id,
+            "resource": event.resource,
+            "message": event.message,
+        }
+        for r in results
+        for event in r.anomalies
+    ]
     return SimulationResult(
         metrics=metrics,
         series={k: list(v) for k, v in cloud.series.items()},
@@ -198,6 +209,8 @@ def run_cloud(
             "planner_solve_seconds": [float(r.plan.stats.get("solve_seconds", 0.0)) for r in results],
             # when each round ran, in trace time, so a slow round can be matched to the workload
             "round_trace_seconds": [(first_step + i) * cloud.step_seconds for i in range(len(results))],
+            # usage far above its forecast, as the loop flagged it ([predict] detect_anomalies)
+            "anomalies": anomalies,
         },
     )
 
@@ -213,6 +226,7 @@ def summary_rows(result: SimulationResult) -> list[tuple[str, str]]:
         ("ESV", f"{m['esv']:.5f}"),
         ("conflict minutes", f"{m['conflict_minutes']:,.0f}"),
         ("retired VMs", f"{int(m.get('retired_vms', 0))}"),
+        ("anomalies flagged", f"{len(result.extra.get('anomalies', [])):,}"),
         ("wall time", f"{m['wall_seconds']:.1f} s"),
     ]
 

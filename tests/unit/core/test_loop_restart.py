@@ -1,6 +1,8 @@
 """A control loop that starts again (a restarted ``cotenancy run``, every ``cotenancy plan``) reads
-the whole history window to warm its buffer up, yet the history store gets each sample and each
-event once: predictors learn from these rows, and a doubled degradation event is a doubled label."""
+the history window from the driver and the rest of what its predictors look back over from the
+history store, so it sees what a loop that never stopped sees; yet the store gets each sample and
+each event once: predictors learn from these rows, and a doubled degradation event is a doubled
+label."""
 
 from __future__ import annotations
 
@@ -92,18 +94,38 @@ def test_samples_of_a_vm_the_store_lacks_are_stored_even_when_others_are_newer(c
     assert sample_keys(store.samples(first, cloud.now())) == sample_keys(reported)
 
 
-def test_a_new_loop_still_hands_the_strategy_the_whole_window(conf, cloud, store):
-    one_round_in_a_new_loop(conf, cloud, store)
-    cloud.wait(conf.interval)
+def test_the_strategy_is_handed_the_window_its_predictors_look_back_over(conf, cloud):
+    """A forecaster trained on a day of features must not serve from the last hour alone."""
+    seen = RecordingNoop(conf)
+
+    ControlLoop(conf, driver=cloud, strategy=seen).run_once()
+
+    cpu = seen.seen[0].telemetry.values["cpu"]
+    assert conf.predict.window_steps > conf.history_window
+    assert cpu.shape[1] == conf.predict.window_steps
+    assert np.isfinite(cpu[:, -conf.history_window :]).any(axis=0).all()
+
+
+def test_a_restarted_loop_sees_the_same_window_as_one_that_never_stopped(conf, cloud, store):
+    """The part of the window older than ``history_window`` comes from the history store."""
+    conf.set_override("window_steps", 3 * conf.history_window, group="predict")
+    never_stopped = RecordingNoop(conf)
+    loop = ControlLoop(conf, driver=cloud, strategy=never_stopped, store=store)
+    for _ in range(3 * conf.history_window):
+        loop.run_once()
+        cloud.wait(conf.interval)
+    loop.run_once()
     restarted, without_store = RecordingNoop(conf), RecordingNoop(conf)
 
     ControlLoop(conf, driver=cloud, strategy=restarted, store=store).run_once()
     ControlLoop(conf, driver=cloud, strategy=without_store).run_once()
 
-    cpu = restarted.seen[0].telemetry.values["cpu"]
-    assert cpu.shape[1] == conf.history_window
-    assert np.isfinite(cpu).any(axis=0).all()
-    np.testing.assert_array_equal(cpu, without_store.seen[0].telemetry.values["cpu"])
+    expected = never_stopped.seen[-1].telemetry.values["cpu"]
+    assert expected.shape[1] == conf.predict.window_steps
+    assert np.isfinite(expected).any(axis=0).all()
+    np.testing.assert_array_equal(restarted.seen[0].telemetry.values["cpu"], expected)
+    older = without_store.seen[0].telemetry.values["cpu"][:, : -conf.history_window]
+    assert np.isnan(older).all(), "without a store only the driver's history window is known"
 
 
 def test_a_sample_stamped_after_the_rounds_time_is_kept_apart_as_future(conf, cloud, store, monkeypatch):
