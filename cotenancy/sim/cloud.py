@@ -5,10 +5,13 @@ only where it matters: each distinct migration completion time is an update poin
 CloudSim's ``PowerDatacenter`` (a migration lasts ``RAM / migration_bandwidth`` seconds; meanwhile
 the source gives the VM 90 % of its request and the target reserves 10 % of it).
 
-CPU is shared the way CloudSim's ``VmSchedulerTimeSharedOverSubscription`` shares it: a VM gets at
-most one core; when a host's requests exceed its capacity every VM is scaled down in proportion
-(and rounded down to whole MHz). Other resources (memory, disk I/O, network) are shared in
-proportion to demand when oversubscribed. On top of capacity, co-located VMs slow each other down
+In the ``cloudsim`` setup CPU is shared the way CloudSim's ``VmSchedulerTimeSharedOverSubscription``
+shares it: a VM gets at most one core; when a host's requests exceed its capacity every VM is
+scaled down in proportion (and rounded down to whole MHz). In the ``default`` setup a migration's
+target keeps its reservation and the rest is shared like a proportional-share scheduler: by
+``shares``, each VM capped at what it asks, and nothing left idle while a VM still asks
+(:func:`_water_fill`). Other resources (memory, disk I/O, network) are shared in proportion to
+demand when oversubscribed. On top of capacity, co-located VMs slow each other down
 through shared cache and memory bandwidth (:class:`cotenancy.sim.interference.InterferenceModel`);
 the per-VM pressure and sensitivity behind that are drawn once and never leave this module.
 
@@ -260,24 +263,25 @@ class SimulatedCloud:
             h_in = np.concatenate([h_in, np.array([g[1] for g in self._ghosts], dtype=np.int64)])
         capped_in = np.minimum(np.minimum(request[inc], pe[h_in] * self.vm_cores[inc]), limit[inc])
         nh = self.n_hosts
-        weight = self.vm_shares[res] / 1000.0 if not self.quirks else None
-        required = np.bincount(h_res, capped, nh) + np.bincount(h_in, capped_in * MIGRATION_TARGET_SHARE, nh)
-        over = required > self.hosts.cpu
-        factor = np.where(over, self.hosts.cpu / np.where(required > 0, required, 1.0), 1.0)
+        cap = self.hosts.cpu
         out = self.vm_target[res] >= 0
-        over_res = over[h_res]
-        if weight is not None and over.any():
-            weighted = capped * weight
-            wsum = np.bincount(h_res, weighted, nh)
-            share = np.where(wsum > 0, self.hosts.cpu / np.where(wsum > 0, wsum, 1.0), 1.0)
-            scaled = np.minimum(capped, weighted * share[h_res])
-        else:
+        reserve = capped_in * MIGRATION_TARGET_SHARE
+        if self.quirks:
+            required = np.bincount(h_res, capped, nh) + np.bincount(h_in, reserve, nh)
+            over = required > cap
+            factor = np.where(over, cap / np.where(required > 0, required, 1.0), 1.0)
             scaled = capped * factor[h_res]
-        alloc_over = np.floor(np.where(out, scaled * MIGRATION_SOURCE_SHARE, scaled))
-        alloc_norm = np.where(out, capped * MIGRATION_SOURCE_SHARE, capped)
-        allocated_res = np.where(over_res, alloc_over, alloc_norm)
-        in_alloc = capped_in * MIGRATION_TARGET_SHARE
-        in_alloc = np.where(over[h_in], np.floor(in_alloc * factor[h_in]), in_alloc)
+            alloc_over = np.floor(np.where(out, scaled * MIGRATION_SOURCE_SHARE, scaled))
+            alloc_norm = np.where(out, capped * MIGRATION_SOURCE_SHARE, capped)
+            allocated_res = np.where(over[h_res], alloc_over, alloc_norm)
+            in_alloc = np.where(over[h_in], np.floor(reserve * factor[h_in]), reserve)
+        else:
+            reserved = np.bincount(h_in, reserve, nh)
+            fits = np.where(reserved > cap, cap / np.where(reserved > 0, reserved, 1.0), 1.0)
+            in_alloc = reserve * fits[h_in]
+            spare = cap - np.bincount(h_in, in_alloc, nh)
+            given = _water_fill(h_res, capped, self.vm_shares[res], spare)
+            allocated_res = np.where(out, given * MIGRATION_SOURCE_SHARE, given)
         contribution = np.where(out, allocated_res / MIGRATION_SOURCE_SHARE, allocated_res)
         used = np.bincount(h_res, contribution, nh) + np.bincount(h_in, in_alloc, nh)
         host_req = np.bincount(h_res, request[res], nh) + np.bincount(h_in, request[inc], nh)
@@ -285,7 +289,7 @@ class SimulatedCloud:
         allocated[res] = allocated_res
         incoming = np.zeros(self.n_vms)
         np.add.at(incoming, inc, in_alloc)
-        util = used / self.hosts.cpu
+        util = used / cap
         util = np.where((util > 1) & (util < 1.01), 1.0, util)
         return CpuState(request, allocated, incoming, used, host_req, util, inc, h_in, in_alloc)
 
@@ -650,6 +654,35 @@ class SimulatedCloud:
             "retired_vms": int(self.vm_retired.sum()),
             "running_vms": int(self.running.sum()),
         }
+
+
+def _water_fill(host: np.ndarray, demand: np.ndarray, weight: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """What each VM gets when every host shares its ``capacity`` by ``weight``, capped at each VM's
+    ``demand``: a proportional-share (CFS-like) scheduler, work-conserving, so what a VM leaves
+    below its weighted share goes to those still asking. Weights must be positive.
+
+    All hosts at once: a VM is satisfied once the host's fill level passes ``demand / weight``;
+    sorted by that level, the satisfied VMs of a host are a prefix, and the level that spends the
+    capacity follows from the prefix's demand and the rest's weight. A host that can give every VM
+    all it asks does so exactly (no rounding may leave a VM a fraction of a MHz short).
+    """
+    level = demand / weight
+    order = np.lexsort((level, host))
+    h, d, w, lv = host[order], demand[order], weight[order], level[order]
+    n = capacity.size
+    first = np.searchsorted(h, np.arange(n))
+    cd, cw = np.cumsum(d), np.cumsum(w)
+    d_through = cd - np.concatenate([[0.0], cd])[first][h]
+    w_through = cw - np.concatenate([[0.0], cw])[first][h]
+    w_total = np.bincount(h, w, n)
+    roomy = np.bincount(h, d, n) <= capacity
+    satisfied = roomy[h] | (d_through + lv * (w_total[h] - w_through) <= capacity[h])
+    w_left = w_total - np.bincount(h, np.where(satisfied, w, 0.0), n)
+    d_left = capacity - np.bincount(h, np.where(satisfied, d, 0.0), n)
+    fill = np.where(w_left > 0, np.maximum(d_left, 0.0) / np.where(w_left > 0, w_left, 1.0), np.inf)
+    out = np.empty_like(demand)
+    out[order] = np.where(satisfied, d, np.minimum(d, w * fill[h]))
+    return out
 
 
 def _resized_cap(size: np.ndarray, traced: np.ndarray) -> np.ndarray:

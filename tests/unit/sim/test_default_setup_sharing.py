@@ -1,0 +1,49 @@
+"""How the default setup shares CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cotenancy.sim.cloud import SimulatedCloud
+from cotenancy.sim.setups import default_setup
+
+
+def small_host_cloud(make_planetlab, cpu_percent: list[list[int]], placement: list[int]) -> SimulatedCloud:
+    """VMs of 2000 MHz (one vCPU) on hosts cut down to 2 x 1500 MHz, without interference, so a
+    few VMs are enough to oversubscribe a host."""
+    workload = make_planetlab(np.array(cpu_percent))
+    setup = default_setup(workload, headroom=4.0)
+    setup.hosts.cpu[:] = 3000.0
+    setup.hosts.cores[:] = 2.0
+    setup.vm_cpu[:] = 2000.0
+    setup.vm_cores[:] = 1.0
+    setup.placement[:] = placement
+    return SimulatedCloud(workload, setup)
+
+
+@pytest.mark.parametrize("shares", [1000, 2000], ids=["equal shares", "double shares"])
+def test_cpu_a_vm_leaves_below_its_weighted_share_goes_to_the_vms_still_asking(make_planetlab, shares):
+    """Shares weight the split like a proportional-share scheduler: a VM asking less than its
+    weighted share keeps what it asks and the rest goes to the others by weight, so an
+    oversubscribed host leaves no CPU idle."""
+    cloud = small_host_cloud(make_planetlab, [[15] * 4, [75] * 4, [75] * 4], [0, 0, 0])
+    cloud.set_allocation("vm-000", None, shares)
+    state = cloud.cpu_state(cloud.time)
+    assert state.request[:3].tolist() == [300.0, 1500.0, 1500.0]
+    assert state.allocated[:3] == pytest.approx([300.0, 1350.0, 1350.0])
+    assert state.host_used[0] == pytest.approx(3000.0)
+
+
+def test_an_oversubscribed_host_shares_what_is_left_after_the_reserve_of_a_migration_coming_in(
+    make_planetlab,
+):
+    """The target of a live migration reserves 10 % of the incoming VM's request; its own VMs
+    share the rest by weight, and the host never hands out more than it has."""
+    cloud = small_host_cloud(make_planetlab, [[75] * 4, [75] * 4, [50] * 4], [0, 0, 1])
+    cloud.set_allocation("vm-000", None, 3000)
+    cloud.start_migration("vm-002", cloud.hosts.ids[0])
+    state = cloud.cpu_state(cloud.time)
+    assert state.incoming[2] == pytest.approx(100.0)
+    assert state.allocated[:2] == pytest.approx([1500.0, 1400.0])
+    assert state.host_used[0] == pytest.approx(3000.0)
