@@ -403,9 +403,11 @@ class SimulatedCloud:
         from cotenancy.model import Event, EventKind
 
         running = self.running
+        # what a VM's own live migration costs it is PDM's, not contention: a VM in flight counts
+        # as getting what its source spends on it, in ``cpu`` as in ``cpu_ready`` and conflicts
+        got = np.where(self.vm_target >= 0, state.allocated / MIGRATION_SOURCE_SHARE, state.allocated)
         with np.errstate(divide="ignore", invalid="ignore"):
-            cpu_share = np.where(state.request > 0, state.allocated / state.request, 1.0)
-        cpu_share = np.where(self.vm_target >= 0, cpu_share / MIGRATION_SOURCE_SHARE, cpu_share)
+            cpu_share = np.where(state.request > 0, got / state.request, 1.0)
         slowdown = np.zeros(self.n_vms)
         if self._traits is not None:
             activity = np.where(running, np.clip(state.request / np.maximum(self.trace_cpu, 1e-9), 0, 1), 0.0)
@@ -419,7 +421,7 @@ class SimulatedCloud:
         asking = running & (state.request > 0)
         degraded = asking & (delivered < CONFLICT_THRESHOLD)
         self.acc.conflict_seconds += float(degraded.sum()) * self.step_seconds
-        cpu_metric = state.allocated if self.quirks else state.allocated * (1.0 - slowdown)
+        cpu_metric = got if self.quirks else got * (1.0 - slowdown)
         metrics = {
             "cpu": np.where(running, cpu_metric, np.nan),
             "cpu_demand": np.where(running, state.request, np.nan),

@@ -1,4 +1,4 @@
-"""How the default setup shares CPU."""
+"""How the default setup shares CPU and reports a migrating VM."""
 
 from __future__ import annotations
 
@@ -47,3 +47,27 @@ def test_an_oversubscribed_host_shares_what_is_left_after_the_reserve_of_a_migra
     assert state.incoming[2] == pytest.approx(100.0)
     assert state.allocated[:2] == pytest.approx([1500.0, 1400.0])
     assert state.host_used[0] == pytest.approx(3000.0)
+
+
+@pytest.mark.parametrize(
+    ("cpu_percent", "placement"),
+    [([[40] * 4], [0]), ([[75] * 4] * 3, [0, 0, 0])],
+    ids=["quiet source", "oversubscribed source"],
+)
+def test_a_migrating_vms_ready_time_is_what_it_got_against_what_it_asked(
+    make_planetlab, cpu_percent, placement
+):
+    """What a VM's own live migration costs it is PDM's: ``cpu`` leaves it out as ``cpu_ready``
+    and the conflict test do, so ``cpu_ready = 1 - cpu / cpu_demand`` holds for a VM in flight,
+    on a quiet host (nothing is missing) and on an oversubscribed one (only contention is)."""
+    cloud = small_host_cloud(make_planetlab, cpu_percent, placement)
+    cloud.setup.migration_mbit = 1.0  # still in flight at the next step boundary
+    cloud.start_migration("vm-000", cloud.hosts.ids[1])
+    cloud.advance_step()
+    assert cloud.vm_target[0] == 1
+    metrics = cloud.frames[-1].metrics
+    got, asked, ready = metrics["cpu"][0], metrics["cpu_demand"][0], metrics["cpu_ready"][0]
+    assert ready == pytest.approx(1.0 - got / asked)
+    contended = len(placement) > 1
+    assert bool(ready > 0.0) is contended
+    assert bool(cloud.metrics()["conflict_minutes"] > 0) is contended
