@@ -98,6 +98,9 @@ class CpuState:
     host_used: np.ndarray
     host_requested: np.ndarray
     host_utilisation: np.ndarray
+    #: hosts drawing power: CloudSim's, those with CPU in use; the default setup's, those holding
+    #: a VM or a migration's reservation (a host with VMs cannot be switched off)
+    host_powered: np.ndarray
     #: reservations on migration targets: VM, host and MHz of each
     in_vm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     in_host: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -203,6 +206,7 @@ class SimulatedCloud:
         self._vm_mig = np.zeros(self.n_vms, dtype=bool)
         self._vm_entry = np.zeros(self.n_vms, dtype=bool)
         self._u_start = np.zeros(self.n_hosts)
+        self._host_powered = np.zeros(self.n_hosts, dtype=bool)
         self._last_update: float | None = None
         self.frames: list[StepFrame] = []
         self.events: list[object] = []
@@ -291,7 +295,11 @@ class SimulatedCloud:
         np.add.at(incoming, inc, in_alloc)
         util = used / cap
         util = np.where((util > 1) & (util < 1.01), 1.0, util)
-        return CpuState(request, allocated, incoming, used, host_req, util, inc, h_in, in_alloc)
+        if self.quirks:
+            powered = used > 0
+        else:
+            powered = np.bincount(h_res, minlength=nh) + np.bincount(h_in, minlength=nh) > 0
+        return CpuState(request, allocated, incoming, used, host_req, util, powered, inc, h_in, in_alloc)
 
     # ----------------------------------------------------------------- accounting
     def _account(self, t: float, state: CpuState) -> None:
@@ -308,7 +316,7 @@ class SimulatedCloud:
         if self.quirks:
             acc.energy_joules += float(np.sum(np.where(u0 > 0, (p0 + (p1 - p0) / 2.0) * dt, 0.0)))
         else:
-            on = (u0 > 0) | (state.host_utilisation > 0)
+            on = self._host_powered
             acc.energy_joules += float(np.sum(np.where(on, (p0 + p1) / 2.0 * dt, 0.0)))
         if self._host_entry:
             active = self._host_active
@@ -332,6 +340,7 @@ class SimulatedCloud:
         self._vm_req = state.request
         self._vm_mig = running & (self.vm_target >= 0)
         self._u_start = state.host_utilisation
+        self._host_powered = state.host_powered
         self._last_update = t
 
     def _retire_zero_requests(self, state: CpuState, t: float) -> None:
@@ -459,7 +468,7 @@ class SimulatedCloud:
                         details={"neighbours": ",".join(self.vm_ids[v] for v in members_by_host[int(host)])},
                     )
                 )
-        active = state.host_used > 0
+        active = state.host_powered
         s = self.series
         s["time"].append(t)
         s["active_hosts"].append(float(active.sum()))

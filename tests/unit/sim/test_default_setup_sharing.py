@@ -1,4 +1,4 @@
-"""How the default setup shares CPU and reports a migrating VM."""
+"""How the default setup shares CPU, reports a migrating VM and powers hosts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cotenancy.sim.cloud import SimulatedCloud
+from cotenancy.sim.power import power_table
 from cotenancy.sim.setups import default_setup
 
 
@@ -71,3 +72,14 @@ def test_a_migrating_vms_ready_time_is_what_it_got_against_what_it_asked(
     contended = len(placement) > 1
     assert bool(ready > 0.0) is contended
     assert bool(cloud.metrics()["conflict_minutes"] > 0) is contended
+
+
+def test_a_host_whose_vms_all_ask_no_cpu_still_draws_its_idle_power(make_planetlab):
+    """A powered-on host with VMs cannot be switched off: it draws at least its idle power (the
+    0 % entry of its SPECpower table), and the power series says so too."""
+    cloud = small_host_cloud(make_planetlab, [[0] * 4, [0] * 4], [0, 0])
+    cloud.advance_step()
+    idle = power_table(cloud.hosts.power_models[0])[0]
+    assert cloud.acc.energy_joules == pytest.approx(idle * cloud.step_seconds)
+    assert cloud.series["power_watts"] == pytest.approx([idle, idle])
+    assert cloud.series["active_hosts"] == [1.0, 1.0]
