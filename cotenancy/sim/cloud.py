@@ -212,6 +212,8 @@ class SimulatedCloud:
         self.events: list[object] = []
         #: scheduling step of each event (non-decreasing), for windowed lookups
         self.event_steps: list[int] = []
+        #: one entry per scheduling step, stamped with its start: the state observed then and the
+        #: migrations started in the step (see start_migration)
         self.series: dict[str, list[float]] = {
             "time": [],
             "active_hosts": [],
@@ -224,7 +226,6 @@ class SimulatedCloud:
             # energy used since the start, so any span's energy is a difference of two entries
             "energy_kwh": [],
         }
-        self._migrations_this_step = 0
         self._update(self.time, scheduling=True)
 
     # ----------------------------------------------------------------- time and demand
@@ -476,14 +477,13 @@ class SimulatedCloud:
             float(state.host_utilisation[active].mean()) if active.any() else 0.0
         )
         s["overloaded_hosts"].append(float((active & (state.host_used < state.host_requested)).sum()))
-        s["migrations"].append(float(self._migrations_this_step))
+        s["migrations"].append(0.0)
         s["degraded_vms"].append(float(degraded.sum()))
         s["power_watts"].append(
             float(np.sum(np.where(active, power_at(self.hosts.power, state.host_utilisation), 0.0)))
         )
         s["running_vms"].append(float(running.sum()))
         s["energy_kwh"].append(self.acc.energy_joules / 3.6e6)
-        self._migrations_this_step = 0
 
     # ----------------------------------------------------------------- actions
     def _vm(self, vm_id: str) -> int:
@@ -531,7 +531,9 @@ class SimulatedCloud:
         self.vm_migration_end[v] = self.time + duration
         self.vm_migration_start[v] = self.time
         self.acc.migrations_started += 1
-        self._migrations_this_step += 1
+        # counted in the step that started it: the series entry of the current step, whose state
+        # (observed at its start) the plan was made on
+        self.series["migrations"][-1] += 1.0
         return float(self.vm_migration_end[v])
 
     def memory_committed(self) -> np.ndarray:

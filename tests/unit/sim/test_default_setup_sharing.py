@@ -1,4 +1,4 @@
-"""How the default setup shares CPU, reports a migrating VM and powers hosts."""
+"""How the default setup shares CPU, reports a migrating VM, powers hosts and counts migrations."""
 
 from __future__ import annotations
 
@@ -83,3 +83,21 @@ def test_a_host_whose_vms_all_ask_no_cpu_still_draws_its_idle_power(make_planetl
     assert cloud.acc.energy_joules == pytest.approx(idle * cloud.step_seconds)
     assert cloud.series["power_watts"] == pytest.approx([idle, idle])
     assert cloud.series["active_hosts"] == [1.0, 1.0]
+
+
+def test_migrations_are_counted_in_the_step_that_started_them(make_planetlab):
+    """Each entry of the per-step series describes the step starting at its ``time``: the
+    migrations a plan started at that step are in it, the last step's included, so the series
+    adds up to the migrations of the run."""
+    cloud = small_host_cloud(make_planetlab, [[10] * 4] * 4, [0, 0, 0, 0])
+    cloud.start_migration("vm-000", cloud.hosts.ids[1])
+    cloud.advance_step()
+    cloud.start_migration("vm-001", cloud.hosts.ids[1])
+    cloud.start_migration("vm-002", cloud.hosts.ids[2])
+    cloud.advance_step()
+    cloud.advance_step()
+    assert cloud.finished
+    cloud.start_migration("vm-003", cloud.hosts.ids[3])
+    assert cloud.series["time"] == [0.0, 300.0, 600.0, 900.0]
+    assert cloud.series["migrations"] == [1.0, 2.0, 0.0, 1.0]
+    assert sum(cloud.series["migrations"]) == cloud.metrics()["migrations"]
