@@ -586,6 +586,8 @@ class SimulatedCloud:
 
     def set_allocation(self, vm_id: str, limit_cpu: float | None, shares: int) -> None:
         v = self._vm(vm_id)
+        if not shares > 0:
+            raise ActionFailed(f"CPU shares must be positive, got {shares!r}: the split weighs VMs by them")
         self.vm_limit[v] = np.inf if limit_cpu is None else float(limit_cpu)
         self.vm_shares[v] = float(shares)
         self.vm_version[v] += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cotenancy.exceptions import ActionFailed
 from cotenancy.sim.cloud import SimulatedCloud
 from cotenancy.sim.power import power_table
 from cotenancy.sim.setups import default_setup
@@ -101,3 +102,12 @@ def test_migrations_are_counted_in_the_step_that_started_them(make_planetlab):
     assert cloud.series["time"] == [0.0, 300.0, 600.0, 900.0]
     assert cloud.series["migrations"] == [1.0, 2.0, 0.0, 1.0]
     assert sum(cloud.series["migrations"]) == cloud.metrics()["migrations"]
+
+
+@pytest.mark.parametrize("shares", [0, -5, float("nan")])
+def test_shares_that_could_not_weigh_a_vm_are_refused(make_planetlab, shares):
+    """The split divides by shares: none, negative or NaN would hand out infinite or no CPU."""
+    cloud = small_host_cloud(make_planetlab, [[15] * 4, [75] * 4], [0, 0])
+    with pytest.raises(ActionFailed, match="CPU shares must be positive"):
+        cloud.set_allocation("vm-000", None, shares)
+    assert cloud.vm_shares[0] == 1000.0
