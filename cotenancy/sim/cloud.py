@@ -5,10 +5,13 @@ only where it matters: each distinct migration completion time is an update poin
 CloudSim's ``PowerDatacenter`` (a migration lasts ``RAM / migration_bandwidth`` seconds; meanwhile
 the source gives the VM 90 % of its request and the target reserves 10 % of it).
 
-CPU is shared the way CloudSim's ``VmSchedulerTimeSharedOverSubscription`` shares it: a VM gets at
-most one core; when a host's requests exceed its capacity every VM is scaled down in proportion
-(and rounded down to whole MHz). Other resources (memory, disk I/O, network) are shared in
-proportion to demand when oversubscribed. On top of capacity, co-located VMs slow each other down
+In the ``cloudsim`` setup CPU is shared the way CloudSim's ``VmSchedulerTimeSharedOverSubscription``
+shares it: a VM gets at most one core; when a host's requests exceed its capacity every VM is
+scaled down in proportion (and rounded down to whole MHz). In the ``default`` setup a migration's
+target keeps its reservation and the rest is shared like a proportional-share scheduler: by
+``shares``, each VM capped at what it asks, and nothing left idle while a VM still asks
+(:func:`_water_fill`). Other resources (memory, disk I/O, network) are shared in proportion to
+demand when oversubscribed. On top of capacity, co-located VMs slow each other down
 through shared cache and memory bandwidth (:class:`cotenancy.sim.interference.InterferenceModel`);
 the per-VM pressure and sensitivity behind that are drawn once and never leave this module.
 
@@ -95,6 +98,9 @@ class CpuState:
     host_used: np.ndarray
     host_requested: np.ndarray
     host_utilisation: np.ndarray
+    #: hosts drawing power: CloudSim's, those with CPU in use; the default setup's, those holding
+    #: a VM or a migration's reservation (a host with VMs cannot be switched off)
+    host_powered: np.ndarray
     #: reservations on migration targets: VM, host and MHz of each
     in_vm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     in_host: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -200,11 +206,14 @@ class SimulatedCloud:
         self._vm_mig = np.zeros(self.n_vms, dtype=bool)
         self._vm_entry = np.zeros(self.n_vms, dtype=bool)
         self._u_start = np.zeros(self.n_hosts)
+        self._host_powered = np.zeros(self.n_hosts, dtype=bool)
         self._last_update: float | None = None
         self.frames: list[StepFrame] = []
         self.events: list[object] = []
         #: scheduling step of each event (non-decreasing), for windowed lookups
         self.event_steps: list[int] = []
+        #: one entry per scheduling step, stamped with its start: the state observed then and the
+        #: migrations started in the step (see start_migration)
         self.series: dict[str, list[float]] = {
             "time": [],
             "active_hosts": [],
@@ -217,7 +226,6 @@ class SimulatedCloud:
             # energy used since the start, so any span's energy is a difference of two entries
             "energy_kwh": [],
         }
-        self._migrations_this_step = 0
         self._update(self.time, scheduling=True)
 
     # ----------------------------------------------------------------- time and demand
@@ -260,24 +268,25 @@ class SimulatedCloud:
             h_in = np.concatenate([h_in, np.array([g[1] for g in self._ghosts], dtype=np.int64)])
         capped_in = np.minimum(np.minimum(request[inc], pe[h_in] * self.vm_cores[inc]), limit[inc])
         nh = self.n_hosts
-        weight = self.vm_shares[res] / 1000.0 if not self.quirks else None
-        required = np.bincount(h_res, capped, nh) + np.bincount(h_in, capped_in * MIGRATION_TARGET_SHARE, nh)
-        over = required > self.hosts.cpu
-        factor = np.where(over, self.hosts.cpu / np.where(required > 0, required, 1.0), 1.0)
+        cap = self.hosts.cpu
         out = self.vm_target[res] >= 0
-        over_res = over[h_res]
-        if weight is not None and over.any():
-            weighted = capped * weight
-            wsum = np.bincount(h_res, weighted, nh)
-            share = np.where(wsum > 0, self.hosts.cpu / np.where(wsum > 0, wsum, 1.0), 1.0)
-            scaled = np.minimum(capped, weighted * share[h_res])
-        else:
+        reserve = capped_in * MIGRATION_TARGET_SHARE
+        if self.quirks:
+            required = np.bincount(h_res, capped, nh) + np.bincount(h_in, reserve, nh)
+            over = required > cap
+            factor = np.where(over, cap / np.where(required > 0, required, 1.0), 1.0)
             scaled = capped * factor[h_res]
-        alloc_over = np.floor(np.where(out, scaled * MIGRATION_SOURCE_SHARE, scaled))
-        alloc_norm = np.where(out, capped * MIGRATION_SOURCE_SHARE, capped)
-        allocated_res = np.where(over_res, alloc_over, alloc_norm)
-        in_alloc = capped_in * MIGRATION_TARGET_SHARE
-        in_alloc = np.where(over[h_in], np.floor(in_alloc * factor[h_in]), in_alloc)
+            alloc_over = np.floor(np.where(out, scaled * MIGRATION_SOURCE_SHARE, scaled))
+            alloc_norm = np.where(out, capped * MIGRATION_SOURCE_SHARE, capped)
+            allocated_res = np.where(over[h_res], alloc_over, alloc_norm)
+            in_alloc = np.where(over[h_in], np.floor(reserve * factor[h_in]), reserve)
+        else:
+            reserved = np.bincount(h_in, reserve, nh)
+            fits = np.where(reserved > cap, cap / np.where(reserved > 0, reserved, 1.0), 1.0)
+            in_alloc = reserve * fits[h_in]
+            spare = cap - np.bincount(h_in, in_alloc, nh)
+            given = _water_fill(h_res, capped, self.vm_shares[res], spare)
+            allocated_res = np.where(out, given * MIGRATION_SOURCE_SHARE, given)
         contribution = np.where(out, allocated_res / MIGRATION_SOURCE_SHARE, allocated_res)
         used = np.bincount(h_res, contribution, nh) + np.bincount(h_in, in_alloc, nh)
         host_req = np.bincount(h_res, request[res], nh) + np.bincount(h_in, request[inc], nh)
@@ -285,9 +294,13 @@ class SimulatedCloud:
         allocated[res] = allocated_res
         incoming = np.zeros(self.n_vms)
         np.add.at(incoming, inc, in_alloc)
-        util = used / self.hosts.cpu
+        util = used / cap
         util = np.where((util > 1) & (util < 1.01), 1.0, util)
-        return CpuState(request, allocated, incoming, used, host_req, util, inc, h_in, in_alloc)
+        if self.quirks:
+            powered = used > 0
+        else:
+            powered = np.bincount(h_res, minlength=nh) + np.bincount(h_in, minlength=nh) > 0
+        return CpuState(request, allocated, incoming, used, host_req, util, powered, inc, h_in, in_alloc)
 
     # ----------------------------------------------------------------- accounting
     def _account(self, t: float, state: CpuState) -> None:
@@ -304,7 +317,7 @@ class SimulatedCloud:
         if self.quirks:
             acc.energy_joules += float(np.sum(np.where(u0 > 0, (p0 + (p1 - p0) / 2.0) * dt, 0.0)))
         else:
-            on = (u0 > 0) | (state.host_utilisation > 0)
+            on = self._host_powered
             acc.energy_joules += float(np.sum(np.where(on, (p0 + p1) / 2.0 * dt, 0.0)))
         if self._host_entry:
             active = self._host_active
@@ -328,6 +341,7 @@ class SimulatedCloud:
         self._vm_req = state.request
         self._vm_mig = running & (self.vm_target >= 0)
         self._u_start = state.host_utilisation
+        self._host_powered = state.host_powered
         self._last_update = t
 
     def _retire_zero_requests(self, state: CpuState, t: float) -> None:
@@ -399,9 +413,11 @@ class SimulatedCloud:
         from cotenancy.model import Event, EventKind
 
         running = self.running
+        # what a VM's own live migration costs it is PDM's, not contention: a VM in flight counts
+        # as getting what its source spends on it, in ``cpu`` as in ``cpu_ready`` and conflicts
+        got = np.where(self.vm_target >= 0, state.allocated / MIGRATION_SOURCE_SHARE, state.allocated)
         with np.errstate(divide="ignore", invalid="ignore"):
-            cpu_share = np.where(state.request > 0, state.allocated / state.request, 1.0)
-        cpu_share = np.where(self.vm_target >= 0, cpu_share / MIGRATION_SOURCE_SHARE, cpu_share)
+            cpu_share = np.where(state.request > 0, got / state.request, 1.0)
         slowdown = np.zeros(self.n_vms)
         if self._traits is not None:
             activity = np.where(running, np.clip(state.request / np.maximum(self.trace_cpu, 1e-9), 0, 1), 0.0)
@@ -415,7 +431,7 @@ class SimulatedCloud:
         asking = running & (state.request > 0)
         degraded = asking & (delivered < CONFLICT_THRESHOLD)
         self.acc.conflict_seconds += float(degraded.sum()) * self.step_seconds
-        cpu_metric = state.allocated if self.quirks else state.allocated * (1.0 - slowdown)
+        cpu_metric = got if self.quirks else got * (1.0 - slowdown)
         metrics = {
             "cpu": np.where(running, cpu_metric, np.nan),
             "cpu_demand": np.where(running, state.request, np.nan),
@@ -453,7 +469,7 @@ class SimulatedCloud:
                         details={"neighbours": ",".join(self.vm_ids[v] for v in members_by_host[int(host)])},
                     )
                 )
-        active = state.host_used > 0
+        active = state.host_powered
         s = self.series
         s["time"].append(t)
         s["active_hosts"].append(float(active.sum()))
@@ -461,14 +477,13 @@ class SimulatedCloud:
             float(state.host_utilisation[active].mean()) if active.any() else 0.0
         )
         s["overloaded_hosts"].append(float((active & (state.host_used < state.host_requested)).sum()))
-        s["migrations"].append(float(self._migrations_this_step))
+        s["migrations"].append(0.0)
         s["degraded_vms"].append(float(degraded.sum()))
         s["power_watts"].append(
             float(np.sum(np.where(active, power_at(self.hosts.power, state.host_utilisation), 0.0)))
         )
         s["running_vms"].append(float(running.sum()))
         s["energy_kwh"].append(self.acc.energy_joules / 3.6e6)
-        self._migrations_this_step = 0
 
     # ----------------------------------------------------------------- actions
     def _vm(self, vm_id: str) -> int:
@@ -516,7 +531,9 @@ class SimulatedCloud:
         self.vm_migration_end[v] = self.time + duration
         self.vm_migration_start[v] = self.time
         self.acc.migrations_started += 1
-        self._migrations_this_step += 1
+        # counted in the step that started it: the series entry of the current step, whose state
+        # (observed at its start) the plan was made on
+        self.series["migrations"][-1] += 1.0
         return float(self.vm_migration_end[v])
 
     def memory_committed(self) -> np.ndarray:
@@ -569,6 +586,8 @@ class SimulatedCloud:
 
     def set_allocation(self, vm_id: str, limit_cpu: float | None, shares: int) -> None:
         v = self._vm(vm_id)
+        if not shares > 0:
+            raise ActionFailed(f"CPU shares must be positive, got {shares!r}: the split weighs VMs by them")
         self.vm_limit[v] = np.inf if limit_cpu is None else float(limit_cpu)
         self.vm_shares[v] = float(shares)
         self.vm_version[v] += 1
@@ -650,6 +669,35 @@ class SimulatedCloud:
             "retired_vms": int(self.vm_retired.sum()),
             "running_vms": int(self.running.sum()),
         }
+
+
+def _water_fill(host: np.ndarray, demand: np.ndarray, weight: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """What each VM gets when every host shares its ``capacity`` by ``weight``, capped at each VM's
+    ``demand``: a proportional-share (CFS-like) scheduler, work-conserving, so what a VM leaves
+    below its weighted share goes to those still asking. Weights must be positive.
+
+    All hosts at once: a VM is satisfied once the host's fill level passes ``demand / weight``;
+    sorted by that level, the satisfied VMs of a host are a prefix, and the level that spends the
+    capacity follows from the prefix's demand and the rest's weight. A host that can give every VM
+    all it asks does so exactly (no rounding may leave a VM a fraction of a MHz short).
+    """
+    level = demand / weight
+    order = np.lexsort((level, host))
+    h, d, w, lv = host[order], demand[order], weight[order], level[order]
+    n = capacity.size
+    first = np.searchsorted(h, np.arange(n))
+    cd, cw = np.cumsum(d), np.cumsum(w)
+    d_through = cd - np.concatenate([[0.0], cd])[first][h]
+    w_through = cw - np.concatenate([[0.0], cw])[first][h]
+    w_total = np.bincount(h, w, n)
+    roomy = np.bincount(h, d, n) <= capacity
+    satisfied = roomy[h] | (d_through + lv * (w_total[h] - w_through) <= capacity[h])
+    w_left = w_total - np.bincount(h, np.where(satisfied, w, 0.0), n)
+    d_left = capacity - np.bincount(h, np.where(satisfied, d, 0.0), n)
+    fill = np.where(w_left > 0, np.maximum(d_left, 0.0) / np.where(w_left > 0, w_left, 1.0), np.inf)
+    out = np.empty_like(demand)
+    out[order] = np.where(satisfied, d, np.minimum(d, w * fill[h]))
+    return out
 
 
 def _resized_cap(size: np.ndarray, traced: np.ndarray) -> np.ndarray:
