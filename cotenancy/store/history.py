@@ -471,16 +471,6 @@ class HistoryStore:
         with self.engine.connect() as connection:
             return [MetricSample(*row) for row in connection.execute(query)]
 
-    def latest_sample_times(self, start: float, end: float) -> dict[tuple[str, str], float]:
-        """Newest stored timestamp per ``(vm_id, metric)`` among samples with
-        ``start <= timestamp < end``."""
-        t = schema.samples
-        query = self._sample_query(
-            [t.c.vm_id, t.c.metric, sa.func.max(t.c.timestamp)], start, end, None, None
-        ).group_by(t.c.vm_id, t.c.metric)
-        with self.engine.connect() as connection:
-            return {(vm_id, metric): float(newest) for vm_id, metric, newest in connection.execute(query)}
-
     def downsampled_until(self, start: float, end: float, step: float) -> dict[tuple[str, str], float]:
         """Per ``(vm_id, metric)``, the end of its last ``step`` bucket in ``[start, end)`` that
         :meth:`downsample` replaced by a mean.
