@@ -7,16 +7,15 @@ anomalous usage (``[predict] detect_anomalies``); hands a :class:`ClusterState` 
 dry-run mode, gives it to the executor.
 
 The store receives each sample and event once, although a new loop (a restarted service, every
-``cotenancy plan``) reads the whole history window again to warm its buffer up. A round that fails
-does not end :meth:`ControlLoop.run`: the next one starts an interval later, up to
-``[DEFAULT] max_failed_rounds`` failures in a row.
+``cotenancy plan``) reads the whole history window again to warm its buffer up: the store's keys
+leave out what it holds. A round that fails does not end :meth:`ControlLoop.run`: the next one
+starts an interval later, up to ``[DEFAULT] max_failed_rounds`` failures in a row.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -31,7 +30,6 @@ from cotenancy.model import (
     ActionPlan,
     ClusterState,
     Event,
-    EventKind,
     Inventory,
     MetricSample,
     StepStatus,
@@ -120,8 +118,8 @@ class ControlLoop:
 
         A loop's first round reads the history window from the driver, and what the predictors
         look back over before it from the history store (:meth:`_warm_up`), so a restarted
-        service forecasts from the same day of history at once; the store gets only what it does
-        not hold yet (:meth:`_store_new`).
+        service forecasts from the same day of history at once; the store keeps only what it does
+        not hold yet (:meth:`_store`).
         """
         warm_events: list[Event] = []
         if self._last_collected is not None:
@@ -136,7 +134,7 @@ class ControlLoop:
             LOG.warning("%d samples stamped after the round's time (%.0f) were not used", future, now)
         events = self.driver.get_events(start, now)
         if self.store is not None:
-            self._store_new(self.store, samples, events, start, now)
+            self._store(self.store, samples, events, start, now)
         self._last_collected = now
         return len(samples), warm_events + events
 
@@ -154,36 +152,30 @@ class ControlLoop:
                     self.telemetry.add_frame(stamp, ids, {metric: values[present, column]})
         return self.store.events(start, end)
 
-    @staticmethod
-    def _store_new(
-        store: HistoryStore, samples: list[MetricSample], events: list[Event], start: float, now: float
+    def _store(
+        self, store: HistoryStore, samples: list[MetricSample], events: list[Event], start: float, now: float
     ) -> None:
-        """Store the samples and events of ``[start, now)`` that the store does not hold yet.
+        """Store the samples and events of ``[start, now)``.
 
-        Neither has a unique key in the store, and the period read overlaps what is stored when the
-        loop restarts, when a round that failed half-way is read again, or when another process
-        (``cotenancy plan``) writes to the same store. A sample counts as stored when its VM and
-        metric already have one at the same time or later, so a VM whose samples are missing still
-        gets them all; an event when an identical one (all fields but ``details``) is stored.
+        The period read overlaps what is stored when the loop restarts, when a round that failed
+        half-way is read again, or when another process (``cotenancy plan``) writes to the same
+        store; the store's keys leave out the samples and events it holds. Except for raw samples
+        in buckets that retention has replaced by means: the key cannot see those, so when the
+        period reaches back past ``raw_retention_hours`` the loop leaves them out itself.
         """
-        newest = store.latest_sample_times(start, now)
-        fresh = [s for s in samples if not _already_stored(s, newest)] if newest else samples
-        report = store.add_samples(fresh, not_after=now)
+        if self.raw_retention_seconds > 0 and start < now - self.raw_retention_seconds:
+            means = store.downsampled_until(start, now, self.downsample_step)
+            kept = [s for s in samples if not _in_a_mean(s, means)] if means else samples
+            if left_out := len(samples) - len(kept):
+                LOG.debug("%d samples already downsampled in the history store were left out", left_out)
+            samples = kept
+        report = store.add_samples(samples, not_after=now)
         if report.rejected:
             LOG.warning("rejected %d malformed samples: %s", report.rejected, report.reasons)
-        if skipped := len(samples) - len(fresh):
-            LOG.debug("%d samples already in the history store were not stored again", skipped)
-        if not events:
-            return
-        held = Counter(_event_key(e) for e in store.events(start, now))
-        new_events = []
-        for event in events:
-            key = _event_key(event)
-            if held[key] > 0:
-                held[key] -= 1
-            else:
-                new_events.append(event)
-        store.add_events(new_events)
+        if report.duplicates:
+            LOG.debug("%d samples already in the history store were not stored again", report.duplicates)
+        if events:
+            store.add_events(events)
 
     def apply_retention(self, now: float) -> None:
         """Raw samples older than ``[store] raw_retention_hours`` become ``downsample_step``
@@ -376,29 +368,14 @@ def _configured_anomaly_detector(conf: cfg.ConfigOpts, strategy: Strategy) -> An
     return AnomalyDetector(forecaster, AnomalySettings.from_conf(conf))
 
 
-def _already_stored(sample: MetricSample, newest: Mapping[tuple[str, str], float]) -> bool:
-    """Whether the store holds ``sample``: its series has a stored sample at that time or later.
+def _in_a_mean(sample: MetricSample, means: Mapping[tuple[str, str], float]) -> bool:
+    """Whether ``sample`` falls before where its series is held only as downsampled means.
 
-    A sample whose VM, metric or time cannot be read is never taken as stored, so it still reaches
-    the store's rejection log.
+    A sample whose VM, metric or time cannot be read is never left out, so it still reaches the
+    store's rejection log.
     """
     try:
-        stored = newest.get((sample.vm_id, str(sample.metric)))
-        return stored is not None and float(sample.timestamp) <= stored
+        until = means.get((sample.vm_id, str(sample.metric)))
+        return until is not None and float(sample.timestamp) < until
     except (TypeError, ValueError):
         return False
-
-
-def _event_key(event: Event) -> tuple[object, ...]:
-    """What makes two events the same event (``details`` left out: JSON may reshape it)."""
-    return (
-        float(event.timestamp),
-        EventKind(event.kind).value,
-        tuple(event.vm_ids),
-        event.host_id,
-        float(event.duration),
-        float(event.severity),
-        event.resource,
-        event.message,
-        event.source,
-    )

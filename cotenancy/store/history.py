@@ -3,6 +3,7 @@
 Predictors learn from it (metric samples, degradation events); operators audit it (plans, their
 steps and status). SQLAlchemy Core keeps the bulk paths fast; Alembic owns the schema and runs
 ``upgrade head`` every time a store opens, so a new release migrates an old database in place.
+Samples and events have a unique key, so what a driver sends again is counted, not stored again.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,15 +52,20 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 KNOWN_METRICS = frozenset(m.value for m in Metric)
 #: rows per INSERT batch: bounds memory on huge ingests, large enough to amortise round trips
 BATCH_ROWS = 20_000
+#: the backends whose ``ON CONFLICT DO NOTHING`` the unique keys rely on
+BACKENDS = ("sqlite", "postgresql")
 
 
 @dataclass(slots=True)
 class IngestReport:
-    """What happened to a batch of samples. ``reasons`` counts rejected samples per reason."""
+    """What happened to a batch of samples: ``accepted`` were stored; ``rejected`` are malformed
+    (counted per reason in ``reasons``); ``duplicates`` were valid but already stored (the same
+    VM, metric and time), or repeated in the batch, and were not stored again."""
 
     accepted: int = 0
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
 
 
 def rejection_reason(sample: MetricSample, not_after: float | None = None) -> str | None:
@@ -106,7 +111,8 @@ def event_problem(event: Event) -> str | None:
 
 def normalise_url(url: str) -> sa.URL:
     """Parse ``url``; plain ``postgresql://`` means psycopg 3 (the driver we ship), ``~`` is expanded
-    in SQLite paths and their directory created."""
+    in SQLite paths and their directory created. Another backend than SQLite or PostgreSQL is a
+    :class:`ConfigurationError`: the store's keys rely on their ``ON CONFLICT``."""
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
@@ -116,6 +122,11 @@ def normalise_url(url: str) -> sa.URL:
         raise ConfigurationError("history store: not a database URL: the port is not a number") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in BACKENDS:
+        raise ConfigurationError(
+            f"history store: {parsed.get_backend_name()!r} databases are not supported; "
+            "use SQLite (sqlite:///PATH) or PostgreSQL (postgresql://...)"
+        )
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,23 +216,21 @@ class HistoryStore:
 
     # inventory -------------------------------------------------------------------------------
 
+    def _insert(self, table: sa.Table) -> sqlite_dialect.Insert | pg_dialect.Insert:
+        """An INSERT of the store's backend, which has ``ON CONFLICT``."""
+        dialect = sqlite_dialect if self.url.get_backend_name() == "sqlite" else pg_dialect
+        return dialect.insert(table)
+
     def _upsert(self, connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        backend = self.url.get_backend_name()
-        if backend in ("sqlite", "postgresql"):
-            dialect = sqlite_dialect if backend == "sqlite" else pg_dialect
-            stmt = dialect.insert(table)
-            keys = [c.name for c in table.primary_key.columns]
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys,
-                set_={c: stmt.excluded[c] for c in rows[0] if c not in keys},
-            )
-            connection.execute(stmt, rows)
-            return
-        ids = [r["id"] for r in rows]
-        connection.execute(table.delete().where(table.c.id.in_(ids)))
-        connection.execute(table.insert(), rows)
+        stmt = self._insert(table)
+        keys = [c.name for c in table.primary_key.columns]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_={c: stmt.excluded[c] for c in rows[0] if c not in keys},
+        )
+        connection.execute(stmt, rows)
 
     def upsert_inventory(self, inventory: Inventory, at: float) -> None:
         """Record the whole cloud as seen at ``at``. Hosts and VMs absent from ``inventory`` keep
@@ -323,12 +332,19 @@ class HistoryStore:
     def add_samples(self, samples: Iterable[MetricSample], not_after: float | None = None) -> IngestReport:
         """Store valid samples; keep invalid ones apart in ``rejected_samples`` with the reason,
         so bad input never pollutes what predictors learn from and is never silently lost.
-        Samples stamped at or after ``not_after`` (the time a caller read them up to) are ``future``."""
+        Samples stamped at or after ``not_after`` (the time a caller read them up to) are ``future``.
+
+        A valid sample whose VM, metric and timestamp a raw sample already has (sent again, or
+        twice in ``samples``) is a duplicate: not stored again, the first value stays, and it is
+        counted in ``duplicates``. A bucket's downsampled mean does not say which raw samples it
+        holds, so a raw sample sent again after retention downsampled its bucket is stored, and
+        merged into that mean again by the next :meth:`downsample`.
+        """
         accepted: list[tuple[str, str, float, float]] = []
         rejected: list[dict[str, Any]] = []
         reasons: Counter[str] = Counter()
         received_at = time.time()
-        n_accepted = 0
+        n_valid = n_stored = 0
         with self.engine.begin() as connection:
             for sample in samples:
                 reason = rejection_reason(sample, not_after)
@@ -337,8 +353,8 @@ class HistoryStore:
                         (sample.vm_id, str(sample.metric), float(sample.timestamp), float(sample.value))
                     )
                     if len(accepted) >= BATCH_ROWS:
-                        self._insert_samples(connection, accepted)
-                        n_accepted += len(accepted)
+                        n_stored += self._insert_samples(connection, accepted)
+                        n_valid += len(accepted)
                         accepted = []
                 else:
                     reasons[reason] += 1
@@ -353,34 +369,67 @@ class HistoryStore:
                         }
                     )
             if accepted:
-                self._insert_samples(connection, accepted)
-                n_accepted += len(accepted)
+                n_stored += self._insert_samples(connection, accepted)
+                n_valid += len(accepted)
             if rejected:
                 connection.execute(schema.rejected_samples.insert(), rejected)
-        return IngestReport(n_accepted, len(rejected), dict(reasons))
+        return IngestReport(n_stored, len(rejected), dict(reasons), duplicates=n_valid - n_stored)
 
-    def _insert_samples(self, connection: sa.Connection, rows: list[tuple[str, str, float, float]]) -> None:
-        """Bulk insert of raw samples: COPY on PostgreSQL (about twice as fast as batched
-        INSERTs), the driver's own executemany on SQLite, SQLAlchemy's executemany elsewhere."""
+    def _insert_samples(self, connection: sa.Connection, rows: list[tuple[str, str, float, float]]) -> int:
+        """Bulk insert of raw samples that leaves out those the store holds (its unique key);
+        returns how many were stored. :meth:`_copy_samples` with psycopg on PostgreSQL, the
+        driver's own executemany on SQLite, SQLAlchemy's executemany with other drivers."""
         if self.url.get_backend_name() == "postgresql" and self.url.get_driver_name() == "psycopg":
-            cursor = connection.connection.cursor()
-            try:
-                with cursor.copy("COPY samples (vm_id, metric, timestamp, value) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            finally:
-                cursor.close()
-            return
+            return self._copy_samples(connection, rows)
         if self.url.get_backend_name() == "sqlite":
-            connection.exec_driver_sql(
-                "INSERT INTO samples (vm_id, metric, timestamp, value, resolution) VALUES (?, ?, ?, ?, 0)",
+            result = connection.exec_driver_sql(
+                "INSERT INTO samples (vm_id, metric, timestamp, value, resolution) VALUES (?, ?, ?, ?, 0) "
+                "ON CONFLICT DO NOTHING",
                 rows,
             )
-            return
-        connection.execute(
-            schema.samples.insert(),
+            return int(result.rowcount)
+        result = connection.execute(
+            self._insert(schema.samples).on_conflict_do_nothing().returning(schema.samples.c.id),
             [{"vm_id": r[0], "metric": r[1], "timestamp": r[2], "value": r[3]} for r in rows],
         )
+        return len(result.all())
+
+    @staticmethod
+    def _copy_samples(connection: sa.Connection, rows: list[tuple[str, str, float, float]]) -> int:
+        """PostgreSQL: ``COPY`` (about twice as fast as batched INSERTs) straight into ``samples``,
+        since a batch seldom holds a sample already stored. When one does, the key refuses the
+        COPY, which is undone to a savepoint and done again into a temporary table, from which
+        ``INSERT ... ON CONFLICT DO NOTHING`` takes the new rows (about half as fast)."""
+        import psycopg
+
+        cursor = connection.connection.cursor()
+        try:
+            try:
+                with (
+                    connection.begin_nested(),
+                    cursor.copy("COPY samples (vm_id, metric, timestamp, value) FROM STDIN") as copy,
+                ):
+                    for row in rows:
+                        copy.write_row(row)
+                return len(rows)
+            except psycopg.errors.UniqueViolation:
+                pass
+            cursor.execute(
+                "CREATE TEMPORARY TABLE incoming_samples "
+                "(vm_id text, metric text, timestamp float8, value float8) ON COMMIT DROP"
+            )
+            with cursor.copy("COPY incoming_samples (vm_id, metric, timestamp, value) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                "INSERT INTO samples (vm_id, metric, timestamp, value) "
+                "SELECT vm_id, metric, timestamp, value FROM incoming_samples ON CONFLICT DO NOTHING"
+            )
+            stored = cursor.rowcount
+            cursor.execute("DROP TABLE incoming_samples")
+            return stored
+        finally:
+            cursor.close()
 
     def rejected_samples(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Rejected input as received (value and timestamp as text), oldest first."""
@@ -422,19 +471,26 @@ class HistoryStore:
         with self.engine.connect() as connection:
             return [MetricSample(*row) for row in connection.execute(query)]
 
-    def latest_sample_times(self, start: float, end: float) -> dict[tuple[str, str], float]:
-        """Newest stored timestamp per ``(vm_id, metric)`` among samples with
-        ``start <= timestamp < end``.
+    def downsampled_until(self, start: float, end: float, step: float) -> dict[tuple[str, str], float]:
+        """Per ``(vm_id, metric)``, the end of its last ``step`` bucket in ``[start, end)`` that
+        :meth:`downsample` replaced by a mean.
 
-        Samples have no unique key, so a writer that reads a period again (the control loop after a
-        restart) asks this first and stores only what is newer, instead of storing samples twice.
+        The key cannot recognise a raw sample sent again into such a bucket (:meth:`add_samples`),
+        so a writer that reads a period again (a new control loop) leaves out what falls before it.
         """
+        if not step > 0:
+            raise ValueError(f"step must be positive, got {step!r}")
         t = schema.samples
-        query = self._sample_query(
-            [t.c.vm_id, t.c.metric, sa.func.max(t.c.timestamp)], start, end, None, None
-        ).group_by(t.c.vm_id, t.c.metric)
+        first_bucket = math.floor(float(start) / step) * step
+        query = (
+            self._sample_query(
+                [t.c.vm_id, t.c.metric, sa.func.max(t.c.timestamp)], first_bucket, end, None, None
+            )
+            .where(t.c.resolution == float(step))
+            .group_by(t.c.vm_id, t.c.metric)
+        )
         with self.engine.connect() as connection:
-            return {(vm_id, metric): float(newest) for vm_id, metric, newest in connection.execute(query)}
+            return {(vm_id, metric): float(last) + step for vm_id, metric, last in connection.execute(query)}
 
     def _fetch_plain(self, connection: sa.Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
         """Rows as the driver's plain tuples: building SQLAlchemy Row objects costs as much as the
@@ -508,7 +564,8 @@ class HistoryStore:
 
         Returns the number of raw rows removed. Running it again is harmless; a raw sample that
         arrived late, in a bucket already downsampled at this ``step``, is merged into that
-        bucket's mean with the weight of one sample.
+        bucket's mean with the weight of one sample. So is one sent again after its bucket was
+        downsampled: the mean does not say which samples it holds (see :meth:`downsampled_until`).
         """
         if not step > 0:
             raise ValueError(f"step must be positive, got {step!r}")
@@ -562,38 +619,47 @@ class HistoryStore:
     # events ----------------------------------------------------------------------------------
 
     def add_events(self, events: Iterable[Event]) -> int:
-        """Store events; returns how many. An event whose times or severity are not finite
-        numbers is not stored: it is logged whole, as a warning, and the others are stored."""
-        event_rows: list[dict[str, Any]] = []
-        link_rows: list[dict[str, Any]] = []
+        """Store events; returns how many were new. An event that says exactly what a stored one
+        says (its VMs taken as a set, see :func:`schema.event_id`) is that event sent again: it
+        is not stored again. An event whose times or severity are not finite numbers is not
+        stored: it is logged whole, as a warning, and the others are stored."""
+        event_rows: dict[str, dict[str, Any]] = {}
         for event in events:
             if problem := event_problem(event):
                 LOG.warning("event not stored (%s): %r", problem, event)
                 continue
-            event_id = uuid.uuid4().hex
-            event_rows.append(
-                {
-                    "id": event_id,
-                    "timestamp": float(event.timestamp),
-                    "kind": EventKind(event.kind).value,
-                    "host_id": event.host_id,
-                    "duration": float(event.duration),
-                    "severity": float(event.severity),
-                    "resource": event.resource,
-                    "message": event.message,
-                    "source": event.source,
-                    "details": dict(event.details),
-                    "vm_ids": list(event.vm_ids),
-                }
-            )
-            link_rows.extend({"event_id": event_id, "vm_id": vm} for vm in dict.fromkeys(event.vm_ids))
+            row = {
+                "timestamp": float(event.timestamp),
+                "kind": EventKind(event.kind).value,
+                "host_id": event.host_id,
+                "duration": float(event.duration),
+                "severity": float(event.severity),
+                "resource": event.resource,
+                "message": event.message,
+                "source": event.source,
+                "details": dict(event.details),
+                "vm_ids": list(event.vm_ids),
+            }
+            event_rows.setdefault(schema.event_id(**row), row)
         if not event_rows:
             return 0
         with self.engine.begin() as connection:
-            connection.execute(schema.events.insert(), event_rows)
+            stored = (
+                connection.execute(
+                    self._insert(schema.events).on_conflict_do_nothing().returning(schema.events.c.id),
+                    [{"id": event_id} | row for event_id, row in event_rows.items()],
+                )
+                .scalars()
+                .all()
+            )
+            link_rows = [
+                {"event_id": event_id, "vm_id": vm}
+                for event_id in stored
+                for vm in dict.fromkeys(event_rows[event_id]["vm_ids"])
+            ]
             if link_rows:
                 connection.execute(schema.event_vms.insert(), link_rows)
-        return len(event_rows)
+        return len(stored)
 
     def events(
         self,

@@ -6,6 +6,11 @@ Migrations under :mod:`cotenancy.store.migrations` create exactly these tables; 
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 import sqlalchemy as sa
 
 #: integer primary keys: BIGINT on PostgreSQL, the rowid alias INTEGER on SQLite
@@ -62,8 +67,12 @@ samples = sa.Table(
     sa.Column("resolution", sa.Double, nullable=False, server_default="0"),
     # how many raw samples the row stands for: 1 for a raw sample, the bucket's count for a mean
     sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
-    sa.Index("ix_samples_timestamp", "timestamp"),
     sa.Index("ix_samples_vm_timestamp", "vm_id", "timestamp"),
+    # the key (migration 0005): a re-sent sample is not stored again. Time first, so inserts in
+    # time order append to the index, and it serves the time-range reads as well.
+    sa.Index(
+        "uq_samples_timestamp_vm_metric_resolution", "timestamp", "vm_id", "metric", "resolution", unique=True
+    ),
 )
 
 rejected_samples = sa.Table(
@@ -79,9 +88,47 @@ rejected_samples = sa.Table(
     sa.Column("received_at", sa.Double, nullable=False),
 )
 
+
+def event_id(
+    *,
+    timestamp: float,
+    kind: str,
+    vm_ids: Iterable[str],
+    host_id: str | None,
+    duration: float,
+    severity: float,
+    resource: str | None,
+    message: str,
+    source: str,
+    details: Mapping[str, Any],
+) -> str:
+    """The key of an event (``events.id``, since migration 0005): a digest of everything it says,
+    its VMs taken as a set, so an event sent again has the id it was stored under.
+
+    Migration 0005 gave stored events these ids; a change here needs a migration that gives them
+    the new ones, or events stored before would not be recognised when sent again.
+    """
+    # numbers as floats (-0.0 as 0.0), details as they come back from a JSON column, keys sorted
+    said = [
+        kind,
+        float(timestamp) + 0.0,
+        host_id,
+        sorted(set(vm_ids)),
+        float(duration) + 0.0,
+        float(severity) + 0.0,
+        resource,
+        message,
+        source,
+        json.loads(json.dumps(dict(details))),
+    ]
+    text = json.dumps(said, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 events = sa.Table(
     "events",
     metadata,
+    # event_id(...) of what the event says: the key that makes a re-sent event a duplicate
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("timestamp", sa.Double, nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),

@@ -175,3 +175,39 @@ def test_retention_of_zero_hours_keeps_every_raw_sample(conf, cloud, store):
     assert sample_keys(store.samples(first, cloud.now())) == sample_keys(
         cloud.get_metrics(first, cloud.now())
     )
+
+
+def test_a_new_loop_fills_a_gap_the_store_has_before_samples_it_holds(conf, cloud, store):
+    """The store's key tells a sample it holds from one it lacks, whatever it holds later."""
+    first = cloud.now() - conf.interval * conf.history_window
+    reported = cloud.get_metrics(first, cloud.now())
+    middle = sorted({s.timestamp for s in reported})[len({s.timestamp for s in reported}) // 2]
+    store.add_samples([s for s in reported if s.timestamp != middle])
+
+    one_round_in_a_new_loop(conf, cloud, store)
+
+    assert sample_keys(store.samples(first, cloud.now())) == {k: 1 for k in sample_keys(reported)}
+
+
+def downsampled_rows(store: HistoryStore) -> dict[tuple[str, str, float], tuple[float, int]]:
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "select vm_id, metric, timestamp, value, weight from samples where resolution > 0"
+        )
+        return {(vm, metric, ts): (value, weight) for vm, metric, ts, value, weight in rows}
+
+
+def test_a_new_loop_does_not_merge_what_it_reads_again_into_downsampled_means(conf, cloud, store):
+    """With retention shorter than the history window, part of what a new loop reads again is
+    already a mean, which does not say which raw samples it holds: the loop leaves those out."""
+    conf.set_override("raw_retention_hours", 0.5, group="store")
+    conf.set_override("downsample_step", 2 * conf.interval, group="store")
+    one_round_in_a_new_loop(conf, cloud, store)
+    means = downsampled_rows(store)
+    assert means, "the first round must downsample for this test to mean anything"
+    cloud.wait(conf.interval)
+
+    one_round_in_a_new_loop(conf, cloud, store)
+
+    after = downsampled_rows(store)
+    assert {key: after[key] for key in means} == means

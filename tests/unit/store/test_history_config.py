@@ -69,3 +69,9 @@ def test_in_memory_store_works_across_calls() -> None:
 )
 def test_rejection_reasons(sample: MetricSample, reason: str | None) -> None:
     assert rejection_reason(sample) == reason
+
+
+def test_a_backend_other_than_sqlite_or_postgresql_is_a_clear_configuration_error() -> None:
+    """The store's keys rely on ON CONFLICT as SQLite and PostgreSQL spell it."""
+    with pytest.raises(ConfigurationError, match="'mysql' databases are not supported"):
+        HistoryStore("mysql://u:p@127.0.0.1/db")
