@@ -15,6 +15,7 @@ starts an interval later, up to ``[DEFAULT] max_failed_rounds`` failures in a ro
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,11 +140,14 @@ class ControlLoop:
         return len(samples), warm_events + events
 
     def _warm_up(self, start: float, end: float) -> list[Event]:
-        """Load ``[start, end)`` from the history store into the buffer; return its events (the
-        risk model's memory of past conflicts starts from them). Nothing without a store."""
+        """Load ``[start, end)`` from the history store into the buffer, on the buffer's bucket
+        grid so each stored mean fills one bucket; return the period's events (the risk model's
+        memory of past conflicts starts from them). Nothing without a store."""
+        step = self.interval
+        start, end = math.floor(start / step) * step, math.floor(end / step) * step
         if self.store is None or end <= start:
             return []
-        stored = self.store.series(start, end, self.interval)
+        stored = self.store.series(start, end, step)
         for metric, values in stored.values.items():
             for column, stamp in enumerate(stored.timestamps.tolist()):
                 present = np.flatnonzero(~np.isnan(values[:, column]))

@@ -211,3 +211,24 @@ def test_a_new_loop_does_not_merge_what_it_reads_again_into_downsampled_means(co
 
     after = downsampled_rows(store)
     assert {key: after[key] for key in means} == means
+
+
+def test_a_loop_started_between_two_intervals_reads_each_stored_interval_into_its_own_bucket(
+    conf, cloud, store, monkeypatch
+):
+    """A wall clock is seldom on the interval grid; each stored sample must still land in the
+    bucket of its own interval, not in its neighbour's."""
+    step, window, recent = conf.interval, conf.predict.window_steps, conf.history_window
+    on_the_grid = cloud.now()
+    first = on_the_grid - step * window
+    stored = window - recent
+    store.add_samples(MetricSample("vm-x", first + k * step, "cpu", float(k)) for k in range(stored))
+    monkeypatch.setattr(cloud, "now", lambda: on_the_grid + step / 3)
+    loop = ControlLoop(conf, driver=cloud, strategy=NoopStrategy(conf), store=store)
+
+    loop.run_once()
+
+    cpu = loop.telemetry.window(cloud.now(), window, vm_ids=["vm-x"]).values["cpu"][0]
+    # the window ends with the interval now under way, so the first stored sample is just before it
+    np.testing.assert_array_equal(cpu[: stored - 1], np.arange(1, stored, dtype=float))
+    assert np.isnan(cpu[stored - 1 :]).all()
