@@ -35,6 +35,7 @@ GRID = {
     "thresholds": (4, 8, 16, 32),
     "min_ratios": (1.25, 1.5, 2, 3),
     "min_shares": (0, 0.05, 0.1, 0.25),
+    "persistences": (1, 2),
 }
 #: flags an operator is asked to look at: at most one per VM every 2,000 hours (about 83 days)
 BUDGET_PER_1000_VM_HOURS = 0.5
@@ -66,11 +67,16 @@ def main() -> int:
     seed = args.seed if args.seed is not None else (0 if args.inside_training else 1)
     if args.grid:
         settings = settings_grid(
-            GRID["references"], GRID["thresholds"], GRID["min_ratios"], GRID["min_shares"]
+            GRID["references"],
+            GRID["thresholds"],
+            GRID["min_ratios"],
+            GRID["min_shares"],
+            GRID["persistences"],
         )
     else:
         settings = [AnomalySettings.from_conf(make_conf([], config_files=[]))]
-    steps = int(round((evaluate_days or 0) * 86400 / workload.step_seconds)) or None
+    persistences = len({s.persistence for s in settings})
+    steps = int(round((evaluate_days or 0) * 86400 / workload.step_seconds)) * persistences or None
     with tqdm(total=steps, unit="step", desc="detector", file=sys.stderr) as bar:
         result = evaluate_anomalies(
             workload,
@@ -87,14 +93,16 @@ def main() -> int:
         f"{sum(result['rows'][0]['injections'].values())} injected"
     )
     header = (
-        "reference  threshold  ratio  share  flags/1000 VM-h (cpu mem disk net)    recall (exfil runaway)"
+        "reference  in a row  threshold  ratio  share  flags/1000 VM-h (cpu mem disk net)    "
+        "recall (exfil runaway)"
     )
     print(header)
     for row in result["rows"]:
         by = row["flags_per_1000_vm_hours_by_resource"]
         kinds = row["recall_by_kind"]
         print(
-            f"{row['reference']:>9}  {row['threshold']:9g}  {row['min_ratio']:5g}  {row['min_share']:5g}  "
+            f"{row['reference']:>9}  {row['persistence']:8d}  {row['threshold']:9g}  {row['min_ratio']:5g}  "
+            f"{row['min_share']:5g}  "
             f"{row['flags_per_1000_vm_hours']:7.3f} ({by.get('cpu', 0):.3f} {by.get('memory', 0):.3f} "
             f"{by.get('disk_io', 0):.3f} {by.get('network', 0):.3f})   "
             f"{row['recall']:.3f} ({kinds['exfiltration']:.3f} {kinds['runaway']:.3f})"
@@ -108,7 +116,8 @@ def main() -> int:
         else:
             print(
                 f"chosen (most recall within {BUDGET_PER_1000_VM_HOURS} flags per 1,000 VM-hours): "
-                f"reference {chosen['reference']}, threshold {chosen['threshold']:g}, "
+                f"reference {chosen['reference']}, {chosen['persistence']} in a row, "
+                f"threshold {chosen['threshold']:g}, "
                 f"ratio {chosen['min_ratio']:g}, share {chosen['min_share']:g}"
             )
     print("timings:", json.dumps({k: round(v, 1) for k, v in result["timings"].items()}))

@@ -71,6 +71,15 @@ OPTS = [
         min=1.0,
         help="... and is at least this many times the reference, so tiny idle VMs do not alarm.",
     ),
+    cfg.IntOpt(
+        "anomaly_persistence",
+        default=1,
+        min=1,
+        max=12,
+        help="How many latest samples in a row must each be an anomaly, against one forecast made "
+        "before all of them: 2 lets a one-interval burst pass and flags what lasts (an "
+        "exfiltration, a runaway process) at its second interval.",
+    ),
     cfg.FloatOpt(
         "anomaly_min_share",
         default=0.0,

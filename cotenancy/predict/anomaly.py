@@ -42,26 +42,39 @@ class AnomalySettings:
     #: ``p95``: the one-step p95 forecast; ``ceiling``: the higher of the one-step p99 forecast and
     #: the most the VM used over its window, so a burst the VM makes every day is not news
     reference: str = "p95"
+    #: how many latest samples in a row must each be an anomaly, against one forecast made before
+    #: all of them: 2 lets a one-interval burst pass and flags what lasts at its second interval
+    persistence: int = 1
     min_history: int = 6
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
             raise ValueError(f"anomaly reference {self.reference!r} is not one of {', '.join(REFERENCES)}")
+        if self.persistence < 1:
+            raise ValueError(f"anomaly persistence must be at least 1, got {self.persistence!r}")
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts | None) -> AnomalySettings:
         if conf is None:
             return cls()
         p = conf.predict
-        return cls(p.anomaly_threshold, p.anomaly_min_ratio, p.anomaly_min_share, p.anomaly_reference)
+        return cls(
+            p.anomaly_threshold,
+            p.anomaly_min_ratio,
+            p.anomaly_min_share,
+            p.anomaly_reference,
+            p.anomaly_persistence,
+        )
 
 
 @dataclass(slots=True)
 class Assessment:
-    """One resource's latest samples against their one-step forecast, per VM (telemetry order).
+    """One resource's latest ``persistence`` samples against one forecast made before them, per VM
+    (telemetry order; any leading axes, e.g. time in an evaluation).
 
-    NaN where a value is unknown; ``enough_history`` is False where the window has fewer than
-    ``min_history`` valid samples, so neither a forecast nor a scale can be trusted.
+    ``observed``, ``p95`` and ``p99`` have a last axis of ``persistence`` (oldest sample first); the
+    other arrays do not. NaN where a value is unknown; ``enough_history`` is False where the window
+    has fewer than ``min_history`` valid samples, so neither a forecast nor a scale can be trusted.
     """
 
     observed: np.ndarray
@@ -71,30 +84,36 @@ class Assessment:
     scale: np.ndarray
     size: np.ndarray
     enough_history: np.ndarray
+    persistence: int = 1
 
     def reference(self, settings: AnomalySettings) -> np.ndarray:
-        """What the latest sample is measured against under ``settings``."""
+        """What each sample is measured against under ``settings``."""
         if settings.reference == "p95":
             return self.p95
-        return np.fmax(self.p99, self.window_max)
+        return np.fmax(self.p99, self.window_max[..., None])
 
     def score(self, settings: AnomalySettings) -> np.ndarray:
-        """Robust scales above the reference."""
-        return (self.observed - self.reference(settings)) / self.scale
+        """Robust scales above the reference, of the latest sample."""
+        return (self.observed[..., -1] - self.reference(settings)[..., -1]) / self.scale
 
     def flagged(self, settings: AnomalySettings) -> np.ndarray:
-        """Which VMs' latest sample is an anomaly under ``settings``."""
+        """Which VMs' latest samples are an anomaly under ``settings``: each of them is."""
+        if settings.persistence != self.persistence:
+            raise ValueError(
+                f"an assessment of {self.persistence} samples cannot judge a persistence of "
+                f"{settings.persistence}"
+            )
         reference = self.reference(settings)
         excess = self.observed - reference
+        size = self.size[..., None]
         with np.errstate(invalid="ignore"):
-            big_enough = np.isnan(self.size) | (excess >= settings.min_share * self.size)
-            return (
-                self.enough_history
-                & ~np.isnan(self.observed)
-                & (excess / self.scale > settings.threshold)
+            each = (
+                ~np.isnan(self.observed)
+                & (excess / self.scale[..., None] > settings.threshold)
                 & (self.observed > settings.min_ratio * reference)
-                & big_enough
+                & (np.isnan(size) | (excess >= settings.min_share * size))
             )
+        return self.enough_history & each.all(axis=-1)
 
 
 class AnomalyDetector:
@@ -112,12 +131,16 @@ class AnomalyDetector:
         window without its last column, so any forecaster serves, and hints apply.
         """
         tele = state.telemetry
-        if len(tele.timestamps) < self.settings.min_history + 1:
+        last = self.settings.persistence
+        if len(tele.timestamps) < self.settings.min_history + last:
             return {}, {}
         earlier = replace(
-            tele, timestamps=tele.timestamps[:-1], values={r: v[:, :-1] for r, v in tele.values.items()}
+            tele,
+            timestamps=tele.timestamps[:-last],
+            values={r: v[:, :-last] for r, v in tele.values.items()},
         )
-        forecast = self.forecaster.forecast(replace(state, telemetry=earlier), (1,), (0.5, 0.95, 0.99))
+        horizons = tuple(range(1, last + 1))
+        forecast = self.forecaster.forecast(replace(state, telemetry=earlier), horizons, (0.5, 0.95, 0.99))
         if list(forecast.vm_ids) != list(tele.vm_ids):
             raise ValueError("the forecaster returned its VMs in another order than the telemetry's")
         inv = state.inventory.vms
@@ -126,17 +149,19 @@ class AnomalyDetector:
             if resource not in tele.values or resource not in forecast.values:
                 continue
             window = feats.clean(earlier.values[resource])
-            p95 = forecast.get(resource, 1, 0.95)
+            cube = forecast.values[resource]
+            p95 = cube[:, :, forecast.quantiles.index(0.95)]
             steps = np.abs(np.diff(window, axis=1))
             mad = np.nan_to_num(feats.nanquantiles(steps, (0.5,))[:, 0], nan=0.0) * 1.4826
             out[resource] = Assessment(
-                observed=feats.clean(tele.values[resource][:, -1:])[:, 0],
+                observed=feats.clean(tele.values[resource][:, -last:]),
                 p95=p95,
-                p99=forecast.get(resource, 1, 0.99),
+                p99=cube[:, :, forecast.quantiles.index(0.99)],
                 window_max=feats._nanmax(window),
-                scale=np.maximum(mad, np.maximum(0.01 * p95, 1e-3)),
+                scale=np.maximum(mad, np.maximum(0.01 * p95[:, 0], 1e-3)),
                 size=np.array([inv[v].size[resource] if v in inv else np.nan for v in tele.vm_ids], float),
                 enough_history=(~np.isnan(window)).sum(axis=1) >= self.settings.min_history,
+                persistence=last,
             )
         return out, dict(forecast.source)
 
@@ -152,11 +177,12 @@ class AnomalyDetector:
         for resource, a in assessments.items():
             unit = RESOURCE_UNITS[Resource(resource)]
             score = a.score(settings)
-            reference = a.reference(settings)
+            reference = a.reference(settings)[:, -1]
+            lasting = f" for {settings.persistence} intervals" if settings.persistence > 1 else ""
             for i in np.flatnonzero(a.flagged(settings)):
                 vm_id = tele.vm_ids[i]
                 vm = inv.get(vm_id)
-                observed, p95, ceiling = float(a.observed[i]), float(a.p95[i]), float(reference[i])
+                observed, p95, ceiling = float(a.observed[i, -1]), float(a.p95[i, -1]), float(reference[i])
                 events.append(
                     Event(
                         timestamp=stamp,
@@ -168,7 +194,7 @@ class AnomalyDetector:
                         resource=resource,
                         message=(
                             f"{resource} {observed:.0f} {unit} against a {against} of "
-                            f"{ceiling:.0f} {unit} ({score[i]:.0f} robust scales above)"
+                            f"{ceiling:.0f} {unit} ({score[i]:.0f} robust scales above){lasting}"
                         ),
                         source=SOURCE,
                         details={

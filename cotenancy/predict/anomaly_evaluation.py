@@ -104,7 +104,7 @@ def assess_period(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Assessment]:
     """The detector's assessment of every VM at every step of ``[begin, end)``: each array of the
-    returned assessments has shape ``(n_vms, end - begin)``."""
+    returned assessments has shape ``(n_vms, end - begin)`` (and the samples' axis after it)."""
     host = Host("h", "h", Resources(cpu=1e12, memory=1e12))
     inventory = Inventory(
         hosts={"h": host},
@@ -136,8 +136,9 @@ def assess_period(
             progress(1)
     return {
         r: Assessment(
-            **{name: np.column_stack(c[name]) for name in FIELDS},
+            **{name: np.stack(c[name], axis=1) for name in FIELDS},
             size=np.repeat(sizes[r][:, None], len(c["observed"]), axis=1),
+            persistence=detector.settings.persistence,
         )
         for r, c in columns.items()
     }
@@ -153,7 +154,7 @@ def score_settings(
     """Flags on the trace as recorded (per 1,000 VM-hours, in total and per resource) and the
     share of each kind of injection caught, under ``settings``."""
     first = next(iter(assessed.values()))
-    n_vms, n_steps = first.observed.shape
+    n_vms, n_steps = first.scale.shape
     excluded = np.zeros((n_vms, n_steps), dtype=bool)
     for inj in injections:
         excluded[inj.vm, inj.onset - begin : inj.onset - begin + inj.steps + AFTERMATH_STEPS] = True
@@ -161,7 +162,7 @@ def score_settings(
     flags: dict[str, np.ndarray] = {}
     for resource, a in assessed.items():
         flags[resource] = a.flagged(settings)
-        observed_any |= ~np.isnan(a.observed)
+        observed_any |= ~np.isnan(a.observed[..., -1])
     counted = observed_any & ~excluded
     vm_hours = float(counted.sum()) * step / 3600.0
     per_resource = {
@@ -176,6 +177,7 @@ def score_settings(
     everything = [hit for hits in caught.values() for hit in hits]
     return {
         "reference": settings.reference,
+        "persistence": settings.persistence,
         "threshold": settings.threshold,
         "min_ratio": settings.min_ratio,
         "min_share": settings.min_share,
@@ -192,10 +194,11 @@ def settings_grid(
     thresholds: Iterable[float],
     min_ratios: Iterable[float],
     min_shares: Iterable[float],
+    persistences: Iterable[int] = (1,),
 ) -> list[AnomalySettings]:
     return [
-        AnomalySettings(threshold=t, min_ratio=r, min_share=s, reference=ref)
-        for ref, t, r, s in itertools.product(references, thresholds, min_ratios, min_shares)
+        AnomalySettings(threshold=t, min_ratio=r, min_share=s, reference=ref, persistence=n)
+        for n, ref, t, r, s in itertools.product(persistences, references, thresholds, min_ratios, min_shares)
     ]
 
 
@@ -260,23 +263,31 @@ def evaluate_anomalies(
     train_seconds = time.perf_counter() - started
     forecaster = HybridForecaster(model_path=Path("/nonexistent/forecast.json"))
     forecaster.pin(model)
-    detector = AnomalyDetector(forecaster)
     injected, placed = inject(demand, sizes, begin, end, injections, seed)
-    say(f"assessing {end - begin} steps x {workload.n_vms} VMs ({len(placed)} injected anomalies)")
-    started = time.perf_counter()
-    assessed = assess_period(
-        detector,
-        workload.vm_names,
-        injected,
-        sizes,
-        timestamps,
-        step,
-        begin,
-        end,
-        config.window_steps,
-        step_progress,
-    )
-    assess_seconds = time.perf_counter() - started
+    rows: list[dict] = []
+    assess_seconds = 0.0
+    for persistence in sorted({s.persistence for s in settings}):
+        say(
+            f"assessing {end - begin} steps x {workload.n_vms} VMs, {persistence} sample(s) in a row "
+            f"({len(placed)} injected anomalies)"
+        )
+        started = time.perf_counter()
+        assessed = assess_period(
+            AnomalyDetector(forecaster, AnomalySettings(persistence=persistence)),
+            workload.vm_names,
+            injected,
+            sizes,
+            timestamps,
+            step,
+            begin,
+            end,
+            config.window_steps,
+            step_progress,
+        )
+        assess_seconds += time.perf_counter() - started
+        rows.extend(
+            score_settings(assessed, placed, begin, step, s) for s in settings if s.persistence == persistence
+        )
     return {
         "trace": workload.source,
         "vms": workload.n_vms,
@@ -288,6 +299,6 @@ def evaluate_anomalies(
             "kinds": {k: {"resource": r, "steps": s} for k, (r, s) in KINDS.items()},
             "caught_within_steps": CATCH_STEPS,
         },
-        "rows": [score_settings(assessed, placed, begin, step, s) for s in settings],
+        "rows": rows,
         "timings": {"train_seconds": train_seconds, "assess_seconds": assess_seconds},
     }

@@ -103,6 +103,17 @@ def test_a_sudden_exfiltration_is_logged_and_stored_in_the_round_it_starts(conf,
     ]
 
 
+def test_with_two_in_a_row_the_exfiltration_is_flagged_at_its_second_interval(conf, store, caplog):
+    conf.set_override("anomaly_persistence", 2, group="predict")
+
+    results = rounds_until_the_burst(conf, store, caplog, rounds_after=2)
+
+    assert all(r.anomalies == [] for r in results[:-1])
+    [anomaly] = results[-1].anomalies
+    assert (anomaly.vm_ids, anomaly.resource, anomaly.timestamp) == (("leaky",), "network", START + 53 * STEP)
+    assert anomaly.message.endswith("for 2 intervals")
+
+
 def test_a_burst_the_operator_announced_is_not_an_anomaly(conf, store, caplog):
     begin = "2023-11-15T02:00:00"  # half an hour before the burst (START + 52 steps), UTC
     hint = f"start={begin},end=2023-11-15T06:00,vms=leaky,resource=network,factor=60"

@@ -19,17 +19,19 @@ from cotenancy.predict.anomaly_evaluation import (
 STEP = 300.0
 
 
-def quiet_assessment(n_vms: int, n_steps: int) -> Assessment:
+def quiet_assessment(n_vms: int, n_steps: int, persistence: int = 1) -> Assessment:
     """Every sample at its forecast: nothing is flagged until a test raises an observation."""
     ones = np.ones((n_vms, n_steps))
+    samples = np.ones((n_vms, n_steps, persistence))
     return Assessment(
-        observed=ones * 100.0,
-        p95=ones * 100.0,
-        p99=ones * 120.0,
+        observed=samples * 100.0,
+        p95=samples * 100.0,
+        p99=samples * 120.0,
         window_max=ones * 150.0,
         scale=ones,
         size=ones * 1000.0,
         enough_history=np.ones((n_vms, n_steps), dtype=bool),
+        persistence=persistence,
     )
 
 
@@ -130,3 +132,15 @@ def test_the_ceiling_reference_lets_a_burst_as_big_as_the_days_largest_pass():
 
     assert flagged("p95") == [4, 6]
     assert flagged("ceiling") == [6]
+
+
+def test_with_two_in_a_row_a_one_interval_burst_passes_and_a_lasting_one_is_flagged():
+    network = quiet_assessment(1, 10, persistence=2)
+    network.observed[0, 3, 1] = 5000.0  # the latest sample only: a one-interval burst
+    network.observed[0, 7, :] = 5000.0  # both samples
+
+    flagged = network.flagged(AnomalySettings(persistence=2))
+
+    assert np.flatnonzero(flagged[0]).tolist() == [7]
+    with pytest.raises(ValueError, match="cannot judge a persistence of 1"):
+        network.flagged(AnomalySettings(persistence=1))
