@@ -95,7 +95,9 @@ def run(args: argparse.Namespace, conf) -> int:
     for name, value in summary_rows(result):
         print(f"  {name:<{width}}  {value}")
     failures: list[str] = []
-    if args.json and (error := _write_json(args.json, result.as_dict())):
+    if args.json and (
+        error := _write_json(args.json, {**result.as_dict(), "anomalies": result.extra["anomalies"]})
+    ):
         failures.append(error)
     if args.report:
         from cotenancy.sim.report import write_report

@@ -67,6 +67,7 @@ class SimulationResult:
             "hosts": self.n_hosts,
             "steps": self.steps,
             "failed_actions": self.failed_actions,
+            "anomalies_flagged": len(self.extra.get("anomalies", [])),
         }
 
 
