@@ -16,6 +16,7 @@ without it, the configured defaults alone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -52,6 +53,12 @@ def main() -> int:
         "--seed", type=int, default=None, help="injection seed (default 1; 0 inside training)"
     )
     parser.add_argument("--grid", action="store_true", help="judge the whole grid of settings")
+    parser.add_argument(
+        "--persistence",
+        default=None,
+        metavar="N[,N...]",
+        help="without --grid: judge the configured defaults at each of these persistences",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     began = time.perf_counter()
@@ -74,7 +81,15 @@ def main() -> int:
             GRID["persistences"],
         )
     else:
-        settings = [AnomalySettings.from_conf(make_conf([], config_files=[]))]
+        defaults = AnomalySettings.from_conf(make_conf([], config_files=[]))
+        if args.persistence:
+            try:
+                counts = [int(n) for n in args.persistence.split(",")]
+                settings = [dataclasses.replace(defaults, persistence=n) for n in counts]
+            except ValueError as exc:
+                parser.error(f"--persistence {args.persistence!r}: {exc}")
+        else:
+            settings = [defaults]
     persistences = len({s.persistence for s in settings})
     steps = int(round((evaluate_days or 0) * 86400 / workload.step_seconds)) * persistences or None
     with tqdm(total=steps, unit="step", desc="detector", file=sys.stderr) as bar:
