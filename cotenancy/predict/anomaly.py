@@ -170,9 +170,12 @@ class AnomalyDetector:
         assessments, sources = self.assess(state)
         tele = state.telemetry
         inv = state.inventory.vms
-        stamp = float(tele.timestamps[-1]) if len(tele.timestamps) else state.now
-        events: list[Event] = []
         settings = self.settings
+        if not assessments:
+            return []
+        # an anomaly of N intervals in a row starts at the first of them and lasts N intervals
+        onset = float(tele.timestamps[-settings.persistence])
+        events: list[Event] = []
         against = "forecast p95" if settings.reference == "p95" else "ceiling (forecast p99, window max)"
         for resource, a in assessments.items():
             unit = RESOURCE_UNITS[Resource(resource)]
@@ -185,11 +188,11 @@ class AnomalyDetector:
                 observed, p95, ceiling = float(a.observed[i, -1]), float(a.p95[i, -1]), float(reference[i])
                 events.append(
                     Event(
-                        timestamp=stamp,
+                        timestamp=onset,
                         kind=EventKind.ANOMALY,
                         vm_ids=(vm_id,),
                         host_id=vm.host_id if vm is not None else None,
-                        duration=tele.step_seconds,
+                        duration=tele.step_seconds * settings.persistence,
                         severity=float(min(1.0, (observed - ceiling) / max(observed, 1e-9))),
                         resource=resource,
                         message=(

@@ -110,7 +110,9 @@ def test_with_two_in_a_row_the_exfiltration_is_flagged_at_its_second_interval(co
 
     assert all(r.anomalies == [] for r in results[:-1])
     [anomaly] = results[-1].anomalies
-    assert (anomaly.vm_ids, anomaly.resource, anomaly.timestamp) == (("leaky",), "network", START + 53 * STEP)
+    onset = START + 52 * STEP
+    assert (anomaly.vm_ids, anomaly.resource, anomaly.timestamp) == (("leaky",), "network", onset)
+    assert anomaly.duration == 2 * STEP
     assert anomaly.message.endswith("for 2 intervals")
 
 
