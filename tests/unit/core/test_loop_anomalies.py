@@ -76,7 +76,7 @@ def store(tmp_path):
         yield history
 
 
-def rounds_until_the_burst(conf, store, caplog, rounds_after: int = 1):
+def rounds_until_the_burst(conf, store, caplog, rounds_after: int = 2):
     """Run a loop from 12 quiet rounds to ``rounds_after`` rounds into the burst."""
     conf.set_override("interval", int(STEP))
     cloud = ExfiltratingCloud(conf, burst_at=START + 52 * STEP)
@@ -89,31 +89,30 @@ def rounds_until_the_burst(conf, store, caplog, rounds_after: int = 1):
     return results
 
 
-def test_a_sudden_exfiltration_is_logged_and_stored_in_the_round_it_starts(conf, store, caplog):
+def test_a_sudden_exfiltration_is_logged_and_stored_at_its_second_interval(conf, store, caplog):
     results = rounds_until_the_burst(conf, store, caplog)
 
-    assert all(r.anomalies == [] for r in results[:-1])
+    assert all(r.anomalies == [] for r in results[:-1]), "a single interval is not enough by default"
     [anomaly] = results[-1].anomalies
     assert (anomaly.kind, anomaly.vm_ids, anomaly.resource) == (EventKind.ANOMALY, ("leaky",), "network")
+    assert (anomaly.duration, anomaly.message.endswith("for 2 intervals")) == (2 * STEP, True)
     stored = store.events(START, START + 100 * STEP, kinds=[EventKind.ANOMALY])
-    burst = START + 52 * STEP
-    assert [(e.vm_ids, e.resource, e.timestamp) for e in stored] == [(("leaky",), "network", burst)]
+    onset = START + 52 * STEP
+    assert [(e.vm_ids, e.resource, e.timestamp) for e in stored] == [(("leaky",), "network", onset)]
     assert [r.getMessage() for r in caplog.records if "anomaly on VM" in r.getMessage()] == [
         f"anomaly on VM leaky (host h1): {anomaly.message}"
     ]
 
 
-def test_with_two_in_a_row_the_exfiltration_is_flagged_at_its_second_interval(conf, store, caplog):
-    conf.set_override("anomaly_persistence", 2, group="predict")
+def test_with_one_interval_the_exfiltration_is_flagged_in_the_round_it_starts(conf, store, caplog):
+    conf.set_override("anomaly_persistence", 1, group="predict")
 
-    results = rounds_until_the_burst(conf, store, caplog, rounds_after=2)
+    results = rounds_until_the_burst(conf, store, caplog, rounds_after=1)
 
     assert all(r.anomalies == [] for r in results[:-1])
     [anomaly] = results[-1].anomalies
-    onset = START + 52 * STEP
-    assert (anomaly.vm_ids, anomaly.resource, anomaly.timestamp) == (("leaky",), "network", onset)
-    assert anomaly.duration == 2 * STEP
-    assert anomaly.message.endswith("for 2 intervals")
+    assert (anomaly.vm_ids, anomaly.resource, anomaly.timestamp) == (("leaky",), "network", START + 52 * STEP)
+    assert anomaly.duration == STEP
 
 
 def test_a_burst_the_operator_announced_is_not_an_anomaly(conf, store, caplog):

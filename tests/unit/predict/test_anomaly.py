@@ -6,9 +6,12 @@ import numpy as np
 from predict_synthetic import make_state, synthetic_usage
 
 from cotenancy.model import EventKind
-from cotenancy.predict.anomaly import AnomalyDetector
+from cotenancy.predict.anomaly import AnomalyDetector, AnomalySettings
 from cotenancy.predict.forecast import HybridForecaster
 from cotenancy.store import HistoryStore
+
+#: these specify what one sample far above its forecast is; the default asks for two in a row
+ONE_INTERVAL = AnomalySettings(persistence=1)
 
 
 def _state_with_network(spike_vm: int | None = None, factor: float = 50.0):
@@ -21,12 +24,12 @@ def _state_with_network(spike_vm: int | None = None, factor: float = 50.0):
 
 
 def test_ordinary_usage_raises_nothing(tmp_path):
-    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"))
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
     assert detector.detect(_state_with_network()) == []
 
 
 def test_a_sudden_network_burst_is_an_anomaly_recorded_in_the_history(tmp_path):
-    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"))
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
     state = _state_with_network(spike_vm=3)
     store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
     try:
@@ -42,12 +45,12 @@ def test_a_sudden_network_burst_is_an_anomaly_recorded_in_the_history(tmp_path):
 
 
 def test_a_small_rise_is_not_an_anomaly(tmp_path):
-    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"))
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
     assert detector.detect(_state_with_network(spike_vm=2, factor=1.3)) == []
 
 
 def test_bad_latest_samples_do_not_alarm(tmp_path):
-    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"))
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
     state = _state_with_network()
     state.telemetry.values["network"][0, -1] = np.inf
     state.telemetry.values["network"][1, -1] = -1.0

@@ -75,7 +75,11 @@ def test_caught_means_flagged_on_its_resource_within_three_steps_of_its_onset():
     network.observed[2, 30] = 5000.0  # the runaway's VM, but on the network
 
     row = score_settings(
-        {"network": network, "cpu": cpu}, [late, in_time, wrong_resource], begin, STEP, AnomalySettings()
+        {"network": network, "cpu": cpu},
+        [late, in_time, wrong_resource],
+        begin,
+        STEP,
+        AnomalySettings(persistence=1),
     )
 
     assert row["recall_by_kind"] == {"exfiltration": 0.5, "runaway": 0.0}
@@ -90,7 +94,7 @@ def test_flags_outside_injections_count_per_vm_hour_and_an_injections_aftermath_
     network.observed[1, 7] = 5000.0  # on the trace as recorded
     network.observed[1, 8] = np.nan  # a step without a sample is not a VM-hour
 
-    row = score_settings({"network": network}, [injection], begin, STEP, AnomalySettings())
+    row = score_settings({"network": network}, [injection], begin, STEP, AnomalySettings(persistence=1))
 
     counted_steps = 2 * 120 - (injection.steps + AFTERMATH_STEPS) - 1
     assert row["flags_per_1000_vm_hours"] == pytest.approx(1000.0 / (counted_steps * STEP / 3600.0))
@@ -101,7 +105,7 @@ def test_a_share_of_the_vms_size_keeps_small_excesses_from_being_flagged():
     network.observed[0, 4] = 300.0  # 200 above a p95 of 100: a fifth of the size (1000)
 
     def flags(share: float) -> float:
-        settings = AnomalySettings(min_share=share)
+        settings = AnomalySettings(min_share=share, persistence=1)
         return score_settings({"network": network}, [], 0, STEP, settings)["flags_per_1000_vm_hours"]
 
     assert flags(0.1) > 0
@@ -127,7 +131,7 @@ def test_the_ceiling_reference_lets_a_burst_as_big_as_the_days_largest_pass():
     network.observed[0, 6] = 400.0  # above everything
 
     def flagged(reference: str) -> list[int]:
-        settings = AnomalySettings(reference=reference, threshold=4, min_ratio=1.1)
+        settings = AnomalySettings(reference=reference, threshold=4, min_ratio=1.1, persistence=1)
         return np.flatnonzero(network.flagged(settings)[0]).tolist()
 
     assert flagged("p95") == [4, 6]
