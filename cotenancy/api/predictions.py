@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 from cotenancy import loading
+from cotenancy.conf.predict import telemetry_window_steps
 from cotenancy.exceptions import NotFound
 from cotenancy.model import ClusterState, EventKind, Inventory, Metric, VMState
 from cotenancy.store import HistoryStore, schema
@@ -58,7 +59,7 @@ class Predictions:
         self.store = store
         self.clock = clock
         self.step = float(conf.interval)
-        self.window_steps = max(int(conf.history_window), int(conf.predict.window_steps))
+        self.window_steps = telemetry_window_steps(conf)
         self._lock = threading.Lock()
         self._risk: Any = None
         self._forecaster: Any = None

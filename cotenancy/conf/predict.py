@@ -103,5 +103,12 @@ OPTS = [
 ]
 
 
+def telemetry_window_steps(conf: cfg.ConfigOpts) -> int:
+    """Intervals of telemetry a strategy or the API is handed: ``[DEFAULT] history_window``, or
+    more when the predictors' features look back further (``window_steps``): they must serve from
+    the window they were trained on."""
+    return max(int(conf.history_window), int(conf.predict.window_steps))
+
+
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     return [(GROUP, list(OPTS))]

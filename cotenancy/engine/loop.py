@@ -25,6 +25,7 @@ import numpy as np
 from oslo_config import cfg
 
 from cotenancy import loading
+from cotenancy.conf.predict import telemetry_window_steps
 from cotenancy.engine.executor import DriverExecutor, Executor
 from cotenancy.exceptions import ConfigurationError, CotenancyError, SchemaMismatch
 from cotenancy.model import (
@@ -97,10 +98,9 @@ class ControlLoop:
         )
         self.interval = float(conf.interval)
         self.history_window = int(conf.history_window)
-        #: intervals of telemetry the strategy is handed: the predictors' features look back
-        #: ``[predict] window_steps`` (a day and "the same time yesterday"), as they did in training
-        #: and as the API's are, even where the operator keeps ``history_window`` short
-        self.window_steps = max(self.history_window, int(conf.predict.window_steps))
+        #: intervals of telemetry the strategy is handed, as the API's: the predictors' whole window
+        #: (a day and "the same time yesterday"), even where ``history_window`` is short
+        self.window_steps = telemetry_window_steps(conf)
         self.telemetry = telemetry or TelemetryBuffer(
             step_seconds=self.interval, capacity_steps=self.window_steps + max(self.history_window, 12)
         )
@@ -252,16 +252,12 @@ class ControlLoop:
         wall_now = time.time()
         inventory = apply_requests(self.store, inventory, wall_now)
         detector = self.anomaly_detector
-        forecasters = [
-            getattr(self.strategy, "forecaster", None),
-            detector.forecaster if detector is not None else None,
-        ]
-        calendar = None
-        for forecaster in forecasters:
-            if forecaster is not None and hasattr(forecaster, "hints"):
-                calendar = (
-                    calendar if calendar is not None else forecaster_calendar(self.conf, self.store, wall_now)
-                )
+        candidates = (getattr(self.strategy, "forecaster", None), detector and detector.forecaster)
+        # the detector usually shares the strategy's forecaster: each one gets the calendar once
+        forecasters = {id(f): f for f in candidates if hasattr(f, "hints")}
+        if forecasters:
+            calendar = forecaster_calendar(self.conf, self.store, wall_now)
+            for forecaster in forecasters.values():
                 forecaster.hints = calendar
         return inventory
 

@@ -25,6 +25,7 @@ from watcher.decision_engine.strategy.strategies import base
 
 from cotenancy import loading
 from cotenancy.conf import make_conf
+from cotenancy.conf.predict import telemetry_window_steps
 from cotenancy.model import ActionPlan, ClusterState
 from cotenancy.plugins.watcher import goal as cotenancy_goal
 from cotenancy.plugins.watcher import translate
@@ -174,14 +175,8 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         """Intervals of history to read: the audit's ``period``, or more when the planner's
         forecaster looks back further (``[predict] window_steps`` of its configuration): it was
         trained on day-long windows and serves the API from them, so it must plan from them too."""
-        granularity = int(self.param("granularity"))
-        steps = max(1, int(self.param("period")) // granularity)
-        conf = getattr(planner, "conf", None)
-        try:
-            window = int(conf.predict.window_steps) if conf is not None else 0
-        except (cfg.NoSuchOptError, cfg.NoSuchGroupError):
-            window = 0
-        return max(steps, window)
+        steps = max(1, int(self.param("period")) // int(self.param("granularity")))
+        return max(steps, telemetry_window_steps(planner.conf))
 
     def read_series(self, inventory_vm_ids: list[str], now: float, steps: int) -> dict[str, dict[str, Any]]:
         """``statistic_series`` of every audited instance over ``steps`` intervals, one metric at a
