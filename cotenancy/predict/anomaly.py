@@ -7,7 +7,10 @@ from the window *without* that sample. It is an anomaly when all of these hold:
   step-to-step change over the window: a volatile VM must jump further);
 - it is ``anomaly_min_ratio`` times the p95 (an idle VM going from 1 to 5 KiB/s pages nobody);
 - the excess is at least ``anomaly_min_share`` of the VM's size for that resource, where the size
-  is known (a VM that never sends anything starting to send a trickle is not an exfiltration).
+  is known (a VM that never sends anything starting to send a trickle is not an exfiltration);
+- the VM has stayed on one host since the forecast's last sample and is not migrating: what a VM
+  gets on a new host (the memory an oversubscribed host withheld, the CPU a crowded one did not
+  give) is not what a forecast made on the old one expected, and is no sign of an attack.
 
 That catches a sudden network exfiltration or a runaway process while a VM's ordinary daily peak,
 which the forecast already expects, passes; so does a scheduled event the operator announced (a
@@ -87,6 +90,9 @@ class Assessment:
     size: np.ndarray
     enough_history: np.ndarray
     persistence: int = 1
+    #: True where the VM changed host (or is changing) since the forecast's last sample, so the
+    #: samples judged were taken on another host than the forecast's; None: no VM did
+    moved: np.ndarray | None = None
 
     def reference(self, settings: AnomalySettings) -> np.ndarray:
         """What each sample is measured against under ``settings``."""
@@ -115,7 +121,45 @@ class Assessment:
                 & (self.observed > settings.min_ratio * reference)
                 & (np.isnan(size) | (excess >= settings.min_share * size))
             )
-        return self.enough_history & each.all(axis=-1)
+        judged = self.enough_history if self.moved is None else self.enough_history & ~self.moved
+        return judged & each.all(axis=-1)
+
+
+class MoveMemory:
+    """When each VM last changed host, as the detector saw it over its rounds.
+
+    From ``MIGRATION`` events (their time) and from a VM's host differing from the one it had the
+    round before (the round's time, when no event says better); a loop's first round is handed
+    the events of the window from the history store, so a restarted loop knows the recent moves.
+    """
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, str | None] = {}
+        self.moved_at: dict[str, float] = {}
+
+    def observe(self, state: ClusterState) -> None:
+        seen: dict[str, float] = {}
+        for event in state.events:
+            if event.kind is EventKind.MIGRATION:
+                for vm_id in event.vm_ids:
+                    seen[vm_id] = max(seen.get(vm_id, -np.inf), float(event.timestamp))
+        vms = state.inventory.vms
+        for vm_id, vm in vms.items():
+            before = self.hosts.get(vm_id, vm.host_id)
+            if vm.host_id != before and vm_id not in seen:
+                seen[vm_id] = float(state.now)
+            self.hosts[vm_id] = vm.host_id
+        for vm_id, at in seen.items():
+            self.moved_at[vm_id] = max(self.moved_at.get(vm_id, -np.inf), at)
+        for gone in set(self.hosts) - set(vms):
+            del self.hosts[gone]
+            self.moved_at.pop(gone, None)
+
+    def moved_after(self, vm_ids: list[str], since: float, migrating: frozenset[str]) -> np.ndarray:
+        """Which VMs changed host after ``since``, or are changing now."""
+        return np.array(
+            [vm in migrating or self.moved_at.get(vm, -np.inf) > since for vm in vm_ids], dtype=bool
+        )
 
 
 class AnomalyDetector:
@@ -124,6 +168,7 @@ class AnomalyDetector:
     def __init__(self, forecaster: Forecaster, settings: AnomalySettings | None = None) -> None:
         self.forecaster = forecaster
         self.settings = settings or AnomalySettings()
+        self.moves = MoveMemory()
 
     def assess(self, state: ClusterState) -> tuple[dict[str, Assessment], dict[str, str]]:
         """Each resource's latest samples against the forecast made without them, and which
@@ -134,6 +179,7 @@ class AnomalyDetector:
         """
         tele = state.telemetry
         last = self.settings.persistence
+        self.moves.observe(state)
         if len(tele.timestamps) < self.settings.min_history + last:
             return {}, {}
         earlier = replace(
@@ -146,6 +192,7 @@ class AnomalyDetector:
         if list(forecast.vm_ids) != list(tele.vm_ids):
             raise ValueError("the forecaster returned its VMs in another order than the telemetry's")
         inv = state.inventory.vms
+        moved = self.moves.moved_after(list(tele.vm_ids), float(earlier.timestamps[-1]), state.migrating)
         out: dict[str, Assessment] = {}
         for resource in (r.value for r in Resource):
             if resource not in tele.values or resource not in forecast.values:
@@ -159,11 +206,12 @@ class AnomalyDetector:
                 observed=feats.clean(tele.values[resource][:, -last:]),
                 p95=p95,
                 p99=cube[:, :, forecast.quantiles.index(0.99)],
-                window_max=feats._nanmax(window),
+                window_max=feats.row_nanmax(window),
                 scale=np.maximum(mad, np.maximum(0.01 * p95[:, 0], 1e-3)),
                 size=np.array([inv[v].size[resource] if v in inv else np.nan for v in tele.vm_ids], float),
                 enough_history=(~np.isnan(window)).sum(axis=1) >= self.settings.min_history,
                 persistence=last,
+                moved=moved,
             )
         return out, dict(forecast.source)
 

@@ -36,7 +36,8 @@ def _tail(values: np.ndarray, k: int) -> np.ndarray:
     return values[:, max(values.shape[1] - k, 0) :]
 
 
-def _nanmean(a: np.ndarray) -> np.ndarray:
+def row_nanmean(a: np.ndarray) -> np.ndarray:
+    """Mean of each row's valid values; NaN for a row without one (and no numpy warning)."""
     valid = ~np.isnan(a)
     count = valid.sum(axis=1)
     total = np.where(valid, a, 0.0).sum(axis=1)
@@ -44,7 +45,8 @@ def _nanmean(a: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _nanmax(a: np.ndarray) -> np.ndarray:
+def row_nanmax(a: np.ndarray) -> np.ndarray:
+    """Largest of each row's valid values; NaN for a row without one (and no numpy warning)."""
     if a.shape[1] == 0:
         return np.full(a.shape[0], np.nan)
     filled = np.where(np.isnan(a), -np.inf, a).max(axis=1)
@@ -59,9 +61,9 @@ def _nanmin(a: np.ndarray) -> np.ndarray:
 
 
 def _nanstd(a: np.ndarray) -> np.ndarray:
-    mean = _nanmean(a)
+    mean = row_nanmean(a)
     dev = a - mean[:, None]
-    return np.sqrt(_nanmean(dev * dev))
+    return np.sqrt(row_nanmean(dev * dev))
 
 
 def nanquantiles(a: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
@@ -107,8 +109,8 @@ def robust_scale(values: np.ndarray, day_steps: int = 288) -> np.ndarray:
     """Per-VM scale that keeps normalised features O(1) and never divides by ~0 (over the last
     day of ``day_steps`` samples)."""
     day = _tail(values, day_steps)
-    mean = _nanmean(day)
-    peak = _nanmax(day)
+    mean = row_nanmean(day)
+    peak = row_nanmax(day)
     scale = np.fmax(mean, 0.05 * peak)
     return np.where(np.isfinite(scale) & (scale > 1e-3), scale, 1e-3)
 
@@ -185,16 +187,16 @@ def forecast_features_multi(
     n = values.shape[0]
     scale = robust_scale(values, steps_per_day)
     last = last_valid(values)
-    mean3 = _nanmean(_tail(values, 3))
-    mean12 = _nanmean(_tail(values, 12))
-    mean36 = _nanmean(_tail(values, 36))
-    mean288 = _nanmean(_tail(values, steps_per_day))
+    mean3 = row_nanmean(_tail(values, 3))
+    mean12 = row_nanmean(_tail(values, 12))
+    mean36 = row_nanmean(_tail(values, 36))
+    mean288 = row_nanmean(_tail(values, steps_per_day))
     anchor = np.where(np.isnan(last), np.where(np.isnan(mean288), 0.0, mean288), last)
     q = nanquantiles(_tail(values, steps_per_day), (0.5, 0.9, 0.99))
     yday_now = _column(values, steps_per_day)
-    max6 = _nanmax(_tail(values, 6))
-    max36 = _nanmax(_tail(values, 36))
-    max288 = _nanmax(_tail(values, steps_per_day))
+    max6 = row_nanmax(_tail(values, 6))
+    max36 = row_nanmax(_tail(values, 36))
+    max288 = row_nanmax(_tail(values, steps_per_day))
     shared = [
         last,
         mean3,
@@ -224,7 +226,7 @@ def forecast_features_multi(
         yday_offset = steps_per_day - horizon
         yday_target = _column(values, yday_offset) if yday_offset >= 0 else np.full(n, np.nan)
         near = [_column(values, yday_offset + d) for d in (-1, 0, 1)] if yday_offset >= 1 else []
-        yday_target_max3 = _nanmax(np.stack(near, axis=1)) if near else np.full(n, np.nan)
+        yday_target_max3 = row_nanmax(np.stack(near, axis=1)) if near else np.full(n, np.nan)
         target_time = np.broadcast_to(np.asarray(origin, dtype=np.float64) + horizon * step_seconds, (n,))
         phase = 2 * np.pi * (target_time % DAY) / DAY
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -376,7 +378,7 @@ class PairContext:
         self.standardised = np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-9)
         ready_c = clean(ready) if ready is not None else np.full((n, 1), np.nan)
         self.ready_last = np.nan_to_num(last_valid(ready_c), nan=0.0)
-        self.ready_mean = np.nan_to_num(_nanmean(ready_c), nan=0.0)
+        self.ready_mean = np.nan_to_num(row_nanmean(ready_c), nan=0.0)
         mem = np.nan_to_num(last_valid(clean(memory)), nan=0.0) if memory is not None else np.zeros(n)
         self.memory_last = mem
         self.size = np.where(np.asarray(vm_cpu_size, float) > 0, vm_cpu_size, np.nan)

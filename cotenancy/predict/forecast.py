@@ -781,7 +781,7 @@ class HybridForecaster(Forecaster):
         )
         items_now = profile.item_factors[hour_of_week(times)]  # (width, k)
         shape_now = np.maximum(users @ items_now.T, 1e-3)  # (n, width)
-        mean = np.nan_to_num(feats._nanmean(window), nan=0.0)
+        mean = np.nan_to_num(feats.row_nanmean(window), nan=0.0)
         ratio = window / (mean[:, None] * shape_now + 1e-9)
         spread = feats.nanquantiles(ratio, quantiles)
         spread = np.where(np.isnan(spread), 1.0, spread)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from predict_synthetic import make_state, synthetic_usage
 
-from cotenancy.model import EventKind
+from cotenancy.model import Event, EventKind
 from cotenancy.predict.anomaly import AnomalyDetector, AnomalySettings
 from cotenancy.predict.forecast import HybridForecaster
 from cotenancy.store import HistoryStore
@@ -55,4 +57,40 @@ def test_bad_latest_samples_do_not_alarm(tmp_path):
     state.telemetry.values["network"][0, -1] = np.inf
     state.telemetry.values["network"][1, -1] = -1.0
     state.telemetry.values["network"][2, -1] = np.nan
+    assert detector.detect(state) == []
+
+
+def _moved(state, vm_id: str, at: float):
+    """``state`` with a MIGRATION event of ``vm_id`` ending at ``at``."""
+    event = Event(timestamp=at, kind=EventKind.MIGRATION, vm_ids=(vm_id,), host_id="h0")
+    return replace(state, events=[*state.events, event])
+
+
+def test_usage_on_a_new_host_is_not_judged_against_the_old_hosts_forecast(tmp_path):
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
+    state = _state_with_network(spike_vm=3)
+    latest = float(state.telemetry.timestamps[-1])
+    assert detector.detect(_moved(state, "vm-003", at=latest)) == []
+
+
+def test_a_vm_that_moved_before_the_forecasts_last_sample_is_judged_again(tmp_path):
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
+    state = _state_with_network(spike_vm=3)
+    origin = float(state.telemetry.timestamps[-2])
+    assert [e.vm_ids for e in detector.detect(_moved(state, "vm-003", at=origin))] == [("vm-003",)]
+
+
+def test_a_host_change_seen_between_rounds_counts_as_a_move_without_an_event(tmp_path):
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
+    before = _state_with_network()
+    assert detector.detect(before) == []
+    after = _state_with_network(spike_vm=3)
+    vm = after.inventory.vms["vm-003"]
+    after.inventory.vms["vm-003"] = replace(vm, host_id="h0" if vm.host_id == "h1" else "h1")
+    assert detector.detect(after) == []
+
+
+def test_a_vm_being_migrated_is_not_judged(tmp_path):
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
+    state = replace(_state_with_network(spike_vm=3), migrating=frozenset({"vm-003"}))
     assert detector.detect(state) == []
