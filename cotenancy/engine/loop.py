@@ -112,7 +112,11 @@ class ControlLoop:
         #: rounds of the latest :meth:`run` that failed
         self.failed_rounds = 0
         self._last_collected: float | None = None
-        self.anomaly_detector = anomaly_detector or _configured_anomaly_detector(conf, strategy)
+        if anomaly_detector is None:
+            from cotenancy.predict.anomaly import configured_detector
+
+            anomaly_detector = configured_detector(conf, strategy)
+        self.anomaly_detector = anomaly_detector
 
     def collect(self, now: float) -> tuple[int, list[Event]]:
         """Pull metrics and events since the last round into the buffer and the store.
@@ -352,20 +356,6 @@ class ControlLoop:
             outcome,
             exc_info=not isinstance(exc, CotenancyError),
         )
-
-
-def _configured_anomaly_detector(conf: cfg.ConfigOpts, strategy: Strategy) -> AnomalyDetector | None:
-    """The detector ``[predict] detect_anomalies`` asks for, on the strategy's own forecaster when
-    it has one (one model in memory, the hints it was given), else on ``[predict] forecaster``."""
-    from cotenancy.predict.anomaly import AnomalyDetector, AnomalySettings
-    from cotenancy.predict.base import Forecaster
-
-    if not conf.predict.detect_anomalies:
-        return None
-    forecaster = getattr(strategy, "forecaster", None)
-    if not isinstance(forecaster, Forecaster):
-        forecaster = loading.load_plugin(loading.FORECASTERS, conf.predict.forecaster, conf)
-    return AnomalyDetector(forecaster, AnomalySettings.from_conf(conf))
 
 
 def _in_a_mean(sample: MetricSample, means: Mapping[tuple[str, str], float]) -> bool:

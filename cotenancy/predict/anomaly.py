@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from oslo_config import cfg
 
+from cotenancy import loading
 from cotenancy.model import RESOURCE_UNITS, ClusterState, Event, EventKind, Resource
 from cotenancy.predict import features as feats
 from cotenancy.predict.base import Forecaster
@@ -267,3 +268,14 @@ class AnomalyDetector:
         if events:
             store.add_events(events)
         return events
+
+
+def configured_detector(conf: cfg.ConfigOpts, strategy: object = None) -> AnomalyDetector | None:
+    """The detector ``[predict] detect_anomalies`` asks for, on the strategy's own forecaster when
+    it has one (one model in memory, the hints it was given), else on ``[predict] forecaster``."""
+    if not conf.predict.detect_anomalies:
+        return None
+    forecaster = getattr(strategy, "forecaster", None)
+    if not isinstance(forecaster, Forecaster):
+        forecaster = loading.load_plugin(loading.FORECASTERS, conf.predict.forecaster, conf)
+    return AnomalyDetector(forecaster, AnomalySettings.from_conf(conf))

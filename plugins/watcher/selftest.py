@@ -187,6 +187,8 @@ def command_run(request: dict[str, Any]) -> dict[str, Any]:
     model, vm_by_uuid = scenario_model(request["scenario"])
     uuid_of = {v: u for u, v in vm_by_uuid.items()}
     strategy = de_loading.DefaultStrategyLoader().load(request.get("strategy", "cotenancy_predictive"))
+    if "cotenancy_config_file" in request:
+        strategy.config["cotenancy_config_file"] = request["cotenancy_config_file"]
     strategy._compute_model = model
     strategy._datasource_backend = datasource.CotenancyDatasource(
         metric_source(model, request.get("load", {}), uuid_of)
@@ -212,6 +214,10 @@ def command_run(request: dict[str, Any]) -> dict[str, Any]:
     if translation is not None:
         result["dropped"] = list(translation.dropped)
         result["telemetry_steps"] = len(strategy.last_state.telemetry.timestamps)
+        result["anomalies"] = [
+            {"vm_id": e.vm_ids[0], "host_id": e.host_id, "resource": e.resource, "message": e.message}
+            for e in strategy.last_anomalies
+        ]
         plan = strategy.last_plan
         result["cotenancy_plan"] = [
             {"kind": a.kind.value, "vm_id": a.vm_id, "target_host_id": a.target_host_id, "host_id": a.host_id}

@@ -6,9 +6,11 @@ prediction. Each audit this strategy:
 1. reads the instances' recent CPU and memory through Watcher's datasource backend
    (``statistic_series``, so Gnocchi, Grafana or any datasource Watcher is configured with);
 2. turns Watcher's compute model into a cotenancy :class:`~cotenancy.model.ClusterState`;
-3. asks a cotenancy strategy (``predictive`` by default: demand forecasts, XGBoost pair risk,
+3. flags usage far above its forecast (``[predict] detect_anomalies``): logged, and kept in
+   cotenancy's history store when ``[store] connection`` names one;
+4. asks a cotenancy strategy (``predictive`` by default: demand forecasts, XGBoost pair risk,
    CP-SAT planner) for an :class:`~cotenancy.model.ActionPlan`;
-4. emits Watcher's own ``migrate``, ``resize`` and ``change_nova_service_state`` actions, so
+5. emits Watcher's own ``migrate``, ``resize`` and ``change_nova_service_state`` actions, so
    Watcher's planner orders them and its applier carries them out.
 """
 
@@ -26,9 +28,11 @@ from watcher.decision_engine.strategy.strategies import base
 from cotenancy import loading
 from cotenancy.conf import make_conf
 from cotenancy.conf.predict import telemetry_window_steps
-from cotenancy.model import ActionPlan, ClusterState
+from cotenancy.exceptions import CotenancyError
+from cotenancy.model import ActionPlan, ClusterState, Event
 from cotenancy.plugins.watcher import goal as cotenancy_goal
 from cotenancy.plugins.watcher import translate
+from cotenancy.predict.anomaly import AnomalyDetector, configured_detector
 from cotenancy.strategies.base import Strategy
 
 LOG = log.getLogger(__name__)
@@ -47,7 +51,10 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
 
     #: cotenancy strategies kept between audits of one decision engine, so predictors keep the
     #: history they learned; keyed by (strategy name, cotenancy config file)
-    _planners: ClassVar[dict[tuple[str, str], Strategy]] = {}
+    _planners: ClassVar[dict[tuple[str, str, bool], Strategy]] = {}
+    #: the anomaly detector beside each of those strategies, so it remembers where each VM ran
+    #: the audit before (a VM that just moved is not judged against its old host's forecast)
+    _detectors: ClassVar[dict[tuple[str, str, bool], AnomalyDetector | None]] = {}
     _planners_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, config: Any, osc: Any = None) -> None:
@@ -55,6 +62,7 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         self.last_plan: ActionPlan | None = None
         self.last_translation: translate.Translation | None = None
         self.last_state: ClusterState | None = None
+        self.last_anomalies: list[Event] = []
 
     @classmethod
     def get_name(cls) -> str:
@@ -215,11 +223,13 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         telemetry = translate.telemetry_from_series(inventory, series, now, granularity, steps)
         return translate.cluster_state(inventory, telemetry, now)
 
-    def cotenancy_planner(self) -> Strategy:
-        name = str(self.param("cotenancy_strategy"))
+    def _planner_key(self) -> tuple[str, str, bool]:
         config_file = getattr(self.config, "cotenancy_config_file", None) or ""
-        allow_resize = bool(self.param("allow_resize"))
-        key = (name, config_file, allow_resize)
+        return str(self.param("cotenancy_strategy")), config_file, bool(self.param("allow_resize"))
+
+    def cotenancy_planner(self) -> Strategy:
+        key = self._planner_key()
+        name, config_file, allow_resize = key
         with self._planners_lock:
             planner = self._planners.get(key)
             if planner is None:
@@ -227,7 +237,39 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
                 self._fit_planner_to_watcher(conf, allow_resize)
                 planner = loading.load_plugin(loading.STRATEGIES, name, conf)
                 self._planners[key] = planner
+                self._detectors[key] = configured_detector(conf, planner)
             return planner
+
+    def detect_anomalies(self, planner: Strategy, state: ClusterState) -> list[Event]:
+        """Usage far above its forecast, as the control loop flags it: each anomaly is logged at
+        WARNING and, when cotenancy's ``[store] connection`` is set, kept in that history store,
+        where the open API shows it (``GET /v1/events?kind=anomaly``). Detection serves the
+        operator, not the plan: a failure is logged at ERROR and the audit goes on."""
+        with self._planners_lock:
+            detector = self._detectors.get(self._planner_key())
+        if detector is None:
+            return []
+        try:
+            found = detector.detect(state)
+        except Exception as exc:
+            self._log_failure("anomaly detection failed, the audit goes on without it", exc)
+            return []
+        for event in found:
+            LOG.warning(
+                "cotenancy_predictive: anomaly on instance %s (node %s): %s",
+                event.vm_ids[0],
+                event.host_id,
+                event.message,
+            )
+        if found and planner.conf.store.connection:
+            from cotenancy.store import HistoryStore
+
+            try:
+                with HistoryStore.from_conf(planner.conf) as store:
+                    store.add_events(found)
+            except Exception as exc:
+                self._log_failure("the anomalies above were not stored in the history store", exc)
+        return found
 
     @staticmethod
     def _fit_planner_to_watcher(conf: cfg.ConfigOpts, allow_resize: bool) -> None:
@@ -254,9 +296,21 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
             return []
         return [translate.Flavor(name=f.flavor_name, vcpus=f.vcpus, ram=f.ram, disk=f.disk) for f in listed]
 
+    @staticmethod
+    def _log_failure(what: str, exc: Exception) -> None:
+        """An ERROR, with a traceback only for errors cotenancy did not raise on purpose (bugs)."""
+        LOG.error(
+            "cotenancy_predictive: %s: %s: %s",
+            what,
+            type(exc).__name__,
+            exc,
+            exc_info=not isinstance(exc, CotenancyError),
+        )
+
     def do_execute(self, audit: Any = None) -> None:
         planner = self.cotenancy_planner()
         state = self.build_state(planner)
+        self.last_anomalies = self.detect_anomalies(planner, state)
         plan = planner.plan(state)
         wants_resize = any(a.kind.value == "resize" for a in plan.actions)
         flavors = self.flavors() if wants_resize and self.param("allow_resize") else []

@@ -7,6 +7,9 @@ from collections import Counter
 
 import pytest
 
+from cotenancy.model import EventKind
+from cotenancy.store import HistoryStore
+
 #: Watcher's faker_cluster_state scenario 1: 5 nodes of 40 vCPUs, 8 placed instances of 10-12 vCPUs
 SCENARIO_1 = {"faker": "generate_scenario_1"}
 INSTANCE_0 = "d000ef1f-dc19-4982-9383-087498bfde03"
@@ -200,6 +203,29 @@ def test_strategy_on_a_quiet_cloud_predicts_no_conflict(watcher):
     assert all(a["valid"] for a in answer["actions"]), answer["actions"]
     assert answer["efficacy_indicators"]["conflicts_predicted"] == 0
     assert answer["efficacy_indicators"]["conflicts_avoided"] == 0
+
+
+def test_a_runaway_instance_is_flagged_and_kept_in_cotenancys_history_store(watcher, tmp_path):
+    # a day at 10 % CPU, then two intervals at 95 %: far above any forecast from that day
+    history = tmp_path / "history.sqlite"
+    config = tmp_path / "cotenancy.conf"
+    config.write_text(f"[store]\nconnection = sqlite:///{history}\n")
+    quiet = {"instance_cpu_usage": 10.0, "instance_ram_usage": 1.0}
+    runaway = {"instance_cpu_usage": [10.0] * 310 + [95.0, 95.0]}
+    request = _run(SCENARIO_1, {"step": 300, "defaults": quiet, "instances": {INSTANCE_2: runaway}})
+
+    answer = watcher({**request, "cotenancy_config_file": str(config)})
+
+    assert [(a["vm_id"], a["resource"]) for a in answer["anomalies"]] == [(INSTANCE_2, "cpu")]
+    with HistoryStore(f"sqlite:///{history}") as store:
+        stored = store.events(0, 2**31, kinds=[EventKind.ANOMALY])
+    assert [(e.vm_ids, e.resource) for e in stored] == [((INSTANCE_2,), "cpu")]
+
+
+def test_an_audit_of_ordinary_usage_flags_nothing(watcher):
+    answer = watcher(_run(SCENARIO_1, {"step": 300, "defaults": {"instance_cpu_usage": 10.0}}))
+
+    assert answer["anomalies"] == []
 
 
 def _simulate(shared_dir, strategy: str, rounds: int = 4) -> dict:
