@@ -142,21 +142,6 @@ def nova_admin(nova_clouds_yaml: Path):
 @pytest.fixture
 def nova_server(nova_admin, nova: nova_harness.NovaHarness) -> Iterator:
     """Boots servers pinned to a host; deletes them after the test."""
-    created: list[str] = []
-
-    def boot(name: str, host: str, flavor: str = "m1.tiny"):
-        flavor_id = nova_admin.compute.find_flavor(flavor, ignore_missing=False).id
-        server = nova_admin.compute.create_server(
-            name=name,
-            flavor_id=flavor_id,
-            image_id=nova.image_id,
-            networks="none",
-            availability_zone=f"nova:{host}",
-        )
-        created.append(server.id)
-        return nova_admin.compute.wait_for_server(server, wait=60, interval=0.1)
-
-    yield boot
-    nova.clear_faults()
-    for server_id in created:
-        nova_admin.compute.delete_server(server_id, ignore_missing=True)
+    with nova_harness.pinned_servers(nova_admin, nova.image_id) as boot:
+        yield boot
+        nova.clear_faults()

@@ -8,7 +8,6 @@ If the harness venv is missing or Nova does not start, the tests fail: they neve
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,29 +86,8 @@ def make_server(
     admin: openstack.connection.Connection, nova: nova_harness.NovaHarness
 ) -> Iterator[ServerFactory]:
     """Boot servers pinned to a host (admin's ``nova:<host>`` zone); deleted after the test."""
-    created: list[str] = []
-
-    def boot(name: str, host: str, flavor: str = "m1.tiny", **kwargs: Any) -> Any:
-        flavor_id = admin.compute.find_flavor(flavor, ignore_missing=False).id
-        server = admin.compute.create_server(
-            name=name,
-            flavor_id=flavor_id,
-            image_id=nova.image_id,
-            networks="none",
-            availability_zone=f"nova:{host}",
-            **kwargs,
-        )
-        created.append(server.id)
-        return admin.compute.wait_for_server(server, wait=60, interval=0.1)
-
-    yield boot
-    for server_id in created:
-        admin.compute.delete_server(server_id, ignore_missing=True)
-    deadline = time.monotonic() + 30
-    while created and time.monotonic() < deadline:
-        if all(admin.compute.find_server(s, ignore_missing=True) is None for s in created):
-            break
-        time.sleep(0.1)
+    with nova_harness.pinned_servers(admin, nova.image_id) as boot:
+        yield boot
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -211,3 +211,35 @@ def admin_connection(clouds_yaml: Path):
 
     config = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)])
     return openstack.connection.Connection(config=config.get_one(cloud=CLOUD_NAME))
+
+
+@contextlib.contextmanager
+def pinned_servers(admin: Any, image_id: str) -> Iterator[Any]:
+    """A function that boots servers pinned to a host (admin's ``nova:<host>`` zone) and waits
+    for them; on leaving the block, the servers it booted are deleted and waited out, so the next
+    test starts on empty hosts."""
+    created: list[str] = []
+
+    def boot(name: str, host: str, flavor: str = "m1.tiny", **kwargs: Any) -> Any:
+        flavor_id = admin.compute.find_flavor(flavor, ignore_missing=False).id
+        server = admin.compute.create_server(
+            name=name,
+            flavor_id=flavor_id,
+            image_id=image_id,
+            networks="none",
+            availability_zone=f"nova:{host}",
+            **kwargs,
+        )
+        created.append(server.id)
+        return admin.compute.wait_for_server(server, wait=60, interval=0.1)
+
+    try:
+        yield boot
+    finally:
+        for server_id in created:
+            admin.compute.delete_server(server_id, ignore_missing=True)
+        deadline = time.monotonic() + 30
+        while created and time.monotonic() < deadline:
+            if all(admin.compute.find_server(s, ignore_missing=True) is None for s in created):
+                break
+            time.sleep(0.1)
