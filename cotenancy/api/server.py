@@ -39,6 +39,8 @@ from cotenancy.model import VM, ActionPlan, Event, EventKind, Host, StepStatus
 from cotenancy.plan.report import plan_to_dict
 from cotenancy.store import HistoryStore
 from cotenancy.store.requests import (
+    CONTROL_CHARACTERS,
+    CONTROL_MESSAGE,
     Conflict,
     InvalidRequest,
     Request,
@@ -598,7 +600,7 @@ class Handler(BaseHTTPRequestHandler):
                 reply = Reply(exc.status, exc.body(), headers=exc.headers)
             data = _encode(reply)
         except Exception:
-            LOG.exception("%s %s failed", self.command, self.path[:200])
+            LOG.exception("%s %s failed", self.command, printable(self.path[:200]))
             error = ApiError(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; the server log has the details"
             )
@@ -628,6 +630,11 @@ class Handler(BaseHTTPRequestHandler):
                     f"unknown query parameter; this route takes {sorted(route.query) or 'none'}",
                     name[:64],
                 )
+        # refused before any lookup: PostgreSQL cannot even compare text holding NUL
+        given = [*params.items(), *((name, v) for name, values in query.items() for v in values)]
+        for name, value in given:
+            if CONTROL_CHARACTERS.search(value):
+                raise ApiError(HTTPStatus.BAD_REQUEST, CONTROL_MESSAGE, name)
         body = self._read_body() if self.command == "POST" else None
         return route.handler(Call(params, query, body))
 
@@ -666,7 +673,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        LOG.info("%s %s", self.address_string(), format % args)
+        LOG.info("%s %s", self.address_string(), printable(format % args))
+
+
+def printable(text: str) -> str:
+    """``text`` for one log line: control characters and line separators shown as escapes, and
+    backslashes doubled so an escape sent as text stays distinguishable, as ``http.server``'s own
+    ``log_message`` does; a request line may hold them, and would forge log lines otherwise."""
+    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text.replace("\\", "\\\\"))
 
 
 def _model_unavailable(exc: SchemaMismatch) -> ApiError:
