@@ -40,6 +40,19 @@ def playbook_args(cloud: SimCloud, *extra: str) -> list[str]:
     ]
 
 
+def run_unattended(cloud: SimCloud, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
+    """Runs the playbook without a terminal, as a pipeline job does."""
+    return subprocess.run(
+        ["ansible-playbook", *playbook_args(cloud, *extra)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def run_with_answer(cloud: SimCloud, env: dict[str, str], answer: str) -> tuple[int, str]:
     """Runs the playbook on a terminal (as a person or an approval bot sees it) and answers the pause."""
     child = pexpect.spawn(
@@ -91,15 +104,7 @@ def test_check_mode_plans_but_changes_nothing(sim_cloud: SimCloud, ci_env: dict[
     sim_cloud.driver().set_host_maintenance(sim_cloud.busy_host(), True)
     before = sim_cloud.state_file.read_bytes()
 
-    result = subprocess.run(
-        ["ansible-playbook", *playbook_args(sim_cloud, "--check")],
-        cwd=REPO,
-        env=ci_env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_unattended(sim_cloud, ci_env, "--check")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "live_migrate" in result.stdout  # the plan is shown ...
@@ -132,15 +137,7 @@ def test_check_mode_plans_with_what_other_programs_requested_through_the_api(
             server.server_close()
     before = sim_cloud.state_file.read_bytes()
 
-    result = subprocess.run(
-        ["ansible-playbook", *playbook_args(sim_cloud, "--check")],
-        cwd=REPO,
-        env=ci_env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_unattended(sim_cloud, ci_env, "--check")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"host {busy} is in maintenance" in result.stdout
@@ -156,23 +153,12 @@ def test_a_pipeline_without_a_terminal_applies_only_with_approval_yes(
     sim_cloud.driver().set_host_maintenance(sim_cloud.busy_host(), True)
     before = sim_cloud.state_file.read_bytes()
 
-    def run(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["ansible-playbook", *playbook_args(sim_cloud, *extra)],
-            cwd=REPO,
-            env=ci_env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            stdin=subprocess.DEVNULL,
-        )
-
-    unattended = run()
+    unattended = run_unattended(sim_cloud, ci_env)
     assert unattended.returncode != 0
     assert "was not approved; nothing was applied" in unattended.stdout + unattended.stderr
     assert sim_cloud.state_file.read_bytes() == before
 
-    approved = run("-e", "approval=yes")
+    approved = run_unattended(sim_cloud, ci_env, "-e", "approval=yes")
     assert approved.returncode == 0, approved.stdout + approved.stderr
     latest = max(sim_cloud.store().list_plans(), key=lambda p: p.created_at)
     assert latest.actions and all(a.status is StepStatus.SUCCEEDED for a in latest.actions)
