@@ -400,6 +400,9 @@ class Api:
         until = FAR_FUTURE if until is None else until
         kinds = None
         raw_kinds = [k for value in call.query.get("kind", []) for k in value.split(",") if k]
+        if "kind" in call.query and not raw_kinds:
+            # an empty list of kinds joined by a client selects no kind, not every kind
+            raise ApiError(HTTPStatus.BAD_REQUEST, "give at least one event kind, or leave kind out", "kind")
         if raw_kinds:
             known = {k.value for k in EventKind}
             for kind in raw_kinds:

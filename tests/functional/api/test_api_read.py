@@ -112,3 +112,12 @@ def test_events_reject_unknown_kind_and_bad_times(client) -> None:
     assert answer.status == 400 and answer.error["field"] == "since"
     answer = client.get("/v1/events?limit=0")
     assert answer.status == 400 and answer.error["field"] == "limit"
+
+
+def test_an_empty_kind_filter_is_refused_not_read_as_every_kind(client) -> None:
+    """A client joining an empty list of kinds must not get every event instead of none."""
+    for query in ("kind=", "kind=,", "kind=,,&kind="):
+        answer = client.get(f"/v1/events?since={T0}&{query}")
+        assert answer.status == 400, query
+        assert answer.error["field"] == "kind"
+    assert client.get(f"/v1/events?since={T0}&kind=anomaly,").json["events"][0]["kind"] == "anomaly"
