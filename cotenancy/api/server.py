@@ -396,7 +396,10 @@ class Api:
         until = call.time("until")
         since = call.time("since")
         if since is None:
-            since = (until if until is not None else self.clock()) - DEFAULT_EVENTS_SECONDS
+            # now is the wall clock or, when earlier, just after the newest sample, as for
+            # predictions: a simulated cloud stamps its events with its own, earlier, clock
+            now = min(self.clock(), self.predictions.origin(None))
+            since = (until if until is not None else now) - DEFAULT_EVENTS_SECONDS
         until = FAR_FUTURE if until is None else until
         kinds = None
         raw_kinds = [k for value in call.query.get("kind", []) for k in value.split(",") if k]
