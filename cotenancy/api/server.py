@@ -549,6 +549,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:  # noqa: N802
         self._dispatch()
 
+    def do_HEAD(self) -> None:  # noqa: N802 - no route serves it: 405 with Allow, not 501
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._dispatch()
+
     def _authorised(self) -> bool:
         token = self.server.auth_token
         if not token:
@@ -662,7 +668,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if data:
+        if data and self.command != "HEAD":
             self.wfile.write(data)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
