@@ -463,7 +463,7 @@ class Api:
     def _describe(self, request: Request) -> dict[str, Any]:
         body = request.as_dict(self.clock())
         if request.kind is RequestKind.DRAIN:
-            body["unknown"] = unknown_references(request, self.store.hosts(present_only=True), ())
+            body["unknown"] = unknown_references(request, self.store.hosts(present_only=True), {})
         else:
             body["unknown"] = unknown_references(request, (), self.store.vms(present_only=True))
         return body

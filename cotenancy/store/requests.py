@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cotenancy.exceptions import CotenancyError, NotFound
-from cotenancy.model import AffinityRule, Inventory, Resource, RuleKind
+from cotenancy.model import VM, AffinityRule, Inventory, Resource, RuleKind
 from cotenancy.predict.hints import Hint, hints_from_conf
 from cotenancy.store import schema
 from cotenancy.store.history import HistoryStore
@@ -331,18 +331,22 @@ def validate(kind: RequestKind, body: object, now: float) -> tuple[dict[str, Any
     return spec, expires_at, created_by
 
 
-def unknown_references(request: Request, host_ids: Iterable[str], vm_ids: Iterable[str]) -> list[str]:
-    """Ids the request names that the last known inventory does not have.
+def unknown_references(request: Request, host_ids: Iterable[str], vms: Mapping[str, VM]) -> list[str]:
+    """Ids the request names that the last known inventory does not have, and for an
+    ``app_type`` hint the workload class when no VM of it is known.
 
     Such requests are kept (a VM may be booting, the inventory may lag a round): they take effect
-    when the id appears, and the API reports them so a typo does not go unnoticed.
+    when the id (or a VM of the class) appears, and the API reports them so a typo does not go
+    unnoticed.
     """
     spec = request.spec
     if request.kind is RequestKind.DRAIN:
         return [] if spec["host_id"] in set(host_ids) else [spec["host_id"]]
-    known = set(vm_ids)
+    if "app_type" in spec:
+        classes = {vm.workload.app_type for vm in vms.values()}
+        return [] if spec["app_type"] in classes else [spec["app_type"]]
     named = [spec["vm_id"]] if request.kind is RequestKind.CRITICAL else spec.get("vm_ids", [])
-    return [v for v in named if v not in known]
+    return [v for v in named if v not in vms]
 
 
 # storage ------------------------------------------------------------------------------------
