@@ -101,7 +101,8 @@ class Predictions:
         start = now - self.step * self.window_steps
         telemetry = self.store.series(start, now, self.step, vm_ids=rows, metrics=METRICS)
         memory = float(getattr(self._risk, "memory_seconds", DEFAULT_MEMORY_SECONDS))
-        events = self.store.events(now - memory, now, kinds=[EventKind.DEGRADATION])
+        # as the loop hands them over: past conflicts, and the moves behind placement-churn features
+        events = self.store.events(now - memory, now, kinds=[EventKind.DEGRADATION, EventKind.MIGRATION])
         migrating = frozenset(v.id for v in inventory.vms.values() if v.state is VMState.MIGRATING)
         return ClusterState(
             now=now,

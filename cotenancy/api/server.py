@@ -39,6 +39,8 @@ from cotenancy.model import VM, ActionPlan, Event, EventKind, Host, StepStatus
 from cotenancy.plan.report import plan_to_dict
 from cotenancy.store import HistoryStore
 from cotenancy.store.requests import (
+    CONTROL_CHARACTERS,
+    CONTROL_MESSAGE,
     Conflict,
     InvalidRequest,
     Request,
@@ -394,10 +396,16 @@ class Api:
         until = call.time("until")
         since = call.time("since")
         if since is None:
-            since = (until if until is not None else self.clock()) - DEFAULT_EVENTS_SECONDS
+            # now is the wall clock or, when earlier, just after the newest sample, as for
+            # predictions: a simulated cloud stamps its events with its own, earlier, clock
+            now = min(self.clock(), self.predictions.origin(None))
+            since = (until if until is not None else now) - DEFAULT_EVENTS_SECONDS
         until = FAR_FUTURE if until is None else until
         kinds = None
         raw_kinds = [k for value in call.query.get("kind", []) for k in value.split(",") if k]
+        if "kind" in call.query and not raw_kinds:
+            # an empty list of kinds joined by a client selects no kind, not every kind
+            raise ApiError(HTTPStatus.BAD_REQUEST, "give at least one event kind, or leave kind out", "kind")
         if raw_kinds:
             known = {k.value for k in EventKind}
             for kind in raw_kinds:
@@ -455,7 +463,7 @@ class Api:
     def _describe(self, request: Request) -> dict[str, Any]:
         body = request.as_dict(self.clock())
         if request.kind is RequestKind.DRAIN:
-            body["unknown"] = unknown_references(request, self.store.hosts(present_only=True), ())
+            body["unknown"] = unknown_references(request, self.store.hosts(present_only=True), {})
         else:
             body["unknown"] = unknown_references(request, (), self.store.vms(present_only=True))
         return body
@@ -541,6 +549,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:  # noqa: N802
         self._dispatch()
 
+    def do_HEAD(self) -> None:  # noqa: N802 - no route serves it: 405 with Allow, not 501
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._dispatch()
+
     def _authorised(self) -> bool:
         token = self.server.auth_token
         if not token:
@@ -598,7 +612,7 @@ class Handler(BaseHTTPRequestHandler):
                 reply = Reply(exc.status, exc.body(), headers=exc.headers)
             data = _encode(reply)
         except Exception:
-            LOG.exception("%s %s failed", self.command, self.path[:200])
+            LOG.exception("%s %s failed", self.command, printable(self.path[:200]))
             error = ApiError(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; the server log has the details"
             )
@@ -628,6 +642,11 @@ class Handler(BaseHTTPRequestHandler):
                     f"unknown query parameter; this route takes {sorted(route.query) or 'none'}",
                     name[:64],
                 )
+        # refused before any lookup: PostgreSQL cannot even compare text holding NUL
+        given = [*params.items(), *((name, v) for name, values in query.items() for v in values)]
+        for name, value in given:
+            if CONTROL_CHARACTERS.search(value):
+                raise ApiError(HTTPStatus.BAD_REQUEST, CONTROL_MESSAGE, name)
         body = self._read_body() if self.command == "POST" else None
         return route.handler(Call(params, query, body))
 
@@ -649,7 +668,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if data:
+        if data and self.command != "HEAD":
             self.wfile.write(data)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -666,7 +685,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        LOG.info("%s %s", self.address_string(), format % args)
+        LOG.info("%s %s", self.address_string(), printable(format % args))
+
+
+def printable(text: str) -> str:
+    """``text`` for one log line: control characters and line separators shown as escapes, and
+    backslashes doubled so an escape sent as text stays distinguishable, as ``http.server``'s own
+    ``log_message`` does; a request line may hold them, and would forge log lines otherwise."""
+    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text.replace("\\", "\\\\"))
 
 
 def _model_unavailable(exc: SchemaMismatch) -> ApiError:

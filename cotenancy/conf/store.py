@@ -10,7 +10,10 @@ OPTS = [
         secret=True,
         help="SQLAlchemy URL of the history store, e.g. "
         "postgresql+psycopg://user:password@127.0.0.1/cotenancy. "
-        "Unset: SQLite at <state_path>/history.sqlite.",
+        "Unset: SQLite at <state_path>/history.sqlite. A PostgreSQL server on another machine is "
+        "reached over TLS verified against the system's CAs (sslmode=verify-full, "
+        "sslrootcert=system) unless the URL or PGSSLMODE sets sslmode; give sslrootcert=PATH for "
+        "a private CA.",
     ),
     cfg.FloatOpt(
         "raw_retention_hours",

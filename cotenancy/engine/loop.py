@@ -85,14 +85,20 @@ class ControlLoop:
         datasource: Datasource | None = None,
         dry_run: bool | None = None,
         anomaly_detector: AnomalyDetector | None = None,
+        read_only: bool = False,
     ) -> None:
+        """``read_only``: read history and the requests other programs made through the API from
+        ``store`` but write nothing to it (a preview such as Ansible's check mode, whose plan must
+        be the one a real run would make)."""
         from cotenancy.store import TelemetryBuffer
 
         self.conf = conf
         self.driver = driver
         self.strategy = strategy
         self.store = store
-        self.executor = executor or DriverExecutor(conf, store=store)
+        #: where samples, events, inventory and plans are written: None in a read-only loop
+        self.written_store = None if read_only else store
+        self.executor = executor or DriverExecutor(conf, store=self.written_store)
         self.datasource = datasource or loading.load_plugin(
             loading.DATASOURCES, conf.datasource, conf, driver
         )
@@ -138,8 +144,8 @@ class ControlLoop:
         if future := self.telemetry.rejected["future"] - future_before:
             LOG.warning("%d samples stamped after the round's time (%.0f) were not used", future, now)
         events = self.driver.get_events(start, now)
-        if self.store is not None:
-            self._store(self.store, samples, events, start, now)
+        if self.written_store is not None:
+            self._store(self.written_store, samples, events, start, now)
         self._last_collected = now
         return len(samples), warm_events + events
 
@@ -188,11 +194,11 @@ class ControlLoop:
     def apply_retention(self, now: float) -> None:
         """Raw samples older than ``[store] raw_retention_hours`` become ``downsample_step``
         means, at most once a ``downsample_step``; ``raw_retention_hours = 0`` keeps them all."""
-        if self.store is None or self.raw_retention_seconds <= 0:
+        if self.written_store is None or self.raw_retention_seconds <= 0:
             return
         if self._retention_ran_at is not None and now - self._retention_ran_at < self.downsample_step:
             return
-        removed = self.store.downsample(now - self.raw_retention_seconds, self.downsample_step)
+        removed = self.written_store.downsample(now - self.raw_retention_seconds, self.downsample_step)
         self._retention_ran_at = now
         if removed:
             LOG.info(
@@ -205,8 +211,9 @@ class ControlLoop:
     def observe(self, now: float, events: list[Event]) -> ClusterState:
         """The state the strategy decides on."""
         inventory = self.driver.get_inventory()
+        if self.written_store is not None:
+            self.written_store.upsert_inventory(inventory, now)
         if self.store is not None:
-            self.store.upsert_inventory(inventory, now)
             inventory = self._apply_operator_requests(inventory)
         window = self.telemetry.window(now, self.window_steps, vm_ids=sorted(inventory.vms))
         migrating = frozenset(v.id for v in inventory.vms.values() if v.state is VMState.MIGRATING)
@@ -242,8 +249,8 @@ class ControlLoop:
             return []
         for event in found:
             LOG.warning("anomaly on VM %s (host %s): %s", event.vm_ids[0], event.host_id, event.message)
-        if found and self.store is not None:
-            self.store.add_events(found)
+        if found and self.written_store is not None:
+            self.written_store.add_events(found)
         return found
 
     def _apply_operator_requests(self, inventory: Inventory) -> Inventory:
@@ -276,8 +283,8 @@ class ControlLoop:
         plan = self.strategy.plan(state)
         plan_seconds = time.perf_counter() - planning
         plan.strategy = plan.strategy or self.strategy.name
-        if self.store is not None:
-            self.store.save_plan(plan)
+        if self.written_store is not None:
+            self.written_store.save_plan(plan)
         executed = False
         if plan.actions and not self.dry_run:
             self.executor.execute(plan, self.driver)

@@ -8,8 +8,10 @@ Samples and events have a unique key, so what a driver sends again is counted, n
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -127,11 +129,53 @@ def normalise_url(url: str) -> sa.URL:
             f"history store: {parsed.get_backend_name()!r} databases are not supported; "
             "use SQLite (sqlite:///PATH) or PostgreSQL (postgresql://...)"
         )
+    if parsed.get_backend_name() == "postgresql":
+        parsed = _verified_tls_when_remote(parsed)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         parsed = parsed.set(database=str(path))
     return parsed
+
+
+def _verified_tls_when_remote(url: sa.URL) -> sa.URL:
+    """``url`` with ``sslmode=verify-full`` (and the system's CAs unless ``sslrootcert`` names
+    others) when the server is on another machine and neither the URL nor ``PGSSLMODE`` chose a
+    mode: the store holds the drains and rules that steer the cloud and is logged in to with a
+    password, and libpq's own default (``prefer``) takes any certificate, or none. A Unix socket
+    or a loopback address keeps libpq's defaults."""
+    if "sslmode" in url.query or "PGSSLMODE" in os.environ:
+        return url
+    hosts = [url.host] if url.host else []
+    given = url.query.get("host")
+    hosts += [given] if isinstance(given, str) else list(given or ())
+    if all(_on_this_machine(h) for h in hosts):
+        return url
+    added = {"sslmode": "verify-full"}
+    if "sslrootcert" not in url.query and "PGSSLROOTCERT" not in os.environ:
+        added["sslrootcert"] = "system"
+    return url.update_query_dict(added)
+
+
+def _on_this_machine(host: str) -> bool:
+    """A Unix socket folder, ``localhost`` or a loopback address; ``host`` may carry a port
+    (``h1:5432``, as a ``?host=`` of a multi-host URL does) or a comma-separated list of hosts."""
+    for item in host.split(","):
+        name = item.strip()
+        if not name or name.startswith("/"):
+            continue
+        if name.count(":") == 1:
+            name = name.partition(":")[0]
+        name = name.strip("[]")
+        if name == "localhost":
+            continue
+        try:
+            if ipaddress.ip_address(name).is_loopback:
+                continue
+        except ValueError:
+            pass
+        return False
+    return True
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -20,6 +20,7 @@ import datetime as dt
 import enum
 import glob
 import math
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -29,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cotenancy.exceptions import CotenancyError, NotFound
-from cotenancy.model import AffinityRule, Inventory, Resource, RuleKind
+from cotenancy.model import VM, AffinityRule, Inventory, Resource, RuleKind
 from cotenancy.predict.hints import Hint, hints_from_conf
 from cotenancy.store import schema
 from cotenancy.store.history import HistoryStore
@@ -46,6 +47,13 @@ MAX_POSIX_SECONDS = 32_503_680_000.0
 #: serialises the duplicate check and the insert among this process's threads (the API server runs
 #: one per connection); the database lock of :func:`_lock_requests_table` does it among processes
 _ADD_LOCK = threading.Lock()
+#: control characters (C0, DEL, C1) and the separators Python and JavaScript end a line at: in an id
+#: or a label they forge lines in the server log and in the plan table ``cotenancy plan`` prints, and
+#: PostgreSQL cannot store NUL at all
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_MESSAGE = (
+    "must not contain control characters or line separators (U+0000-U+001F, U+007F-U+009F, U+2028, U+2029)"
+)
 
 
 class RequestKind(enum.StrEnum):
@@ -198,6 +206,8 @@ def _text(body: Mapping[str, Any], key: str, required: bool, limit: int = MAX_ID
         raise InvalidRequest(key, "expected non-empty text")
     if len(value) > limit:
         raise InvalidRequest(key, f"longer than {limit} characters")
+    if CONTROL_CHARACTERS.search(value):
+        raise InvalidRequest(key, CONTROL_MESSAGE)
     return value
 
 
@@ -212,6 +222,8 @@ def _vm_ids(body: Mapping[str, Any], key: str, minimum: int) -> list[str]:
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item or len(item) > MAX_ID_LENGTH:
             raise InvalidRequest(f"{key}[{i}]", f"expected a VM id (1 to {MAX_ID_LENGTH} characters)")
+        if CONTROL_CHARACTERS.search(item):
+            raise InvalidRequest(f"{key}[{i}]", CONTROL_MESSAGE)
     unique = list(dict.fromkeys(value))
     if len(unique) < minimum:
         raise InvalidRequest(key, f"needs at least {minimum} different VM ids")
@@ -319,18 +331,22 @@ def validate(kind: RequestKind, body: object, now: float) -> tuple[dict[str, Any
     return spec, expires_at, created_by
 
 
-def unknown_references(request: Request, host_ids: Iterable[str], vm_ids: Iterable[str]) -> list[str]:
-    """Ids the request names that the last known inventory does not have.
+def unknown_references(request: Request, host_ids: Iterable[str], vms: Mapping[str, VM]) -> list[str]:
+    """Ids the request names that the last known inventory does not have, and for an
+    ``app_type`` hint the workload class when no VM of it is known.
 
     Such requests are kept (a VM may be booting, the inventory may lag a round): they take effect
-    when the id appears, and the API reports them so a typo does not go unnoticed.
+    when the id (or a VM of the class) appears, and the API reports them so a typo does not go
+    unnoticed.
     """
     spec = request.spec
     if request.kind is RequestKind.DRAIN:
         return [] if spec["host_id"] in set(host_ids) else [spec["host_id"]]
-    known = set(vm_ids)
+    if "app_type" in spec:
+        classes = {vm.workload.app_type for vm in vms.values()}
+        return [] if spec["app_type"] in classes else [spec["app_type"]]
     named = [spec["vm_id"]] if request.kind is RequestKind.CRITICAL else spec.get("vm_ids", [])
-    return [v for v in named if v not in known]
+    return [v for v in named if v not in vms]
 
 
 # storage ------------------------------------------------------------------------------------

@@ -4,12 +4,17 @@ collection plans against the simulated cloud, stops for approval, and applies on
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
+import urllib.request
 
 import pexpect
 import pytest
 from ansible_helpers import REPO, TEST_DRIVER, SimCloud
 
+from cotenancy.api import make_server
+from cotenancy.conf import api as api_conf
 from cotenancy.model import StepStatus
 
 PLAYBOOK = REPO / "playbooks" / "ci" / "plan_approve_apply.yml"
@@ -33,6 +38,19 @@ def playbook_args(cloud: SimCloud, *extra: str) -> list[str]:
         f'{{"cotenancy_config_files": ["{cloud.config_file}"]}}',
         *extra,
     ]
+
+
+def run_unattended(cloud: SimCloud, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
+    """Runs the playbook without a terminal, as a pipeline job does."""
+    return subprocess.run(
+        ["ansible-playbook", *playbook_args(cloud, *extra)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def run_with_answer(cloud: SimCloud, env: dict[str, str], answer: str) -> tuple[int, str]:
@@ -86,20 +104,47 @@ def test_check_mode_plans_but_changes_nothing(sim_cloud: SimCloud, ci_env: dict[
     sim_cloud.driver().set_host_maintenance(sim_cloud.busy_host(), True)
     before = sim_cloud.state_file.read_bytes()
 
-    result = subprocess.run(
-        ["ansible-playbook", *playbook_args(sim_cloud, "--check")],
-        cwd=REPO,
-        env=ci_env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_unattended(sim_cloud, ci_env, "--check")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "live_migrate" in result.stdout  # the plan is shown ...
     assert sim_cloud.state_file.read_bytes() == before  # ... and nothing changed
     assert sim_cloud.store().list_plans() == []
+
+
+def test_check_mode_plans_with_what_other_programs_requested_through_the_api(
+    sim_cloud: SimCloud, ci_env: dict[str, str]
+) -> None:
+    """The plan --check shows is the plan apply would carry out: a drain requested over HTTP moves
+    the host's VMs off in both, and check mode still writes nothing to the store."""
+    busy = sim_cloud.busy_host()
+    conf = sim_cloud.conf()
+    conf.register_opts(api_conf.OPTS, group=api_conf.GROUP)
+    with sim_cloud.store() as store:
+        server = make_server(conf, store, listen="127.0.0.1:0")
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        try:
+            request = urllib.request.Request(
+                f"{server.url}/v1/drains",
+                data=json.dumps({"host_id": busy, "reason": "BIOS update"}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.status == 201
+        finally:
+            server.shutdown()
+            server.server_close()
+    before = sim_cloud.state_file.read_bytes()
+
+    result = run_unattended(sim_cloud, ci_env, "--check")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"host {busy} is in maintenance" in result.stdout
+    assert sim_cloud.state_file.read_bytes() == before
+    with sim_cloud.store() as store:
+        assert store.list_plans() == []
+        assert store.vms() == {}
 
 
 def test_a_pipeline_without_a_terminal_applies_only_with_approval_yes(
@@ -108,23 +153,12 @@ def test_a_pipeline_without_a_terminal_applies_only_with_approval_yes(
     sim_cloud.driver().set_host_maintenance(sim_cloud.busy_host(), True)
     before = sim_cloud.state_file.read_bytes()
 
-    def run(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["ansible-playbook", *playbook_args(sim_cloud, *extra)],
-            cwd=REPO,
-            env=ci_env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            stdin=subprocess.DEVNULL,
-        )
-
-    unattended = run()
+    unattended = run_unattended(sim_cloud, ci_env)
     assert unattended.returncode != 0
     assert "was not approved; nothing was applied" in unattended.stdout + unattended.stderr
     assert sim_cloud.state_file.read_bytes() == before
 
-    approved = run("-e", "approval=yes")
+    approved = run_unattended(sim_cloud, ci_env, "-e", "approval=yes")
     assert approved.returncode == 0, approved.stdout + approved.stderr
     latest = max(sim_cloud.store().list_plans(), key=lambda p: p.created_at)
     assert latest.actions and all(a.status is StepStatus.SUCCEEDED for a in latest.actions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from api_helpers import NOW, STEP
 
 FORECAST_ORIGIN = NOW - STEP  # the last interval with samples
@@ -146,3 +147,39 @@ def test_a_damaged_model_file_with_no_good_model_before_it_is_a_503_saying_why(
 def test_answers_say_there_is_no_model_problem_when_the_model_serves(client) -> None:
     assert client.get("/v1/predictions/pairs").json["model_problem"] is None
     assert client.get("/v1/predictions/forecast/web-1").json["model_problem"] is None
+
+
+def test_a_trained_model_sees_recent_migrations_in_the_api_as_in_the_control_loop(
+    client, api_conf_obj
+) -> None:
+    """The loop hands the risk model migration events as well as degradations (placement churn
+    features); the API's pair risks must come from the same history. A model trained so that a
+    pair with a VM moved in the last hour conflicts scores db-1/idle-1 (idle-1 moved half an hour
+    before the newest sample) high and the pairs of h1, where nothing moved, low."""
+    from cotenancy import loading
+    from cotenancy.predict import features as feats
+    from cotenancy.predict.history import PairDataset
+    from cotenancy.predict.risk import RiskTrainingConfig, train_risk
+
+    risk = loading.load_plugin(loading.RISK_MODELS, "xgboost", api_conf_obj)
+    rng = np.random.default_rng(0)
+    rows = 4000
+    x = rng.uniform(0.0, 300.0, (rows, len(feats.PAIR_FEATURES)))
+    since = feats.PAIR_FEATURES.index("pair_since_migration_min")
+    x[:, since] = rng.choice([0.0, 5.0, 7.0, 10.0, 288.0], rows)
+    dataset = PairDataset(
+        x=x,
+        y=(x[:, since] <= 12).astype(np.int8),
+        step=np.arange(rows) // 10,
+        keys=np.zeros(rows, dtype=np.int64),
+        host_used=np.zeros(rows),
+        host_lr=np.zeros(rows),
+        telemetry=risk.telemetry_shape(STEP),
+    )
+    risk.save(train_risk(dataset, RiskTrainingConfig(rounds=20)))
+
+    body = client.get("/v1/predictions/pairs").json
+    assert body["trained"] is True and body["model_problem"] is None
+    by_pair = {tuple(p["vm_ids"]): p["risk"] for p in body["pairs"]}
+    assert by_pair[("db-1", "idle-1")] > 0.9
+    assert max(r for pair, r in by_pair.items() if pair != ("db-1", "idle-1")) < 0.1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from api_helpers import NOW, T0
+import threading
 
+from api_helpers import NOW, T0, Client
+
+from cotenancy.api import make_server
 from cotenancy.model import Inventory
 
 
@@ -105,6 +108,24 @@ def test_events_by_kind_and_time(client) -> None:
     assert client.get(f"/v1/events?until={NOW}&vm_id=db-1").json["events"][0]["vm_ids"] == ["db-1"]
 
 
+def test_the_default_window_of_events_follows_a_store_fed_by_a_simulated_clock(
+    api_conf_obj, seeded_store
+) -> None:
+    """The simulated driver stamps samples and events with its own clock (years before the wall
+    clock): the last day of events is the day before the newest sample, as for predictions, so
+    ?kind=anomaly lists what the loop flagged. The server runs on the real clock, as the product."""
+    server = make_server(api_conf_obj, seeded_store, listen="127.0.0.1:0")
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        client = Client(server)
+        anomalies = client.get("/v1/events?kind=anomaly").json["events"]
+        assert [e["message"] for e in anomalies] == ["db-1 spiked"]
+        assert len(client.get("/v1/events").json["events"]) == 3
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_events_reject_unknown_kind_and_bad_times(client) -> None:
     answer = client.get("/v1/events?kind=explosion")
     assert answer.status == 400 and answer.error["field"] == "kind"
@@ -112,3 +133,12 @@ def test_events_reject_unknown_kind_and_bad_times(client) -> None:
     assert answer.status == 400 and answer.error["field"] == "since"
     answer = client.get("/v1/events?limit=0")
     assert answer.status == 400 and answer.error["field"] == "limit"
+
+
+def test_an_empty_kind_filter_is_refused_not_read_as_every_kind(client) -> None:
+    """A client joining an empty list of kinds must not get every event instead of none."""
+    for query in ("kind=", "kind=,", "kind=,,&kind="):
+        answer = client.get(f"/v1/events?since={T0}&{query}")
+        assert answer.status == 400, query
+        assert answer.error["field"] == "kind"
+    assert client.get(f"/v1/events?since={T0}&kind=anomaly,").json["events"][0]["kind"] == "anomaly"

@@ -49,6 +49,17 @@ def test_ids_the_inventory_lacks_are_kept_and_reported(client) -> None:
     assert critical.status == 201 and critical.json["unknown"] == []
 
 
+def test_a_workload_class_no_vm_has_is_reported_like_an_unknown_id(client) -> None:
+    """A hint for app_type "wbe" would scale nothing, silently: the answer lists the class as it
+    lists an id the inventory lacks, and the hint is kept for VMs of that class to come."""
+    hint = {"start": NOW, "end": NOW + 3600, "demand": {"cpu": 2}}
+    typo = client.post("/v1/hints", hint | {"app_type": "wbe"})
+    assert typo.status == 201 and typo.json["unknown"] == ["wbe"]
+    assert client.get(typo.headers["location"]).json["unknown"] == ["wbe"]
+    known = client.post("/v1/hints", hint | {"app_type": "web"})
+    assert known.status == 201 and known.json["unknown"] == []
+
+
 @pytest.mark.parametrize(
     ("collection", "body", "field"),
     [

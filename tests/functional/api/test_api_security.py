@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import sys
@@ -105,6 +106,26 @@ def test_wrong_routes_methods_and_query_parameters(client) -> None:
     assert answer.status == 400 and answer.error["field"] == "limit"
     answer = client.get("/v1/plans?limit=1&limit=2")
     assert answer.status == 400 and answer.error["field"] == "limit"
+
+
+def test_head_and_options_are_methods_not_allowed_with_the_allowed_ones(client) -> None:
+    """A monitoring probe's HEAD or a browser's OPTIONS is a known method the routes do not serve:
+    405 with Allow, as for PUT, not 501 "unsupported method"; a HEAD answer has no body, and the
+    connection serves the next request."""
+    connection = client.connection()
+    try:
+        connection.request("HEAD", "/v1")
+        head = connection.getresponse()
+        assert head.status == 405 and head.getheader("Allow") == "GET"
+        assert head.read() == b""
+        connection.request("OPTIONS", "/v1/rules")
+        options = connection.getresponse()
+        assert options.status == 405 and options.getheader("Allow") == "GET, POST"
+        assert json.loads(options.read())["error"]["code"] == 405
+        connection.request("GET", "/v1")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
 
 
 def test_malformed_http_gets_a_json_error(client) -> None:

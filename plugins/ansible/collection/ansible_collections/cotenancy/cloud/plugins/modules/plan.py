@@ -10,7 +10,9 @@ description:
   - Reads inventory and metrics through a cotenancy driver, predicts conflicts and demand, and
     computes an action plan with the configured strategy (default C(predictive)).
   - The plan is stored in the history store so that M(cotenancy.cloud.apply) can carry it out after
-    approval. In check mode the plan is computed and returned but not stored.
+    approval. In check mode the plan is computed the same way (from the stored history and the
+    requests other programs made through the open API, such as host drains) and returned, and
+    nothing is written to the history store.
 version_added: "0.1.0"
 author: cotenancy developers
 options:
@@ -87,7 +89,8 @@ def main() -> None:
             conf,
             driver=driver,
             strategy=load_strategy(conf, module.params["strategy"]),
-            store=None if module.check_mode else store,
+            store=store,
+            read_only=module.check_mode,
             dry_run=True,
         )
         result = None
