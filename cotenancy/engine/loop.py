@@ -258,19 +258,12 @@ class ControlLoop:
 
         Their expiry times are wall-clock times, whatever clock the cloud keeps.
         """
-        from cotenancy.store.requests import apply_requests, forecaster_calendar
+        from cotenancy.store.requests import apply_operator_requests
 
-        wall_now = time.time()
-        inventory = apply_requests(self.store, inventory, wall_now)
         detector = self.anomaly_detector
-        candidates = (getattr(self.strategy, "forecaster", None), detector and detector.forecaster)
         # the detector usually shares the strategy's forecaster: each one gets the calendar once
-        forecasters = {id(f): f for f in candidates if hasattr(f, "hints")}
-        if forecasters:
-            calendar = forecaster_calendar(self.conf, self.store, wall_now)
-            for forecaster in forecasters.values():
-                forecaster.hints = calendar
-        return inventory
+        forecasters = (getattr(self.strategy, "forecaster", None), detector and detector.forecaster)
+        return apply_operator_requests(self.conf, self.store, inventory, forecasters, time.time())
 
     def run_once(self) -> RoundResult:
         started = time.perf_counter()

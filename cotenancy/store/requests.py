@@ -527,6 +527,22 @@ def active_hints(store: HistoryStore, now: float) -> list[Hint]:
     return hints_of(requests, apps)
 
 
+def apply_operator_requests(
+    conf: Any, store: HistoryStore, inventory: Inventory, forecasters: Iterable[object], now: float
+) -> Inventory:
+    """What other programs asked through the API, as a planning round takes it: ``inventory``
+    with the active rules, drains and critical marks (:func:`apply_requests`), and each distinct
+    forecaster given the round's calendar of hints (:func:`forecaster_calendar`). ``now`` is the
+    wall clock: request expiry times are wall-clock times, whatever clock the cloud keeps."""
+    inventory = apply_requests(store, inventory, now)
+    distinct = {id(f): f for f in forecasters if f is not None and hasattr(f, "hints")}
+    if distinct:
+        calendar = forecaster_calendar(conf, store, now)
+        for forecaster in distinct.values():
+            forecaster.hints = calendar
+    return inventory
+
+
 def forecaster_calendar(conf: Any, store: HistoryStore, now: float) -> list[Hint]:
     """Every hint the forecaster should apply at ``now``: the configured ones (``[predict] hint``,
     ``hints_file``) followed by those requested through the API. Assign it to the forecaster's

@@ -6,16 +6,19 @@ prediction. Each audit this strategy:
 1. reads the instances' recent CPU and memory through Watcher's datasource backend
    (``statistic_series``, so Gnocchi, Grafana or any datasource Watcher is configured with);
 2. turns Watcher's compute model into a cotenancy :class:`~cotenancy.model.ClusterState`;
-3. flags usage far above its forecast (``[predict] detect_anomalies``): logged, and kept in
-   cotenancy's history store when ``[store] connection`` names one;
-4. asks a cotenancy strategy (``predictive`` by default: demand forecasts, XGBoost pair risk,
+3. when cotenancy's ``[store] connection`` names the history store its open API serves, applies
+   the rules, drains, critical marks and hints other programs asked for there;
+4. flags usage far above its forecast (``[predict] detect_anomalies``): logged, and kept in
+   that history store when there is one;
+5. asks a cotenancy strategy (``predictive`` by default: demand forecasts, XGBoost pair risk,
    CP-SAT planner) for an :class:`~cotenancy.model.ActionPlan`;
-5. emits Watcher's own ``migrate``, ``resize`` and ``change_nova_service_state`` actions, so
+6. emits Watcher's own ``migrate``, ``resize`` and ``change_nova_service_state`` actions, so
    Watcher's planner orders them and its applier carries them out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -29,10 +32,12 @@ from cotenancy import loading
 from cotenancy.conf import make_conf
 from cotenancy.conf.predict import telemetry_window_steps
 from cotenancy.exceptions import CotenancyError
-from cotenancy.model import ActionPlan, ClusterState, Event
+from cotenancy.model import ActionPlan, ClusterState, Event, Inventory
 from cotenancy.plugins.watcher import goal as cotenancy_goal
 from cotenancy.plugins.watcher import translate
 from cotenancy.predict.anomaly import AnomalyDetector, configured_detector
+from cotenancy.store import HistoryStore
+from cotenancy.store.requests import apply_operator_requests
 from cotenancy.strategies.base import Strategy
 
 LOG = log.getLogger(__name__)
@@ -209,8 +214,9 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
             series[vm_id] = per_metric
         return series
 
-    def build_state(self, planner: Strategy) -> ClusterState:
-        """Watcher's compute model and datasource as the state ``planner`` plans on."""
+    def build_state(self, planner: Strategy, store: HistoryStore | None = None) -> ClusterState:
+        """Watcher's compute model and datasource as the state ``planner`` plans on, with what
+        other programs asked through cotenancy's open API when ``store`` is the one it serves."""
         scale = translate.UnitScale(
             mhz_per_vcpu=float(self.param("mhz_per_vcpu")),
             host_mhz_per_vcpu=dict(self.param("host_mhz_per_vcpu")),
@@ -221,7 +227,28 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         steps = self.history_steps(planner)
         series = self.read_series(sorted(inventory.vms), now, steps)
         telemetry = translate.telemetry_from_series(inventory, series, now, granularity, steps)
+        if store is not None:
+            inventory = self.operator_requests(planner, store, inventory)
         return translate.cluster_state(inventory, telemetry, now)
+
+    def history_store(self, planner: Strategy) -> contextlib.AbstractContextManager[HistoryStore | None]:
+        """Cotenancy's history store when its ``[store] connection`` is set: the one its open API
+        serves, where other programs' requests are read and anomalies kept. A decision engine keeps
+        no cotenancy history of its own, so without it there is none (``None``)."""
+        if not planner.conf.store.connection:
+            return contextlib.nullcontext()
+        return HistoryStore.from_conf(planner.conf)
+
+    def operator_requests(self, planner: Strategy, store: HistoryStore, inventory: Inventory) -> Inventory:
+        """The rules, drains, critical marks and hints other programs set through the open API,
+        honoured by an audit as the control loop honours them."""
+        detector = self._detector()
+        forecasters = (getattr(planner, "forecaster", None), detector.forecaster if detector else None)
+        return apply_operator_requests(planner.conf, store, inventory, forecasters, time.time())
+
+    def _detector(self) -> AnomalyDetector | None:
+        with self._planners_lock:
+            return self._detectors.get(self._planner_key())
 
     def _planner_key(self) -> tuple[str, str, bool]:
         config_file = getattr(self.config, "cotenancy_config_file", None) or ""
@@ -240,13 +267,12 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
                 self._detectors[key] = configured_detector(conf, planner)
             return planner
 
-    def detect_anomalies(self, planner: Strategy, state: ClusterState) -> list[Event]:
+    def detect_anomalies(self, state: ClusterState, store: HistoryStore | None = None) -> list[Event]:
         """Usage far above its forecast, as the control loop flags it: each anomaly is logged at
-        WARNING and, when cotenancy's ``[store] connection`` is set, kept in that history store,
-        where the open API shows it (``GET /v1/events?kind=anomaly``). Detection serves the
-        operator, not the plan: a failure is logged at ERROR and the audit goes on."""
-        with self._planners_lock:
-            detector = self._detectors.get(self._planner_key())
+        WARNING and kept in ``store`` (cotenancy's history store, when configured), where the
+        open API shows it (``GET /v1/events?kind=anomaly``). Detection serves the operator, not
+        the plan: a failure is logged at ERROR and the audit goes on."""
+        detector = self._detector()
         if detector is None:
             return []
         try:
@@ -261,12 +287,9 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
                 event.host_id,
                 event.message,
             )
-        if found and planner.conf.store.connection:
-            from cotenancy.store import HistoryStore
-
+        if found and store is not None:
             try:
-                with HistoryStore.from_conf(planner.conf) as store:
-                    store.add_events(found)
+                store.add_events(found)
             except Exception as exc:
                 self._log_failure("the anomalies above were not stored in the history store", exc)
         return found
@@ -309,8 +332,9 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
 
     def do_execute(self, audit: Any = None) -> None:
         planner = self.cotenancy_planner()
-        state = self.build_state(planner)
-        self.last_anomalies = self.detect_anomalies(planner, state)
+        with self.history_store(planner) as store:
+            state = self.build_state(planner, store)
+            self.last_anomalies = self.detect_anomalies(state, store)
         plan = planner.plan(state)
         wants_resize = any(a.kind.value == "resize" for a in plan.actions)
         flavors = self.flavors() if wants_resize and self.param("allow_resize") else []

@@ -3,17 +3,21 @@ action schemas. Every request runs in the real Watcher 17 venv (see conftest).""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
 
 from cotenancy.model import EventKind
 from cotenancy.store import HistoryStore
+from cotenancy.store.requests import RequestKind, RequestStore
 
 #: Watcher's faker_cluster_state scenario 1: 5 nodes of 40 vCPUs, 8 placed instances of 10-12 vCPUs
 SCENARIO_1 = {"faker": "generate_scenario_1"}
 INSTANCE_0 = "d000ef1f-dc19-4982-9383-087498bfde03"
 INSTANCE_2 = "d020ef1f-dc19-4982-9383-087498bfde03"
+#: the three instances scenario 1 places on Node_2
+INSTANCE_3, INSTANCE_4, INSTANCE_5 = (f"d0{i}0ef1f-dc19-4982-9383-087498bfde03" for i in (3, 4, 5))
 FLAVORS = [
     {"name": "m1.small", "vcpus": 1, "ram": 2048, "disk": 20},
     {"name": "m1.xlarge", "vcpus": 20, "ram": 4096, "disk": 40},
@@ -220,6 +224,32 @@ def test_a_runaway_instance_is_flagged_and_kept_in_cotenancys_history_store(watc
     with HistoryStore(f"sqlite:///{history}") as store:
         stored = store.events(0, 2**31, kinds=[EventKind.ANOMALY])
     assert [(e.vm_ids, e.resource) for e in stored] == [((INSTANCE_2,), "cpu")]
+
+
+def test_an_audit_honours_a_drain_another_program_asked_for_through_the_open_api(watcher, tmp_path):
+    history = tmp_path / "history.sqlite"
+    config = tmp_path / "cotenancy.conf"
+    config.write_text(f"[store]\nconnection = sqlite:///{history}\n")
+    with HistoryStore(f"sqlite:///{history}") as store:
+        now = time.time()
+        RequestStore(store).add(RequestKind.DRAIN, {"host_id": "Node_2", "expires_at": now + 3600}, now)
+    quiet = {"instance_cpu_usage": 10.0, "instance_ram_usage": 1.0}
+    request = _run(SCENARIO_1, {"step": 300, "defaults": quiet})
+
+    drained = watcher({**request, "cotenancy_config_file": str(config)})
+    undrained = watcher(request)
+
+    def moves(answer: dict) -> dict[str, str]:
+        steps = answer["cotenancy_plan"]
+        return {a["vm_id"]: a["target_host_id"] for a in steps if a["kind"] == "live_migrate"}
+
+    # left alone, the audit consolidates onto Node_2; drained, Node_2 is emptied and receives none
+    on_node_2 = {INSTANCE_3, INSTANCE_4, INSTANCE_5}
+    assert on_node_2.isdisjoint(moves(undrained))
+    assert "Node_2" in moves(undrained).values()
+    # two at a time: [planner] max_migrations_per_host
+    assert len(on_node_2 & set(moves(drained))) == 2
+    assert "Node_2" not in moves(drained).values()
 
 
 def test_an_audit_of_ordinary_usage_flags_nothing(watcher):
