@@ -401,6 +401,9 @@ class Api:
             now = min(self.clock(), self.predictions.origin(None))
             since = (until if until is not None else now) - DEFAULT_EVENTS_SECONDS
         until = FAR_FUTURE if until is None else until
+        if since > until:
+            # an empty answer would read as "nothing happened"; the client swapped the bounds
+            raise ApiError(HTTPStatus.BAD_REQUEST, "since is later than until", "since")
         kinds = None
         raw_kinds = [k for value in call.query.get("kind", []) for k in value.split(",") if k]
         if "kind" in call.query and not raw_kinds:

@@ -135,6 +135,12 @@ def test_events_reject_unknown_kind_and_bad_times(client) -> None:
     assert answer.status == 400 and answer.error["field"] == "limit"
 
 
+def test_swapped_time_bounds_are_refused_not_answered_with_no_events(client) -> None:
+    answer = client.get(f"/v1/events?since={T0 + 60}&until={T0}")
+    assert answer.status == 400 and answer.error["field"] == "since"
+    assert client.get(f"/v1/events?since={T0}&until={T0}").status == 200
+
+
 def test_an_empty_kind_filter_is_refused_not_read_as_every_kind(client) -> None:
     """A client joining an empty list of kinds must not get every event instead of none."""
     for query in ("kind=", "kind=,", "kind=,,&kind="):
