@@ -216,7 +216,9 @@ def forecast_features_multi(
     ]
     above_last = (max6, max36, max288, q[:, 1], q[:, 2], mean12)
     missing = np.isnan(_tail(values, 12)).mean(axis=1) if values.shape[1] else np.ones(n)
-    log_size = np.log10(size) if size is not None else np.full(n, np.nan)
+    # a size of 0 is what a cloud reports when it does not know it (and XGBoost refuses -inf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_size = np.log10(np.where(size > 0, size, np.nan)) if size is not None else np.full(n, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         head = np.column_stack([r / scale for r in shared])
     out = []

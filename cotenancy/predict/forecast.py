@@ -385,9 +385,16 @@ def train_forecaster(
 
     The last ``calibration_fraction`` of the period is held out: its first half fits the conformal
     shifts, its second half measures the validation metrics stored with the model. ``previous``
-    continues boosting its trees on this (newer) data instead of starting afresh.
+    continues boosting its trees on this (newer) data instead of starting afresh; its horizons and
+    "yesterday" count steps, so history of another step is refused (``ValueError``).
     """
     config = replace(config or TrainingConfig(), steps_per_day=feats.steps_in_a_day(step_seconds))
+    before = previous.metadata.get("step_seconds") if previous is not None else None
+    if before is not None and not math.isclose(float(before), float(step_seconds)):
+        raise ValueError(
+            f"the model to continue was trained on {float(before):g} s telemetry steps and the new "
+            f"history has {float(step_seconds):g} s steps: train afresh (without --incremental)"
+        )
     timestamps = np.asarray(timestamps, dtype=np.float64)
     total = len(timestamps)
     start_origin = min(config.steps_per_day, max(total // 3, 1))
