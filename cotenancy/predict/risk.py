@@ -313,7 +313,9 @@ class XGBoostRiskModel(RiskModel):
         )
 
     def _load(self, path: Path) -> TrainedRisk:
-        return TrainedRisk.from_bundle(load_bundle(path, KIND, feats.PAIR_SCHEMA, self.nthread))
+        model = TrainedRisk.from_bundle(load_bundle(path, KIND, feats.PAIR_SCHEMA, self.nthread))
+        LOG.info("loaded risk model from %s (trained %s)", path, model.metadata.get("trained_at"))
+        return model
 
     @property
     def model_problem(self) -> str | None:
