@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from predict_synthetic import STEP, Usage, make_state, synthetic_usage
+from predict_synthetic import STEP, Usage, make_state, synthetic_usage, toy_history
 
 from cotenancy.cli.main import main
 from cotenancy.conf import make_conf
 from cotenancy.model import VM, ClusterState, Host, Inventory, MetricSample, Resources, TelemetryWindow
 from cotenancy.predict.forecast import DEFAULT_RESOURCES, HybridForecaster
 from cotenancy.predict.history import load_history
+from cotenancy.predict.risk import RiskTrainingConfig, XGBoostRiskModel, train_risk
 from cotenancy.store import HistoryStore
 
 #: a small forecaster: few trees, two horizons
@@ -145,3 +146,31 @@ def test_incremental_training_on_another_step_is_refused_and_the_model_kept(tmp_
     assert f"{path} is left as it was" in out, out
     assert path.read_bytes() == before
     assert json.loads(before)["metadata"]["step_seconds"] == 600.0
+
+
+def test_an_absurdly_large_sample_does_not_stop_training(tmp_path, usage, capsys):
+    """The store keeps any finite, non-negative value, so a driver's garbage (1e300) reaches
+    training; features it overflows to infinity are missing, as for a NaN sample."""
+    values = {r: v.copy() for r, v in usage.values.items()}
+    values["memory"][2, 300] = 1e300
+    garbage = dataclasses.replace(usage, values=values)
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    _fill(url, garbage, STEP)
+    code = _train(tmp_path, url)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    forecast = _forecaster(tmp_path).forecast(make_state(garbage, upto=500), (1,))
+    assert forecast.source["memory"] == "trained"
+    assert np.isfinite(forecast.values["memory"]).all()
+
+
+def test_an_absurdly_large_sample_does_not_stop_the_risk_models_training(tmp_path):
+    """The same garbage in a host's telemetry: the pair rows hold no infinity and the model trains."""
+    history = toy_history()
+    history.values["cpu"][0, 100] = 1e300
+    history.values["cpu_demand"][0, 100] = 1e300
+    risk = XGBoostRiskModel(model_path=tmp_path / "risk.json")
+    data = risk.training_rows(history)
+    assert not np.isinf(data.x).any()
+    risk.save(train_risk(data, RiskTrainingConfig(rounds=5)))
+    assert risk.trained
