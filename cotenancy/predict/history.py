@@ -9,6 +9,8 @@ VMs (``details["neighbours"]``).
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -113,7 +115,14 @@ def load_history(store, start: float, end: float, step: float) -> History:
     """
     found = sample_time_range(store, start, end)
     if found is None:
-        raise ValueError("the history store has no samples in that window")
+        held = sample_time_range(store, -math.inf, math.inf)
+        if held is None:
+            raise ValueError("the history store has no samples")
+        first, last = (dt.datetime.fromtimestamp(t, dt.UTC).isoformat() for t in held)
+        raise ValueError(
+            f"the history store has no samples in that window; it holds samples from {first} to "
+            f"{last} (give --since and --until)"
+        )
     start = max(start, np.floor(found[0] / step) * step)
     end = min(end, found[1] + step)
     vms = store.vms()

@@ -174,3 +174,16 @@ def test_an_absurdly_large_sample_does_not_stop_the_risk_models_training(tmp_pat
     assert not np.isinf(data.x).any()
     risk.save(train_risk(data, RiskTrainingConfig(rounds=5)))
     assert risk.trained
+
+
+def test_a_window_without_samples_says_when_the_store_has_some(tmp_path, usage, capsys):
+    """A simulated history is stamped in the trace's time, not today's: the default ``--since 30d``
+    finds nothing there, and the error says which window would."""
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    _fill(url, usage, STEP)
+    code = main(["--set", f"predict.model_dir={tmp_path / 'models'}", "train", "--store", url])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no samples in that window" in err
+    assert "2023-11-15T00:00:00+00:00" in err and "2023-11-16T23:55:00+00:00" in err, err
+    assert not (tmp_path / "models").exists()
