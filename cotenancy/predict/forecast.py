@@ -386,7 +386,8 @@ def train_forecaster(
     The last ``calibration_fraction`` of the period is held out: its first half fits the conformal
     shifts, its second half measures the validation metrics stored with the model. ``previous``
     continues boosting its trees on this (newer) data instead of starting afresh; its horizons and
-    "yesterday" count steps, so history of another step is refused (``ValueError``).
+    "yesterday" count steps, so history of another step is refused (``ValueError``), as are other
+    quantile levels (its trees have one output per level).
     """
     config = replace(config or TrainingConfig(), steps_per_day=feats.steps_in_a_day(step_seconds))
     before = previous.metadata.get("step_seconds") if previous is not None else None
@@ -394,6 +395,11 @@ def train_forecaster(
         raise ValueError(
             f"the model to continue was trained on {float(before):g} s telemetry steps and the new "
             f"history has {float(step_seconds):g} s steps: train afresh (without --incremental)"
+        )
+    if previous is not None and tuple(previous.alphas) != tuple(config.alphas):
+        raise ValueError(
+            f"the model to continue learnt the quantiles {', '.join(map(str, previous.alphas))} and "
+            f"training asks for {', '.join(map(str, config.alphas))}: train afresh (without --incremental)"
         )
     timestamps = np.asarray(timestamps, dtype=np.float64)
     total = len(timestamps)
@@ -441,8 +447,6 @@ def train_forecaster(
             feature_names=list(feats.FORECAST_FEATURES),
         )
         prior = previous.boosters.get(resource) if previous is not None else None
-        if prior is not None and tuple(previous.alphas) != tuple(config.alphas):
-            prior = None
         booster = xgb.train(
             _booster_params(config),
             dtrain,

@@ -187,3 +187,26 @@ def test_a_window_without_samples_says_when_the_store_has_some(tmp_path, usage, 
     assert "no samples in that window" in err
     assert "2023-11-15T00:00:00+00:00" in err and "2023-11-16T23:55:00+00:00" in err, err
     assert not (tmp_path / "models").exists()
+
+
+def test_incremental_training_with_other_quantile_levels_is_refused_and_the_model_kept(
+    tmp_path, usage, capsys
+):
+    """Trees that learnt four quantile levels cannot continue as three: rather than train afresh
+    under the name of a continuation, the command says so and leaves the file as it was."""
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    _fill(url, usage, STEP)
+    assert _train(tmp_path, url) == 0
+    path = tmp_path / "models" / "forecast.json"
+    before = path.read_bytes()
+    capsys.readouterr()
+    code = main(
+        ["--set", f"predict.model_dir={tmp_path / 'models'}", *SMALL]
+        + ["--set", "forecast_default.train_quantiles=0.5,0.9,0.95"]
+        + ["train", "--store", url, "--since", "0", "--until", "2000000000", "--only", "forecast"]
+        + ["--incremental"]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "0.5, 0.9, 0.95, 0.99" in out and "without --incremental" in out, out
+    assert path.read_bytes() == before
