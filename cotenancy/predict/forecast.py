@@ -607,6 +607,9 @@ class HybridForecaster(Forecaster):
         self.hints: list[Hint] = hints_from_conf(conf)
         self._model = ReloadingModel(self.model_path, self._load)
         self._pinned: TrainedForecaster | None = None
+        #: the telemetry step last forecast from: a file replaced by a model of another step cannot
+        #: serve it, so it is refused as a damaged one is and the model loaded before keeps serving
+        self._serving_step: float | None = None
 
     def pin(self, model: TrainedForecaster | None) -> None:
         """Serve this in-memory model instead of the file (evaluation, tests); ``None`` unpins."""
@@ -614,6 +617,8 @@ class HybridForecaster(Forecaster):
 
     def _load(self, path: Path) -> TrainedForecaster:
         model = TrainedForecaster.from_bundle(load_bundle(path, KIND, feats.FORECAST_SCHEMA, self.nthread))
+        if self._serving_step is not None:
+            _check_step(model, self._serving_step, f"{path}: ")
         LOG.info("loaded forecaster from %s (trained %s)", path, model.metadata.get("trained_at"))
         return model
 
@@ -698,13 +703,10 @@ class HybridForecaster(Forecaster):
 
         A trained model serves only telemetry on the step it was trained on: on another, its
         horizons and "yesterday" would silently mean other times (:class:`SchemaMismatch`)."""
+        self._serving_step = float(step_seconds)
         model = self.model
-        trained_step = model.metadata.get("step_seconds") if model is not None else None
-        if trained_step is not None and not math.isclose(float(trained_step), float(step_seconds)):
-            raise SchemaMismatch(
-                f"the forecaster was trained on {float(trained_step):g} s telemetry steps and is asked "
-                f"to forecast from {float(step_seconds):g} s steps: retrain it on this telemetry"
-            )
+        if model is not None:
+            _check_step(model, step_seconds)
         quantiles = tuple(float(q) for q in quantiles)
         horizons = tuple(int(h) for h in horizons)
         out: dict[str, np.ndarray] = {}
@@ -798,6 +800,16 @@ class HybridForecaster(Forecaster):
         spread = np.where(np.isnan(spread), 1.0, spread)
         target = np.maximum(users @ profile.item_factors[hour_of_week(origin + h * step)], 0.0)
         return np.maximum(mean[:, None] * target[:, None] * spread, 0.0)
+
+
+def _check_step(model: TrainedForecaster, step_seconds: float, where: str = "") -> None:
+    """A model's horizons and "yesterday" count steps of the telemetry it was trained on."""
+    trained_step = model.metadata.get("step_seconds")
+    if trained_step is not None and not math.isclose(float(trained_step), float(step_seconds)):
+        raise SchemaMismatch(
+            f"{where}the forecaster was trained on {float(trained_step):g} s telemetry steps and is "
+            f"asked to forecast from {float(step_seconds):g} s steps: retrain it on this telemetry"
+        )
 
 
 def train_and_save(
