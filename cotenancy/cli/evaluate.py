@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -57,9 +58,21 @@ def _say(started: float):
     return lambda msg: print(f"[{time.perf_counter() - started:7.1f} s] {msg}", file=sys.stderr)
 
 
+def _standard(value: object) -> object:
+    """``value`` with every non-finite number as ``None``: strict JSON readers refuse ``Infinity``
+    and ``NaN`` (a threshold no score reaches is infinite)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _standard(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_standard(item) for item in value]
+    return value
+
+
 def _write(path: Path, result: dict) -> None:
     try:
-        path.write_text(json.dumps(result, indent=2))
+        path.write_text(json.dumps(_standard(result), indent=2, allow_nan=False))
     except OSError as exc:
         raise ConfigurationError(f"cannot write {path}: {exc}") from exc
 

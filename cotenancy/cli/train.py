@@ -7,6 +7,7 @@ import datetime as dt
 import math
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -41,6 +42,13 @@ def parse_time(text: str, now: float) -> float:
     return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def _what_stays(path: Path, fallback: str) -> str:
+    """What serves after a training that wrote nothing: the file already there is left alone."""
+    if path.exists():
+        return f"{path} is left as it was"
+    return f"{fallback} keeps serving"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -52,7 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--since", default="30d", help="start of the training window (default: 30d ago)")
     parser.add_argument("--until", default=None, help="end of the training window (default: now)")
     parser.add_argument(
-        "--step", type=positive_float, default=300.0, help="seconds per telemetry interval (above 0)"
+        "--step",
+        type=positive_float,
+        default=None,
+        help="seconds per telemetry interval, above 0 (default: [DEFAULT] interval, the step the "
+        "control loop and the API serve the models on)",
     )
     parser.add_argument("--only", choices=["forecast", "risk"], help="train one model only")
     parser.add_argument(
@@ -77,7 +89,7 @@ def run(args: argparse.Namespace, conf) -> int:
         if since >= until:
             raise ConfigurationError("--since must be before --until")
         try:
-            history = load_history(store, since, until, args.step)
+            history = load_history(store, since, until, args.step or float(conf.interval))
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
     finally:
@@ -97,29 +109,34 @@ def run(args: argparse.Namespace, conf) -> int:
     status = 0
     if args.only in (None, "forecast"):
         forecaster = loading.load_plugin(loading.FORECASTERS, conf.predict.forecaster, conf)
-        values = {
-            r: history.values[r]
-            for r in DEFAULT_RESOURCES
-            if r in history.values and np.isfinite(history.values[r]).any()
-        }
-        with tqdm(total=2 * len(values), desc="forecaster", unit="step") as bar:
-            model = train_and_save(
-                forecaster,
-                values,
-                history.timestamps,
-                history.step_seconds,
-                vm_ids=history.vm_ids,
-                classes=history.app_types,
-                incremental=args.incremental,
-                progress=bar.update,
-            )
-        if model.boosters:
-            print(f"forecaster saved to {forecaster.model_path}")
-            for resource, metrics in model.metadata["validation"].items():
-                print(f"  {resource}: " + ", ".join(f"{k}={v:.3g}" for k, v in metrics.items()))
-        else:
-            print("forecaster: too little valid history; the cold-start fallback keeps serving")
+        values, sizes = history.forecast_inputs(DEFAULT_RESOURCES)
+        try:
+            with tqdm(total=2 * len(values), desc="forecaster", unit="step") as bar:
+                model = train_and_save(
+                    forecaster,
+                    values,
+                    history.timestamps,
+                    history.step_seconds,
+                    sizes=sizes,
+                    vm_ids=history.vm_ids,
+                    classes=history.app_types,
+                    incremental=args.incremental,
+                    progress=bar.update,
+                )
+        except ValueError as exc:
+            print(f"forecaster: {exc}; {_what_stays(forecaster.model_path, 'the cold-start fallback')}")
             status = 1
+        else:
+            if model.boosters:
+                print(f"forecaster saved to {forecaster.model_path}")
+                for resource, metrics in model.metadata["validation"].items():
+                    print(f"  {resource}: " + ", ".join(f"{k}={v:.3g}" for k, v in metrics.items()))
+            else:
+                print(
+                    "forecaster: too little valid history; "
+                    + _what_stays(forecaster.model_path, "the cold-start fallback")
+                )
+                status = 1
     if args.only in (None, "risk"):
         risk = loading.load_plugin(loading.RISK_MODELS, conf.predict.risk_model, conf)
         with tqdm(total=len(history.timestamps), desc="pair features", unit="step") as bar:
@@ -129,7 +146,7 @@ def run(args: argparse.Namespace, conf) -> int:
                 data, risk.training_config(), previous=risk.model if args.incremental else None
             )
         except ValueError as exc:
-            print(f"risk model: {exc}; the heuristic keeps serving")
+            print(f"risk model: {exc}; {_what_stays(risk.model_path, 'the heuristic')}")
             return 1
         model.metadata["training_window"] = [float(history.timestamps[0]), float(history.timestamps[-1])]
         model.metadata["horizon_seconds"] = conf.predict.risk_horizon

@@ -25,10 +25,17 @@ DAY = 86400.0
 WEEK = 7 * DAY
 
 
+#: above this no VM measures anything (a ZiB of memory, an EiB/s of network): a driver's garbage
+#: (1e300 is finite and non-negative, so the store keeps it) would overflow squared deviations and
+#: float32 features to infinity, which XGBoost refuses to train on
+MAX_SAMPLE = 1e15
+
+
 def clean(values: np.ndarray) -> np.ndarray:
-    """Float copy with every non-finite or negative sample replaced by NaN."""
+    """Float copy with every sample that is not a measurement (non-finite, negative, above
+    :data:`MAX_SAMPLE`) replaced by NaN."""
     out = np.array(values, dtype=np.float64, copy=True)
-    out[~np.isfinite(out) | (out < 0)] = np.nan
+    out[~np.isfinite(out) | (out < 0) | (out > MAX_SAMPLE)] = np.nan
     return out
 
 
@@ -218,7 +225,9 @@ def forecast_features_multi(
     ]
     above_last = (max6, max36, max288, q[:, 1], q[:, 2], mean12)
     missing = np.isnan(_tail(values, 12)).mean(axis=1) if values.shape[1] else np.ones(n)
-    log_size = np.log10(size) if size is not None else np.full(n, np.nan)
+    # a size of 0 is what a cloud reports when it does not know it (and XGBoost refuses -inf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_size = np.log10(np.where(size > 0, size, np.nan)) if size is not None else np.full(n, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         head = np.column_stack([r / scale for r in shared])
     out = []

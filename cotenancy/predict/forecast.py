@@ -385,9 +385,22 @@ def train_forecaster(
 
     The last ``calibration_fraction`` of the period is held out: its first half fits the conformal
     shifts, its second half measures the validation metrics stored with the model. ``previous``
-    continues boosting its trees on this (newer) data instead of starting afresh.
+    continues boosting its trees on this (newer) data instead of starting afresh; its horizons and
+    "yesterday" count steps, so history of another step is refused (``ValueError``), as are other
+    quantile levels (its trees have one output per level).
     """
     config = replace(config or TrainingConfig(), steps_per_day=feats.steps_in_a_day(step_seconds))
+    before = previous.metadata.get("step_seconds") if previous is not None else None
+    if before is not None and not math.isclose(float(before), float(step_seconds)):
+        raise ValueError(
+            f"the model to continue was trained on {float(before):g} s telemetry steps and the new "
+            f"history has {float(step_seconds):g} s steps: train afresh (without --incremental)"
+        )
+    if previous is not None and tuple(previous.alphas) != tuple(config.alphas):
+        raise ValueError(
+            f"the model to continue learnt the quantiles {', '.join(map(str, previous.alphas))} and "
+            f"training asks for {', '.join(map(str, config.alphas))}: train afresh (without --incremental)"
+        )
     timestamps = np.asarray(timestamps, dtype=np.float64)
     total = len(timestamps)
     start_origin = min(config.steps_per_day, max(total // 3, 1))
@@ -434,8 +447,6 @@ def train_forecaster(
             feature_names=list(feats.FORECAST_FEATURES),
         )
         prior = previous.boosters.get(resource) if previous is not None else None
-        if prior is not None and tuple(previous.alphas) != tuple(config.alphas):
-            prior = None
         booster = xgb.train(
             _booster_params(config),
             dtrain,
@@ -596,6 +607,9 @@ class HybridForecaster(Forecaster):
         self.hints: list[Hint] = hints_from_conf(conf)
         self._model = ReloadingModel(self.model_path, self._load)
         self._pinned: TrainedForecaster | None = None
+        #: the telemetry step last forecast from: a file replaced by a model of another step cannot
+        #: serve it, so it is refused as a damaged one is and the model loaded before keeps serving
+        self._serving_step: float | None = None
 
     def pin(self, model: TrainedForecaster | None) -> None:
         """Serve this in-memory model instead of the file (evaluation, tests); ``None`` unpins."""
@@ -603,6 +617,8 @@ class HybridForecaster(Forecaster):
 
     def _load(self, path: Path) -> TrainedForecaster:
         model = TrainedForecaster.from_bundle(load_bundle(path, KIND, feats.FORECAST_SCHEMA, self.nthread))
+        if self._serving_step is not None:
+            _check_step(model, self._serving_step, f"{path}: ")
         LOG.info("loaded forecaster from %s (trained %s)", path, model.metadata.get("trained_at"))
         return model
 
@@ -687,13 +703,10 @@ class HybridForecaster(Forecaster):
 
         A trained model serves only telemetry on the step it was trained on: on another, its
         horizons and "yesterday" would silently mean other times (:class:`SchemaMismatch`)."""
+        self._serving_step = float(step_seconds)
         model = self.model
-        trained_step = model.metadata.get("step_seconds") if model is not None else None
-        if trained_step is not None and not math.isclose(float(trained_step), float(step_seconds)):
-            raise SchemaMismatch(
-                f"the forecaster was trained on {float(trained_step):g} s telemetry steps and is asked "
-                f"to forecast from {float(step_seconds):g} s steps: retrain it on this telemetry"
-            )
+        if model is not None:
+            _check_step(model, step_seconds)
         quantiles = tuple(float(q) for q in quantiles)
         horizons = tuple(int(h) for h in horizons)
         out: dict[str, np.ndarray] = {}
@@ -787,6 +800,16 @@ class HybridForecaster(Forecaster):
         spread = np.where(np.isnan(spread), 1.0, spread)
         target = np.maximum(users @ profile.item_factors[hour_of_week(origin + h * step)], 0.0)
         return np.maximum(mean[:, None] * target[:, None] * spread, 0.0)
+
+
+def _check_step(model: TrainedForecaster, step_seconds: float, where: str = "") -> None:
+    """A model's horizons and "yesterday" count steps of the telemetry it was trained on."""
+    trained_step = model.metadata.get("step_seconds")
+    if trained_step is not None and not math.isclose(float(trained_step), float(step_seconds)):
+        raise SchemaMismatch(
+            f"{where}the forecaster was trained on {float(trained_step):g} s telemetry steps and is "
+            f"asked to forecast from {float(step_seconds):g} s steps: retrain it on this telemetry"
+        )
 
 
 def train_and_save(

@@ -9,13 +9,15 @@ VMs (``details["neighbours"]``).
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from cotenancy.model import Event, EventKind
+from cotenancy.model import Event, EventKind, Resource
 from cotenancy.predict import features as feats
 
 METRICS = ("cpu", "cpu_demand", "cpu_ready", "memory", "disk_io", "network", "gpu")
@@ -38,6 +40,19 @@ class History:
     app_types: list[str]
     events: list[Event] = field(default_factory=list)
     vm_memory_size: np.ndarray | None = None  # configured RAM (MiB), NaN unknown
+    #: resource -> each VM's configured size (project units): the forecaster learns from what
+    #: serving gives it, and serving gives it the inventory's sizes
+    vm_sizes: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def forecast_inputs(
+        self, resources: Sequence[str]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The windows the forecaster trains on (the resources with any valid sample) and each VM's
+        size for them: serving hands it the inventory's sizes, so training must too."""
+        values = {
+            r: self.values[r] for r in resources if r in self.values and np.isfinite(self.values[r]).any()
+        }
+        return values, {r: self.vm_sizes[r] for r in values if r in self.vm_sizes}
 
     @property
     def app_code(self) -> np.ndarray:
@@ -100,7 +115,14 @@ def load_history(store, start: float, end: float, step: float) -> History:
     """
     found = sample_time_range(store, start, end)
     if found is None:
-        raise ValueError("the history store has no samples in that window")
+        held = sample_time_range(store, -math.inf, math.inf)
+        if held is None:
+            raise ValueError("the history store has no samples")
+        first, last = (dt.datetime.fromtimestamp(t, dt.UTC).isoformat() for t in held)
+        raise ValueError(
+            f"the history store has no samples in that window; it holds samples from {first} to "
+            f"{last} (give --since and --until)"
+        )
     start = max(start, np.floor(found[0] / step) * step)
     end = min(end, found[1] + step)
     vms = store.vms()
@@ -129,6 +151,7 @@ def load_history(store, start: float, end: float, step: float) -> History:
         host_of=host_of,
         vm_cpu_size=np.array([vms[v].size.cpu for v in vm_ids]),
         vm_memory_size=np.array([vms[v].size.memory for v in vm_ids], dtype=float),
+        vm_sizes={r.value: np.array([vms[v].size[r] for v in vm_ids], dtype=float) for r in Resource},
         priority=np.array([vms[v].workload.priority for v in vm_ids], dtype=float),
         app_types=[vms[v].workload.app_type for v in vm_ids],
         events=sorted((e for e in events if e.kind is EventKind.DEGRADATION), key=lambda e: e.timestamp),

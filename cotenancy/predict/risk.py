@@ -286,6 +286,9 @@ class XGBoostRiskModel(RiskModel):
         self.horizon_seconds = float(horizon)
         self._model = ReloadingModel(self.model_path, self._load)
         self._pinned: TrainedRisk | None = None
+        #: the telemetry shape last served: a file replaced by a model of another shape cannot serve
+        #: it, so it is refused as a damaged one is and the model loaded before keeps serving
+        self._serving_shape: dict[str, float] | None = None
         self._events: deque = deque()
         self._seen: set[tuple] = set()
         #: the state the cached context was built for, held (not its ``id()``, which a later state
@@ -313,7 +316,11 @@ class XGBoostRiskModel(RiskModel):
         )
 
     def _load(self, path: Path) -> TrainedRisk:
-        return TrainedRisk.from_bundle(load_bundle(path, KIND, feats.PAIR_SCHEMA, self.nthread))
+        model = TrainedRisk.from_bundle(load_bundle(path, KIND, feats.PAIR_SCHEMA, self.nthread))
+        if self._serving_shape is not None:
+            self._check_telemetry(model, self._serving_shape, f"{path}: ")
+        LOG.info("loaded risk model from %s (trained %s)", path, model.metadata.get("trained_at"))
+        return model
 
     @property
     def model_problem(self) -> str | None:
@@ -361,7 +368,7 @@ class XGBoostRiskModel(RiskModel):
             progress=progress,
         )
 
-    def _check_telemetry(self, model: TrainedRisk, serving: dict[str, float]) -> None:
+    def _check_telemetry(self, model: TrainedRisk, serving: dict[str, float], where: str = "") -> None:
         """A model's features count steps: on telemetry of another step, or with another window,
         memory or horizon than it was trained with, they would mean other spans of time."""
         trained = model.metadata.get("telemetry")
@@ -370,7 +377,7 @@ class XGBoostRiskModel(RiskModel):
         differ = {k: v for k, v in serving.items() if k in trained and not math.isclose(trained[k], v)}
         if differ:
             raise SchemaMismatch(
-                f"the risk model was trained on {_describe({k: trained[k] for k in differ})} and is "
+                f"{where}the risk model was trained on {_describe({k: trained[k] for k in differ})} and is "
                 f"asked to serve {_describe(differ)}: retrain it on this telemetry with these settings"
             )
 
@@ -393,7 +400,7 @@ class XGBoostRiskModel(RiskModel):
         """Pair features' inputs for this state (cached: the planner scores many batches per round)."""
         if self._cache is not None and self._cache[0] is state and self._cache[1] == state.now:
             return self._cache[2]
-        shape = self.telemetry_shape(state.telemetry.step_seconds)
+        shape = self._serving_shape = self.telemetry_shape(state.telemetry.step_seconds)
         model = self.model
         if model is not None:
             self._check_telemetry(model, shape)

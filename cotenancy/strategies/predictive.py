@@ -96,6 +96,7 @@ class PredictiveStrategy(Strategy):
             interference=self.interference(state, forecast),
         )
         plan.stats["forecast"] = forecast.description if forecast is not None else "none"
+        plan.stats["risk"] = self.risk_source()
         plan.stats["reservations_not_reported"] = float(len(self._asked))
         self._last_plan = plan
         self._reported = {
@@ -218,6 +219,14 @@ class PredictiveStrategy(Strategy):
             activity = activity * np.where(known & ~np.isnan(picked), picked, 1.0)
         sensitivity = np.nan_to_num(aligned(estimate.sensitivity), nan=0.0)
         return VmInterference(sensitivity, np.nan_to_num(activity, nan=0.0), estimate.half_load)
+
+    def risk_source(self) -> str:
+        """``xgboost (trained)`` or ``xgboost (fallback)``: which pair risks the plan rests on, so an
+        operator sees that a newly trained model is the one serving (as the forecast label says)."""
+        model = self.risk_model
+        if model is None:
+            return "none"
+        return f"{model.name} ({'trained' if model.trained else 'fallback'})"
 
     def pair_risk(self, state: ClusterState) -> PairRiskFn | None:
         """The risk model seen through the planner's indices (inventory order for VMs and hosts)."""

@@ -45,3 +45,20 @@ def test_plan_refuses_a_json_file_in_a_missing_folder(tmp_path, capsys):
     code = main(["plan", "--driver", "simulated", "--dry-run", "--json", str(tmp_path / "nope" / "p.json")])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_plan_says_whether_a_trained_risk_model_or_its_fallback_scored_the_pairs(tmp_path, capsys):
+    """An operator checks from the plan that the model ``cotenancy train`` wrote is the one serving,
+    for the pair risks as for the forecasts."""
+    store_url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    common = ["--set", "simulator.synthetic_vms=40", "--set", f"predict.model_dir={tmp_path / 'models'}"]
+    plan = ["plan", "--dry-run", "--warmup", "6", "--store", store_url, "--json", str(tmp_path / "p.json")]
+
+    assert main([*common, *plan]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["stats"]["risk"] == "xgboost (fallback)"
+    assert main([*common, "run", "--strategy", "lr-mmt", "--rounds", "150", "--store", store_url]) == 0
+    assert main([*common, "train", "--only", "risk", "--store", store_url, "--since", "0"]) == 0
+    capsys.readouterr()
+    assert main([*common, *plan]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["stats"]["risk"] == "xgboost (trained)"
+    assert "risk=xgboost (trained)" in capsys.readouterr().out

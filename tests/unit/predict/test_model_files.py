@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from predict_synthetic import STEP, small_config, synthetic_usage, toy_history
+from predict_synthetic import STEP, make_state, small_config, synthetic_usage, toy_history
 
 from cotenancy.exceptions import ModelFileError, SchemaMismatch
 from cotenancy.predict import features as feats
@@ -343,3 +343,46 @@ def test_saving_leaves_no_temporary_file(tmp_path: Path) -> None:
     save_bundle(_bundle(), path)
     save_bundle(_bundle(), path)
     assert [p.name for p in tmp_path.iterdir()] == ["forecast.json"]
+
+
+def test_a_replacement_trained_on_another_step_keeps_the_last_good_forecaster_serving(
+    tmp_path: Path, errors: Callable[[], list[str]]
+) -> None:
+    """A service forecasting from 300 s telemetry keeps its model when the file is replaced by one
+    trained on 600 s steps (a ``cotenancy train --step 600`` by mistake): that file cannot serve
+    this telemetry, like a damaged one, so it must not stop the service either."""
+    u = synthetic_usage(n_vms=4, days=2)
+    config = small_config(rounds=3, parallel_trees=1)
+    forecaster = HybridForecaster(model_path=tmp_path / "forecast.json")
+    forecaster.save(train_forecaster(u.values, u.timestamps, STEP, u.sizes, u.vm_ids, u.classes, config))
+    state = make_state(u, upto=500)
+    good = forecaster.forecast(state, (1,)).values["cpu"]
+
+    coarse = {r: v[:, ::2] for r, v in u.values.items()}
+    forecaster.save(
+        train_forecaster(coarse, u.timestamps[::2], 2 * STEP, u.sizes, u.vm_ids, u.classes, config)
+    )
+    for _ in range(2):
+        served = forecaster.forecast(state, (1,))
+        assert served.source["cpu"] == "trained"
+        np.testing.assert_array_equal(served.values["cpu"], good)
+    assert "600 s" in (forecaster.model_problem or "")
+    assert len([e for e in errors() if "600 s" in e]) == 1
+
+
+def test_a_replacement_trained_on_another_step_keeps_the_last_good_risk_model_serving(
+    tmp_path: Path, errors: Callable[[], list[str]]
+) -> None:
+    """The same for the risk model: its features count steps of the telemetry it serves."""
+    risk = XGBoostRiskModel(model_path=tmp_path / "risk.json")
+    config = RiskTrainingConfig(rounds=5)
+    risk.save(train_risk(risk.training_rows(toy_history()), config))
+    usage = synthetic_usage(n_vms=4, days=2)
+    pairs = np.array([[0, 2], [1, 3]])
+    good = risk.score_pairs(make_state(usage, upto=500), pairs)
+
+    risk.save(train_risk(risk.training_rows(toy_history(step=2 * STEP)), config))
+    for _ in range(2):
+        np.testing.assert_array_equal(risk.score_pairs(make_state(usage, upto=500), pairs), good)
+    assert "step_seconds=600" in (risk.model_problem or "")
+    assert len([e for e in errors() if "step_seconds=600" in e]) == 1
