@@ -31,7 +31,7 @@ from oslo_config import cfg
 from scipy.optimize import isotonic_regression
 
 from cotenancy.exceptions import SchemaMismatch
-from cotenancy.model import ClusterState, EventKind
+from cotenancy.model import ClusterState, Event, EventKind
 from cotenancy.predict import features as feats
 from cotenancy.predict.base import InterferenceEstimate, RiskModel
 from cotenancy.predict.history import RECENT_STEPS, History, PairDataset, build_pair_dataset, memory_arrays
@@ -396,6 +396,12 @@ class XGBoostRiskModel(RiskModel):
             old = self._events.popleft()
             self._seen.discard((old.timestamp, old.host_id, old.vm_ids))
 
+    def _events_before(self, now: float) -> list[Event]:
+        """The remembered events of the ``memory_hours`` up to ``now``: a server asked about an
+        earlier time (the API's ``at``) must not count what it saw of later ones."""
+        oldest = now - self.memory_seconds
+        return [e for e in self._events if oldest <= e.timestamp <= now]
+
     def context(self, state: ClusterState) -> feats.PairContext:
         """Pair features' inputs for this state (cached: the planner scores many batches per round)."""
         if self._cache is not None and self._cache[0] is state and self._cache[1] == state.now:
@@ -430,7 +436,7 @@ class XGBoostRiskModel(RiskModel):
         last_step = float(tele.timestamps[-1]) if len(tele.timestamps) else state.now
         recent_since = last_step - RECENT_STEPS * tele.step_seconds
         pairs: dict[int, float] = {}
-        for event in self._events:
+        for event in self._events_before(state.now):
             if event.kind is EventKind.MIGRATION:
                 moved = [vm_index[v] for v in event.vm_ids[:1] if v in vm_index]
                 if event.timestamp > recent_since:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -195,6 +196,25 @@ def test_past_conflicts_seen_in_rounds_become_features(tmp_path):
     x, _ = model.context(state).features(np.array([[2, 3], [0, 1]]))
     col = feats.PAIR_FEATURES.index("pair_conflicts")
     assert x[0, col] == 1.0 and x[1, col] == 0.0
+
+
+def test_a_server_asked_about_an_earlier_time_does_not_count_conflicts_it_saw_later(tmp_path):
+    model = XGBoostRiskModel(model_path=tmp_path / "absent.json")
+    later = _hot_and_idle_state()
+    conflict = Event(
+        timestamp=later.now - 600,
+        kind=EventKind.DEGRADATION,
+        vm_ids=("vm-002",),
+        host_id="h1",
+        details={"neighbours": "vm-002,vm-003"},
+    )
+    later.events = [conflict]
+    earlier = replace(_hot_and_idle_state(), now=later.now - 1200)
+    col = feats.PAIR_FEATURES.index("pair_conflicts")
+
+    assert model.context(later).features(np.array([[2, 3]]))[0][0, col] == 1.0
+    assert model.context(earlier).features(np.array([[2, 3]]))[0][0, col] == 0.0
+    assert model.context(later).features(np.array([[2, 3]]))[0][0, col] == 1.0
 
 
 def test_placement_history_is_rebuilt_from_migration_events():
