@@ -135,7 +135,8 @@ def apply_hints(
     vm_keys: Sequence[Sequence[str]],
     target_times: np.ndarray,
 ) -> list[str]:
-    """Scale ``values[resource][vm, horizon, :]`` in place; returns the names of hints applied.
+    """Scale ``values[resource][vm, horizon, :]`` in place; returns the names of hints applied,
+    each once (an API hint on two resources is two hints of one name).
 
     ``vm_keys[i]`` are the strings a glob may match for VM ``i`` (id and name).
     """
@@ -153,4 +154,4 @@ def apply_hints(
             if hint.resource in ("*", resource):
                 array[np.ix_(rows, active)] *= hint.factor
         applied.append(hint.name or f"{hint.vms}:{hint.resource}x{hint.factor}")
-    return applied
+    return list(dict.fromkeys(applied))

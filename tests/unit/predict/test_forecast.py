@@ -354,6 +354,13 @@ def test_hints_scale_forecasts_of_matching_vms_while_they_last():
     np.testing.assert_array_equal(values["cpu"][1], np.ones((3, 2)))
 
 
+def test_a_hint_on_two_resources_is_named_once_in_what_was_applied():
+    values = {"cpu": np.ones((1, 1, 2)), "network": np.ones((1, 1, 2))}
+    sale = [Hint(0.0, 10.0, "web-*", resource, 2.0, name="sale") for resource in ("cpu", "network")]
+    assert apply_hints(values, sale, [("web-1",)], np.array([5.0])) == ["sale"]
+    assert values["cpu"][0, 0, 0] == values["network"][0, 0, 0] == 2.0
+
+
 def test_hints_come_from_configuration(tmp_path, usage):
     hints_file = tmp_path / "hints.yaml"
     hints_file.write_text(
