@@ -39,13 +39,14 @@ class PredictiveStrategy(Strategy):
         return [
             cfg.StrOpt(
                 "risk_model",
-                default="xgboost",
-                help="Pairwise risk model (entry point in cotenancy.predictors.risk); empty: no pair risk.",
+                help="Pairwise risk model of this strategy (entry point in cotenancy.predictors.risk). "
+                "Unset: [predict] risk_model, the one 'cotenancy train' trains and the API serves. "
+                "Empty: no pair risk.",
             ),
             cfg.StrOpt(
                 "forecaster",
-                default="default",
-                help="Demand forecaster (entry point in cotenancy.predictors.forecast).",
+                help="Demand forecaster of this strategy (entry point in cotenancy.predictors.forecast). "
+                "Unset: [predict] forecaster, the one 'cotenancy train' trains and the API serves.",
             ),
         ]
 
@@ -73,14 +74,17 @@ class PredictiveStrategy(Strategy):
 
     @property
     def risk_model(self) -> RiskModel | None:
-        if self._risk is None and self.options.risk_model:
-            self._risk = loading.load_plugin(loading.RISK_MODELS, self.options.risk_model, self.conf)
+        name = self.options.risk_model
+        name = self.conf.predict.risk_model if name is None else name
+        if self._risk is None and name:
+            self._risk = loading.load_plugin(loading.RISK_MODELS, name, self.conf)
         return self._risk
 
     @property
     def forecaster(self) -> Forecaster:
         if self._forecaster is None:
-            self._forecaster = loading.load_plugin(loading.FORECASTERS, self.options.forecaster, self.conf)
+            name = self.options.forecaster or self.conf.predict.forecaster
+            self._forecaster = loading.load_plugin(loading.FORECASTERS, name, self.conf)
         return self._forecaster
 
     def plan(self, state: ClusterState) -> ActionPlan:

@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 from plan_safety import check_plan_safe
 
 from cotenancy import loading
+from cotenancy.conf import make_conf
+from cotenancy.exceptions import UnknownPluginError
 from cotenancy.model import VM, ClusterState, Host, Inventory, Resources, TelemetryWindow
 from cotenancy.predict.base import Forecast, Forecaster, RiskModel
+from cotenancy.predict.forecast import HybridForecaster
+from cotenancy.predict.risk import XGBoostRiskModel
 from cotenancy.strategies.predictive import PredictiveStrategy
 
 
@@ -95,3 +100,27 @@ def test_allocations_are_raised_ahead_of_forecast_demand(conf):
     raised = {s.vm_id: s.allocation.reservation.cpu for s in plan.actions if s.kind == "set_allocation"}
     # 400 MHz now, p95 stand-in 480, plus 10 % headroom
     assert raised == {"noisy-a": 528.0, "noisy-b": 528.0, "quiet-c": 396.0, "quiet-d": 396.0}
+
+
+def _strategy_with(**options: str) -> PredictiveStrategy:
+    """``options``: ``group__name=value`` overrides, e.g. ``predict__forecaster="x"``."""
+    conf = make_conf([], config_files=[])
+    strategy = PredictiveStrategy(conf)
+    for key, value in options.items():
+        group, name = key.split("__")
+        conf.set_override(name, value, group=group)
+    return strategy
+
+
+def test_the_strategy_serves_the_models_predict_names_unless_it_names_its_own():
+    assert isinstance(_strategy_with().forecaster, HybridForecaster)
+    with pytest.raises(UnknownPluginError, match="elsewhere"):
+        _ = _strategy_with(predict__forecaster="elsewhere").forecaster
+    own = _strategy_with(predict__forecaster="elsewhere", strategy_predictive__forecaster="default")
+    assert isinstance(own.forecaster, HybridForecaster)
+
+
+def test_no_pair_risk_follows_predict_and_can_be_asked_of_the_strategy_alone():
+    assert isinstance(_strategy_with().risk_model, XGBoostRiskModel)
+    assert _strategy_with(predict__risk_model="").risk_model is None
+    assert _strategy_with(strategy_predictive__risk_model="").risk_model is None
