@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from oslo_config import cfg
 
@@ -33,18 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     store = open_store(conf, args.store)
     driver = load_driver(conf, args.driver)
+    previous = None
     try:
         loop = build_loop(conf, args, driver, store)
-        results = loop.run(rounds=args.rounds, progress=True)
+        # SIGTERM (systemctl stop, a container runtime) ends the round in progress, then stops
+        previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: loop.request_stop())
+        loop.run(rounds=args.rounds, progress=True)
     except KeyboardInterrupt:
         return 130
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         driver.close()
         store.close()
-    steps = sum(len(r.plan.actions) for r in results)
-    failed = sum(r.failed_steps for r in results)
-    rounds = f"{len(results) + loop.failed_rounds} rounds"
+    rounds = f"{loop.rounds_run} rounds"
     if loop.failed_rounds:
         rounds += f" ({loop.failed_rounds} failed, see the log)"
-    print(f"{rounds}, {steps} steps planned, {failed} failed")
-    return 1 if failed or loop.failed_rounds else 0
+    print(f"{rounds}, {loop.steps_planned} steps planned, {loop.steps_failed} failed")
+    return 1 if loop.steps_failed or loop.failed_rounds else 0

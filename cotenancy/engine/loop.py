@@ -51,6 +51,10 @@ LOG = logging.getLogger(__name__)
 FATAL_ERRORS: tuple[type[Exception], ...] = (ConfigurationError, SchemaMismatch)
 
 
+class _StopRequested(Exception):
+    """Raised into the wait between two rounds when a stop is requested (never escapes :meth:`run`)."""
+
+
 @dataclass(slots=True)
 class RoundResult:
     """What one round saw and did."""
@@ -117,7 +121,14 @@ class ControlLoop:
         self._retention_ran_at: float | None = None
         #: rounds of the latest :meth:`run` that failed
         self.failed_rounds = 0
+        #: rounds the latest :meth:`run` ran (failed ones too), and the steps their plans held and
+        #: that failed: a run without a number of rounds keeps only its latest result
+        self.rounds_run = 0
+        self.steps_planned = 0
+        self.steps_failed = 0
         self._last_collected: float | None = None
+        self._stop_requested = False
+        self._waiting = False
         if anomaly_detector is None:
             from cotenancy.predict.anomaly import configured_detector
 
@@ -304,17 +315,19 @@ class ControlLoop:
         without a result; the next round starts one interval later, so one transient fault does
         not stop the service. After ``max_failed_rounds`` failures in a row the last error is
         raised. Errors that waiting cannot fix (:data:`FATAL_ERRORS`) are raised at once, and
-        :class:`KeyboardInterrupt` always stops the loop.
+        :class:`KeyboardInterrupt` always stops the loop. After :meth:`request_stop` it returns
+        the results so far once the round in progress has ended.
         """
         from tqdm import tqdm
 
         results: list[RoundResult] = []
-        self.failed_rounds = 0
+        self.failed_rounds = self.rounds_run = self.steps_planned = self.steps_failed = 0
         failed_in_a_row = 0
         bar = tqdm(total=rounds, unit="round", disable=not progress, desc=self.strategy.name)
+        self._stop_requested = False
         try:
             count = 0
-            while rounds is None or count < rounds:
+            while (rounds is None or count < rounds) and not self._stop_requested:
                 try:
                     result = self.run_once()
                 except FATAL_ERRORS:
@@ -330,6 +343,8 @@ class ControlLoop:
                     bar.set_postfix(failed_rounds=self.failed_rounds)
                 else:
                     failed_in_a_row = 0
+                    self.steps_planned += len(result.plan.actions)
+                    self.steps_failed += result.failed_steps
                     if rounds is None:
                         results[:] = [result]
                     else:
@@ -337,11 +352,33 @@ class ControlLoop:
                     bar.set_postfix(steps=len(result.plan.actions), failed=result.failed_steps)
                 bar.update(1)
                 count += 1
-                if rounds is None or count < rounds:
-                    self.driver.wait(self.interval)
+                self.rounds_run = count
+                if (rounds is None or count < rounds) and not self._stop_requested:
+                    self._wait_for_next_round()
+        except _StopRequested:
+            pass
         finally:
+            self._waiting = False
             bar.close()
+        if self._stop_requested:
+            LOG.info("stopped on request after %d rounds", count)
         return results
+
+    def request_stop(self) -> None:
+        """Stop :meth:`run` without cutting a round short: a plan half carried out leaves VMs
+        between hosts and steps without an outcome. Between rounds it stops at once. Safe to call
+        from a signal handler (``cotenancy run`` calls it on SIGTERM, what ``systemctl stop``
+        sends)."""
+        self._stop_requested = True
+        if self._waiting:
+            raise _StopRequested
+
+    def _wait_for_next_round(self) -> None:
+        self._waiting = True
+        try:
+            self.driver.wait(self.interval)
+        finally:
+            self._waiting = False
 
     def _log_failed_round(self, exc: Exception, failed_in_a_row: int, stopping: bool) -> None:
         """One ERROR line per failed round; a traceback only for errors the project did not raise

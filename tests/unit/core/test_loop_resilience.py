@@ -1,10 +1,12 @@
 """``ControlLoop.run`` is the ``cotenancy run`` service: a failed round is logged and the next one
 starts an interval later, until ``[DEFAULT] max_failed_rounds`` rounds fail in a row. Errors that
-waiting cannot fix, and an operator's Ctrl-C, still stop it at once."""
+waiting cannot fix, and an operator's Ctrl-C, still stop it at once; a SIGTERM stops it once the
+round in progress has ended."""
 
 from __future__ import annotations
 
 import logging
+import signal
 
 import pytest
 from oslo_config import cfg
@@ -148,3 +150,52 @@ def test_cotenancy_run_reports_failed_rounds_and_exits_non_zero(small_conf, tmp_
 
     assert code == 1
     assert "3 rounds (1 failed, see the log)" in capsys.readouterr().out
+
+
+class TerminatedCloud(SimulatedDriver):
+    """The simulated cloud, sent a SIGTERM during its ``during_round``-th inventory call or its
+    ``during_wait``-th wait between rounds (as ``systemctl stop`` may come at any time)."""
+
+    def __init__(self, conf: cfg.ConfigOpts, during_round: int = 0, during_wait: int = 0) -> None:
+        super().__init__(conf)
+        self.during_round, self.during_wait = during_round, during_wait
+        self.inventory_calls = self.waits = self.waited = 0
+
+    def get_inventory(self) -> Inventory:
+        self.inventory_calls += 1
+        if self.inventory_calls == self.during_round:
+            signal.raise_signal(signal.SIGTERM)
+        return super().get_inventory()
+
+    def wait(self, seconds: float) -> None:
+        self.waits += 1
+        if self.waits == self.during_wait:
+            signal.raise_signal(signal.SIGTERM)
+        super().wait(seconds)
+        self.waited += 1
+
+
+def run_until_terminated(monkeypatch, tmp_path, driver: TerminatedCloud) -> int:
+    monkeypatch.setattr("cotenancy.cli.run.load_driver", lambda conf, name: driver)
+    return main(
+        ["--set", "simulator.synthetic_vms=6", "run", "--dry-run", "--strategy", "noop"]
+        + ["--store", f"sqlite:///{tmp_path / 'history.sqlite'}"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("when", "rounds", "waits"),
+    [({"during_round": 2}, 2, 1), ({"during_wait": 3}, 3, 2)],
+    ids=["during a round: it ends, then the service stops", "between rounds: no other round starts"],
+)
+def test_a_sigterm_stops_the_service_without_cutting_a_round_short(
+    small_conf, tmp_path, monkeypatch, capsys, when, rounds, waits
+):
+    driver = TerminatedCloud(small_conf, **when)
+
+    code = run_until_terminated(monkeypatch, tmp_path, driver)
+
+    assert code == 0
+    assert driver.inventory_calls == rounds and driver.waited == waits
+    assert f"{rounds} rounds, 0 steps planned, 0 failed" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
