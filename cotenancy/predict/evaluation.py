@@ -328,7 +328,9 @@ def simulate_history(trace: str | Path, setup: str = "cloudsim", strategy: str =
 
 def lead_minutes(data, score: np.ndarray, threshold: float, history, lookback_steps: int = 24) -> dict:
     """For each conflict onset of a pair (a step where it is in conflict and was not the step
-    before), how long before it the score first crossed ``threshold`` and stayed above it."""
+    before), how long before it the score first crossed ``threshold`` and stayed above it:
+    ``leads`` (minutes) of the onsets that were warned, and how many ``onsets`` there were (an
+    infinite threshold, where a method never reaches the precision asked, warns of none)."""
     conflicts = conflict_keys_by_step(history)
     lookup = {(int(k), int(s)): float(v) for k, s, v in zip(data.keys, data.step, score, strict=True)}
     leads = []
@@ -344,11 +346,7 @@ def lead_minutes(data, score: np.ndarray, threshold: float, history, lookback_st
                 t -= 1
             if t < s - 1:
                 leads.append((s - 1 - t) * step_minutes)
-    return {
-        "median_lead_minutes": float(np.median(leads)) if leads else 0.0,
-        "onsets": onsets,
-        "onsets_warned": len(leads),
-    }
+    return {"leads": leads, "onsets": onsets}
 
 
 def conflict_scores(risk_model, data) -> dict[str, np.ndarray]:
@@ -494,19 +492,17 @@ def evaluate_conflicts(
     for name, chunks in pooled.items():
         s_all = np.concatenate(chunks)
         recall, threshold = recall_at_precision(y_all, s_all, 0.8)
-        leads = (
-            [lead_minutes(d, sc[name], threshold, h) for h, d, sc in days] if np.isfinite(threshold) else []
-        )
-        detected = [x for x in leads if x["onsets_warned"]]
+        # every onset of every test day, warned or not: the median is over the warned ones,
+        # None (JSON null) when none was, as for a method that never reaches 80 % precision
+        timed = [lead_minutes(d, sc[name], threshold, h) for h, d, sc in days]
+        leads = [lead for x in timed for lead in x["leads"]]
         methods[name] = {
             "pr_auc": average_precision(y_all, s_all),
             "recall_at_p80": recall,
-            "median_lead_minutes": float(np.median([x["median_lead_minutes"] for x in detected]))
-            if detected
-            else 0.0,
+            "median_lead_minutes": float(np.median(leads)) if leads else None,
             "threshold_at_p80": threshold,
-            "onsets": float(sum(x["onsets"] for x in leads)),
-            "onsets_warned": float(sum(x["onsets_warned"] for x in leads)),
+            "onsets": float(sum(x["onsets"] for x in timed)),
+            "onsets_warned": float(len(leads)),
         }
     for (_history, data, scores), path in zip(days, experiment.test, strict=True):
         per_day[Path(path).name] = {
@@ -615,11 +611,16 @@ def format_factor_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _minutes(value: float | None) -> str:
+    """A lead time for a table; a dash where no onset was warned of."""
+    return "-" if value is None else f"{value:.1f}"
+
+
 def format_conflict_table(result: dict) -> str:
     lines = [f"{'method':<12}{'pr_auc':>9}{'recall_at_p80':>15}{'median_lead_min':>17}{'warned/onsets':>16}"]
     for name, m in result["methods"].items():
         lines.append(
-            f"{name:<12}{m['pr_auc']:>9.3f}{m['recall_at_p80']:>15.3f}{m['median_lead_minutes']:>17.1f}"
+            f"{name:<12}{m['pr_auc']:>9.3f}{m['recall_at_p80']:>15.3f}{_minutes(m['median_lead_minutes']):>17}"
             f"{int(m['onsets_warned']):>9}/{int(m['onsets'])}"
         )
     return "\n".join(lines)

@@ -176,4 +176,11 @@ def test_evaluate_conflicts_writes_standard_json_even_where_a_method_never_reach
         raise AssertionError(f"{token} is not JSON")
 
     result = json.loads(out.read_text(), parse_constant=refuse)
-    assert any(m["threshold_at_p80"] is None for m in result["methods"].values())
+    methods = result["methods"].values()
+    assert any(m["threshold_at_p80"] is None for m in methods)
+    # every method is judged on the same conflict onsets; one that warned of none has no lead time
+    assert len({m["onsets"] for m in methods}) == 1 and result["methods"]["model"]["onsets"] > 0
+    for m in methods:
+        assert (m["median_lead_minutes"] is None) == (m["onsets_warned"] == 0)
+        if m["threshold_at_p80"] is None:
+            assert m["onsets_warned"] == 0

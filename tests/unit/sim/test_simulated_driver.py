@@ -8,10 +8,12 @@ import pytest
 from cotenancy import loading
 from cotenancy.drivers.base import Driver
 from cotenancy.drivers.simulated.driver import SimulatedDriver
-from cotenancy.exceptions import ActionFailed, NotFound
+from cotenancy.engine.loop import ControlLoop
+from cotenancy.exceptions import ActionFailed, ConfigurationError, NotFound
 from cotenancy.model import Allocation, EventKind, Resource, Resources, VMState
 from cotenancy.sim.cloud import SimulatedCloud
 from cotenancy.sim.setups import default_setup
+from cotenancy.strategies.noop import NoopStrategy
 
 
 class Crowding:
@@ -59,6 +61,23 @@ def test_wait_advances_simulated_time_and_metrics_describe_past_intervals(driver
     assert {s.timestamp for s in samples} == {start - 300.0, start, start + 300.0}
     demand = [s.value for s in samples if s.metric == "cpu_demand" and s.vm_id == "vm-000"]
     assert demand == pytest.approx([0.3 * driver.cloud.vm_cpu[0]] * 3)
+
+
+@pytest.mark.parametrize("seconds", [60.0, 450.0, 0.0])
+def test_a_wait_of_no_whole_number_of_steps_is_refused_not_a_clock_that_never_moves(driver, seconds):
+    start = driver.now()
+    with pytest.raises(ConfigurationError, match=r"\[DEFAULT\] interval to a multiple of 300"):
+        driver.wait(seconds)
+    assert driver.now() == start
+
+
+def test_a_control_loop_polling_faster_than_the_trace_stops_at_once_saying_why(conf):
+    conf.set_override("synthetic_vms", 6, group="simulator")
+    conf.set_override("interval", 60)
+    loop = ControlLoop(conf, driver=SimulatedDriver(conf), strategy=NoopStrategy(conf))
+    with pytest.raises(ConfigurationError, match="multiple of 300"):
+        loop.run(rounds=3)
+    assert loop.rounds_run == 1
 
 
 def test_interference_raises_degradation_events_naming_neighbours(driver):
