@@ -50,6 +50,9 @@ class CandidateModel:
     opt_cost: np.ndarray  # (O,)
     opt_move: np.ndarray  # (O,) bool
     opt_risk: np.ndarray  # (O,) summed risk with the fixed residents of the option's host
+    #: (O,) fixed residents of the option's host the VM may not meet (a hard rule or policy): only
+    #: staying home can have any, since no destination holds one
+    opt_violations: np.ndarray
     #: per candidate, the model hosts (positions in ``hosts``) its options end on
     cand_hosts: list[frozenset[int]]
     pairs: list[tuple[int, int, float, str]]  # (cand a, cand b, cost if together, what)
@@ -63,6 +66,14 @@ class CandidateModel:
     max_pair_risk: float = 0.0
     riskiest_pair: tuple[int, int] | None = None
     host_pos: dict[int, int] = field(default_factory=dict)
+    #: objective units each pair kept apart by a hard rule or policy costs while it shares a host,
+    #: more than every other cost together (so the fewest such pairs come first); 0 when no
+    #: candidate starts beside a VM it may not meet
+    violation_weight: float = 0.0
+
+    def home_pos(self, cand_pos: int) -> int:
+        """The model host (position in ``hosts``) the candidate is on now."""
+        return self.host_pos[int(self.problem.host_of[self.candidates[cand_pos]])]
 
     def options_of(self, cand_pos: int) -> np.ndarray:
         return np.flatnonzero(self.opt_vm == cand_pos)
@@ -136,11 +147,21 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     for h in np.flatnonzero(problem.maintenance):
         for vm in np.flatnonzero(problem.host_of == h):
             add(int(vm), f"host {problem.host_ids[h]} is in maintenance")
-    for a, b in pairs:
-        if problem.conflicting(int(a), int(b)):
+    breaking = [(int(a), int(b)) for a, b in pairs if problem.conflicting(int(a), int(b))]
+    repairing = 0
+    if breaking:
+        # a VM with no host free of VMs it may not meet cannot repair anything by moving (twenty VMs
+        # of one anti-affinity rule on five hosts); it would only take a candidate's place, and a
+        # rule over hundreds of VMs would take them all
+        movable = _can_repair(problem, sorted({v for pair in breaking for v in pair}))
+        room = s.max_candidate_vms // 2
+        for a, b in breaking:
             why = f"policy or rule forbids {problem.vm_ids[a]} and {problem.vm_ids[b]} on one host"
-            add(int(a), why)
-            add(int(b), why)
+            for v in (a, b):
+                if v in movable and room > 0 and v not in reasons and not problem.pinned[v]:
+                    add(v, why)
+                    room -= 1
+                    repairing += 1
     cpu = 0
     for h in np.argsort(-excess):
         if excess[h] <= 0 and not held_over[h]:
@@ -263,7 +284,8 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
 
     # hosts offered for emptying stay possible destinations: the energy term decides which to empty
     pool = sorted(
-        set(_destination_pool(problem, fixed_held_all, fixed_demand_all, limit_all, emptied)) | emptied
+        set(_destination_pool(problem, fixed_held_all, fixed_demand_all, limit_all, emptied, repairing))
+        | emptied
     )
     home_hosts = sorted({int(problem.host_of[v]) for v in candidates})
     model_hosts = sorted(set(pool) | set(home_hosts))
@@ -292,6 +314,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     opt_cost: list[float] = []
     opt_move: list[bool] = []
     opt_risk: list[float] = []
+    opt_violations: list[int] = []
     d_mid = problem.demand_or_held("mid")
     dests_of = _spread_destinations(
         problem,
@@ -316,6 +339,8 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
             modes.append((False, held_plain))
         dests = dests_of[v]
         move_cost = s.weight_migration * mig.seconds(problem.size[v, 1]) + s.migration_fixed_cost
+        # destinations hold no VM the candidate may not meet; its home may
+        home_violations = sum(problem.conflicting(v, int(w)) for w in residents[home])
         for h in [home, *dests]:
             # what v adds to the host's quantile: its median plus its share of the combined spread
             adds = mid[v] + (
@@ -351,6 +376,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
                 opt_cost.append(cost)
                 opt_move.append(h != home)
                 opt_risk.append(fixed_risk)
+                opt_violations.append(home_violations if h == home else 0)
     cand_hosts = _hosts_per_candidate(opt_vm, opt_host, len(candidates))
     pair_list, risky_pairs, forbidden = _candidate_pairs(problem, candidates, cand_hosts, model_hosts)
     host_pairs = risky_pairs + (
@@ -359,7 +385,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         else []
     )
     n_r = cap.shape[1]
-    return CandidateModel(
+    cm = CandidateModel(
         problem=problem,
         candidates=candidates,
         reasons=reasons,
@@ -380,6 +406,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         opt_cost=np.array(opt_cost, dtype=float),
         opt_move=np.array(opt_move, dtype=bool),
         opt_risk=np.array(opt_risk, dtype=float),
+        opt_violations=np.array(opt_violations, dtype=int),
         cand_hosts=cand_hosts,
         pairs=pair_list,
         host_pairs=host_pairs,
@@ -390,6 +417,64 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         riskiest_pair=riskiest,
         host_pos=host_pos,
     )
+    cm.violation_weight = _violation_weight(cm)
+    return cm
+
+
+def _violation_weight(cm: CandidateModel) -> float:
+    """Objective units of one pair kept apart by a hard rule that still shares a host: 1 more than
+    an upper bound of every other cost the model can have, so a plan with fewer such pairs always
+    costs less, and plans with as many are compared on the usual objective. 0 when no candidate
+    starts beside a VM it may not meet (a plan then never keeps one: the model forbids joining)."""
+    broken = cm.opt_violations.any() or any(cm.home_pos(a) == cm.home_pos(b) for a, b in cm.forbidden_pairs)
+    if not broken:
+        return 0.0
+    problem = cm.problem
+    s = problem.settings
+    n_cand, n_r = len(cm.candidates), cm.opt_demand.shape[1]
+    most_cost = np.zeros(n_cand)
+    np.maximum.at(most_cost, cm.opt_vm, cm.opt_cost)
+    most_demand = np.zeros((n_cand, n_r))
+    np.maximum.at(most_demand, cm.opt_vm, cm.opt_demand)
+    scale = problem.capacity_scale[cm.hosts]
+    over = np.maximum(cm.fixed_demand + most_demand.sum(axis=0) - cm.overload_at, 0.0)
+    overload = float((np.where(problem.counted[None, :], s.weight_overload * over / scale, 0.0)).sum())
+    pairs = sum(p[2] for p in cm.pairs) + sum(p[3] for p in cm.host_pairs)
+    idle = s.weight_energy * float(problem.power_idle[cm.hosts].sum())
+    return 1.0 + float(most_cost.sum()) + overload + pairs + idle
+
+
+def _can_repair(problem: PlanningProblem, vms: list[int]) -> set[int]:
+    """The VMs of ``vms`` that some host in service other than their own would take without a VM
+    they may not meet (a hard anti-affinity rule or a co-tenancy policy); room is not looked at."""
+    n_h = len(problem.host_ids)
+    placed = problem.host_of >= 0
+    classes = problem.conflict_class
+    n_classes = int(classes.max()) + 1 if len(classes) else 0
+    presence = np.zeros((n_h, n_classes), dtype=bool)
+    presence[problem.host_of[placed], classes[placed]] = True
+    forbidden = np.zeros((n_classes, n_classes), dtype=bool)
+    for a, b in problem.forbidden_classes:
+        forbidden[a, b] = forbidden[b, a] = True
+    members_at = []
+    for group in problem.hard_anti_groups:
+        members = np.asarray(group, dtype=int)
+        members = members[problem.host_of[members] >= 0]
+        members_at.append(np.bincount(problem.host_of[members], minlength=n_h))
+    groups_of: dict[int, list[int]] = {}
+    for g, group in enumerate(problem.hard_anti_groups):
+        for v in group:
+            groups_of.setdefault(v, []).append(g)
+    able: set[int] = set()
+    for v in vms:
+        home = int(problem.host_of[v])
+        blocked = (presence & forbidden[classes[v]][None, :]).any(axis=1) | problem.maintenance
+        for g in groups_of.get(v, ()):
+            blocked |= members_at[g] > 0
+        blocked[home] = True
+        if not blocked.all():
+            able.add(v)
+    return able
 
 
 def _ceiling(
@@ -432,8 +517,12 @@ def _destination_pool(
     fixed_demand: np.ndarray,
     limit: np.ndarray,
     excluded: set[int],
+    repairing: int = 0,
 ) -> list[int]:
     """Hosts with room, spread from roomiest to tightest, plus the cheapest empty hosts.
+
+    One empty host of each shape is enough for energy, but VMs a hard rule keeps apart
+    (``repairing`` of them leave a host they share) need one host each: that many more are offered.
 
     Spreading (rather than taking only the roomiest) leaves the solver best-fit choices, which is
     what consolidation needs; the empty hosts let it power one on when nothing else fits. Room is
@@ -474,6 +563,8 @@ def _destination_pool(
             pool.append(int(h))
             if len(seen) >= 2:
                 break
+        spare = [int(h) for h in empty[np.argsort(per_watt, kind="stable")] if int(h) not in pool]
+        pool.extend(spare[: min(repairing, s.destination_pool)])
     return pool
 
 

@@ -86,7 +86,9 @@ class LoadTracker:
         if (self.held[h] + cm.opt_held[opt] > cm.limit[h] + _EPS).any():
             return False
         for other in self.forbidden.get(pos, ()):
-            if self.choice[other] >= 0 and cm.opt_host[self.choice[other]] == h:
+            # a hard rule already broken on their home may stay broken, never be broken anew
+            met = self.choice[other] >= 0 and cm.opt_host[self.choice[other]] == h
+            if met and not h == self.home[pos] == self.home[other]:
                 return False
         if cm.opt_move[opt]:
             if (self.demand[h] + cm.opt_demand[opt] > cm.ceiling[h] + _EPS).any():
@@ -104,7 +106,7 @@ class LoadTracker:
         cm = self.cm
         s = cm.problem.settings
         h = int(cm.opt_host[opt])
-        cost = float(cm.opt_cost[opt])
+        cost = float(cm.opt_cost[opt]) + cm.violation_weight * self.violations(pos, opt)
         for other, pair in chain(self.pair_cost.get(pos, ()), self.pair_cost_on.get((pos, h), ())):
             if self.choice[other] >= 0 and cm.opt_host[self.choice[other]] == h:
                 cost += pair
@@ -114,6 +116,19 @@ class LoadTracker:
             cost += s.weight_energy * cm.problem.power_idle[cm.hosts[h]]
         return cost
 
+    def violations(self, pos: int, opt: int) -> int:
+        """Pairs kept apart by a hard rule that candidate ``pos`` would share a host with, placed
+        with option ``opt`` among the others as placed now."""
+        if not self.cm.violation_weight:
+            return 0
+        h = int(self.cm.opt_host[opt])
+        met = sum(
+            1
+            for other in self.forbidden.get(pos, ())
+            if self.choice[other] >= 0 and self.cm.opt_host[self.choice[other]] == h
+        )
+        return int(self.cm.opt_violations[opt]) + met
+
     def overload_cost(self, h: int, demand: np.ndarray) -> float:
         """Cost of model host ``h`` carrying ``demand``: what passes its target, per capacity."""
         return float((np.maximum(demand - self.cm.overload_at[h], 0.0) * self.overload_weight[h]).sum())
@@ -122,6 +137,12 @@ class LoadTracker:
         cm = self.cm
         s = cm.problem.settings
         total = float(sum(cm.opt_cost[o] for o in self.choice if o >= 0))
+        if cm.violation_weight:
+            kept = sum(int(cm.opt_violations[o]) for o in self.choice if o >= 0)
+            for a, b in cm.forbidden_pairs:
+                oa, ob = self.choice[a], self.choice[b]
+                kept += int(oa >= 0 and ob >= 0 and cm.opt_host[oa] == cm.opt_host[ob])
+            total += cm.violation_weight * kept
         for a, b, cost, _ in cm.pairs:
             oa, ob = self.choice[a], self.choice[b]
             if oa >= 0 and ob >= 0 and cm.opt_host[oa] == cm.opt_host[ob]:

@@ -2,7 +2,9 @@
 
 One Boolean per option (VM, host, allocation mode), exactly one per candidate. Hard constraints:
 what VMs hold fits every host on every resource, forbidden pairs never share a host, and the
-migration budget holds per round and per host. The objective adds the option costs (migration
+migration budget holds per round and per host. A pair kept apart by a hard rule or policy that
+already shares a host may stay together (at a cost larger than all the rest), but no VM joins one
+it may not meet. The objective adds the option costs (migration
 time, energy share, idle or missing allocation, risk with VMs that stay), the risk of candidate
 pairs that end together (on any host, or on one host for what they add to each other's
 interference), the predicted demand above target utilisation, and the idle power of
@@ -84,6 +86,8 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     hints: list[tuple[cp_model.IntVar, int]] = [(x[o], int(chosen[o])) for o in range(n_opt)]
     terms: list[cp_model.IntVar] = []
     weights: list[int] = []
+    #: the largest value of each term, for a bound of the objective without hard-rule pairs
+    uppers: list[int] = []
 
     by_cand = index_groups(cm.opt_vm, n_cand)
     by_host = index_groups(cm.opt_host, n_hosts)
@@ -93,6 +97,7 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     for o in np.flatnonzero(option_coef).tolist():
         terms.append(x[o])
         weights.append(int(option_coef[o]))
+        uppers.append(1)
 
     cap = problem.capacity[cm.hosts] if n_hosts else np.zeros((0, problem.capacity.shape[1]))
     steps = _unit_steps(cm.opt_held, cm.limit, cm.fixed_held)
@@ -133,6 +138,7 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
             model.add(cp_model.LinearExpr.weighted_sum(host_x, demands.tolist()) - excess <= allowed)
             terms.append(excess)
             weights.append(1)
+            uppers.append(most - allowed)
         if not cm.has_fixed[h]:
             active = model.new_bool_var(f"on{h}")
             hints.append((active, int(chosen[opts].any())))
@@ -142,6 +148,7 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
             if idle:
                 terms.append(active)
                 weights.append(idle)
+                uppers.append(1)
 
     at: dict[tuple[int, int], list[int]] = {}
     for o, (pos, h) in enumerate(zip(cm.opt_vm.tolist(), cm.opt_host.tolist(), strict=True)):
@@ -150,9 +157,16 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
     def together(a: int, b: int) -> list[int]:
         return sorted(cm.cand_hosts[a] & cm.cand_hosts[b])
 
+    # a pair kept apart by a hard rule may not meet on a host, unless both are there already (the
+    # rule is broken now): staying is allowed and costs, joining never, so no plan makes it worse
+    kept_together: list[tuple[int, int, int]] = []
     for a, b in cm.forbidden_pairs:
+        home = cm.home_pos(a)
         for h in together(a, b):
-            model.add_at_most_one(x[o] for o in at[(a, h)] + at[(b, h)])
+            if h == home == cm.home_pos(b):
+                kept_together.append((a, b, h))
+            else:
+                model.add_at_most_one(x[o] for o in at[(a, h)] + at[(b, h)])
     together_cost: dict[tuple[int, int, int], float] = {}
     for a, b, cost, _ in cm.pairs:
         for h in together(a, b):
@@ -168,6 +182,7 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
         model.add(sum(x[o] for o in at[(a, h)] + at[(b, h)]) - both <= 1)
         terms.append(both)
         weights.append(coef)
+        uppers.append(1)
 
     moves = np.flatnonzero(cm.opt_move)
     if len(moves):
@@ -179,6 +194,19 @@ def solve_cpsat(cm: CandidateModel, hint: Assignment | None = None) -> SolveResu
             if len(opts) > s.max_migrations_per_host:
                 model.add(sum(x[o] for o in touching[opts].tolist()) <= s.max_migrations_per_host)
 
+    if cm.violation_weight > 0:
+        # each pair left together outweighs everything else the objective counts
+        bound = sum(w * u for w, u in zip(weights, uppers, strict=True))
+        violation = max(math.ceil(SCALE * cm.violation_weight), bound + 1)
+        for o in np.flatnonzero(cm.opt_violations).tolist():
+            terms.append(x[o])
+            weights.append(violation * int(cm.opt_violations[o]))
+        for a, b, h in kept_together:
+            both = model.new_bool_var(f"v{a}_{b}")
+            hints.append((both, int(chosen[at[(a, h)]].any() and chosen[at[(b, h)]].any())))
+            model.add(sum(x[o] for o in at[(a, h)] + at[(b, h)]) - both <= 1)
+            terms.append(both)
+            weights.append(violation)
     model.minimize(cp_model.LinearExpr.weighted_sum(terms, weights))
     if hint is not None:
         for var, value in hints:

@@ -22,6 +22,7 @@ from cotenancy.plan.problem import (
     PlanningProblem,
     build_problem,
 )
+from cotenancy.plan.unsatisfied import unsatisfied
 
 LOG = logging.getLogger(__name__)
 _EPS = 1e-6
@@ -98,6 +99,11 @@ class Planner:
         plan.stats.update(stats)
         if ordered.dropped:
             LOG.info("plan dropped steps that never fit safely: %s", "; ".join(ordered.dropped))
+        left = unsatisfied(problem, plan)
+        plan.stats["hard_violations"] = float(left.violations)
+        if left.items:
+            plan.stats["unsatisfied"] = "; ".join(left.items)
+            LOG.warning("the plan cannot satisfy: %s", plan.stats["unsatisfied"])
         return plan
 
 
@@ -116,7 +122,10 @@ def _within_limits(cm: CandidateModel, assignment: Assignment) -> bool:
     if (tracker.moves_at > s.max_migrations_per_host).any():
         return False
     host = cm.opt_host[assignment.choice]
-    return all(host[a] != host[b] for a, b in cm.forbidden_pairs)
+    # a pair already together at home may stay so; none may meet anywhere else
+    return all(
+        host[a] != host[b] or host[a] == cm.home_pos(a) == cm.home_pos(b) for a, b in cm.forbidden_pairs
+    )
 
 
 def _changes(problem: PlanningProblem, cm: CandidateModel, assignment: Assignment | None) -> list[VMChange]:

@@ -96,11 +96,13 @@ def format_plan(plan: ActionPlan) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
     ]
     lines.insert(1, "-" * min(160, len(lines[0])))
-    facts = ", ".join(f"{k}={_fmt(v)}" for k, v in plan.stats.items())
+    facts = ", ".join(f"{k}={_fmt(v)}" for k, v in plan.stats.items() if k != "unsatisfied")
     summary = (
         f"plan {plan.id} by {plan.strategy}: {len(plan.actions)} steps, {len(plan.migrations)} migrations"
     )
-    return "\n".join([summary, *lines, f"solver: {facts}" if facts else "solver: -"])
+    # what operators asked for and the plan cannot give gets its own line, not a solver fact
+    left = [f"not satisfied: {plan.stats['unsatisfied']}"] if plan.stats.get("unsatisfied") else []
+    return "\n".join([summary, *lines, *left, f"solver: {facts}" if facts else "solver: -"])
 
 
 def _fmt(value: Any) -> str:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from cotenancy.model import (
     VM,
+    ActionPlan,
     AffinityRule,
     Allocation,
     CoTenancyPolicy,
@@ -19,6 +20,21 @@ from cotenancy.model import (
     WorkloadClass,
 )
 from cotenancy.plan.problem import DemandForecast
+
+
+def host(name: str, cpu: float = 4000.0, memory: float = 4096.0, maintenance: bool = False) -> Host:
+    return Host(name, name, Resources(cpu=cpu, memory=memory), maintenance=maintenance, power_model="g4")
+
+
+def vm(name: str, on: str, cpu: float = 1000.0, memory: float = 1024.0, **kw) -> VM:
+    return VM(name, name, on, Resources(cpu=cpu, memory=memory), **kw)
+
+
+def final_hosts(inventory: Inventory, plan: ActionPlan) -> dict[str, str | None]:
+    where = inventory.placement()
+    for step in plan.migrations:
+        where[step.vm_id] = step.target_host_id
+    return where
 
 
 def noisy_pair_risk(inventory: Inventory):

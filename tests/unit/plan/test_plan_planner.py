@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from plan_builders import noisy_pair_risk, noisy_pair_risk_where_they_meet
+from plan_builders import final_hosts, host, noisy_pair_risk, noisy_pair_risk_where_they_meet, vm
 from plan_safety import check_plan_safe
 
 from cotenancy.model import (
-    VM,
     ActionKind,
     ActionPlan,
     AffinityRule,
@@ -32,24 +31,9 @@ from cotenancy.plan.planner import Planner
 from cotenancy.plan.problem import DemandForecast, PlannerSettings, build_problem
 
 
-def host(name: str, cpu: float = 4000.0, memory: float = 4096.0, maintenance: bool = False) -> Host:
-    return Host(name, name, Resources(cpu=cpu, memory=memory), maintenance=maintenance, power_model="g4")
-
-
-def vm(name: str, on: str, cpu: float = 1000.0, memory: float = 1024.0, **kw) -> VM:
-    return VM(name, name, on, Resources(cpu=cpu, memory=memory), **kw)
-
-
 def cpu_forecast(inventory: Inventory, share: dict[str, float]) -> DemandForecast:
     cpu = np.array([share.get(v.id, 0.1) * v.size.cpu for v in inventory.vms.values()])
     return DemandForecast({Resource.CPU: cpu}, {Resource.CPU: cpu * 0.8}, "forecast p95")
-
-
-def final_hosts(inventory: Inventory, plan: ActionPlan) -> dict[str, str | None]:
-    where = inventory.placement()
-    for step in plan.migrations:
-        where[step.vm_id] = step.target_host_id
-    return where
 
 
 def test_a_swap_between_full_hosts_goes_through_a_staging_host(settings):
