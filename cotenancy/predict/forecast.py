@@ -38,7 +38,14 @@ from cotenancy.predict.base import Forecast, Forecaster
 from cotenancy.predict.hints import Hint, apply_hints, hints_from_conf
 from cotenancy.predict.metrics import pinball_losses
 from cotenancy.predict.profile import HOURS_PER_WEEK, WeeklyProfiles, hour_of_week, hourly_matrix
-from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, model_dir, save_bundle
+from cotenancy.predict.registry import (
+    ModelBundle,
+    ReloadingModel,
+    load_bundle,
+    model_dir,
+    save_bundle,
+    trained_when,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -619,7 +626,7 @@ class HybridForecaster(Forecaster):
         model = TrainedForecaster.from_bundle(load_bundle(path, KIND, feats.FORECAST_SCHEMA, self.nthread))
         if self._serving_step is not None:
             _check_step(model, self._serving_step, f"{path}: ")
-        LOG.info("loaded forecaster from %s (trained %s)", path, model.metadata.get("trained_at"))
+        LOG.info("loaded forecaster from %s (trained %s)", path, trained_when(model.metadata))
         return model
 
     @property

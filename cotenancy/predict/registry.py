@@ -74,6 +74,14 @@ NEW_FILE_MODE = 0o644
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
 
 
+def trained_when(metadata: dict[str, Any]) -> str:
+    """A model's ``trained_at`` (POSIX seconds) as a UTC time a log reader can read."""
+    value = metadata.get("trained_at")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "at an unknown time"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+
+
 def _json_type(value: object) -> str:
     return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
 

@@ -37,7 +37,14 @@ from cotenancy.predict.base import InterferenceEstimate, RiskModel
 from cotenancy.predict.history import RECENT_STEPS, History, PairDataset, build_pair_dataset, memory_arrays
 from cotenancy.predict.metrics import average_precision, recall_at_precision
 from cotenancy.predict.pressure import InterferenceMemory
-from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, model_dir, save_bundle
+from cotenancy.predict.registry import (
+    ModelBundle,
+    ReloadingModel,
+    load_bundle,
+    model_dir,
+    save_bundle,
+    trained_when,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -319,7 +326,7 @@ class XGBoostRiskModel(RiskModel):
         model = TrainedRisk.from_bundle(load_bundle(path, KIND, feats.PAIR_SCHEMA, self.nthread))
         if self._serving_shape is not None:
             self._check_telemetry(model, self._serving_shape, f"{path}: ")
-        LOG.info("loaded risk model from %s (trained %s)", path, model.metadata.get("trained_at"))
+        LOG.info("loaded risk model from %s (trained %s)", path, trained_when(model.metadata))
         return model
 
     @property

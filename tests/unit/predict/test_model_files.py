@@ -21,7 +21,7 @@ from cotenancy.exceptions import ModelFileError, SchemaMismatch
 from cotenancy.predict import features as feats
 from cotenancy.predict.forecast import HybridForecaster, TrainedForecaster, train_forecaster
 from cotenancy.predict.history import build_pair_dataset
-from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, save_bundle
+from cotenancy.predict.registry import ModelBundle, ReloadingModel, load_bundle, save_bundle, trained_when
 from cotenancy.predict.risk import RiskTrainingConfig, XGBoostRiskModel, train_risk
 
 Edit = Callable[[bytes], bytes]
@@ -386,3 +386,8 @@ def test_a_replacement_trained_on_another_step_keeps_the_last_good_risk_model_se
         np.testing.assert_array_equal(risk.score_pairs(make_state(usage, upto=500), pairs), good)
     assert "step_seconds=600" in (risk.model_problem or "")
     assert len([e for e in errors() if "step_seconds=600" in e]) == 1
+
+
+def test_the_load_log_gives_when_a_model_was_trained_as_a_utc_time():
+    assert trained_when({"trained_at": 1_767_225_600.5}) == "2026-01-01T00:00:00Z"
+    assert trained_when({}) == trained_when({"trained_at": "yesterday"}) == "at an unknown time"
