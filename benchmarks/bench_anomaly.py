@@ -10,7 +10,8 @@ The forecaster (the committed one, all four resources) is trained on the first `
 ``--inside-training D`` never reads the test period: it trains on the first 21 - D days and judges
 the last D of the 21 (seed 0). ``--grid`` judges every combination of thresholds, ratios and
 shares (``cotenancy.predict.anomaly_evaluation``) and prints the one chosen by the flag budget;
-without it, the configured defaults alone.
+without it, the configured defaults alone, or at each of the ``--persistence`` and
+``--min-share`` values given.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def main() -> int:
         metavar="N[,N...]",
         help="without --grid: judge the configured defaults at each of these persistences",
     )
+    parser.add_argument(
+        "--min-share",
+        default=None,
+        metavar="S[,S...]",
+        help="without --grid: judge the configured defaults at each of these anomaly_min_share values",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     began = time.perf_counter()
@@ -82,14 +89,16 @@ def main() -> int:
         )
     else:
         defaults = AnomalySettings.from_conf(make_conf([], config_files=[]))
-        if args.persistence:
-            try:
-                counts = [int(n) for n in args.persistence.split(",")]
-                settings = [dataclasses.replace(defaults, persistence=n) for n in counts]
-            except ValueError as exc:
-                parser.error(f"--persistence {args.persistence!r}: {exc}")
-        else:
-            settings = [defaults]
+        try:
+            counts = [int(n) for n in (args.persistence or str(defaults.persistence)).split(",")]
+            shares = [float(x) for x in (args.min_share or str(defaults.min_share)).split(",")]
+            settings = [
+                dataclasses.replace(defaults, persistence=n, min_share=share)
+                for n in counts
+                for share in shares
+            ]
+        except ValueError as exc:
+            parser.error(f"--persistence {args.persistence!r} / --min-share {args.min_share!r}: {exc}")
     persistences = len({s.persistence for s in settings})
     steps = int(round((evaluate_days or 0) * 86400 / workload.step_seconds)) * persistences or None
     with tqdm(total=steps, unit="step", desc="detector", file=sys.stderr) as bar:
