@@ -92,6 +92,23 @@ def test_task_that_outlives_its_timeout_is_recorded_once(vcsim, admin, driver, v
     assert statuses(store.get_plan(plan.id))[0] is StepStatus.FAILED
 
 
+def test_task_timeout_bounds_a_task_also_under_the_executors_longer_step_timeout(
+    vcsim, admin, driver, vsphere_conf, store, new_vm
+):
+    """``[vsphere] task_timeout`` is what an operator sets for vCenter tasks; the control loop's
+    executor always passes ``[DEFAULT] step_timeout`` (600 s by default), which must not lift it."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    vsphere_conf.set_override("task_timeout", 1.0, group="vsphere")
+    vcsim.arm_fault("RelocateVM_Task", delay_ms=4000, this=vm._moId)
+
+    plan = run(migrate_plan(vm, target, other), vsphere_conf, store, driver)
+
+    assert statuses(plan) == [StepStatus.FAILED, StepStatus.SUCCEEDED, StepStatus.SKIPPED]
+    assert plan.actions[0].message.startswith("TimedOut")
+    assert "after 1 s" in plan.actions[0].message
+
+
 def test_slow_api_call_times_out_and_the_driver_recovers(vcsim, admin, vsphere_conf, new_vm):
     source, target = cluster_hosts(admin, 0)[:2]
     vm = new_vm(host=source, memory_mb=256)
