@@ -9,7 +9,14 @@ from pathlib import Path
 
 from oslo_config import cfg
 
-from cotenancy.cli.common import build_loop, check_writable_file, load_driver, non_negative_int, open_store
+from cotenancy.cli.common import (
+    build_loop,
+    check_writable_file,
+    load_driver,
+    non_negative_int,
+    open_store,
+    stop_on_sigterm,
+)
 from cotenancy.exceptions import ConfigurationError
 from cotenancy.model import ActionPlan, StepStatus
 from cotenancy.plan.report import format_plan, plan_to_dict
@@ -45,11 +52,12 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     store = open_store(conf, args.store)
     driver = load_driver(conf, args.driver)
     try:
-        loop = build_loop(conf, args, driver, store)
-        for _ in range(args.warmup):
-            loop.collect(driver.now())
-            driver.wait(loop.interval)
-        result = loop.run_once()
+        with stop_on_sigterm():
+            loop = build_loop(conf, args, driver, store)
+            for _ in range(args.warmup):
+                loop.collect(driver.now())
+                driver.wait(loop.interval)
+            result = loop.run_once()
     finally:
         driver.close()
         store.close()

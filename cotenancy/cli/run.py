@@ -6,7 +6,7 @@ import argparse
 
 from oslo_config import cfg
 
-from cotenancy.cli.common import build_loop, load_driver, open_store, positive_int
+from cotenancy.cli.common import build_loop, load_driver, open_store, positive_int, stop_on_sigterm
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,10 +34,9 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     store = open_store(conf, args.store)
     driver = load_driver(conf, args.driver)
     try:
-        loop = build_loop(conf, args, driver, store)
-        results = loop.run(rounds=args.rounds, progress=True)
-    except KeyboardInterrupt:
-        return 130
+        with stop_on_sigterm():
+            loop = build_loop(conf, args, driver, store)
+            results = loop.run(rounds=args.rounds, progress=True)
     finally:
         driver.close()
         store.close()

@@ -139,6 +139,13 @@ class StepwiseExecutor(Executor):
                 )
                 aborted = True
                 continue
+            except BaseException:
+                # Ctrl-C or a stopped service: the cloud may carry the step on, and no process is
+                # left to say so; the steps not started stay pending
+                self.record(
+                    plan, action, StepStatus.FAILED, "interrupted while it ran: its outcome is unknown"
+                )
+                raise
             self.record(plan, action, StepStatus.SUCCEEDED)
         return plan
 

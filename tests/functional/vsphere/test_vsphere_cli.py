@@ -1,0 +1,52 @@
+"""``cotenancy run`` against the vCenter simulator as an operator's service manager runs it: stopped
+with SIGTERM (``systemctl stop``), it ends as on Ctrl-C, closing its vCenter session and its history
+store, so that a step it was running is recorded (see the executor's interrupt test) and vCenter
+does not keep the session until it expires."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from vcsim_admin import vsphere_overrides, wait_for
+
+from cotenancy.store import HistoryStore
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def session_keys(admin) -> set[str]:
+    return {s.key for s in admin.sessionManager.sessionList or []}
+
+
+def test_run_stopped_with_sigterm_logs_out_and_exits_with_143(vcsim, admin, tmp_path):
+    store_url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    settings = [f"vsphere.{name}={value}" for name, value in vsphere_overrides(vcsim).items()]
+    settings += ["DEFAULT.interval=3600", f"DEFAULT.state_path={tmp_path}"]
+    command = [sys.executable, "-m", "cotenancy.cli.main", "--config-file", os.devnull]
+    for setting in settings:
+        command += ["--set", setting]
+    command += ["run", "--driver", "vsphere", "--strategy", "noop", "--rounds", "2", "--store", store_url]
+    before = session_keys(admin)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        store = HistoryStore(store_url)
+        # the first round is stored; the loop now waits an hour for the second
+        wait_for(lambda: bool(store.list_plans(limit=1)), "the first round was stored", timeout=60.0)
+        store.close()
+        ours = session_keys(admin) - before
+        assert ours, "the command's vCenter session is listed while it runs"
+
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 143, err.decode()
+    assert "Traceback" not in err.decode()
+    assert not ours & session_keys(admin), "the session was logged out"
