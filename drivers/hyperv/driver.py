@@ -281,11 +281,15 @@ class HyperVDriver(Driver):
     ) -> list[MetricSample]:
         """Hyper-V counters have no history: a window that reaches the present (or ended less
         than ``metrics_grace`` ago and holds no reading yet) takes a fresh reading, stamped
-        inside the window; readings are kept so later windows over the past are answered."""
+        inside the window; readings are kept so later windows over the past are answered.
+
+        Only a reading inside the window covers it: the control loop's window ends at the time
+        it took when its round started, a moment ago, and a reading of the previous round (a
+        shorter interval than the grace ago) is not in it."""
         asked = time.time()
         grace = self.options.metrics_grace
         with self._lock:
-            covered = any(end - grace <= s.timestamp < end for s in self._history)
+            covered = any(max(start, end - grace) <= s.timestamp < end for s in self._history)
         if end >= asked or (end >= asked - grace and not covered):
             fresh = self._read_metrics(end)
             with self._lock:
