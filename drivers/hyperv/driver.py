@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from oslo_config import cfg
 
-from cotenancy.drivers.base import Driver
+from cotenancy.drivers.base import Driver, verifying_tls_context
 from cotenancy.drivers.hyperv.client import ConnectionSettings, ScriptRunner
 from cotenancy.exceptions import ActionFailed, NotFound, Unsupported
 from cotenancy.model import (
@@ -159,6 +159,8 @@ class HyperVDriver(Driver):
         options = self.options
         if not options.verify_tls:
             LOG.warning("hyperv: TLS certificate validation is off for %s", options.endpoint)
+        else:
+            verifying_tls_context(options.ca_file, "[hyperv] ca_file")
         self.runner = ScriptRunner(
             ConnectionSettings(
                 endpoint=options.endpoint or "",

@@ -1,7 +1,9 @@
-"""``cotenancy run`` against the vCenter simulator as an operator's service manager runs it: stopped
-with SIGTERM (``systemctl stop``), it ends as on Ctrl-C, closing its vCenter session and its history
-store, so that a step it was running is recorded (see the executor's interrupt test) and vCenter
-does not keep the session until it expires."""
+"""The ``cotenancy`` command against the vCenter simulator as an operator runs it.
+
+Stopped with SIGTERM (``systemctl stop``), ``cotenancy run`` ends as on Ctrl-C, closing its vCenter
+session and its history store, so that a step it was running is recorded (see the executor's
+interrupt test) and vCenter does not keep the session until it expires. A CA bundle that cannot be
+used is a configuration error naming the option, not a connection failure retried every round."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from vcsim_admin import vsphere_overrides, wait_for
 
+from cotenancy.cli.main import main
 from cotenancy.store import HistoryStore
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,3 +54,23 @@ def test_run_stopped_with_sigterm_logs_out_and_exits_with_143(vcsim, admin, tmp_
     assert process.returncode == 143, err.decode()
     assert "Traceback" not in err.decode()
     assert not ours & session_keys(admin), "the session was logged out"
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"], ids=["missing", "not-pem"])
+def test_a_ca_file_that_cannot_be_used_is_a_configuration_error_naming_it(vcsim, tmp_path, capsys, content):
+    ca_file = tmp_path / "vcenter-ca.pem"
+    if content is not None:
+        ca_file.write_text(content)
+    overrides = vsphere_overrides(vcsim) | {"ca_file": str(ca_file)}
+    settings = [f"DEFAULT.state_path={tmp_path}", "DEFAULT.interval=1"]
+    settings += [f"vsphere.{name}={value}" for name, value in overrides.items()]
+    argv = ["--config-file", os.devnull]
+    for setting in settings:
+        argv += ["--set", setting]
+
+    status = main([*argv, "run", "--driver", "vsphere", "--dry-run", "--rounds", "3"])
+
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "[vsphere] ca_file" in err and str(ca_file) in err
+    assert "unreachable" not in err
