@@ -8,12 +8,31 @@ objects into :mod:`cotenancy.model` records in project units, and its faults int
 from __future__ import annotations
 
 import abc
+import os
+import ssl
 import time
 from collections.abc import Sequence
 
-from cotenancy.exceptions import Unsupported
+from cotenancy.exceptions import ConfigurationError, Unsupported
 from cotenancy.model import Allocation, Event, Inventory, MetricSample, Resources
 from cotenancy.plugin import ConfigurablePlugin
+
+
+def verifying_tls_context(ca_file: str | None, option: str) -> ssl.SSLContext:
+    """A TLS context that verifies servers against ``ca_file`` (a PEM bundle, or a folder of
+    hashed certificates) or, without one, the system's CAs.
+
+    A bundle that cannot be loaded is a :class:`ConfigurationError` naming ``option``, raised when
+    the driver is built: a mistyped path must stop the command at once, not fail every round as
+    if the server were unreachable.
+    """
+    try:
+        if ca_file and os.path.isdir(ca_file):
+            return ssl.create_default_context(capath=ca_file)
+        return ssl.create_default_context(cafile=ca_file or None)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        reason = exc.strerror or str(exc)
+        raise ConfigurationError(f"{option} {ca_file}: cannot load it as a CA bundle: {reason}") from None
 
 
 class Driver(ConfigurablePlugin, abc.ABC):

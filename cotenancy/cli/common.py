@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from oslo_config import cfg
 
 from cotenancy import loading
 from cotenancy.exceptions import ConfigurationError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so that it stops as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (``systemctl stop``) stops the command as Ctrl-C does: the step it runs is recorded
+    and the driver's sessions and the history store are closed, instead of the process vanishing."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def load_driver(conf: cfg.ConfigOpts, name: str | None = None):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 from cotenancy import __version__
+from cotenancy.cli.common import Terminated
 from cotenancy.conf import make_conf
 from cotenancy.exceptions import CotenancyError
 
@@ -103,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except cfg.Error as exc:
         print(f"cotenancy: error: configuration: {_config_error_text(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        # the shell's codes for a command stopped by SIGTERM or SIGINT
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

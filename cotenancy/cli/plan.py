@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 from oslo_config import cfg
 
-from cotenancy.cli.common import build_loop, check_writable_file, load_driver, non_negative_int, open_store
+from cotenancy.cli.common import (
+    build_loop,
+    check_writable_file,
+    load_driver,
+    non_negative_int,
+    open_store,
+    stop_on_sigterm,
+)
 from cotenancy.exceptions import ConfigurationError
+from cotenancy.model import ActionPlan, StepStatus
 from cotenancy.plan.report import format_plan, plan_to_dict
 
 
@@ -43,20 +52,20 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     store = open_store(conf, args.store)
     driver = load_driver(conf, args.driver)
     try:
-        loop = build_loop(conf, args, driver, store)
-        for _ in range(args.warmup):
-            loop.collect(driver.now())
-            driver.wait(loop.interval)
-        result = loop.run_once()
+        with stop_on_sigterm():
+            loop = build_loop(conf, args, driver, store)
+            for _ in range(args.warmup):
+                loop.collect(driver.now())
+                driver.wait(loop.interval)
+            result = loop.run_once()
     finally:
         driver.close()
         store.close()
     print(format_plan(result.plan))
     status = 0
     if result.executed:
-        failed = result.failed_steps
-        print(f"carried out: {len(result.plan.actions) - failed} steps succeeded or skipped, {failed} failed")
-        status = 1 if failed else 0
+        print(execution_summary(result.plan))
+        status = 1 if result.failed_steps else 0
     if args.json is not None:
         try:
             args.json.write_text(json.dumps(plan_to_dict(result.plan), indent=2) + "\n")
@@ -66,3 +75,23 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
                 f"the plan is kept in the history store as {result.plan.id}"
             ) from None
     return status
+
+
+def execution_summary(plan: ActionPlan) -> str:
+    """How many steps ended how. Steps an executor hands to another system (vCenter scheduled
+    tasks) are still to run when the command ends, and must not read as done."""
+    counts = Counter(a.status for a in plan.actions)
+    parts = [f"{counts[StepStatus.SUCCEEDED]} succeeded", f"{counts[StepStatus.FAILED]} failed"]
+    for status, label in _LATER:
+        if counts[status]:
+            parts.append(f"{counts[status]} {label}")
+    return "carried out: " + ", ".join(parts)
+
+
+_LATER = (
+    (StepStatus.SKIPPED, "skipped"),
+    (StepStatus.CANCELLED, "cancelled"),
+    (StepStatus.SCHEDULED, "scheduled to run later"),
+    (StepStatus.RUNNING, "still running"),
+    (StepStatus.PENDING, "pending"),
+)

@@ -7,7 +7,7 @@ import signal
 
 from oslo_config import cfg
 
-from cotenancy.cli.common import build_loop, load_driver, open_store, positive_int
+from cotenancy.cli.common import Terminated, build_loop, load_driver, open_store, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,17 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     store = open_store(conf, args.store)
     driver = load_driver(conf, args.driver)
-    previous = None
+    loop = None
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        # systemctl stop, a container runtime: the round in progress ends, then the loop stops;
+        # before the loop exists there is nothing to finish, so it stops as Ctrl-C does
+        if loop is None:
+            raise Terminated()
+        loop.request_stop()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         loop = build_loop(conf, args, driver, store)
-        # SIGTERM (systemctl stop, a container runtime) ends the round in progress, then stops
-        previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: loop.request_stop())
         loop.run(rounds=args.rounds, progress=True)
-    except KeyboardInterrupt:
-        return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous)
         driver.close()
         store.close()
     rounds = f"{loop.rounds_run} rounds"

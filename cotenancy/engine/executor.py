@@ -41,6 +41,11 @@ class Executor(ConfigurablePlugin, abc.ABC):
         """Run the plan's steps (or hand them to another system) and return the plan with
         updated statuses."""
 
+    def follow_up(self, driver: Driver) -> None:
+        """Carry on what plans of earlier rounds left open in the cloud; the control loop calls it
+        in rounds that have nothing new to execute. Executors whose steps all finish within
+        :meth:`execute` have nothing to follow up."""
+
     def record(self, plan: ActionPlan, action: Action, status: StepStatus, message: str = "") -> None:
         """Set a step's status in the plan and in the history store."""
         action.status = status
@@ -134,6 +139,13 @@ class StepwiseExecutor(Executor):
                 )
                 aborted = True
                 continue
+            except BaseException:
+                # Ctrl-C or a stopped service: the cloud may carry the step on, and no process is
+                # left to say so; the steps not started stay pending
+                self.record(
+                    plan, action, StepStatus.FAILED, "interrupted while it ran: its outcome is unknown"
+                )
+                raise
             self.record(plan, action, StepStatus.SUCCEEDED)
         return plan
 

@@ -4,7 +4,8 @@ One round reads what happened since the last round from the driver (metrics, eve
 telemetry buffer and, when configured, the durable history store; takes a fresh inventory; flags
 anomalous usage (``[predict] detect_anomalies``); hands a :class:`ClusterState` to the strategy
 (which predicts and plans, including its proactive trigger); stores the plan; and, unless in
-dry-run mode, gives it to the executor.
+dry-run mode, gives it to the executor (a round without steps lets the executor follow up the
+plans of earlier rounds whose steps run later, such as vCenter scheduled tasks).
 
 The store receives each sample and event once, although a new loop (a restarted service, every
 ``cotenancy plan``) reads the whole history window again to warm its buffer up: the store's keys
@@ -293,6 +294,8 @@ class ControlLoop:
         if plan.actions and not self.dry_run:
             self.executor.execute(plan, self.driver)
             executed = True
+        elif not self.dry_run:
+            self.executor.follow_up(self.driver)
         return RoundResult(
             now=now,
             plan=plan,

@@ -823,6 +823,26 @@ class HistoryStore:
         query = query.order_by(schema.plans.c.created_at.desc(), schema.plans.c.id).limit(int(limit))
         return self._load_plans(query)
 
+    def plans_with_steps(
+        self, statuses: Iterable[StepStatus], plan_ids: Iterable[str] | None = None
+    ) -> list[ActionPlan]:
+        """Plans (among ``plan_ids`` when given) with at least one step in one of ``statuses``,
+        oldest first: an executor whose steps finish after the round that started them (vCenter
+        scheduled tasks) finds the plans it still has to follow up, also after a restart."""
+        steps = schema.plan_steps
+        wanted = sa.select(steps.c.plan_id).where(steps.c.status.in_([StepStatus(s).value for s in statuses]))
+        if plan_ids is not None:
+            ids = sorted(set(plan_ids))
+            if not ids:
+                return []
+            wanted = wanted.where(steps.c.plan_id.in_(ids))
+        query = (
+            sa.select(schema.plans)
+            .where(schema.plans.c.id.in_(wanted.distinct()))
+            .order_by(schema.plans.c.created_at, schema.plans.c.id)
+        )
+        return self._load_plans(query)
+
     def _load_plans(self, query: sa.Select[Any]) -> list[ActionPlan]:
         with self.engine.connect() as connection:
             plan_rows = connection.execute(query).mappings().all()

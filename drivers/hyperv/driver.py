@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from oslo_config import cfg
 
-from cotenancy.drivers.base import Driver
+from cotenancy.drivers.base import Driver, verifying_tls_context
 from cotenancy.drivers.hyperv.client import ConnectionSettings, ScriptRunner
 from cotenancy.exceptions import ActionFailed, NotFound, Unsupported
 from cotenancy.model import (
@@ -159,6 +159,8 @@ class HyperVDriver(Driver):
         options = self.options
         if not options.verify_tls:
             LOG.warning("hyperv: TLS certificate validation is off for %s", options.endpoint)
+        else:
+            verifying_tls_context(options.ca_file, "[hyperv] ca_file")
         self.runner = ScriptRunner(
             ConnectionSettings(
                 endpoint=options.endpoint or "",
@@ -281,11 +283,15 @@ class HyperVDriver(Driver):
     ) -> list[MetricSample]:
         """Hyper-V counters have no history: a window that reaches the present (or ended less
         than ``metrics_grace`` ago and holds no reading yet) takes a fresh reading, stamped
-        inside the window; readings are kept so later windows over the past are answered."""
+        inside the window; readings are kept so later windows over the past are answered.
+
+        Only a reading inside the window covers it: the control loop's window ends at the time
+        it took when its round started, a moment ago, and a reading of the previous round (a
+        shorter interval than the grace ago) is not in it."""
         asked = time.time()
         grace = self.options.metrics_grace
         with self._lock:
-            covered = any(end - grace <= s.timestamp < end for s in self._history)
+            covered = any(max(start, end - grace) <= s.timestamp < end for s in self._history)
         if end >= asked or (end >= asked - grace and not covered):
             fresh = self._read_metrics(end)
             with self._lock:

@@ -437,9 +437,15 @@ class VSphereDriver(Driver):
     def _host(self, host_id: str) -> vim.HostSystem:
         return vim.HostSystem(host_id, self.session.stub)
 
+    def task_limit(self, timeout: float | None) -> float:
+        """Seconds a task may take: ``task_timeout``, or the caller's (the executor's step timeout)
+        when that is shorter; a longer step timeout does not lift the operator's task timeout."""
+        limit = float(self.options.task_timeout)
+        return limit if timeout is None else min(limit, timeout)
+
     def wait_for_task(self, task: vim.Task, timeout: float | None, doing: str) -> Any:
-        """Poll a task until it ends; TimedOut (outcome unknown) after ``timeout`` seconds."""
-        limit = self.options.task_timeout if timeout is None else timeout
+        """Poll a task until it ends; TimedOut (outcome unknown) after :meth:`task_limit` seconds."""
+        limit = self.task_limit(timeout)
         deadline = time.monotonic() + limit
         poll = self.options.poll_interval
         while True:
@@ -595,7 +601,7 @@ class VSphereDriver(Driver):
         props = self._props(host, ["runtime.inMaintenanceMode"], f"host {host_id}")
         if bool(props.get("runtime.inMaintenanceMode")) == enabled:
             return
-        limit = self.options.task_timeout if timeout is None else timeout
+        limit = self.task_limit(timeout)
         with faults(doing):
             if enabled:
                 task = host.EnterMaintenanceMode_Task(timeout=int(limit), evacuatePoweredOffVms=False)

@@ -24,7 +24,8 @@ VSPHERE_OPTS: list[cfg.Opt] = [
         "task_timeout",
         default=900.0,
         min=0.1,
-        help="Seconds a vCenter task (relocate, reconfigure, maintenance) may take before TimedOut.",
+        help="Seconds a vCenter task (relocate, reconfigure, maintenance) may take before TimedOut. "
+        "A shorter [DEFAULT] step_timeout of the executor applies instead.",
     ),
     cfg.FloatOpt(
         "call_timeout",

@@ -16,6 +16,7 @@ from pyVim.connect import SmartStubAdapter, VimSessionOrientedStub
 from pyVmomi import vim
 from pyVmomi.SoapAdapter import StubAdapterBase
 
+from cotenancy.drivers.base import verifying_tls_context
 from cotenancy.drivers.vsphere.convert import error_from_fault
 from cotenancy.exceptions import ActionFailed, ConfigurationError
 
@@ -69,8 +70,9 @@ class Session:
         self.port = port
         self._username = username
         self._password = password
-        self._ca_file = ca_file
         self._insecure = insecure
+        #: built now, so a CA bundle that cannot be used stops the command before any round
+        self._verifying_context = None if insecure else verifying_tls_context(ca_file, "[vsphere] ca_file")
         self._call_timeout = call_timeout
         self._lock = threading.Lock()
         self._stub: ReloginStub | None = None
@@ -87,7 +89,8 @@ class Session:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
             return context
-        return ssl.create_default_context(cafile=self._ca_file or None)
+        assert self._verifying_context is not None
+        return self._verifying_context
 
     def connect(self) -> vim.ServiceInstance:
         with self._lock:

@@ -8,6 +8,12 @@ only once the steps it depends on have finished as the failure policy requires: 
 the steps that became ready. Task names carry the plan id and step index, so a step is never
 written twice, even after a crash.
 
+The control loop hands each round's plan to :meth:`ScheduledTaskExecutor.execute` once, and every
+``cotenancy plan`` is a new process; so each call (and :meth:`ScheduledTaskExecutor.follow_up` in
+rounds without steps) first follows up the plans that earlier rounds, or earlier processes through
+the history store, left open in vCenter, and a newer plan writes no task for a VM or host that an
+open earlier plan still has a step for.
+
 Admins approve by leaving a task enabled (or enabling it), and cancel by removing it: a removed
 task reads back as ``cancelled``. Withdrawing tasks ourselves (``cancel``, or ``abort`` after a
 failure) always reads their outcome first, so a step that already ran is never called cancelled.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +44,8 @@ LOG = logging.getLogger(__name__)
 
 PC = vmodl.query.PropertyCollector
 NAME_PREFIX = "cotenancy"
+#: the plan id in a task name written by :func:`task_name`
+_PLAN_IN_NAME = re.compile(rf"^{NAME_PREFIX} (\S+) step \d+:")
 
 OPTS: list[cfg.Opt] = [
     cfg.StrOpt(
@@ -114,6 +123,8 @@ class ScheduledTaskExecutor(Executor):
     ) -> None:
         super().__init__(conf, store)
         self.run_at = run_at
+        #: plans this executor wrote tasks for that still have steps open, by id
+        self._open: dict[str, ActionPlan] = {}
 
     @property
     def options(self) -> Any:
@@ -132,17 +143,60 @@ class ScheduledTaskExecutor(Executor):
 
     def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
         vsphere = self._vsphere(driver)
-        self.sync(plan, vsphere)
+        self.sync(plan, vsphere, held=self._follow_up(vsphere, exclude=plan.id))
+        self._keep_if_open(plan)
         if not self.options.wait:
             return plan
         deadline = time.monotonic() + self.options.wait_timeout
         while not all(a.status in FINISHED for a in plan.actions) and time.monotonic() < deadline:
             time.sleep(self.options.poll_interval)
-            self.sync(plan, vsphere)
+            self.sync(plan, vsphere, held=self._follow_up(vsphere, exclude=plan.id))
+        self._keep_if_open(plan)
         return plan
 
-    def sync(self, plan: ActionPlan, driver: VSphereDriver) -> ActionPlan:
+    def follow_up(self, driver: Driver) -> None:
+        """Read back the outcome of earlier plans' tasks and write their steps that became ready."""
+        self._follow_up(self._vsphere(driver))
+
+    def _follow_up(self, driver: VSphereDriver, exclude: str | None = None) -> dict[str, str]:
+        """Sync every open earlier plan; return the VMs and hosts their unfinished steps hold, each
+        with the name of the task that holds it."""
+        held: dict[str, str] = {}
+        for plan in self._open_plans(driver, exclude):
+            self.sync(plan, driver)
+            self._keep_if_open(plan)
+            for action in plan.actions:
+                if action.status not in FINISHED:
+                    held.setdefault(_held_object(action), task_name(plan, action))
+        return held
+
+    def _open_plans(self, driver: VSphereDriver, exclude: str | None) -> list[ActionPlan]:
+        """The plans still open: those this executor wrote tasks for, and with a history store the
+        stored ones with a step scheduled, or with tasks in vCenter and steps not yet finished."""
+        plans = dict(self._open)
+        if self.store is not None:
+            in_vcenter = {
+                m.group(1) for _task, info in self._scheduled(driver) if (m := _PLAN_IN_NAME.match(info.name))
+            }
+            stored = self.store.plans_with_steps([StepStatus.SCHEDULED]) + self.store.plans_with_steps(
+                [StepStatus.PENDING, StepStatus.RUNNING], plan_ids=in_vcenter
+            )
+            for plan in stored:
+                plans.setdefault(plan.id, plan)
+        plans.pop(exclude or "", None)
+        return sorted(plans.values(), key=lambda p: (p.created_at, p.id))
+
+    def _keep_if_open(self, plan: ActionPlan) -> None:
+        if all(a.status in FINISHED for a in plan.actions):
+            self._open.pop(plan.id, None)
+        else:
+            self._open[plan.id] = plan
+
+    def sync(self, plan: ActionPlan, driver: VSphereDriver, held: dict[str, str] | None = None) -> ActionPlan:
         """One pass: read the outcome of written steps, then write the steps that became ready.
+
+        A step for a VM or host in ``held`` (a task of an earlier plan still waits for it) is
+        skipped: two tasks for one VM would run one after the other, on a stale plan.
 
         The failure policy (``[DEFAULT] on_step_failure``) applies as far as tasks that vCenter runs
         on its own allow: ``skip_dependents`` skips the steps that depend on a failed one;
@@ -174,6 +228,11 @@ class ScheduledTaskExecutor(Executor):
             name = task_name(plan, action)
             if name in existing:
                 self.record(plan, action, StepStatus.SCHEDULED, f"vCenter task {existing[name]._moId}")
+                status[action.index] = action.status
+                continue
+            holder = (held or {}).get(_held_object(action))
+            if holder is not None:
+                self.record(plan, action, StepStatus.SKIPPED, f"an earlier step waits in vCenter: {holder}")
                 status[action.index] = action.status
                 continue
             run_at = run_at or self.when()
@@ -348,6 +407,13 @@ class ScheduledTaskExecutor(Executor):
                 return host, vim.HostSystem.EnterMaintenanceMode, [0]
             return host, vim.HostSystem.ExitMaintenanceMode, [0]
         raise Unsupported(f"cannot schedule a {action.kind} step")
+
+
+def _held_object(action: Action) -> str:
+    """The VM a step changes, or the host of a maintenance step."""
+    if action.kind is ActionKind.SET_MAINTENANCE:
+        return f"host {action.host_id}"
+    return f"VM {action.vm_id}"
 
 
 def _first_failure(plan: ActionPlan) -> int | None:

@@ -64,10 +64,8 @@ def draining_site(site):
     return site
 
 
-def test_control_loop_discovers_plans_migrates_and_resizes(
-    draining_site, wsman_server, certificates, password, tmp_path
-):
-    site = draining_site
+def loop_conf(wsman_server, certificates, password):
+    """The project's whole configuration, its [hyperv] group pointing at the loopback server."""
     conf = make_conf([])
     for name, value in {
         "endpoint": wsman_server.endpoint,
@@ -77,6 +75,14 @@ def test_control_loop_discovers_plans_migrates_and_resizes(
         "hosts": ["HV01", "HV02"],
     }.items():
         conf.set_override(name, value, group="hyperv")
+    return conf
+
+
+def test_control_loop_discovers_plans_migrates_and_resizes(
+    draining_site, wsman_server, certificates, password, tmp_path
+):
+    site = draining_site
+    conf = loop_conf(wsman_server, certificates, password)
     driver = load_plugin(DRIVERS, "hyperv", conf)
     store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
     loop = ControlLoop(conf, driver=driver, strategy=PlanOnLatestTelemetry(conf), store=store)
@@ -112,3 +118,33 @@ def test_control_loop_discovers_plans_migrates_and_resizes(
     stored = store.get_plan(plan.id)
     assert [a.status for a in stored.actions] == [StepStatus.SUCCEEDED] * len(plan.actions)
     assert {"Move-VM", "Set-VMMemory", "Get-Counter", "Measure-VM"} <= set(site.calls)
+
+
+class PlanNothing(Strategy):
+    """Plans no steps: the test is about what each round collects."""
+
+    name = "plan-nothing"
+
+    def plan(self, state: ClusterState) -> ActionPlan:
+        return ActionPlan(strategy=self.name)
+
+
+def test_every_round_collects_a_fresh_reading_also_with_rounds_shorter_than_the_grace(
+    site, wsman_server, certificates, password, tmp_path
+):
+    """Hyper-V keeps no counter history, so each round's window must take its own reading; a round
+    every second is shorter than ``metrics_grace`` (30 s), which must not leave windows empty."""
+    conf = loop_conf(wsman_server, certificates, password)
+    conf.set_override("interval", 1)
+    driver = load_plugin(DRIVERS, "hyperv", conf)
+    store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    loop = ControlLoop(conf, driver=driver, strategy=PlanNothing(conf), store=store)
+    try:
+        results = loop.run(rounds=3)
+    finally:
+        driver.close()
+
+    assert [r.samples > 0 for r in results] == [True, True, True]
+    stamps = {s.timestamp for s in store.samples(0.0, results[-1].now + 1)}
+    assert len(stamps) == 3
+    store.close()

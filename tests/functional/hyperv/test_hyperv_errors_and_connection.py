@@ -96,6 +96,20 @@ def test_certificate_is_validated_by_default(make_driver, site):
         make_driver(ca_file=None).get_inventory()
 
 
+@pytest.mark.parametrize("content", [None, "not a certificate\n"], ids=["missing", "not-pem"])
+def test_a_ca_file_that_cannot_be_used_is_a_configuration_error_naming_it(
+    make_driver, site, tmp_path, content
+):
+    """A mistyped path must stop ``cotenancy run`` at once with the option's name, not fail every
+    round with a traceback from requests."""
+    ca_file = tmp_path / "winrm-ca.pem"
+    if content is not None:
+        ca_file.write_text(content)
+    with pytest.raises(ConfigurationError, match=r"\[hyperv\] ca_file") as raised:
+        make_driver(ca_file=str(ca_file))
+    assert str(ca_file) in str(raised.value)
+
+
 def test_validation_can_be_switched_off_and_says_so(make_driver, site, caplog):
     caplog.set_level(logging.WARNING, logger="cotenancy.drivers.hyperv")
     inventory = make_driver(ca_file=None, verify_tls=False).get_inventory()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Callable
 
 import pytest
 from pyVmomi import vim
-from vcsim_admin import cluster_hosts, migrations_of
+from vcsim_admin import cluster_hosts, migrations_of, wait_for
 
 from cotenancy.exceptions import ConfigurationError
 from cotenancy.loading import EXECUTORS, load_plugin
@@ -25,15 +24,6 @@ def soon(seconds: float = 0.5) -> dt.datetime:
 
 def scheduled(admin) -> dict[str, vim.scheduler.ScheduledTask]:
     return {t.info.name: t for t in admin.scheduledTaskManager.scheduledTask}
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Poll vCenter (through the admin connection, not the executor) until ``condition`` holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting until {what}")
-        time.sleep(0.1)
 
 
 def approve_now(task: vim.scheduler.ScheduledTask) -> None:

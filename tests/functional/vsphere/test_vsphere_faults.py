@@ -3,6 +3,8 @@ run twice. Faults come from the simulator's hooks (failing or slow tasks, method
 
 from __future__ import annotations
 
+import _thread
+import threading
 import time
 
 import pytest
@@ -90,6 +92,49 @@ def test_task_that_outlives_its_timeout_is_recorded_once(vcsim, admin, driver, v
     assert vm.runtime.host._moId == target._moId
     assert migrations_of(admin, vm) == 1
     assert statuses(store.get_plan(plan.id))[0] is StepStatus.FAILED
+
+
+def test_task_timeout_bounds_a_task_also_under_the_executors_longer_step_timeout(
+    vcsim, admin, driver, vsphere_conf, store, new_vm
+):
+    """``[vsphere] task_timeout`` is what an operator sets for vCenter tasks; the control loop's
+    executor always passes ``[DEFAULT] step_timeout`` (600 s by default), which must not lift it."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    vsphere_conf.set_override("task_timeout", 1.0, group="vsphere")
+    vcsim.arm_fault("RelocateVM_Task", delay_ms=4000, this=vm._moId)
+
+    plan = run(migrate_plan(vm, target, other), vsphere_conf, store, driver)
+
+    assert statuses(plan) == [StepStatus.FAILED, StepStatus.SUCCEEDED, StepStatus.SKIPPED]
+    assert plan.actions[0].message.startswith("TimedOut")
+    assert "after 1 s" in plan.actions[0].message
+
+
+def test_step_interrupted_while_its_task_runs_is_recorded_with_an_unknown_outcome(
+    vcsim, admin, driver, vsphere_conf, store, new_vm
+):
+    """Ctrl-C (or a stopped service) while a relocation runs: vCenter carries on, so the step must
+    not stay ``running`` in the history store for ever after the process has gone."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    vcsim.arm_fault("RelocateVM_Task", delay_ms=4000, this=vm._moId)
+    plan = migrate_plan(vm, target, other)
+    store.save_plan(plan)
+
+    def interrupt_once_step_0_runs() -> None:
+        while plan.actions[0].status is not StepStatus.RUNNING:
+            time.sleep(0.05)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_once_step_0_runs, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        DriverExecutor(vsphere_conf, store=store).execute(plan, driver)
+
+    stored = store.get_plan(plan.id).actions
+    assert [a.status for a in stored] == [StepStatus.FAILED, StepStatus.PENDING, StepStatus.PENDING]
+    assert "interrupted" in stored[0].message
+    assert "outcome is unknown" in stored[0].message
 
 
 def test_slow_api_call_times_out_and_the_driver_recovers(vcsim, admin, vsphere_conf, new_vm):

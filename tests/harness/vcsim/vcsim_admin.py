@@ -7,7 +7,7 @@ from __future__ import annotations
 import ssl
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,6 +60,15 @@ def wait_task(task: vim.Task) -> Any:
         time.sleep(0.05)
     assert task.info.state == "success", task.info.error
     return task.info.result
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Poll vCenter (through the admin connection, not the code under test) until ``condition``
+    holds; a test that waits longer fails."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() <= deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)
 
 
 def cluster_hosts(admin: vim.ServiceInstanceContent, index: int) -> list[vim.HostSystem]:

@@ -1,0 +1,148 @@
+"""The ``vcenter-scheduled`` executor as ``cotenancy run`` and ``cotenancy plan`` use it: one plan per
+round, each handed to the executor once, and a new process (a restarted service, the next
+``cotenancy plan``) for every invocation.
+
+A plan's tasks run in vCenter after the round that wrote them, so later rounds must read their
+outcome back into the history store and write the steps that became ready; and a later plan must
+not write a second task for a VM that already has one waiting (with a maintenance window hours
+away, every round would otherwise add another relocation of the same VM).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from vcsim_admin import cluster_hosts, migrations_of, wait_for
+
+from cotenancy.cli.plan import execution_summary
+from cotenancy.engine.loop import ControlLoop
+from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepStatus
+from cotenancy.plugins.vcenter.executor import ScheduledTaskExecutor, task_name
+from cotenancy.strategies.base import Strategy
+
+
+class PlansInTurn(Strategy):
+    """Hands out the given plans, one per round: the executor is under test, not the planner."""
+
+    name = "plans-in-turn"
+
+    def __init__(self, conf, plans: list[ActionPlan]) -> None:
+        super().__init__(conf)
+        self.plans = list(plans)
+
+    def plan(self, state):
+        return self.plans.pop(0)
+
+
+def migrate_then_allocate(vm, target, other) -> ActionPlan:
+    """Move ``vm``, change ``other``'s allocation, then ``vm``'s once it has moved."""
+    plan = ActionPlan(strategy=PlansInTurn.name)
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId, reason="noisy neighbour")
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=other._moId, allocation=Allocation(shares=2000))
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=vm._moId, allocation=Allocation(shares=500), depends_on=(0,))
+    return plan
+
+
+def task_ran(admin, name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        tasks = {t.info.name: t.info for t in admin.scheduledTaskManager.scheduledTask}
+        return name in tasks and tasks[name].state in ("success", "error")
+
+    return check
+
+
+@pytest.fixture
+def remove_tasks(admin) -> Iterator[None]:
+    """The tasks a test wrote do not wait in vCenter for the next test."""
+    yield
+    for task in admin.scheduledTaskManager.scheduledTask:
+        task.RemoveScheduledTask()
+
+
+def one_round(conf, driver, store, plan: ActionPlan, start_delay: float) -> ControlLoop:
+    """One round of a fresh loop and executor, as each ``cotenancy plan`` (or a restarted
+    ``cotenancy run``) builds them; only the history store and vCenter remember earlier rounds."""
+    conf.set_override("start_delay", start_delay, group="vcenter-scheduled")
+    executor = ScheduledTaskExecutor(conf, store=store)
+    strategy = PlansInTurn(conf, [plan])
+    loop = ControlLoop(conf, driver=driver, strategy=strategy, store=store, executor=executor)
+    loop.run_once()
+    return loop
+
+
+def test_later_rounds_read_back_earlier_tasks_and_write_their_ready_steps(
+    admin, driver, vsphere_conf, store, new_vm, remove_tasks
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    first = migrate_then_allocate(vm, target, other)
+
+    one_round(vsphere_conf, driver, store, first, start_delay=0.3)
+
+    assert [a.status for a in store.get_plan(first.id).actions] == [
+        StepStatus.SCHEDULED,
+        StepStatus.SCHEDULED,
+        StepStatus.PENDING,
+    ]
+    wait_for(task_ran(admin, task_name(first, first.actions[0])), "the relocation ran")
+    wait_for(task_ran(admin, task_name(first, first.actions[1])), "the allocation change ran")
+
+    # the next round has nothing new to do: it still reads the outcome back and writes step 2
+    one_round(vsphere_conf, driver, store, ActionPlan(strategy=PlansInTurn.name), start_delay=0.3)
+
+    stored = store.get_plan(first.id).actions
+    assert [a.status for a in stored] == [StepStatus.SUCCEEDED, StepStatus.SUCCEEDED, StepStatus.SCHEDULED]
+    wait_for(task_ran(admin, task_name(first, first.actions[2])), "the dependent step ran")
+
+    one_round(vsphere_conf, driver, store, ActionPlan(strategy=PlansInTurn.name), start_delay=0.3)
+
+    assert [a.status for a in store.get_plan(first.id).actions] == [StepStatus.SUCCEEDED] * 3
+    assert vm.runtime.host._moId == target._moId
+    assert vm.config.cpuAllocation.shares.level == "low"
+    assert other.config.cpuAllocation.shares.level == "high"
+
+
+def test_a_later_plan_writes_no_second_task_for_a_vm_whose_task_still_waits(
+    admin, driver, vsphere_conf, store, new_vm, remove_tasks
+):
+    source, target, third = cluster_hosts(admin, 0)[:3]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    first = ActionPlan(strategy=PlansInTurn.name)
+    first.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    second = ActionPlan(strategy=PlansInTurn.name)
+    second.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=third._moId)
+    second.add(
+        ActionKind.SET_ALLOCATION,
+        vm_id=other._moId,
+        allocation=Allocation(reservation=Resources(cpu=100, memory=0)),
+    )
+
+    one_round(vsphere_conf, driver, store, first, start_delay=3600)
+    one_round(vsphere_conf, driver, store, second, start_delay=3600)
+
+    waiting = [t.info for t in admin.scheduledTaskManager.scheduledTask if t.info.entity._moId == vm._moId]
+    assert [info.name for info in waiting] == [task_name(first, first.actions[0])]
+    [moved_again, allocation] = store.get_plan(second.id).actions
+    assert moved_again.status is StepStatus.SKIPPED
+    assert task_name(first, first.actions[0]) in moved_again.message
+    assert allocation.status is StepStatus.SCHEDULED
+    assert store.get_plan(first.id).actions[0].status is StepStatus.SCHEDULED
+    assert migrations_of(admin, vm) == 0
+
+
+def test_plan_command_summary_tells_scheduled_steps_from_finished_ones(
+    admin, driver, vsphere_conf, store, new_vm, remove_tasks
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    plan = migrate_then_allocate(vm, target, other)
+    store.save_plan(plan)
+
+    ScheduledTaskExecutor(vsphere_conf, store=store).execute(plan, driver)
+
+    summary = execution_summary(plan)
+    assert "0 succeeded" in summary
+    assert "2 scheduled to run later" in summary
+    assert "1 pending" in summary
+    assert "0 failed" in summary
