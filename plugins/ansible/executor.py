@@ -164,6 +164,9 @@ class AnsibleExecutor(StepwiseExecutor):
                 timeout=int(timeout),
                 verbosity=self.conf.ansible.verbosity,
                 suppress_env_files=True,
+                # without a callback ansible-runner replaces the process's SIGINT and SIGTERM
+                # handlers for good, and Ctrl-C or systemctl stop would no longer stop cotenancy
+                cancel_callback=_never_cancelled,
             )
             tail = "" if failures else _output_tail(result)
         finally:
@@ -175,6 +178,12 @@ class AnsibleExecutor(StepwiseExecutor):
                 f"ansible-playbook exited {result.rc} ({result.status}): {_redact(tail, secrets)}"
             )
             raise ActionFailed(detail)
+
+
+def _never_cancelled() -> bool:
+    """A playbook is not cancelled from inside: the step timeout bounds it, and a stop request
+    waits for the round (``cotenancy run``'s SIGTERM) or interrupts it (Ctrl-C)."""
+    return False
 
 
 def playbook_vars(trusted: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:

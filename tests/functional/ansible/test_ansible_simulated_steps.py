@@ -4,6 +4,7 @@ refuses is a failed step with the module's message."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -51,9 +52,12 @@ def test_each_step_kind_changes_the_shared_cloud(sim_cloud: SimCloud, executor_c
     plan.add(ActionKind.SET_ALLOCATION, vm_id=vm.id, allocation=Allocation(shares=3000))
     store = sim_cloud.store()
     store.save_plan(plan)
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
 
     AnsibleExecutor(executor_conf, store=store).execute(plan, driver)
 
+    # Ctrl-C and systemctl stop still reach cotenancy after its playbooks ran
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     stored = store.get_plan(plan.id)
     assert [a.status for a in stored.actions] == [StepStatus.SUCCEEDED] * 4, [
         a.message for a in stored.actions

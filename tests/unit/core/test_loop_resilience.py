@@ -192,10 +192,11 @@ def test_a_sigterm_stops_the_service_without_cutting_a_round_short(
     small_conf, tmp_path, monkeypatch, capsys, when, rounds, waits
 ):
     driver = TerminatedCloud(small_conf, **when)
+    handler = signal.getsignal(signal.SIGTERM)
 
     code = run_until_terminated(monkeypatch, tmp_path, driver)
 
     assert code == 0
     assert driver.inventory_calls == rounds and driver.waited == waits
     assert f"{rounds} rounds, 0 steps planned, 0 failed" in capsys.readouterr().out
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is handler
