@@ -102,12 +102,12 @@ class SimulatedDriver(Driver):
         return c.workload.start + c.step * c.step_seconds
 
     def wait(self, seconds: float) -> None:
-        """Advance the cloud by ``seconds``, a whole number of its steps: the simulated cloud moves
+        """Advance the cloud by ``seconds``, a whole number (0 or more) of its steps: the cloud moves
         step by step, so a shorter wait (a control loop whose ``[DEFAULT] interval`` is shorter
         than the trace's step) would leave its clock where it was, round after round."""
         step = self.cloud.step_seconds
         steps = seconds / step
-        if not math.isfinite(steps) or steps < 1.0 - 1e-9 or abs(steps - round(steps)) > 1e-6:
+        if not math.isfinite(steps) or steps < -1e-9 or abs(steps - round(steps)) > 1e-6:
             raise ConfigurationError(
                 f"the simulated cloud moves in steps of {step:g} s and cannot wait {seconds:g} s: "
                 f"set [DEFAULT] interval to a multiple of {step:g}"
