@@ -131,7 +131,9 @@ def test_the_ceiling_reference_lets_a_burst_as_big_as_the_days_largest_pass():
     network.observed[0, 6] = 400.0  # above everything
 
     def flagged(reference: str) -> list[int]:
-        settings = AnomalySettings(reference=reference, threshold=4, min_ratio=1.1, persistence=1)
+        settings = AnomalySettings(
+            reference=reference, threshold=4, min_ratio=1.1, min_share=0, persistence=1
+        )
         return np.flatnonzero(network.flagged(settings)[0]).tolist()
 
     assert flagged("p95") == [4, 6]
