@@ -7,7 +7,7 @@ import contextlib
 import math
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from oslo_config import cfg
@@ -21,12 +21,15 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
+def stop_on_sigterm(on_term: Callable[[], None] | None = None) -> Iterator[None]:
     """SIGTERM (``systemctl stop``) stops the command as Ctrl-C does: the step it runs is recorded
-    and the driver's sessions and the history store are closed, instead of the process vanishing."""
+    and the driver's sessions and the history store are closed, instead of the process vanishing.
+    ``on_term`` is called instead when given (it may raise :class:`Terminated` itself)."""
 
     def stop(_signum: int, _frame: object) -> None:
-        raise Terminated()
+        if on_term is None:
+            raise Terminated()
+        on_term()
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import signal
 
 from oslo_config import cfg
 
-from cotenancy.cli.common import Terminated, build_loop, load_driver, open_store, positive_int
+from cotenancy.cli.common import (
+    Terminated,
+    build_loop,
+    load_driver,
+    open_store,
+    positive_int,
+    stop_on_sigterm,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,19 +42,18 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     driver = load_driver(conf, args.driver)
     loop = None
 
-    def on_sigterm(_signum: int, _frame: object) -> None:
+    def on_sigterm() -> None:
         # systemctl stop, a container runtime: the round in progress ends, then the loop stops;
         # before the loop exists there is nothing to finish, so it stops as Ctrl-C does
         if loop is None:
             raise Terminated()
         loop.request_stop()
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        loop = build_loop(conf, args, driver, store)
-        loop.run(rounds=args.rounds, progress=True)
+        with stop_on_sigterm(on_sigterm):
+            loop = build_loop(conf, args, driver, store)
+            loop.run(rounds=args.rounds, progress=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         driver.close()
         store.close()
     rounds = f"{loop.rounds_run} rounds"

@@ -329,8 +329,7 @@ class ControlLoop:
         bar = tqdm(total=rounds, unit="round", disable=not progress, desc=self.strategy.name)
         self._stop_requested = False
         try:
-            count = 0
-            while (rounds is None or count < rounds) and not self._stop_requested:
+            while (rounds is None or self.rounds_run < rounds) and not self._stop_requested:
                 try:
                     result = self.run_once()
                 except FATAL_ERRORS:
@@ -339,7 +338,7 @@ class ControlLoop:
                     self.failed_rounds += 1
                     failed_in_a_row += 1
                     giving_up = failed_in_a_row >= self.max_failed_rounds
-                    last = rounds is not None and count + 1 >= rounds
+                    last = rounds is not None and self.rounds_run + 1 >= rounds
                     self._log_failed_round(exc, failed_in_a_row, giving_up or last)
                     if giving_up:
                         raise
@@ -354,9 +353,8 @@ class ControlLoop:
                         results.append(result)
                     bar.set_postfix(steps=len(result.plan.actions), failed=result.failed_steps)
                 bar.update(1)
-                count += 1
-                self.rounds_run = count
-                if (rounds is None or count < rounds) and not self._stop_requested:
+                self.rounds_run += 1
+                if (rounds is None or self.rounds_run < rounds) and not self._stop_requested:
                     self._wait_for_next_round()
         except _StopRequested:
             pass
@@ -364,7 +362,7 @@ class ControlLoop:
             self._waiting = False
             bar.close()
         if self._stop_requested:
-            LOG.info("stopped on request after %d rounds", count)
+            LOG.info("stopped on request after %d rounds", self.rounds_run)
         return results
 
     def request_stop(self) -> None:

@@ -140,6 +140,7 @@ def load_history(store, start: float, end: float, step: float) -> History:
     host_of = placement_over_time(
         vm_ids, host_ids, {v: vms[v].host_id for v in vm_ids}, events, window.timestamps, step
     )
+    sizes = {r.value: np.array([vms[v].size[r] for v in vm_ids], dtype=float) for r in Resource}
     return History(
         vm_ids=vm_ids,
         timestamps=window.timestamps,
@@ -149,9 +150,9 @@ def load_history(store, start: float, end: float, step: float) -> History:
         host_cpu=np.array([hosts[h].capacity.cpu for h in host_ids]),
         host_memory=np.array([hosts[h].capacity.memory for h in host_ids]),
         host_of=host_of,
-        vm_cpu_size=np.array([vms[v].size.cpu for v in vm_ids]),
-        vm_memory_size=np.array([vms[v].size.memory for v in vm_ids], dtype=float),
-        vm_sizes={r.value: np.array([vms[v].size[r] for v in vm_ids], dtype=float) for r in Resource},
+        vm_cpu_size=sizes[Resource.CPU.value],
+        vm_memory_size=sizes[Resource.MEMORY.value],
+        vm_sizes=sizes,
         priority=np.array([vms[v].workload.priority for v in vm_ids], dtype=float),
         app_types=[vms[v].workload.app_type for v in vm_ids],
         events=sorted((e for e in events if e.kind is EventKind.DEGRADATION), key=lambda e: e.timestamp),

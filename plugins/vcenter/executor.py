@@ -162,22 +162,23 @@ class ScheduledTaskExecutor(Executor):
         """Sync every open earlier plan; return the VMs and hosts their unfinished steps hold, each
         with the name of the task that holds it."""
         held: dict[str, str] = {}
-        for plan in self._open_plans(driver, exclude):
-            self.sync(plan, driver)
+        # one listing serves the whole pass: each plan's sync only writes tasks of its own plan
+        scheduled = self._scheduled(driver)
+        for plan in self._open_plans(scheduled, exclude):
+            self.sync(plan, driver, scheduled=scheduled)
             self._keep_if_open(plan)
             for action in plan.actions:
                 if action.status not in FINISHED:
                     held.setdefault(_held_object(action), task_name(plan, action))
         return held
 
-    def _open_plans(self, driver: VSphereDriver, exclude: str | None) -> list[ActionPlan]:
+    def _open_plans(self, scheduled: list[tuple[Any, Any]], exclude: str | None) -> list[ActionPlan]:
         """The plans still open: those this executor wrote tasks for, and with a history store the
-        stored ones with a step scheduled, or with tasks in vCenter and steps not yet finished."""
+        stored ones with a step scheduled, or with tasks in vCenter (``scheduled``) and steps not
+        yet finished."""
         plans = dict(self._open)
         if self.store is not None:
-            in_vcenter = {
-                m.group(1) for _task, info in self._scheduled(driver) if (m := _PLAN_IN_NAME.match(info.name))
-            }
+            in_vcenter = {m.group(1) for _task, info in scheduled if (m := _PLAN_IN_NAME.match(info.name))}
             stored = self.store.plans_with_steps([StepStatus.SCHEDULED]) + self.store.plans_with_steps(
                 [StepStatus.PENDING, StepStatus.RUNNING], plan_ids=in_vcenter
             )
@@ -192,8 +193,17 @@ class ScheduledTaskExecutor(Executor):
         else:
             self._open[plan.id] = plan
 
-    def sync(self, plan: ActionPlan, driver: VSphereDriver, held: dict[str, str] | None = None) -> ActionPlan:
+    def sync(
+        self,
+        plan: ActionPlan,
+        driver: VSphereDriver,
+        held: dict[str, str] | None = None,
+        scheduled: list[tuple[Any, Any]] | None = None,
+    ) -> ActionPlan:
         """One pass: read the outcome of written steps, then write the steps that became ready.
+
+        ``scheduled`` is vCenter's listing of scheduled tasks when the caller has just read it
+        (:meth:`_scheduled`); otherwise it is read once here, for both.
 
         A step for a VM or host in ``held`` (a task of an earlier plan still waits for it) is
         skipped: two tasks for one VM would run one after the other, on a stale plan.
@@ -204,12 +214,13 @@ class ScheduledTaskExecutor(Executor):
         writes nothing more after a failure and withdraws the tasks that have not run yet (a task
         already running cannot be stopped: its outcome is read back as usual).
         """
-        self.collect(plan, driver)
+        scheduled = self._scheduled(driver) if scheduled is None else scheduled
+        self._read_back(plan, {info.name: info for _task, info in scheduled})
         policy = self.conf.on_step_failure
         failed = _first_failure(plan)
         if policy == "abort" and failed is not None:
             return self._withdraw(plan, driver, f"plan aborted after step {failed} failed")
-        existing = self._tasks_by_name(driver)
+        existing = {info.name: task for task, info in scheduled}
         status = {a.index: a.status for a in plan.actions}
         run_at = None
         for action in topological_order(plan.actions):
@@ -256,12 +267,6 @@ class ScheduledTaskExecutor(Executor):
                     f"vCenter task {task._moId} at {run_at.isoformat()}",
                 )
             status[action.index] = action.status
-        return plan
-
-    def collect(self, plan: ActionPlan, driver: VSphereDriver) -> ActionPlan:
-        """Read the outcome of every written step back into the plan (and the history store)."""
-        if any(a.status in (StepStatus.SCHEDULED, StepStatus.RUNNING) for a in plan.actions):
-            self._read_back(plan, {info.name: info for _task, info in self._scheduled(driver)})
         return plan
 
     def cancel(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
@@ -354,9 +359,6 @@ class ScheduledTaskExecutor(Executor):
                     break
                 result = content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
             return found
-
-    def _tasks_by_name(self, driver: VSphereDriver) -> dict[str, Any]:
-        return {info.name: task for task, info in self._scheduled(driver)}
 
     def _create(
         self, driver: VSphereDriver, plan: ActionPlan, action: Action, name: str, run_at: dt.datetime
