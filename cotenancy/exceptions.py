@@ -58,6 +58,11 @@ class ActionFailed(DriverError):
     """The cloud tried the operation and reported failure."""
 
 
+class TraceEnded(DriverError):
+    """A simulated cloud has replayed its whole trace: its clock cannot move on, so a control
+    loop on it has nothing new to observe and stops."""
+
+
 class SchemaMismatch(CotenancyError):
     """A saved model was built for another feature schema and must not be served."""
 

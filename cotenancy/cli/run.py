@@ -59,5 +59,6 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     rounds = f"{loop.rounds_run} rounds"
     if loop.failed_rounds:
         rounds += f" ({loop.failed_rounds} failed, see the log)"
-    print(f"{rounds}, {loop.steps_planned} steps planned, {loop.steps_failed} failed")
+    ended = "; the simulated trace ended" if loop.trace_ended else ""
+    print(f"{rounds}, {loop.steps_planned} steps planned, {loop.steps_failed} failed{ended}")
     return 1 if loop.steps_failed or loop.failed_rounds else 0

@@ -28,7 +28,7 @@ from oslo_config import cfg
 from cotenancy import loading
 from cotenancy.conf.predict import telemetry_window_steps
 from cotenancy.engine.executor import DriverExecutor, Executor
-from cotenancy.exceptions import ConfigurationError, CotenancyError, SchemaMismatch
+from cotenancy.exceptions import ConfigurationError, CotenancyError, SchemaMismatch, TraceEnded
 from cotenancy.model import (
     ActionPlan,
     ClusterState,
@@ -127,6 +127,8 @@ class ControlLoop:
         self.rounds_run = 0
         self.steps_planned = 0
         self.steps_failed = 0
+        #: whether the latest :meth:`run` stopped because a simulated cloud replayed its whole trace
+        self.trace_ended = False
         self._last_collected: float | None = None
         self._stop_requested = False
         self._waiting = False
@@ -319,12 +321,14 @@ class ControlLoop:
         not stop the service. After ``max_failed_rounds`` failures in a row the last error is
         raised. Errors that waiting cannot fix (:data:`FATAL_ERRORS`) are raised at once, and
         :class:`KeyboardInterrupt` always stops the loop. After :meth:`request_stop` it returns
-        the results so far once the round in progress has ended.
+        the results so far once the round in progress has ended, and so it does when a simulated
+        cloud has replayed its whole trace (:attr:`trace_ended`).
         """
         from tqdm import tqdm
 
         results: list[RoundResult] = []
         self.failed_rounds = self.rounds_run = self.steps_planned = self.steps_failed = 0
+        self.trace_ended = False
         failed_in_a_row = 0
         bar = tqdm(total=rounds, unit="round", disable=not progress, desc=self.strategy.name)
         self._stop_requested = False
@@ -361,7 +365,7 @@ class ControlLoop:
         finally:
             self._waiting = False
             bar.close()
-        if self._stop_requested:
+        if self._stop_requested and not self.trace_ended:
             LOG.info("stopped on request after %d rounds", self.rounds_run)
         return results
 
@@ -378,6 +382,10 @@ class ControlLoop:
         self._waiting = True
         try:
             self.driver.wait(self.interval)
+        except TraceEnded as exc:
+            LOG.warning("%s: stopping the control loop after %d rounds", exc, self.rounds_run)
+            self.trace_ended = True
+            self._stop_requested = True
         finally:
             self._waiting = False
 

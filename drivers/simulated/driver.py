@@ -10,6 +10,7 @@ at the step boundary and are stamped with its start.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import math
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ import numpy as np
 from oslo_config import cfg
 
 from cotenancy.drivers.base import Driver
-from cotenancy.exceptions import ActionFailed, ConfigurationError, NotFound
+from cotenancy.exceptions import ActionFailed, ConfigurationError, NotFound, TraceEnded
 from cotenancy.model import (
     VM,
     Allocation,
@@ -104,7 +105,9 @@ class SimulatedDriver(Driver):
     def wait(self, seconds: float) -> None:
         """Advance the cloud by ``seconds``, a whole number (0 or more) of its steps: the cloud moves
         step by step, so a shorter wait (a control loop whose ``[DEFAULT] interval`` is shorter
-        than the trace's step) would leave its clock where it was, round after round."""
+        than the trace's step) would leave its clock where it was, round after round. Once the
+        trace is replayed the clock cannot move on: :class:`TraceEnded` says so, where returning
+        would let a loop plan round after round on the same last state, without pause."""
         step = self.cloud.step_seconds
         steps = seconds / step
         if not math.isfinite(steps) or steps < -1e-9 or abs(steps - round(steps)) > 1e-6:
@@ -112,6 +115,9 @@ class SimulatedDriver(Driver):
                 f"the simulated cloud moves in steps of {step:g} s and cannot wait {seconds:g} s: "
                 f"set [DEFAULT] interval to a multiple of {step:g}"
             )
+        if seconds and self.cloud.finished:
+            ended = dt.datetime.fromtimestamp(self.now(), dt.UTC).isoformat(timespec="minutes")
+            raise TraceEnded(f"the simulated cloud's trace ended at {ended}")
         self.cloud.advance(seconds)
 
     # ------------------------------------------------------------------ inventory

@@ -22,3 +22,13 @@ def test_unknown_strategy_is_a_clear_error(tmp_path, capsys):
     assert code == 2
     error = capsys.readouterr().err
     assert "clairvoyant" in error and "lr-mmt" in error
+
+
+def test_a_run_on_the_simulated_cloud_ends_with_its_trace_and_says_so(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    settings = ["--set", "simulator.synthetic_vms=10", "--set", "simulator.days=0.03"]
+    code = main([*settings, "run", "--dry-run", "--store", url])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "9 rounds" in out and "the simulated trace ended" in out
+    assert len(HistoryStore(url).list_plans()) == 9

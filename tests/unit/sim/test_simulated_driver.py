@@ -9,7 +9,7 @@ from cotenancy import loading
 from cotenancy.drivers.base import Driver
 from cotenancy.drivers.simulated.driver import SimulatedDriver
 from cotenancy.engine.loop import ControlLoop
-from cotenancy.exceptions import ActionFailed, ConfigurationError, NotFound
+from cotenancy.exceptions import ActionFailed, ConfigurationError, NotFound, TraceEnded
 from cotenancy.model import Allocation, EventKind, Resource, Resources, VMState
 from cotenancy.sim.cloud import SimulatedCloud
 from cotenancy.sim.setups import default_setup
@@ -78,6 +78,28 @@ def test_a_control_loop_polling_faster_than_the_trace_stops_at_once_saying_why(c
     with pytest.raises(ConfigurationError, match="multiple of 300"):
         loop.run(rounds=3)
     assert loop.rounds_run == 1
+
+
+def test_a_cloud_that_replayed_its_whole_trace_refuses_to_wait_saying_when_it_ended(driver):
+    while not driver.cloud.finished:
+        driver.wait(300.0)
+    end = driver.now()
+    assert end == 1_000_000.0 + 7 * 300.0
+    with pytest.raises(TraceEnded, match=r"trace ended at 1970-01-12T14:21\+00:00"):
+        driver.wait(300.0)
+    driver.wait(0.0)
+    assert driver.now() == end
+
+
+def test_a_control_loop_stops_when_its_simulated_trace_ends_instead_of_planning_on_a_frozen_clock(conf):
+    conf.set_override("synthetic_vms", 6, group="simulator")
+    conf.set_override("days", 0.03, group="simulator")
+    driver = SimulatedDriver(conf)
+    loop = ControlLoop(conf, driver=driver, strategy=NoopStrategy(conf))
+    results = loop.run(rounds=50)
+    assert loop.trace_ended and driver.cloud.finished
+    assert loop.rounds_run == len(results) == 9
+    assert len({r.now for r in results}) == len(results)
 
 
 def test_interference_raises_degradation_events_naming_neighbours(driver):
