@@ -90,6 +90,15 @@ OPTS = [
         "is not an exfiltration (0.1 flagged a third less than 0 at the same recall on held-out "
         "days inside the Bitbrains training period; docs/predictors.md).",
     ),
+    cfg.IntOpt(
+        "anomaly_group_min_vms",
+        default=3,
+        min=0,
+        help="When at least this many VMs of one workload (tenant and application type) are "
+        "flagged in the same interval for the same resource, they are reported as one anomaly "
+        "naming them all (a batch job or a rush lifting a whole group is one thing to look at, "
+        "not dozens); fewer are reported one by one. 0 or 1 reports every VM on its own.",
+    ),
     cfg.MultiStrOpt(
         "hint",
         default=[],

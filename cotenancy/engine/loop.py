@@ -261,8 +261,10 @@ class ControlLoop:
                 exc_info=not isinstance(exc, CotenancyError),
             )
             return []
+        from cotenancy.predict.anomaly import affected
+
         for event in found:
-            LOG.warning("anomaly on VM %s (host %s): %s", event.vm_ids[0], event.host_id, event.message)
+            LOG.warning("anomaly on %s: %s", affected(event), event.message)
         if found and self.written_store is not None:
             self.written_store.add_events(found)
         return found

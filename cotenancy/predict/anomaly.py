@@ -54,6 +54,9 @@ class AnomalySettings:
     #: (on Bitbrains, inside the training period, 2 flagged a fifth as often as 1 at the same
     #: recall of injected exfiltrations and runaway processes: docs/predictors.md)
     persistence: int = 2
+    #: VMs of one workload (tenant, application type) flagged in the same interval for the same
+    #: resource that are reported as one event; 0 (or 1) reports every VM on its own
+    group_min_vms: int = 3
     min_history: int = 6
 
     def __post_init__(self) -> None:
@@ -73,6 +76,7 @@ class AnomalySettings:
             p.anomaly_min_share,
             p.anomaly_reference,
             p.anomaly_persistence,
+            p.anomaly_group_min_vms,
         )
 
 
@@ -220,50 +224,102 @@ class AnomalyDetector:
         return out, dict(forecast.source)
 
     def detect(self, state: ClusterState) -> list[Event]:
-        """The anomalies among each VM's latest samples, as events."""
+        """The anomalies among each VM's latest samples, as events: one per VM, or one per
+        workload whose VMs rose together (:meth:`_workloads_together`)."""
         assessments, sources = self.assess(state)
-        tele = state.telemetry
-        inv = state.inventory.vms
-        settings = self.settings
         if not assessments:
             return []
+        tele = state.telemetry
+        settings = self.settings
         # an anomaly of N intervals in a row starts at the first of them and lasts N intervals
         onset = float(tele.timestamps[-settings.persistence])
         events: list[Event] = []
-        against = "forecast p95" if settings.reference == "p95" else "ceiling (forecast p99, window max)"
         for resource, a in assessments.items():
-            unit = RESOURCE_UNITS[Resource(resource)]
-            score = a.score(settings)
-            reference = a.reference(settings)[:, -1]
-            lasting = f" for {settings.persistence} intervals" if settings.persistence > 1 else ""
-            for i in np.flatnonzero(a.flagged(settings)):
-                vm_id = tele.vm_ids[i]
-                vm = inv.get(vm_id)
-                observed, p95, ceiling = float(a.observed[i, -1]), float(a.p95[i, -1]), float(reference[i])
-                events.append(
-                    Event(
-                        timestamp=onset,
-                        kind=EventKind.ANOMALY,
-                        vm_ids=(vm_id,),
-                        host_id=vm.host_id if vm is not None else None,
-                        duration=tele.step_seconds * settings.persistence,
-                        severity=float(min(1.0, (observed - ceiling) / max(observed, 1e-9))),
-                        resource=resource,
-                        message=(
-                            f"{resource} {observed:.0f} {unit} against a {against} of "
-                            f"{ceiling:.0f} {unit} ({score[i]:.0f} robust scales above){lasting}"
-                        ),
-                        source=SOURCE,
-                        details={
-                            "observed": f"{observed:.6g}",
-                            "reference": f"{ceiling:.6g}",
-                            "forecast_p95": f"{p95:.6g}",
-                            "score": f"{score[i]:.3g}",
-                            "forecast_source": sources.get(resource, ""),
-                        },
-                    )
-                )
+            flagged = np.flatnonzero(a.flagged(settings))
+            for workload, rows in self._workloads_together(state, flagged):
+                source = sources.get(resource, "")
+                events.append(self._event(state, resource, a, rows, workload, onset, source))
         return events
+
+    def _workloads_together(
+        self, state: ClusterState, flagged: np.ndarray
+    ) -> list[tuple[tuple[str, str] | None, np.ndarray]]:
+        """``flagged`` rows split into what is reported together: the VMs of one workload (tenant
+        and application type) when at least ``group_min_vms`` of them rose in the same interval,
+        each other VM on its own. A batch job or a rush that lifts a whole group at once is one
+        thing to look at, not dozens; a VM rising alone, an exfiltration or a runaway process,
+        stays its own event."""
+        inv = state.inventory.vms
+        by_workload: dict[tuple[str, str] | None, list[int]] = {}
+        for i in flagged.tolist():
+            vm = inv.get(state.telemetry.vm_ids[i])
+            key = (vm.tenant, vm.workload.app_type) if vm is not None else None
+            by_workload.setdefault(key, []).append(i)
+        minimum = self.settings.group_min_vms
+        out: list[tuple[tuple[str, str] | None, np.ndarray]] = []
+        for key, rows in by_workload.items():
+            if key is not None and minimum >= 2 and len(rows) >= minimum:
+                out.append((key, np.array(rows)))
+            else:
+                out.extend((None, np.array([i])) for i in rows)
+        return sorted(out, key=lambda item: int(item[1][0]))
+
+    def _event(
+        self,
+        state: ClusterState,
+        resource: str,
+        a: Assessment,
+        rows: np.ndarray,
+        workload: tuple[str, str] | None,
+        onset: float,
+        source: str,
+    ) -> Event:
+        """One ANOMALY event for ``rows``; a group's figures are its highest sample's, with the
+        median of its scores, and its message names the workload."""
+        settings = self.settings
+        tele = state.telemetry
+        unit = RESOURCE_UNITS[Resource(resource)]
+        against = "forecast p95" if settings.reference == "p95" else "ceiling (forecast p99, window max)"
+        lasting = f" for {settings.persistence} intervals" if settings.persistence > 1 else ""
+        score = a.score(settings)[rows]
+        reference = a.reference(settings)[rows, -1]
+        top = int(np.argmax(a.observed[rows, -1]))
+        observed, p95 = float(a.observed[rows[top], -1]), float(a.p95[rows[top], -1])
+        ceiling = float(reference[top])
+        vm_ids = tuple(tele.vm_ids[i] for i in rows)
+        hosts = {vm.host_id for vm in (state.inventory.vms.get(v) for v in vm_ids) if vm is not None}
+        details = {
+            "observed": f"{observed:.6g}",
+            "reference": f"{ceiling:.6g}",
+            "forecast_p95": f"{p95:.6g}",
+            "score": f"{float(np.median(score)):.3g}",
+            "forecast_source": source,
+        }
+        if workload is None:
+            message = (
+                f"{resource} {observed:.0f} {unit} against a {against} of "
+                f"{ceiling:.0f} {unit} ({score[0]:.0f} robust scales above){lasting}"
+            )
+        else:
+            tenant, app_type = workload
+            details.update(tenant=tenant, app_type=app_type, vms=str(len(rows)))
+            message = (
+                f"{resource} rose together on {len(rows)} VMs of tenant {tenant}'s {app_type} "
+                f"workload: up to {observed:.0f} {unit} against a {against} of {ceiling:.0f} {unit} "
+                f"(a median of {np.median(score):.0f} robust scales above){lasting}"
+            )
+        return Event(
+            timestamp=onset,
+            kind=EventKind.ANOMALY,
+            vm_ids=vm_ids,
+            host_id=hosts.pop() if len(hosts) == 1 else None,
+            duration=tele.step_seconds * settings.persistence,
+            severity=float(min(1.0, (observed - ceiling) / max(observed, 1e-9))),
+            resource=resource,
+            message=message,
+            source=SOURCE,
+            details=details,
+        )
 
     def detect_and_record(self, state: ClusterState, store) -> list[Event]:
         """Detect, then store the anomalies in the history (``store.add_events``)."""
@@ -271,6 +327,17 @@ class AnomalyDetector:
         if events:
             store.add_events(events)
         return events
+
+
+def affected(event: Event, vm_word: str = "VM", host_word: str = "host", shown: int = 10) -> str:
+    """Who an anomaly event is about, for a log line: one VM and its host, or a workload's VMs
+    (the first ``shown`` named; the event keeps them all)."""
+    if len(event.vm_ids) == 1:
+        return f"{vm_word} {event.vm_ids[0]} ({host_word} {event.host_id})"
+    names = ", ".join(event.vm_ids[:shown])
+    more = f" and {len(event.vm_ids) - shown} more" if len(event.vm_ids) > shown else ""
+    where = f" on {host_word} {event.host_id}" if event.host_id else ""
+    return f"{len(event.vm_ids)} {vm_word}s{where} ({names}{more})"
 
 
 def configured_detector(conf: cfg.ConfigOpts, strategy: object = None) -> AnomalyDetector | None:

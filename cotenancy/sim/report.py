@@ -82,6 +82,12 @@ th,td{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}figure{{m
 """
 
 
+def _vms(vm_ids: list[str], shown: int = 5) -> str:
+    """An anomaly's VMs for a table cell: a workload's surge names its first ``shown``."""
+    more = f" and {len(vm_ids) - shown} more" if len(vm_ids) > shown else ""
+    return ", ".join(vm_ids[:shown]) + more
+
+
 def _anomaly_section(result: SimulationResult, shown: int = ANOMALIES_SHOWN) -> str:
     """Counts of flagged usage per resource and the first ``shown`` of them, in trace time."""
     flagged = result.extra.get("anomalies", [])
@@ -91,14 +97,16 @@ def _anomaly_section(result: SimulationResult, shown: int = ANOMALIES_SHOWN) -> 
     counts = Counter(str(a["resource"]) for a in flagged)
     summary = ", ".join(f"{html.escape(r)}: {n:,}" for r, n in sorted(counts.items()))
     rows = "".join(
-        f"<tr><td>{(float(a['time']) - start) / 3600.0:.2f}</td><td>{html.escape(str(a['vm']))}</td>"
+        f"<tr><td>{(float(a['time']) - start) / 3600.0:.2f}</td><td>{html.escape(_vms(a['vms']))}</td>"
         f"<td>{html.escape(str(a['host']))}</td><td>{html.escape(str(a['message']))}</td></tr>"
         for a in flagged[:shown]
     )
     hidden = len(flagged) - shown
     more = f"<p>... and {hidden:,} more (in the JSON summary).</p>" if hidden > 0 else ""
     return (
-        f"<h2>Anomalies</h2><p>{len(flagged):,} samples far above their forecast ({summary}).</p>"
+        f"<h2>Anomalies</h2><p>{len(flagged):,} anomalies ({summary}): usage far above its forecast on "
+        f"{sum(len(a['vms']) for a in flagged):,} VMs' samples; the VMs of a workload that rose "
+        "together are one.</p>"
         f"<table><tr><th>hours since start</th><th>VM</th><th>host</th><th>what</th></tr>{rows}</table>{more}"
     )
 

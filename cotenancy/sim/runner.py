@@ -182,7 +182,7 @@ def run_cloud(
     anomalies = [
         {
             "time": event.timestamp,
-            "vm": event.vm_ids[0],
+            "vms": list(event.vm_ids),
             "host": event.host_id,
             "resource": event.resource,
             "message": event.message,

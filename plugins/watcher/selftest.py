@@ -215,7 +215,7 @@ def command_run(request: dict[str, Any]) -> dict[str, Any]:
         result["dropped"] = list(translation.dropped)
         result["telemetry_steps"] = len(strategy.last_state.telemetry.timestamps)
         result["anomalies"] = [
-            {"vm_id": e.vm_ids[0], "host_id": e.host_id, "resource": e.resource, "message": e.message}
+            {"vm_ids": list(e.vm_ids), "host_id": e.host_id, "resource": e.resource, "message": e.message}
             for e in strategy.last_anomalies
         ]
         plan = strategy.last_plan

@@ -35,7 +35,7 @@ from cotenancy.exceptions import CotenancyError
 from cotenancy.model import ActionPlan, ClusterState, Event, Inventory
 from cotenancy.plugins.watcher import goal as cotenancy_goal
 from cotenancy.plugins.watcher import translate
-from cotenancy.predict.anomaly import AnomalyDetector, configured_detector
+from cotenancy.predict.anomaly import AnomalyDetector, affected, configured_detector
 from cotenancy.store import HistoryStore
 from cotenancy.store.requests import apply_operator_requests
 from cotenancy.strategies.base import Strategy
@@ -282,9 +282,8 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
             return []
         for event in found:
             LOG.warning(
-                "cotenancy_predictive: anomaly on instance %s (node %s): %s",
-                event.vm_ids[0],
-                event.host_id,
+                "cotenancy_predictive: anomaly on %s: %s",
+                affected(event, vm_word="instance", host_word="node"),
                 event.message,
             )
         if found and store is not None:

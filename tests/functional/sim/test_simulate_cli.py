@@ -36,7 +36,7 @@ def test_synthetic_default_run_writes_json_and_a_self_contained_report(tmp_path,
     assert result["setup"] == "default" and result["vms"] == 40
     assert result["energy_kwh"] > 0
     assert result["anomalies_flagged"] == len(result["anomalies"])
-    assert all({"time", "vm", "host", "resource", "message"} <= set(a) for a in result["anomalies"])
+    assert all({"time", "vms", "host", "resource", "message"} <= set(a) for a in result["anomalies"])
     page = report.read_text()
     assert page.count("data:image/png;base64,") >= 4
     for title in ("Active hosts", "utilisation", "Migrations", "degraded", "Anomalies"):

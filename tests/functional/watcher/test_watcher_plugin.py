@@ -220,7 +220,7 @@ def test_a_runaway_instance_is_flagged_and_kept_in_cotenancys_history_store(watc
 
     answer = watcher({**request, "cotenancy_config_file": str(config)})
 
-    assert [(a["vm_id"], a["resource"]) for a in answer["anomalies"]] == [(INSTANCE_2, "cpu")]
+    assert [(a["vm_ids"], a["resource"]) for a in answer["anomalies"]] == [([INSTANCE_2], "cpu")]
     with HistoryStore(f"sqlite:///{history}") as store:
         stored = store.events(0, 2**31, kinds=[EventKind.ANOMALY])
     assert [(e.vm_ids, e.resource) for e in stored] == [((INSTANCE_2,), "cpu")]

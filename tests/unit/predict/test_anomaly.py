@@ -8,7 +8,7 @@ import numpy as np
 from predict_synthetic import make_state, synthetic_usage
 
 from cotenancy.model import Event, EventKind
-from cotenancy.predict.anomaly import AnomalyDetector, AnomalySettings
+from cotenancy.predict.anomaly import AnomalyDetector, AnomalySettings, affected
 from cotenancy.predict.forecast import HybridForecaster
 from cotenancy.store import HistoryStore
 
@@ -58,6 +58,37 @@ def test_bad_latest_samples_do_not_alarm(tmp_path):
     state.telemetry.values["network"][1, -1] = -1.0
     state.telemetry.values["network"][2, -1] = np.nan
     assert detector.detect(state) == []
+
+
+def _network_rising_on(*vms: int):
+    usage = synthetic_usage(n_vms=6, days=2, seed=5)
+    rng = np.random.default_rng(5)
+    usage.values["network"] = np.abs(rng.normal(400.0, 40.0, usage.values["cpu"].shape))
+    usage.values["network"][list(vms), -1] *= 50.0
+    return make_state(usage, usage.timestamps.size, window=72)
+
+
+def test_vms_of_one_workload_rising_together_are_one_anomaly_naming_them_all(tmp_path):
+    """vm-000, vm-002 and vm-004 are the three "web" VMs; vm-001 is "batch" and rises alone."""
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
+    group, alone = detector.detect(_network_rising_on(0, 1, 2, 4))
+    assert group.vm_ids == ("vm-000", "vm-002", "vm-004")
+    assert group.host_id == "h0"
+    assert "network rose together on 3 VMs of tenant default's web workload" in group.message
+    details = group.details
+    assert (details["tenant"], details["app_type"], details["vms"]) == ("default", "web", "3")
+    assert alone.vm_ids == ("vm-001",) and "together" not in alone.message
+    assert affected(group) == "3 VMs on host h0 (vm-000, vm-002, vm-004)"
+    assert affected(alone) == "VM vm-001 (host h1)"
+
+
+def test_fewer_vms_of_a_workload_than_the_group_minimum_are_reported_one_by_one(tmp_path):
+    detector = AnomalyDetector(HybridForecaster(model_path=tmp_path / "absent.json"), ONE_INTERVAL)
+    assert [e.vm_ids for e in detector.detect(_network_rising_on(0, 2))] == [("vm-000",), ("vm-002",)]
+    ungrouped = AnomalyDetector(
+        HybridForecaster(model_path=tmp_path / "absent.json"), AnomalySettings(persistence=1, group_min_vms=0)
+    )
+    assert len(ungrouped.detect(_network_rising_on(0, 2, 4))) == 3
 
 
 def _moved(state, vm_id: str, at: float):
