@@ -49,6 +49,7 @@ from cotenancy.store.requests import (
     RequestKind,
     RequestStore,
     check_encodable,
+    escape_controls,
     parse_time,
     unknown_references,
 )
@@ -720,7 +721,7 @@ def printable(text: str) -> str:
     """``text`` for one log line: control characters and line separators shown as escapes, and
     backslashes doubled so an escape sent as text stays distinguishable, as ``http.server``'s own
     ``log_message`` does; a request line may hold them, and would forge log lines otherwise."""
-    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text.replace("\\", "\\\\"))
+    return escape_controls(text.replace("\\", "\\\\"))
 
 
 def _model_unavailable(exc: SchemaMismatch) -> ApiError:

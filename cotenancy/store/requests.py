@@ -57,6 +57,23 @@ CONTROL_MESSAGE = (
 )
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with each control character or line separator written as its Python escape
+    (``\\n``, ``\\x1b``, ``\\u2028``): printable, so it shows on one line and moves no cursor."""
+    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _escaped(value: Any) -> Any:
+    """A stored spec with :func:`escape_controls` applied to every text in it."""
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, dict):
+        return {key: _escaped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    return value
+
+
 class RequestKind(enum.StrEnum):
     HINT = "hint"
     RULE = "rule"
@@ -360,13 +377,16 @@ def _new(kind: RequestKind, body: object, now: float) -> Request:
 
 
 def _from_row(row: Mapping[str, Any]) -> Request:
+    """A stored request. Text is read with its control characters escaped: requests stored before
+    they were refused may hold them, and a name or ``created_by`` with a newline or terminal escape
+    would forge lines in the plan ``cotenancy plan`` prints, the server log and API answers."""
     return Request(
         id=row["id"],
         kind=RequestKind(row["kind"]),
-        spec=dict(row["spec"]),
+        spec=_escaped(dict(row["spec"])),
         created_at=row["created_at"],
         expires_at=row["expires_at"],
-        created_by=row["created_by"],
+        created_by=escape_controls(row["created_by"]),
     )
 
 
