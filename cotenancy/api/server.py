@@ -32,12 +32,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from oslo_config import cfg
 
+from cotenancy.api import idempotency
 from cotenancy.api.predictions import QUANTILE_DECIMALS, Predictions, quantile_levels
 from cotenancy.conf import api as api_conf
 from cotenancy.exceptions import ConfigurationError, NotFound, SchemaMismatch
 from cotenancy.model import VM, ActionPlan, Event, EventKind, Host, StepStatus
 from cotenancy.plan.report import plan_to_dict
 from cotenancy.store import HistoryStore
+from cotenancy.store.idempotency import IdempotencyKey, KeyReused
 from cotenancy.store.requests import (
     CONTROL_CHARACTERS,
     CONTROL_MESSAGE,
@@ -47,6 +49,7 @@ from cotenancy.store.requests import (
     RequestKind,
     RequestStore,
     check_encodable,
+    escape_controls,
     parse_time,
     unknown_references,
 )
@@ -115,6 +118,8 @@ class Call:
     params: dict[str, str]
     query: dict[str, list[str]]
     body: Any = None
+    #: the Idempotency-Key header of a POST, when given
+    idempotency_key: str | None = None
 
     def one(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -278,6 +283,7 @@ class Api:
         self.clock = clock
         self.predictions = Predictions(conf, store, clock)
         self.max_list = int(self.options.max_list)
+        self.key_lifetime = float(self.options.idempotency_key_lifetime)
         self.routes = self._routes()
 
     def _routes(self) -> list[Route]:
@@ -480,21 +486,36 @@ class Api:
         return handler
 
     def _creator(self, kind: RequestKind, collection: str) -> Callable[[Call], Reply]:
+        path = f"/v1/{collection}"
+
         def handler(call: Call) -> Reply:
+            now = self.clock()
             try:
-                request = self.requests.add(kind, call.body, self.clock())
+                if call.idempotency_key is None:
+                    request = self.requests.add(kind, call.body, now)
+                    answer, replayed = self._describe(request), False
+                else:
+                    key = IdempotencyKey(path, call.idempotency_key)
+                    remembered = self.requests.add_once(
+                        kind, call.body, now, key, self.key_lifetime, self._describe
+                    )
+                    answer, replayed = remembered.answer, remembered.replayed
             except InvalidRequest as exc:
                 raise ApiError(HTTPStatus.BAD_REQUEST, exc.message, exc.field) from None
             except Conflict as exc:
                 raise ApiError(
                     HTTPStatus.CONFLICT, str(exc), details={"existing_id": exc.existing_id}
                 ) from None
-            LOG.info("%s %s created by %s", kind.value, request.id, request.created_by)
-            return Reply(
-                HTTPStatus.CREATED,
-                self._describe(request),
-                headers={"Location": f"/v1/{collection}/{request.id}"},
-            )
+            except KeyReused as exc:
+                raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc), idempotency.HEADER) from None
+            headers = {"Location": f"{path}/{answer['id']}"}
+            if replayed:
+                # the header Stripe's API sends, so a client can tell a retry was recognised
+                headers["Idempotent-Replayed"] = "true"
+                LOG.info("%s %s: a repeated request answered as the first", kind.value, answer["id"])
+            else:
+                LOG.info("%s %s created by %s", kind.value, answer["id"], answer["created_by"])
+            return Reply(HTTPStatus.CREATED, answer, headers=headers)
 
         return handler
 
@@ -650,8 +671,13 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in given:
             if CONTROL_CHARACTERS.search(value):
                 raise ApiError(HTTPStatus.BAD_REQUEST, CONTROL_MESSAGE, name)
-        body = self._read_body() if self.command == "POST" else None
-        return route.handler(Call(params, query, body))
+        if self.command != "POST":
+            return route.handler(Call(params, query))
+        try:
+            key = idempotency.parse_key(self.headers.get_all(idempotency.HEADER) or [])
+        except ValueError as exc:
+            raise ApiError(HTTPStatus.BAD_REQUEST, str(exc), idempotency.HEADER) from None
+        return route.handler(Call(params, query, self._read_body(), key))
 
     def _send(self, reply: Reply, data: bytes) -> None:
         has_body = self.headers.get("Content-Length") not in (None, "0") or self.headers.get(
@@ -695,7 +721,7 @@ def printable(text: str) -> str:
     """``text`` for one log line: control characters and line separators shown as escapes, and
     backslashes doubled so an escape sent as text stays distinguishable, as ``http.server``'s own
     ``log_message`` does; a request line may hold them, and would forge log lines otherwise."""
-    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text.replace("\\", "\\\\"))
+    return escape_controls(text.replace("\\", "\\\\"))
 
 
 def _model_unavailable(exc: SchemaMismatch) -> ApiError:

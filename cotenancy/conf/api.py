@@ -36,6 +36,14 @@ OPTS = [
         min=1,
         help="Longest forecast horizon, in control-loop intervals, a client may ask for.",
     ),
+    cfg.IntOpt(
+        "idempotency_key_lifetime",
+        default=86400,
+        min=60,
+        help="Seconds the first answer to a POST sent with an Idempotency-Key header is kept: a "
+        "retry with the same key and body within it gets that answer back and stores nothing; "
+        "after it the key may be used again.",
+    ),
     cfg.FloatOpt(
         "request_timeout",
         default=30.0,

@@ -23,7 +23,7 @@ import math
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,8 +32,9 @@ import sqlalchemy as sa
 from cotenancy.exceptions import CotenancyError, NotFound
 from cotenancy.model import VM, AffinityRule, Inventory, Resource, RuleKind
 from cotenancy.predict.hints import Hint, hints_from_conf
-from cotenancy.store import schema
+from cotenancy.store import idempotency, schema
 from cotenancy.store.history import HistoryStore
+from cotenancy.store.idempotency import IdempotencyKey, Remembered
 
 MAX_ID_LENGTH = 255
 MAX_TEXT_LENGTH = 1000
@@ -54,6 +55,23 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 CONTROL_MESSAGE = (
     "must not contain control characters or line separators (U+0000-U+001F, U+007F-U+009F, U+2028, U+2029)"
 )
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character or line separator written as its Python escape
+    (``\\n``, ``\\x1b``, ``\\u2028``): printable, so it shows on one line and moves no cursor."""
+    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _escaped(value: Any) -> Any:
+    """A stored spec with :func:`escape_controls` applied to every text in it."""
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, dict):
+        return {key: _escaped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    return value
 
 
 class RequestKind(enum.StrEnum):
@@ -352,14 +370,23 @@ def unknown_references(request: Request, host_ids: Iterable[str], vms: Mapping[s
 # storage ------------------------------------------------------------------------------------
 
 
+def _new(kind: RequestKind, body: object, now: float) -> Request:
+    """A validated request with a new id, not yet stored; :class:`InvalidRequest` if invalid."""
+    spec, expires_at, created_by = validate(kind, body, now)
+    return Request(uuid.uuid4().hex, kind, spec, float(now), expires_at, created_by)
+
+
 def _from_row(row: Mapping[str, Any]) -> Request:
+    """A stored request. Text is read with its control characters escaped: requests stored before
+    they were refused may hold them, and a name or ``created_by`` with a newline or terminal escape
+    would forge lines in the plan ``cotenancy plan`` prints, the server log and API answers."""
     return Request(
         id=row["id"],
         kind=RequestKind(row["kind"]),
-        spec=dict(row["spec"]),
+        spec=_escaped(dict(row["spec"])),
         created_at=row["created_at"],
         expires_at=row["expires_at"],
-        created_by=row["created_by"],
+        created_by=escape_controls(row["created_by"]),
     )
 
 
@@ -379,7 +406,8 @@ def _insert(connection: sa.Connection, request: Request) -> None:
 
 def _lock_requests_table(connection: sa.Connection) -> None:
     """Take the database's write lock before the duplicate check, so that another process adding
-    the same drain waits for this transaction to end instead of finding no drain too.
+    the same drain waits for this transaction to end instead of finding no drain too (and one
+    storing a request under an idempotency key, for the expired keys it deletes).
 
     No schema change is needed (a unique index could not say "active" anyway, which depends on
     the time): SQLite's ``BEGIN IMMEDIATE`` takes the database's one write lock at once;
@@ -404,20 +432,66 @@ class RequestStore:
         A drain or critical mark is checked against the active ones and stored in one locked
         transaction, so two racing requests for one target give one request and one conflict.
         """
-        spec, expires_at, created_by = validate(kind, body, now)
-        request = Request(uuid.uuid4().hex, kind, spec, float(now), expires_at, created_by)
-        key = ONE_PER_TARGET.get(kind)
-        if key is None:
+        request = _new(kind, body, now)
+        self._store(request)
+        return request
+
+    def add_once(
+        self,
+        kind: RequestKind,
+        body: object,
+        now: float,
+        key: IdempotencyKey,
+        lifetime: float,
+        describe: Callable[[Request], dict[str, Any]] | None = None,
+    ) -> Remembered:
+        """:meth:`add` for a request sent with an idempotency key: the first time, validate, store
+        and remember ``describe(request)`` (default ``request.as_dict(now)``) under the key; again
+        with the same body within ``lifetime`` seconds, that answer (``replayed``), storing nothing
+        and before validation (a hint's end may have passed since). :class:`KeyReused` when the key
+        came with another body. A refused request (invalid, in conflict) does not use up its key.
+        """
+        digest = idempotency.fingerprint(body)
+        with self.engine.connect() as connection:
+            found = idempotency.find(connection, key, digest, now, lifetime)
+        if found is not None:
+            return found
+        request = _new(kind, body, now)
+        answer = Remembered(
+            request.id, describe(request) if describe else request.as_dict(now), request.created_at, False
+        )
+        try:
+            self._store(request, lambda c: idempotency.remember(c, key, digest, answer, lifetime))
+        except sa.exc.IntegrityError:
+            # a request with this key was stored since the check above: answer as it was answered
+            with self.engine.connect() as connection:
+                found = idempotency.find(connection, key, digest, now, lifetime)
+            if found is None:
+                raise
+            return found
+        return answer
+
+    def _store(self, request: Request, remember: Callable[[sa.Connection], None] | None = None) -> None:
+        """Insert ``request``, with ``remember`` (its idempotency key) in the same transaction; a
+        keyed request or one of :data:`ONE_PER_TARGET` under the lock, the key first, so a racing
+        retry fails on the key (and is answered) before it could conflict with its own request."""
+        target = ONE_PER_TARGET.get(request.kind)
+        if target is None and remember is None:
             with self.engine.begin() as connection:
                 _insert(connection, request)
-            return request
+            return
         with _ADD_LOCK, self.engine.begin() as connection:
             _lock_requests_table(connection)
-            for other in self._select(connection, kind):
-                if other.active(now) and other.spec[key] == spec[key]:
-                    raise Conflict(f"{key} {spec[key]!r} already has {kind.value} {other.id}", other.id)
+            if remember is not None:
+                remember(connection)
+            if target is not None:
+                value = request.spec[target]
+                for other in self._select(connection, request.kind):
+                    if other.active(request.created_at) and other.spec[target] == value:
+                        raise Conflict(
+                            f"{target} {value!r} already has {request.kind.value} {other.id}", other.id
+                        )
             _insert(connection, request)
-        return request
 
     def _select(self, connection: sa.Connection, kind: RequestKind | None) -> list[Request]:
         t = schema.api_requests

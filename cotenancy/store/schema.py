@@ -194,3 +194,18 @@ api_requests = sa.Table(
     sa.Column("created_by", sa.String(255), nullable=False),
     sa.Index("ix_api_requests_kind_created_at", "kind", "created_at"),
 )
+
+#: the first answer to each POST sent with an Idempotency-Key, see cotenancy.store.idempotency
+api_idempotency_keys = sa.Table(
+    "api_idempotency_keys",
+    metadata,
+    # the path the key was sent to, and the key: racing requests with one key cannot both store
+    sa.Column("scope", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    # sha256 of the request body, to tell a retry from a reused key
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(32), nullable=False),
+    sa.Column("answer", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index("ix_api_idempotency_keys_created_at", "created_at"),
+)

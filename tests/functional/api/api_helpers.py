@@ -4,13 +4,16 @@ and a plan)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import ssl
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cotenancy.api import ApiServer
+from cotenancy.api import ApiServer, make_server
 from cotenancy.model import (
     VM,
     ActionKind,
@@ -110,6 +113,18 @@ class Client:
 
     def delete(self, path: str, **kwargs: Any) -> Answer:
         return self.call("DELETE", path, **kwargs)
+
+
+@contextlib.contextmanager
+def serving(conf: Any, store: HistoryStore, clock: Callable[[], float]) -> Iterator[Client]:
+    """A real server over ``store`` on a free loopback port while the block runs, and a client."""
+    server = make_server(conf, store, listen="127.0.0.1:0", clock=clock)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield Client(server)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def seed(store: HistoryStore) -> None:

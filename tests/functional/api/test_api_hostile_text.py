@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from api_helpers import NOW, Client, seed
+from api_helpers import NOW, Client, seed, serving
 
-from cotenancy.api import make_server
 from cotenancy.store import HistoryStore
 
 #: C0, DEL and C1 control characters, and the separators that end a line in Python and JavaScript
@@ -44,13 +42,8 @@ CREATES = {
 def backend_client(api_conf_obj, history_store: HistoryStore, clock) -> Iterator[Client]:
     """A real server over a seeded store, once on SQLite and once on PostgreSQL."""
     seed(history_store)
-    server = make_server(api_conf_obj, history_store, listen="127.0.0.1:0", clock=clock)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        yield Client(server)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(api_conf_obj, history_store, clock) as client:
+        yield client
 
 
 def stored(client: Client) -> int:

@@ -209,3 +209,25 @@ def test_every_status_a_route_can_answer_is_documented(start_server) -> None:
 
 def _explode(call: object) -> None:
     raise RuntimeError("a fault inside a handler")
+
+
+def test_idempotency_key_answers_are_documented(client) -> None:
+    """A replayed answer, a key reused with another body (422) and a malformed key (400), on
+    every POST route, and each POST declares the header."""
+    document = yaml.safe_load(client.get("/v1/openapi.yaml").raw)
+    parameters = document["components"]["parameters"]
+    for collection, body in BODIES.items():
+        path = f"/v1/{collection}"
+        operation = document["paths"][path]["post"]
+        declared = [parameters[p["$ref"].rsplit("/", 1)[-1]] for p in operation.get("parameters", [])]
+        assert [(p["name"], p["in"]) for p in declared] == [("Idempotency-Key", "header")], path
+        key = {"Idempotency-Key": f"doc-{collection}"}
+        first = client.post(path, body, headers=key)
+        replayed = client.post(path, body, headers=key)
+        assert replayed.status == 201 and replayed.headers["idempotent-replayed"] == "true"
+        assert "Idempotent-Replayed" in document["components"]["responses"]["Created"]["headers"]
+        reused = client.post(path, body | {"created_by": "someone else"}, headers=key)
+        malformed = client.post(path, body, headers={"Idempotency-Key": ""})
+        assert (reused.status, malformed.status) == (422, 400)
+        for answer in (first, replayed, reused, malformed):
+            check_answer(document, "POST", path, answer)
