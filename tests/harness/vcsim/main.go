@@ -821,6 +821,18 @@ func (h *hooks) afterRelocate(vmRef types.ManagedObjectReference, source *types.
 	}
 }
 
+// vcenterTaskIds are vCenter's TaskInfo.descriptionId of the methods whose tasks can be injected
+// (0.24's own tasks say e.g. "VirtualMachine.relocateVm"); clients find running migrations by them.
+var vcenterTaskIds = map[string]string{
+	"RelocateVM_Task":           "VirtualMachine.relocate",
+	"MigrateVM_Task":            "VirtualMachine.migrate",
+	"ReconfigVM_Task":           "VirtualMachine.reconfigure",
+	"PowerOnVM_Task":            "VirtualMachine.powerOn",
+	"PowerOffVM_Task":           "VirtualMachine.powerOff",
+	"EnterMaintenanceMode_Task": "HostSystem.enterMaintenanceMode",
+	"ExitMaintenanceMode_Task":  "HostSystem.exitMaintenanceMode",
+}
+
 // injected answers a *_Task call with a task of our own: it waits delay_ms, then fails with the
 // armed fault, or (no fault) performs the real call and mirrors its outcome.
 func (h *hooks) injected(w http.ResponseWriter, r *http.Request, body []byte, method string,
@@ -858,6 +870,12 @@ func (h *hooks) injected(w http.ResponseWriter, r *http.Request, body []byte, me
 		}
 		return info.Result, nil
 	})
+	if id, ok := vcenterTaskIds[method]; ok {
+		simulator.Map.WithLock(injectedTask, func() {
+			injectedTask.Info.Name = method
+			injectedTask.Info.DescriptionId = id
+		})
+	}
 	go injectedTask.Run()
 
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
