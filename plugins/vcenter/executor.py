@@ -52,13 +52,13 @@ OPTS: list[cfg.Opt] = [
         "window_start",
         default="",
         help="Start of the daily maintenance window as HH:MM (UTC); steps are scheduled at its "
-        "next occurrence. Empty: start_delay seconds from now.",
+        "next occurrence by vCenter's clock. Empty: start_delay seconds from now.",
     ),
     cfg.FloatOpt(
         "start_delay",
         default=60.0,
         min=0.0,
-        help="Seconds from now to schedule steps at when no window_start is set.",
+        help="Seconds from now (vCenter's clock) to schedule steps at when no window_start is set.",
     ),
     cfg.BoolOpt(
         "enabled",
@@ -130,11 +130,12 @@ class ScheduledTaskExecutor(Executor):
     def options(self) -> Any:
         return getattr(self.conf, self.name)
 
-    def when(self) -> dt.datetime:
-        """When newly ready steps run."""
+    def when(self, driver: VSphereDriver) -> dt.datetime:
+        """When newly ready steps run, by vCenter's clock: vCenter runs them by its own, so this
+        host's clock, if off, would put them in vCenter's past or hours late."""
         if self.run_at is not None:
             return self.run_at
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.fromtimestamp(driver.now(), dt.UTC)
         if self.options.window_start:
             return next_window(now, self.options.window_start)
         return now + dt.timedelta(seconds=self.options.start_delay)
@@ -246,7 +247,7 @@ class ScheduledTaskExecutor(Executor):
                 self.record(plan, action, StepStatus.SKIPPED, f"an earlier step waits in vCenter: {holder}")
                 status[action.index] = action.status
                 continue
-            run_at = run_at or self.when()
+            run_at = run_at or self.when(driver)
             try:
                 check_action(action)
                 task = self._create(driver, plan, action, name, run_at)
