@@ -74,6 +74,8 @@ TASK_PATHS = ["info.state", "info.descriptionId", "info.entity"]
 #: TaskInfo.descriptionId of tasks that move a VM to another host: a relocation (RelocateVM_Task),
 #: a migration (MigrateVM_Task) and a DRS-initiated vMotion
 MIGRATION_TASKS = frozenset({"VirtualMachine.relocate", "VirtualMachine.migrate", "Drm.ExecuteVMotionLRO"})
+#: methods (WSDL names) of scheduled tasks that move a VM to another host
+MIGRATION_METHODS = frozenset({"RelocateVM_Task", "MigrateVM_Task"})
 _UNFINISHED = (vim.TaskInfo.State.queued, vim.TaskInfo.State.running)
 
 _POWER_STATES = {
@@ -256,12 +258,29 @@ class VSphereDriver(Driver):
         self._power = power
         return inventory
 
+    def scheduled_tasks(self) -> list[tuple[Any, Any]]:
+        """(task, info) of every vCenter scheduled task, in one property-collector call."""
+        manager = self.session.content.scheduledTaskManager
+        if manager is None:
+            raise Unsupported("this vCenter has no ScheduledTaskManager")
+        traversal = PC.TraversalSpec(
+            name="scheduled", path="scheduledTask", skip=False, type=vim.scheduler.ScheduledTaskManager
+        )
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=manager, skip=True, selectSet=[traversal])],
+            propSet=[PC.PropertySpec(type=vim.scheduler.ScheduledTask, pathSet=["info"])],
+        )
+        return [(task, props["info"]) for task, props in self.retrieve(spec) if "info" in props]
+
     def _migrations(self) -> dict[str, str]:
-        """VM id -> the task moving it, for every move vCenter has queued or is carrying out.
+        """VM id -> the task moving it, for every move vCenter has queued, is carrying out, or
+        holds as a scheduled task that has not run yet.
 
         vCenter's recent tasks hold every user's queued and running tasks (DRS's too), so one
         property-collector call finds them all; the tasks this driver stopped waiting for are read
-        as well, and those that ended are told once (:meth:`_tell_outcomes`).
+        as well, and those that ended are told once (:meth:`_tell_outcomes`). A scheduled
+        relocation (the ``vcenter-scheduled`` executor's, or an admin's) counts while it waits,
+        also disabled, waiting for an admin: it will move the VM, so no plan should move it first.
         """
         spec = PC.FilterSpec(
             objectSet=[
@@ -288,6 +307,10 @@ class VSphereDriver(Driver):
                 )
         for vm_id, task_id in self._tell_outcomes().items():
             moving.setdefault(vm_id, f"task {task_id} (timed out, still running)")
+        if self.session.content.scheduledTaskManager is not None:
+            for task, info in self.scheduled_tasks():
+                if (found := _scheduled_move(task, info)) is not None:
+                    moving.setdefault(*found)
         return moving
 
     def _tell_outcomes(self) -> dict[str, str]:
@@ -696,6 +719,25 @@ class VSphereDriver(Driver):
         after = self._props(host, ["runtime.inMaintenanceMode"], f"host {host_id}")
         if bool(after.get("runtime.inMaintenanceMode")) != enabled:
             raise ActionFailed(f"{doing}: the task succeeded but the host did not change")
+
+
+def _scheduled_move(task: Any, info: Any) -> tuple[str, str] | None:
+    """(VM id, description) of a scheduled task that will relocate a VM and has not run yet."""
+    action = info.action
+    if not isinstance(action, vim.action.MethodAction) or not isinstance(info.entity, vim.VirtualMachine):
+        return None
+    method = getattr(getattr(action.name, "info", None), "wsdlName", action.name)
+    if method not in MIGRATION_METHODS or info.state not in _UNFINISHED:
+        return None
+    spec = action.argument[0].value if action.argument else None
+    host = getattr(spec, "host", None)
+    where = f" to host {host._moId}" if host is not None else ""
+    if not info.enabled:
+        when = "disabled: waits for an admin"
+    else:
+        at = info.nextRunTime or getattr(info.scheduler, "runAt", None)
+        when = f"at {at.isoformat()}" if at is not None else "enabled"
+    return info.entity._moId, f"scheduled task {task._moId}{where} ({info.state}, {when})"
 
 
 def _rules(config: Any) -> list[AffinityRule]:
