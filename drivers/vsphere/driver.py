@@ -70,6 +70,13 @@ VM_PATHS = [
     "config.instanceUuid",
 ]
 CLUSTER_PATHS = ["name", "configurationEx"]
+TASK_PATHS = ["info.state", "info.descriptionId", "info.entity"]
+#: TaskInfo.descriptionId of tasks that move a VM to another host: a relocation (RelocateVM_Task),
+#: a migration (MigrateVM_Task) and a DRS-initiated vMotion
+MIGRATION_TASKS = frozenset({"VirtualMachine.relocate", "VirtualMachine.migrate", "Drm.ExecuteVMotionLRO"})
+#: methods (WSDL names) of scheduled tasks that move a VM to another host
+MIGRATION_METHODS = frozenset({"RelocateVM_Task", "MigrateVM_Task"})
+_UNFINISHED = (vim.TaskInfo.State.queued, vim.TaskInfo.State.running)
 
 _POWER_STATES = {
     "poweredOn": VMState.ACTIVE,
@@ -117,6 +124,9 @@ class VSphereDriver(Driver):
         self._vm_shape: dict[str, tuple[int, float]] = {}
         #: vm id -> power state, refreshed with the shapes
         self._power: dict[str, str] = {}
+        #: task id -> (task, what it does, VM it moves) of tasks that outlived the wait for them:
+        #: each inventory reads them until they end, so that their outcome is told
+        self._timed_out: dict[str, tuple[vim.Task, str, str | None]] = {}
 
     def __repr__(self) -> str:
         return f"VSphereDriver({self.session!r})"
@@ -144,20 +154,22 @@ class VSphereDriver(Driver):
                 objectSet=[PC.ObjectSpec(obj=view, skip=True, selectSet=[traversal])],
                 propSet=[PC.PropertySpec(type=t, pathSet=p) for t, p in paths.items()],
             )
-            collector = content.propertyCollector
-            result = collector.RetrievePropertiesEx(
-                [spec], PC.RetrieveOptions(maxObjects=self.options.page_size)
-            )
-            found: list[tuple[Any, dict[str, Any]]] = []
-            while result is not None:
-                for obj in result.objects:
-                    found.append((obj.obj, {p.name: p.val for p in obj.propSet}))
-                if not result.token:
-                    break
-                result = collector.ContinueRetrievePropertiesEx(result.token)
-            return found
+            return self.retrieve(spec)
         finally:
             view.DestroyView()
+
+    def retrieve(self, spec: vmodl.query.PropertyCollector.FilterSpec) -> list[tuple[Any, dict[str, Any]]]:
+        """(object, {path: value}) of everything ``spec`` selects, in pages of ``page_size``."""
+        collector = self.session.content.propertyCollector
+        result = collector.RetrievePropertiesEx([spec], PC.RetrieveOptions(maxObjects=self.options.page_size))
+        found: list[tuple[Any, dict[str, Any]]] = []
+        while result is not None:
+            for obj in result.objects:
+                found.append((obj.obj, {p.name: p.val for p in obj.propSet}))
+            if not result.token:
+                break
+            result = collector.ContinueRetrievePropertiesEx(result.token)
+        return found
 
     def _props(self, obj: vim.ManagedObject, paths: list[str], what: str) -> dict[str, Any]:
         """Properties of one object; NotFound when it does not exist (any more)."""
@@ -190,6 +202,9 @@ class VSphereDriver(Driver):
         shapes: dict[str, tuple[int, float]] = {}
         power: dict[str, str] = {}
         prefix = self.options.metadata_prefix
+        # read before the VMs: a move that ends in between leaves the VM pinned one round more,
+        # never shown settled on the host it has just left
+        moving = self._migrations()
         for dc, dc_props in self._collect(content.rootFolder, {vim.Datacenter: ["name"]}):
             dc_name = dc_props.get("name", dc._moId)
             objects = self._collect(
@@ -230,6 +245,10 @@ class VSphereDriver(Driver):
                 if not isinstance(obj, vim.VirtualMachine) or props.get("config.template"):
                     continue
                 vm = self._vm_record(obj, props, core_mhz, prefix, dc_name)
+                if vm.id in moving:
+                    vm.attributes["migration"] = moving[vm.id]
+                    if vm.state is VMState.ACTIVE:
+                        vm.state = VMState.MIGRATING
                 inventory.vms[vm.id] = vm
                 shapes[vm.id] = (vm.vcpus, vm.size.memory)
                 power[vm.id] = vm.attributes["power_state"]
@@ -238,6 +257,88 @@ class VSphereDriver(Driver):
         self._vm_shape = shapes
         self._power = power
         return inventory
+
+    def scheduled_tasks(self) -> list[tuple[Any, Any]]:
+        """(task, info) of every vCenter scheduled task, in one property-collector call."""
+        manager = self.session.content.scheduledTaskManager
+        if manager is None:
+            raise Unsupported("this vCenter has no ScheduledTaskManager")
+        traversal = PC.TraversalSpec(
+            name="scheduled", path="scheduledTask", skip=False, type=vim.scheduler.ScheduledTaskManager
+        )
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=manager, skip=True, selectSet=[traversal])],
+            propSet=[PC.PropertySpec(type=vim.scheduler.ScheduledTask, pathSet=["info"])],
+        )
+        return [(task, props["info"]) for task, props in self.retrieve(spec) if "info" in props]
+
+    def _migrations(self) -> dict[str, str]:
+        """VM id -> the task moving it, for every move vCenter has queued, is carrying out, or
+        holds as a scheduled task that has not run yet.
+
+        vCenter's recent tasks hold every user's queued and running tasks (DRS's too), so one
+        property-collector call finds them all; the tasks this driver stopped waiting for are read
+        as well, and those that ended are told once (:meth:`_tell_outcomes`). A scheduled
+        relocation (the ``vcenter-scheduled`` executor's, or an admin's) counts while it waits,
+        also disabled, waiting for an admin: it will move the VM, so no plan should move it first.
+        """
+        spec = PC.FilterSpec(
+            objectSet=[
+                PC.ObjectSpec(
+                    obj=self.session.content.taskManager,
+                    skip=True,
+                    selectSet=[
+                        PC.TraversalSpec(name="recent", path="recentTask", skip=False, type=vim.TaskManager)
+                    ],
+                )
+            ],
+            propSet=[PC.PropertySpec(type=vim.Task, pathSet=TASK_PATHS)],
+        )
+        moving: dict[str, str] = {}
+        for task, props in self.retrieve(spec):
+            entity = props.get("info.entity")
+            if (
+                props.get("info.descriptionId") in MIGRATION_TASKS
+                and props.get("info.state") in _UNFINISHED
+                and isinstance(entity, vim.VirtualMachine)
+            ):
+                moving[entity._moId] = (
+                    f"task {task._moId} ({props['info.descriptionId']}, {props['info.state']})"
+                )
+        for vm_id, task_id in self._tell_outcomes().items():
+            moving.setdefault(vm_id, f"task {task_id} (timed out, still running)")
+        if self.session.content.scheduledTaskManager is not None:
+            for task, info in self.scheduled_tasks():
+                if (found := _scheduled_move(task, info)) is not None:
+                    moving.setdefault(*found)
+        return moving
+
+    def _tell_outcomes(self) -> dict[str, str]:
+        """Log how the tasks that outlived the wait for them ended; return VM id -> task id of
+        the moves among them still running."""
+        running: dict[str, str] = {}
+        for task_id, (task, doing, vm_id) in list(self._timed_out.items()):
+            try:
+                info = self._props(task, ["info"], f"task {task_id}")["info"]
+            except NotFound:
+                LOG.warning(
+                    "%s: task %s timed out earlier and vCenter no longer has it; its outcome is unknown",
+                    doing,
+                    task_id,
+                )
+                del self._timed_out[task_id]
+                continue
+            if info.state == vim.TaskInfo.State.success:
+                LOG.info("%s: task %s, which timed out earlier, succeeded", doing, task_id)
+            elif info.state == vim.TaskInfo.State.error:
+                error = convert.error_from_fault(info.error, doing)
+                LOG.warning("%s: task %s, which timed out earlier, failed: %s", doing, task_id, error)
+            else:
+                if vm_id is not None:
+                    running[vm_id] = task_id
+                continue
+            del self._timed_out[task_id]
+        return running
 
     @staticmethod
     def _vm_record(
@@ -443,8 +544,14 @@ class VSphereDriver(Driver):
         limit = float(self.options.task_timeout)
         return limit if timeout is None else min(limit, timeout)
 
-    def wait_for_task(self, task: vim.Task, timeout: float | None, doing: str) -> Any:
-        """Poll a task until it ends; TimedOut (outcome unknown) after :meth:`task_limit` seconds."""
+    def wait_for_task(
+        self, task: vim.Task, timeout: float | None, doing: str, moves: str | None = None
+    ) -> Any:
+        """Poll a task until it ends; TimedOut (outcome unknown) after :meth:`task_limit` seconds.
+
+        vCenter carries on with a task nobody waits for, so one that timed out is remembered: the
+        inventory shows the VM it ``moves`` as migrating until it ends, then logs its outcome.
+        """
         limit = self.task_limit(timeout)
         deadline = time.monotonic() + limit
         poll = self.options.poll_interval
@@ -456,6 +563,7 @@ class VSphereDriver(Driver):
             if info.state == vim.TaskInfo.State.error:
                 raise convert.error_from_fault(info.error, doing)
             if time.monotonic() >= deadline:
+                self._timed_out[task._moId] = (task, doing, moves)
                 raise TimedOut(
                     f"{doing}: task {task._moId} still {info.state} after {limit:g} s; its outcome is unknown"
                 )
@@ -494,7 +602,7 @@ class VSphereDriver(Driver):
             return
         with faults(doing):
             task = self._vm(vm_id).RelocateVM_Task(spec)
-        self.wait_for_task(task, timeout, doing)
+        self.wait_for_task(task, timeout, doing, moves=vm_id)
         after = self._props(self._vm(vm_id), ["runtime.host"], f"VM {vm_id}").get("runtime.host")
         if after is None or after._moId != target_host_id:
             raise ActionFailed(f"{doing}: the task succeeded but the VM runs on {after}")
@@ -611,6 +719,25 @@ class VSphereDriver(Driver):
         after = self._props(host, ["runtime.inMaintenanceMode"], f"host {host_id}")
         if bool(after.get("runtime.inMaintenanceMode")) != enabled:
             raise ActionFailed(f"{doing}: the task succeeded but the host did not change")
+
+
+def _scheduled_move(task: Any, info: Any) -> tuple[str, str] | None:
+    """(VM id, description) of a scheduled task that will relocate a VM and has not run yet."""
+    action = info.action
+    if not isinstance(action, vim.action.MethodAction) or not isinstance(info.entity, vim.VirtualMachine):
+        return None
+    method = getattr(getattr(action.name, "info", None), "wsdlName", action.name)
+    if method not in MIGRATION_METHODS or info.state not in _UNFINISHED:
+        return None
+    spec = action.argument[0].value if action.argument else None
+    host = getattr(spec, "host", None)
+    where = f" to host {host._moId}" if host is not None else ""
+    if not info.enabled:
+        when = "disabled: waits for an admin"
+    else:
+        at = info.nextRunTime or getattr(info.scheduler, "runAt", None)
+        when = f"at {at.isoformat()}" if at is not None else "enabled"
+    return info.entity._moId, f"scheduled task {task._moId}{where} ({info.state}, {when})"
 
 
 def _rules(config: Any) -> list[AffinityRule]:

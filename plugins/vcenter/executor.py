@@ -12,7 +12,9 @@ The control loop hands each round's plan to :meth:`ScheduledTaskExecutor.execute
 ``cotenancy plan`` is a new process; so each call (and :meth:`ScheduledTaskExecutor.follow_up` in
 rounds without steps) first follows up the plans that earlier rounds, or earlier processes through
 the history store, left open in vCenter, and a newer plan writes no task for a VM or host that an
-open earlier plan still has a step for.
+open earlier plan still has a step for, nor a relocation into a host an earlier relocation is still
+to fill. (The driver's inventory shows a VM whose relocation waits as migrating, so planners leave
+it alone; the room it will take on its target host only this executor knows to keep.)
 
 Admins approve by leaving a task enabled (or enabling it), and cancel by removing it: a removed
 task reads back as ``cancelled``. Withdrawing tasks ourselves (``cancel``, or ``abort`` after a
@@ -28,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from cotenancy.drivers.vsphere import convert
 from cotenancy.drivers.vsphere.driver import VSphereDriver, faults
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-PC = vmodl.query.PropertyCollector
 NAME_PREFIX = "cotenancy"
 #: the plan id in a task name written by :func:`task_name`
 _PLAN_IN_NAME = re.compile(rf"^{NAME_PREFIX} (\S+) step \d+:")
@@ -52,13 +53,13 @@ OPTS: list[cfg.Opt] = [
         "window_start",
         default="",
         help="Start of the daily maintenance window as HH:MM (UTC); steps are scheduled at its "
-        "next occurrence. Empty: start_delay seconds from now.",
+        "next occurrence by vCenter's clock. Empty: start_delay seconds from now.",
     ),
     cfg.FloatOpt(
         "start_delay",
         default=60.0,
         min=0.0,
-        help="Seconds from now to schedule steps at when no window_start is set.",
+        help="Seconds from now (vCenter's clock) to schedule steps at when no window_start is set.",
     ),
     cfg.BoolOpt(
         "enabled",
@@ -130,11 +131,12 @@ class ScheduledTaskExecutor(Executor):
     def options(self) -> Any:
         return getattr(self.conf, self.name)
 
-    def when(self) -> dt.datetime:
-        """When newly ready steps run."""
+    def when(self, driver: VSphereDriver) -> dt.datetime:
+        """When newly ready steps run, by vCenter's clock: vCenter runs them by its own, so this
+        host's clock, if off, would put them in vCenter's past or hours late."""
         if self.run_at is not None:
             return self.run_at
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.fromtimestamp(driver.now(), dt.UTC)
         if self.options.window_start:
             return next_window(now, self.options.window_start)
         return now + dt.timedelta(seconds=self.options.start_delay)
@@ -159,8 +161,8 @@ class ScheduledTaskExecutor(Executor):
         self._follow_up(self._vsphere(driver))
 
     def _follow_up(self, driver: VSphereDriver, exclude: str | None = None) -> dict[str, str]:
-        """Sync every open earlier plan; return the VMs and hosts their unfinished steps hold, each
-        with the name of the task that holds it."""
+        """Sync every open earlier plan; return what their unfinished steps hold (:func:`_holds`),
+        each with the name of the task that holds it."""
         held: dict[str, str] = {}
         # one listing serves the whole pass: each plan's sync only writes tasks of its own plan
         scheduled = self._scheduled(driver)
@@ -169,7 +171,8 @@ class ScheduledTaskExecutor(Executor):
             self._keep_if_open(plan)
             for action in plan.actions:
                 if action.status not in FINISHED:
-                    held.setdefault(_held_object(action), task_name(plan, action))
+                    for what in _holds(action):
+                        held.setdefault(what, task_name(plan, action))
         return held
 
     def _open_plans(self, scheduled: list[tuple[Any, Any]], exclude: str | None) -> list[ActionPlan]:
@@ -205,8 +208,9 @@ class ScheduledTaskExecutor(Executor):
         ``scheduled`` is vCenter's listing of scheduled tasks when the caller has just read it
         (:meth:`_scheduled`); otherwise it is read once here, for both.
 
-        A step for a VM or host in ``held`` (a task of an earlier plan still waits for it) is
-        skipped: two tasks for one VM would run one after the other, on a stale plan.
+        A step that needs something in ``held`` (a task of an earlier plan still waits for it) is
+        skipped: two tasks for one VM would run one after the other, on a stale plan, and two
+        relocations into one host, each planned without the other, could fill it twice.
 
         The failure policy (``[DEFAULT] on_step_failure``) applies as far as tasks that vCenter runs
         on its own allow: ``skip_dependents`` skips the steps that depend on a failed one;
@@ -241,12 +245,15 @@ class ScheduledTaskExecutor(Executor):
                 self.record(plan, action, StepStatus.SCHEDULED, f"vCenter task {existing[name]._moId}")
                 status[action.index] = action.status
                 continue
-            holder = (held or {}).get(_held_object(action))
-            if holder is not None:
-                self.record(plan, action, StepStatus.SKIPPED, f"an earlier step waits in vCenter: {holder}")
+            taken = [(what, held[what]) for what in _holds(action) if what in (held or {})]
+            if taken:
+                what, holder = taken[0]
+                self.record(
+                    plan, action, StepStatus.SKIPPED, f"an earlier step waits in vCenter ({what}): {holder}"
+                )
                 status[action.index] = action.status
                 continue
-            run_at = run_at or self.when()
+            run_at = run_at or self.when(driver)
             try:
                 check_action(action)
                 task = self._create(driver, plan, action, name, run_at)
@@ -336,29 +343,8 @@ class ScheduledTaskExecutor(Executor):
 
     def _scheduled(self, driver: VSphereDriver) -> list[tuple[Any, Any]]:
         """(task, info) of every scheduled task, in one property-collector call."""
-        content = driver.session.content
-        manager = content.scheduledTaskManager
-        if manager is None:
-            raise Unsupported("this vCenter has no ScheduledTaskManager")
         with faults("listing vCenter scheduled tasks"):
-            tasks = list(manager.scheduledTask or [])
-            if not tasks:
-                return []
-            spec = PC.FilterSpec(
-                objectSet=[PC.ObjectSpec(obj=t, skip=False) for t in tasks],
-                propSet=[PC.PropertySpec(type=vim.scheduler.ScheduledTask, pathSet=["info"])],
-            )
-            result = content.propertyCollector.RetrievePropertiesEx([spec], PC.RetrieveOptions())
-            found = []
-            while result is not None:
-                for obj in result.objects:
-                    props = {p.name: p.val for p in obj.propSet}
-                    if "info" in props:
-                        found.append((obj.obj, props["info"]))
-                if not result.token:
-                    break
-                result = content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
-            return found
+            return driver.scheduled_tasks()
 
     def _create(
         self, driver: VSphereDriver, plan: ActionPlan, action: Action, name: str, run_at: dt.datetime
@@ -411,11 +397,15 @@ class ScheduledTaskExecutor(Executor):
         raise Unsupported(f"cannot schedule a {action.kind} step")
 
 
-def _held_object(action: Action) -> str:
-    """The VM a step changes, or the host of a maintenance step."""
+def _holds(action: Action) -> list[str]:
+    """What a step keeps to itself until it has run: the VM it changes, or the host of a
+    maintenance step; and the room on the host a relocation fills (or a maintenance step empties),
+    which the plan that wrote it counted on."""
     if action.kind is ActionKind.SET_MAINTENANCE:
-        return f"host {action.host_id}"
-    return f"VM {action.vm_id}"
+        return [f"host {action.host_id}", f"room on host {action.host_id}"]
+    if action.kind is ActionKind.LIVE_MIGRATE:
+        return [f"VM {action.vm_id}", f"room on host {action.target_host_id}"]
+    return [f"VM {action.vm_id}"]
 
 
 def _first_failure(plan: ActionPlan) -> int | None:

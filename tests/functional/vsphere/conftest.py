@@ -41,11 +41,12 @@ def vcsim() -> Iterator[vcsim_harness.VCSim]:
 
 @pytest.fixture(autouse=True)
 def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Faults and delays armed by a test never leak into the next one."""
+    """Faults, delays and clock skews armed by a test never leak into the next one."""
     yield
     if "vcsim" in request.fixturenames:
         sim = request.getfixturevalue("vcsim")
         sim.clear_faults()
+        sim.set_clock_offset(0)
         for method in ("RelocateVM_Task", "ReconfigVM_Task", "RetrievePropertiesEx"):
             sim.set_delay(method, 0)
 

@@ -409,3 +409,52 @@ def test_under_abort_a_step_refused_before_scheduling_withdraws_the_steps_alread
     assert plan.actions[1].message.startswith("ActionFailed: step 1 (resize) asks for a size with cpu nan")
     assert [a.status for a in store.get_plan(plan.id).actions] == [a.status for a in plan.actions]
     assert not any(name.startswith(f"cotenancy {plan.id} ") for name in scheduled(admin))
+
+
+def vcenter_now(admin) -> dt.datetime:
+    return vim.ServiceInstance("ServiceInstance", admin.sessionManager._stub).CurrentTime()
+
+
+def one_migration(admin, new_vm) -> ActionPlan:
+    source, target = cluster_hosts(admin, 0)[:2]
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=new_vm(host=source)._moId, target_host_id=target._moId)
+    return plan
+
+
+@pytest.mark.parametrize("skew_hours", [-2.0, 3.0])
+def test_start_delay_counts_from_vcenters_clock_not_this_hosts(
+    vcsim, admin, driver, vsphere_conf, new_vm, skew_hours
+):
+    """vCenter runs the task by its own clock: with this host's clock off by hours, a task written
+    for "start_delay seconds from now" would otherwise run hours late or at once."""
+    vcsim.set_clock_offset(skew_hours * 3600)
+    vsphere_conf.set_override("start_delay", 600.0, group="vcenter-scheduled")
+    plan = one_migration(admin, new_vm)
+    executor = ScheduledTaskExecutor(vsphere_conf)
+    before = vcenter_now(admin)
+
+    executor.execute(plan, driver)
+
+    after = vcenter_now(admin)
+    run_at = scheduled(admin)[task_name(plan, plan.actions[0])].info.scheduler.runAt
+    executor.cancel(plan, driver)
+    assert before + dt.timedelta(seconds=600) <= run_at <= after + dt.timedelta(seconds=600)
+
+
+def test_maintenance_window_is_the_next_one_on_vcenters_clock(vcsim, admin, driver, vsphere_conf, new_vm):
+    """With vCenter 3 hours ahead, a window that starts in 1 hour by this host's clock has already
+    begun by vCenter's: the task goes to tomorrow's window, not into vCenter's past."""
+    vcsim.set_clock_offset(3 * 3600)
+    local_in_an_hour = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    vsphere_conf.set_override("window_start", local_in_an_hour.strftime("%H:%M"), group="vcenter-scheduled")
+    plan = one_migration(admin, new_vm)
+    executor = ScheduledTaskExecutor(vsphere_conf)
+    now = vcenter_now(admin)
+
+    executor.execute(plan, driver)
+
+    run_at = scheduled(admin)[task_name(plan, plan.actions[0])].info.scheduler.runAt
+    executor.cancel(plan, driver)
+    assert now < run_at <= now + dt.timedelta(days=1)
+    assert run_at.strftime("%H:%M") == local_in_an_hour.strftime("%H:%M")

@@ -17,7 +17,7 @@ from vcsim_admin import cluster_hosts, migrations_of, wait_for
 
 from cotenancy.cli.plan import execution_summary
 from cotenancy.engine.loop import ControlLoop
-from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepStatus
+from cotenancy.model import ActionKind, ActionPlan, Allocation, ClusterState, Resources, StepStatus, VMState
 from cotenancy.plugins.vcenter.executor import ScheduledTaskExecutor, task_name
 from cotenancy.strategies.base import Strategy
 
@@ -30,8 +30,11 @@ class PlansInTurn(Strategy):
     def __init__(self, conf, plans: list[ActionPlan]) -> None:
         super().__init__(conf)
         self.plans = list(plans)
+        #: the states it was asked to plan for, to check what a planner would have seen
+        self.seen: list[ClusterState] = []
 
     def plan(self, state):
+        self.seen.append(state)
         return self.plans.pop(0)
 
 
@@ -146,3 +149,57 @@ def test_plan_command_summary_tells_scheduled_steps_from_finished_ones(
     assert "2 scheduled to run later" in summary
     assert "1 pending" in summary
     assert "0 failed" in summary
+
+
+def test_a_vm_whose_relocation_waits_in_vcenter_is_migrating_for_later_rounds_until_it_ran(
+    admin, driver, vsphere_conf, store, new_vm, remove_tasks
+):
+    """The next round's planner must not plan another move for a VM whose move is already written:
+    it sees the VM as migrating (pinned where it runs) until the task has run or was removed."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, bystander = new_vm(host=source), new_vm(host=source)
+    first = ActionPlan(strategy=PlansInTurn.name)
+    first.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    vsphere_conf.set_override("enabled", False, group="vcenter-scheduled")  # waits for an admin
+    one_round(vsphere_conf, driver, store, first, start_delay=3600)
+    [task] = [t for t in admin.scheduledTaskManager.scheduledTask if t.info.entity._moId == vm._moId]
+
+    [state] = one_round(
+        vsphere_conf, driver, store, ActionPlan(strategy=PlansInTurn.name), 3600
+    ).strategy.seen
+
+    assert vm._moId in state.migrating
+    assert bystander._moId not in state.migrating
+    waiting = state.inventory.vms[vm._moId]
+    assert waiting.state is VMState.MIGRATING
+    assert waiting.host_id == source._moId
+    assert task._moId in waiting.attributes["migration"]
+    assert target._moId in waiting.attributes["migration"]
+    task.RemoveScheduledTask()  # an admin cancels it: the VM is free again
+    assert driver.get_inventory().vms[vm._moId].state is VMState.ACTIVE
+
+
+def test_a_later_plan_moves_no_vm_into_a_host_an_earlier_relocation_still_waits_to_fill(
+    admin, driver, vsphere_conf, store, new_vm, remove_tasks
+):
+    """Two rounds before the window must not each send a VM to the same host: the second would land
+    on a host whose room the first already counted on."""
+    source, target, third = cluster_hosts(admin, 0)[:3]
+    vm, other, elsewhere = new_vm(host=source), new_vm(host=third), new_vm(host=third)
+    first = ActionPlan(strategy=PlansInTurn.name)
+    first.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    second = ActionPlan(strategy=PlansInTurn.name)
+    second.add(ActionKind.LIVE_MIGRATE, vm_id=other._moId, target_host_id=target._moId)
+    second.add(ActionKind.LIVE_MIGRATE, vm_id=elsewhere._moId, target_host_id=source._moId)
+
+    one_round(vsphere_conf, driver, store, first, start_delay=3600)
+    one_round(vsphere_conf, driver, store, second, start_delay=3600)
+
+    [into_target, into_source] = store.get_plan(second.id).actions
+    assert into_target.status is StepStatus.SKIPPED
+    assert task_name(first, first.actions[0]) in into_target.message
+    assert target._moId in into_target.message
+    assert into_source.status is StepStatus.SCHEDULED
+    waiting = {t.info.entity._moId for t in admin.scheduledTaskManager.scheduledTask}
+    assert other._moId not in waiting
+    assert {vm._moId, elsewhere._moId} <= waiting

@@ -4,17 +4,19 @@ run twice. Faults come from the simulator's hooks (failing or slow tasks, method
 from __future__ import annotations
 
 import _thread
+import logging
+import re
 import threading
 import time
 
 import pytest
 from pyVmomi import vim
-from vcsim_admin import cluster_hosts, migrations_of, wait_task
+from vcsim_admin import cluster_hosts, migrations_of, wait_for, wait_task
 
 from cotenancy.drivers.vsphere.driver import VSphereDriver
 from cotenancy.engine.executor import DriverExecutor
 from cotenancy.exceptions import ActionFailed, TimedOut
-from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepStatus
+from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepStatus, VMState
 
 
 def migrate_plan(vm: vim.VirtualMachine, target: vim.HostSystem, other: vim.VirtualMachine) -> ActionPlan:
@@ -207,3 +209,78 @@ def test_resize_refusal_is_a_recorded_failed_step(admin, driver, vsphere_conf, s
     assert statuses(plan) == [StepStatus.FAILED]
     assert "Unsupported" in plan.actions[0].message
     assert vm.config.hardware.numCPU == 1
+
+
+def relocation_that_times_out(vcsim, admin, driver, vsphere_conf, vm, target, fault=None, delay_ms=4000):
+    """Start a relocation of ``vm`` that outlives the driver's 1 s task timeout; the vCenter task
+    its TimedOut names, seen through the tests' own connection."""
+    vsphere_conf.set_override("task_timeout", 1.0, group="vsphere")
+    vcsim.arm_fault("RelocateVM_Task", fault, delay_ms=delay_ms, this=vm._moId)
+    with pytest.raises(TimedOut) as timed_out:
+        driver.live_migrate(vm._moId, target._moId)
+    task_id = re.search(r"task (task-\d+)", str(timed_out.value))
+    assert task_id, timed_out.value
+    return vim.Task(task_id.group(1), admin.sessionManager._stub)
+
+
+def inventory_and_words_on(driver, caplog, task):
+    """The driver's next inventory, and what it logged about ``task`` while reading it."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cotenancy.drivers.vsphere.driver"):
+        inventory = driver.get_inventory()
+    return inventory, [r for r in caplog.records if task._moId in r.getMessage()]
+
+
+def test_vm_whose_relocation_outlived_its_timeout_stays_migrating_until_it_ends_and_its_outcome_is_logged(
+    vcsim, admin, driver, vsphere_conf, new_vm, caplog
+):
+    """vCenter carries on with a relocation the driver stopped waiting for: until it ends, the VM is
+    moving and no plan may move it again; its eventual outcome explains the step that timed out."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm = new_vm(host=source)
+    task = relocation_that_times_out(vcsim, admin, driver, vsphere_conf, vm, target)
+
+    moving = driver.get_inventory().vms[vm._moId]
+
+    assert moving.state is VMState.MIGRATING
+    assert moving.host_id == source._moId
+    assert task._moId in moving.attributes["migration"]
+    wait_for(lambda: task.info.state == "success", "the slow relocation ended")
+    inventory, [record] = inventory_and_words_on(driver, caplog, task)
+    assert inventory.vms[vm._moId].state is VMState.ACTIVE
+    assert inventory.vms[vm._moId].host_id == target._moId
+    assert "timed out" in record.getMessage()
+    assert "succeeded" in record.getMessage()
+    assert inventory_and_words_on(driver, caplog, task)[1] == [], "the outcome is told once"
+
+
+def test_relocation_that_fails_after_its_timeout_is_logged_as_a_warning_with_its_fault(
+    vcsim, admin, driver, vsphere_conf, new_vm, caplog
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm = new_vm(host=source)
+    task = relocation_that_times_out(vcsim, admin, driver, vsphere_conf, vm, target, "MigrationFault", 2500)
+    wait_for(lambda: task.info.state == "error", "the slow relocation failed")
+
+    inventory, [record] = inventory_and_words_on(driver, caplog, task)
+
+    assert inventory.vms[vm._moId].state is VMState.ACTIVE
+    assert inventory.vms[vm._moId].host_id == source._moId
+    assert record.levelno == logging.WARNING
+    assert "MigrationFault" in record.getMessage()
+
+
+def test_relocation_someone_else_started_shows_the_vm_as_migrating(vcsim, admin, driver, new_vm):
+    """An admin's (or DRS's) vMotion in progress, found among vCenter's recent tasks."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, bystander = new_vm(host=source), new_vm(host=source)
+    vcsim.arm_fault("RelocateVM_Task", delay_ms=3000, this=vm._moId)
+    task = vm.RelocateVM_Task(vim.vm.RelocateSpec(host=target))
+
+    inventory = driver.get_inventory()
+
+    assert inventory.vms[vm._moId].state is VMState.MIGRATING
+    assert task._moId in inventory.vms[vm._moId].attributes["migration"]
+    assert inventory.vms[bystander._moId].state is VMState.ACTIVE
+    wait_task(task)
+    assert driver.get_inventory().vms[vm._moId].state is VMState.ACTIVE

@@ -7,7 +7,8 @@
 //   - a minimal ScheduledTaskManager (CreateScheduledTask with a MethodAction run once at a time);
 //   - VmMigratedEvent and correct HostSystem.vm lists after RelocateVM_Task;
 //   - fault injection over HTTP: /vcsim/fault (next *_Task call fails or runs slowly) and
-//     /vcsim/delay (model.DelayConfig method delays).
+//     /vcsim/delay (model.DelayConfig method delays);
+//   - a skewed vCenter clock over HTTP: /vcsim/clock (CurrentTime and the scheduled-task timers).
 //
 // The URL of the SDK endpoint is printed on stdout once the server accepts connections.
 package main
@@ -38,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/template"
 	"time"
@@ -71,6 +73,14 @@ func (d delayFlags) Set(v string) error {
 }
 
 var model *simulator.Model
+
+// clockOffset is how far (nanoseconds) the simulated vCenter's clock runs ahead of this host's.
+var clockOffset int64
+
+// vcNow is the simulated vCenter's time: what CurrentTime answers and scheduled tasks run by.
+func vcNow() time.Time {
+	return time.Now().Add(time.Duration(atomic.LoadInt64(&clockOffset)))
+}
 
 func main() {
 	delays := delayFlags{}
@@ -366,7 +376,7 @@ func (m *ScheduledTaskManager) CreateScheduledTask(req *types.CreateScheduledTas
 		ScheduledTaskSpec: *spec,
 		ScheduledTask:     st.Self,
 		Entity:            req.Entity,
-		LastModifiedTime:  time.Now(),
+		LastModifiedTime:  vcNow(),
 		LastModifiedUser:  "vcsim",
 		State:             types.TaskInfoStateQueued,
 	}
@@ -398,7 +408,7 @@ func (st *ScheduledTask) schedule() {
 		st.timer = nil
 	}
 	once := st.Info.Scheduler.(*types.OnceTaskScheduler)
-	at := time.Now()
+	at := vcNow()
 	if once.RunAt != nil {
 		at = *once.RunAt
 	}
@@ -408,7 +418,7 @@ func (st *ScheduledTask) schedule() {
 	}
 	simulator.Map.Update(st, []types.PropertyChange{{Name: "info.nextRunTime", Val: at}})
 	ref := st.Self
-	st.timer = time.AfterFunc(time.Until(at), func() { runScheduled(ref) })
+	st.timer = time.AfterFunc(at.Sub(vcNow()), func() { runScheduled(ref) })
 }
 
 func (st *ScheduledTask) RunScheduledTask(req *types.RunScheduledTask) soap.HasFault {
@@ -442,7 +452,7 @@ func (st *ScheduledTask) ReconfigureScheduledTask(req *types.ReconfigureSchedule
 		return body
 	}
 	st.Info.ScheduledTaskSpec = *req.Spec.GetScheduledTaskSpec()
-	st.Info.LastModifiedTime = time.Now()
+	st.Info.LastModifiedTime = vcNow()
 	st.schedule()
 	body.Res = &types.ReconfigureScheduledTaskResponse{}
 	return body
@@ -455,7 +465,7 @@ func runScheduled(ref types.ManagedObjectReference) {
 	if !ok {
 		return
 	}
-	now := time.Now()
+	now := vcNow()
 	simulator.Map.Update(st, []types.PropertyChange{
 		{Name: "info.state", Val: types.TaskInfoStateRunning},
 		{Name: "info.prevRunTime", Val: now},
@@ -587,6 +597,8 @@ func (h *hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveFault(w, r)
 	case r.URL.Path == "/vcsim/delay":
 		h.serveDelay(w, r)
+	case r.URL.Path == "/vcsim/clock":
+		serveClock(w, r)
 	case r.Method == http.MethodPost && r.URL.Path == "/sdk":
 		h.serveSDK(w, r)
 	default:
@@ -664,6 +676,32 @@ func (h *hooks) serveDelay(w http.ResponseWriter, r *http.Request) {
 	model.DelayConfig.MethodDelay = next
 }
 
+// serveClock sets how far (seconds, may be negative) vCenter's clock runs ahead of this host's:
+// POST /vcsim/clock?offset_s=-7200
+func serveClock(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	seconds, err := strconv.ParseFloat(r.URL.Query().Get("offset_s"), 64)
+	if err != nil {
+		http.Error(w, "want offset_s=N", http.StatusBadRequest)
+		return
+	}
+	atomic.StoreInt64(&clockOffset, int64(seconds*float64(time.Second)))
+}
+
+// serveCurrentTime answers ServiceInstance.CurrentTime with the simulated vCenter's (skewed) time;
+// the simulator's own answer is this host's time.
+func serveCurrentTime(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+
+		`<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" `+
+		`xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">`+
+		`<soapenv:Body><CurrentTimeResponse xmlns="urn:vim25"><returnval>%s</returnval></CurrentTimeResponse>`+
+		`</soapenv:Body></soapenv:Envelope>`, vcNow().UTC().Format(time.RFC3339Nano))
+}
+
 func (h *hooks) takeFault(method, this string) *fault {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -720,6 +758,10 @@ func (h *hooks) serveSDK(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	method, this := soapCall(body)
 
+	if method == "CurrentTime" {
+		serveCurrentTime(w)
+		return
+	}
 	if f := h.takeFault(method, this.Value); f != nil && simulator.Map.Get(this) != nil {
 		h.injected(w, r, body, method, this, f)
 		return
@@ -821,6 +863,18 @@ func (h *hooks) afterRelocate(vmRef types.ManagedObjectReference, source *types.
 	}
 }
 
+// vcenterTaskIds are vCenter's TaskInfo.descriptionId of the methods whose tasks can be injected
+// (0.24's own tasks say e.g. "VirtualMachine.relocateVm"); clients find running migrations by them.
+var vcenterTaskIds = map[string]string{
+	"RelocateVM_Task":           "VirtualMachine.relocate",
+	"MigrateVM_Task":            "VirtualMachine.migrate",
+	"ReconfigVM_Task":           "VirtualMachine.reconfigure",
+	"PowerOnVM_Task":            "VirtualMachine.powerOn",
+	"PowerOffVM_Task":           "VirtualMachine.powerOff",
+	"EnterMaintenanceMode_Task": "HostSystem.enterMaintenanceMode",
+	"ExitMaintenanceMode_Task":  "HostSystem.exitMaintenanceMode",
+}
+
 // injected answers a *_Task call with a task of our own: it waits delay_ms, then fails with the
 // armed fault, or (no fault) performs the real call and mirrors its outcome.
 func (h *hooks) injected(w http.ResponseWriter, r *http.Request, body []byte, method string,
@@ -858,6 +912,12 @@ func (h *hooks) injected(w http.ResponseWriter, r *http.Request, body []byte, me
 		}
 		return info.Result, nil
 	})
+	if id, ok := vcenterTaskIds[method]; ok {
+		simulator.Map.WithLock(injectedTask, func() {
+			injectedTask.Info.Name = method
+			injectedTask.Info.DescriptionId = id
+		})
+	}
 	go injectedTask.Run()
 
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")

@@ -154,6 +154,11 @@ class VCSim:
         """Delay every call of ``method`` by ``ms`` (the simulator's ``DelayConfig.MethodDelay``)."""
         self._control("POST", "/vcsim/delay", {"method": method, "ms": ms})
 
+    def set_clock_offset(self, seconds: float) -> None:
+        """Make the simulated vCenter's clock run ``seconds`` ahead of this host's (negative:
+        behind): ``CurrentTime`` and the scheduled-task timers follow it."""
+        self._control("POST", "/vcsim/clock", {"offset_s": seconds})
+
     def _control(self, verb: str, path: str, query: dict[str, object]) -> None:
         parts = urllib.parse.urlsplit(self.url)
         url = f"{parts.scheme}://{parts.netloc}{path}?{urllib.parse.urlencode(query)}"
