@@ -99,6 +99,35 @@ def run_forecast(args: argparse.Namespace, conf) -> int:
     return 0
 
 
+def _check_conflict_traces(paths: list[Path], setup: str) -> None:
+    """Refuse a trace the setup is not defined on, and warn of a long one, before anything runs.
+
+    Each path is simulated whole before anything is scored. CloudSim's reference setup is defined
+    on PlanetLab day folders (a day of 288 steps); a Bitbrains folder is a month of thousands of
+    VMs, hours of simulation, so it is refused there and announced with its span in ``default``.
+    """
+    from cotenancy.sim.setups import detect_trace_format
+    from cotenancy.sim.traces import load_bitbrains
+
+    for path in paths:
+        if detect_trace_format(path) == "planetlab":
+            continue
+        if setup == "cloudsim":
+            raise ConfigurationError(
+                f"{path}: a Bitbrains trace; the cloudsim setup is defined on PlanetLab day folders "
+                "(one day each): give PlanetLab days, or --setup default to simulate this trace whole"
+            )
+        # one VM's span: reading every file to learn it would take as long as loading the trace
+        sample = load_bitbrains(path, limit=1)
+        days = sample.n_steps * sample.step_seconds / 86400.0
+        if days > 1.0:
+            print(
+                f"cotenancy: warning: {path} spans about {days:.1f} days: it is simulated whole "
+                f"({sample.n_steps:,} rounds), which takes about {days:.0f} times as long as a day",
+                file=sys.stderr,
+            )
+
+
 def run_conflicts(args: argparse.Namespace, conf) -> int:
     from cotenancy.predict.evaluation import ConflictExperiment, evaluate_conflicts, format_conflict_table
 
@@ -108,6 +137,7 @@ def run_conflicts(args: argparse.Namespace, conf) -> int:
     label_from, horizon = parse_duration(args.label_from), parse_duration(args.horizon)
     if horizon <= 0 or label_from > horizon:
         raise ConfigurationError("--horizon must be later than now and not before --from")
+    _check_conflict_traces([*args.train, *args.test], args.setup)
     started = time.perf_counter()
     try:
         experiment = ConflictExperiment(

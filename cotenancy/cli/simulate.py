@@ -8,7 +8,13 @@ import math
 from pathlib import Path
 
 from cotenancy import loading
-from cotenancy.cli.common import check_writable_file, non_negative_int, positive_float, positive_int
+from cotenancy.cli.common import (
+    check_writable_file,
+    non_negative_int,
+    open_store,
+    positive_float,
+    positive_int,
+)
 from cotenancy.exceptions import ConfigurationError
 
 
@@ -57,6 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where the forecasters trained for a comparison are kept for the next run "
         "(default: a temporary folder, removed afterwards)",
     )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="record the run in this history store as cotenancy run --driver simulated does "
+        "(telemetry, inventory, events, plans, stamped in the trace's time), for cotenancy train "
+        "and cotenancy api --store URL (default: nothing is recorded)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -84,9 +97,17 @@ def run(args: argparse.Namespace, conf) -> int:
     if len(names) > 1 or len(trace_days) > 1:
         return _compare(args, conf, trace_days, names, setup, seed, days)
     strategy = loading.load_plugin(loading.STRATEGIES, names[0], conf)
-    workload = make_workload(args.trace, days=days, n_vms=n_vms, seed=seed)
-    cloud = make_cloud(workload, setup, seed=seed, interference=sim.interference, headroom=sim.host_headroom)
-    result = run_cloud(cloud, strategy, conf, progress=not args.no_progress)
+    # opened first, so a store that cannot be opened stops the command before the trace is read
+    store = open_store(conf, args.store) if args.store else None
+    try:
+        workload = make_workload(args.trace, days=days, n_vms=n_vms, seed=seed)
+        cloud = make_cloud(
+            workload, setup, seed=seed, interference=sim.interference, headroom=sim.host_headroom
+        )
+        result = run_cloud(cloud, strategy, conf, store=store, progress=not args.no_progress)
+    finally:
+        if store is not None:
+            store.close()
     width = max(len(name) for name, _ in summary_rows(result))
     print(
         f"{result.strategy} on {result.setup}: {result.n_vms} VMs, {result.n_hosts} hosts, "
@@ -132,6 +153,9 @@ def _compare(
         raise ConfigurationError("comparing strategies needs --trace (a PlanetLab day or a folder of days)")
     if args.report:
         raise ConfigurationError("--report is for one strategy on one day; use --json for a comparison")
+    if args.store:
+        # several runs of one trace would write their clouds over each other at the same times
+        raise ConfigurationError("--store records one strategy on one day; run them one at a time")
     for name in names:
         loading.plugin_class(loading.STRATEGIES, name)
     with tempfile.TemporaryDirectory(prefix="cotenancy-models-") as scratch:

@@ -110,7 +110,9 @@ def _simulation_loop_class() -> type:
     from cotenancy.engine.loop import ControlLoop
 
     class SimulationLoop(ControlLoop):
-        """ControlLoop whose collection takes array frames straight from the simulated driver."""
+        """ControlLoop whose collection takes array frames straight from the simulated driver, and
+        writes a history store as ControlLoop does (``_store``: the round's time bounds the samples,
+        retention is respected), so a simulation records what ``cotenancy run`` would."""
 
         def collect(self, now: float) -> tuple[int, list[Event]]:
             start = (
@@ -124,16 +126,15 @@ def _simulation_loop_class() -> type:
                 self.telemetry.add_frame(stamp, ids, values)
                 count += len(ids) * len(values)
             events = self.driver.get_events(start, now)
-            if self.store is not None:
+            if self.written_store is not None:
                 samples = [
-                    MetricSample(vm_id, stamp, metric, float(value))
+                    MetricSample(vm_id, stamp, metric, value)
                     for stamp, ids, values in frames
                     for metric, column in values.items()
                     for vm_id, value in zip(ids, column.tolist(), strict=True)
                     if value == value
                 ]
-                self.store.add_samples(samples)
-                self.store.add_events(events)
+                self._store(self.written_store, samples, events, start, now)
             self._last_collected = now
             return count, events
 

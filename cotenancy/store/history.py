@@ -23,6 +23,7 @@ import numpy as np
 import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import StaticPool
@@ -245,6 +246,18 @@ class HistoryStore:
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             alembic_command.upgrade(config, "head")
+            self._revision = MigrationContext.configure(connection).get_current_heads()
+
+    def schema_is_current(self) -> bool:
+        """Whether the database still has the schema revision this store migrated it to.
+
+        One query, where opening a store reads every migration script: a process that keeps a
+        store open between requests (the Watcher strategy, one audit after another) checks this
+        before each, and opens the store again when another program replaced, emptied or
+        migrated the database meanwhile.
+        """
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_heads() == self._revision
 
     def close(self) -> None:
         self.engine.dispose()

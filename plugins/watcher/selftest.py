@@ -34,6 +34,7 @@ metrics (``"fixture_metrics": true``).
 # ruff: noqa: E402  (Watcher's fixture module must be imported before any other Watcher module)
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
@@ -41,6 +42,7 @@ from types import SimpleNamespace
 from typing import Any
 from xml.etree import ElementTree
 
+import sqlalchemy as sa
 from oslo_config import cfg
 from watcher.tests.unit.decision_engine.model import faker_cluster_and_metrics, faker_cluster_state
 
@@ -184,6 +186,48 @@ def command_loaders(_: dict[str, Any]) -> dict[str, Any]:
 
 
 def command_run(request: dict[str, Any]) -> dict[str, Any]:
+    """One audit, or ``audits`` of them in this process as a decision engine runs them (each
+    with a strategy loaded anew); ``empty_store_between_audits`` drops every table of the
+    configured history store before each audit after the first (a database replaced by an empty
+    one). The answer is the last audit's, with the database connections the audits opened."""
+    connections: list[object] = []
+
+    def connected(dbapi_connection: object, _record: object) -> None:
+        connections.append(dbapi_connection)
+
+    sa.event.listen(sa.engine.Engine, "connect", connected)
+    try:
+        for audit in range(int(request.get("audits", 1))):
+            if audit and request.get("empty_store_between_audits"):
+                _drop_every_table(request["cotenancy_config_file"])
+            result = _audit(request)
+    finally:
+        sa.event.remove(sa.engine.Engine, "connect", connected)
+    return {**result, "database_connections": len(connections)}
+
+
+def _drop_every_table(config_file: str) -> None:
+    """Empty the SQLite history store ``config_file`` names, through sqlite3 (its connections
+    are not the strategy's)."""
+    import sqlite3
+
+    from cotenancy.conf import make_conf
+
+    url = sa.engine.make_url(make_conf([], config_files=[config_file]).store.connection)
+    with contextlib.closing(sqlite3.connect(url.database)) as db:
+        db.execute("PRAGMA foreign_keys=OFF")
+        tables = [
+            row[0]
+            for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        for table in tables:
+            db.execute(f'DROP TABLE "{table}"')
+        db.commit()
+
+
+def _audit(request: dict[str, Any]) -> dict[str, Any]:
     model, vm_by_uuid = scenario_model(request["scenario"])
     uuid_of = {v: u for u, v in vm_by_uuid.items()}
     strategy = de_loading.DefaultStrategyLoader().load(request.get("strategy", "cotenancy_predictive"))

@@ -61,6 +61,11 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
     #: the audit before (a VM that just moved is not judged against its old host's forecast)
     _detectors: ClassVar[dict[tuple[str, str, bool], AnomalyDetector | None]] = {}
     _planners_lock: ClassVar[threading.Lock] = threading.Lock()
+    #: cotenancy's history store per ``[store] connection``, open for the decision engine's
+    #: lifetime: opening one reads every migration script, and Watcher loads a new strategy
+    #: object for every audit
+    _stores: ClassVar[dict[str, HistoryStore]] = {}
+    _stores_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, config: Any, osc: Any = None) -> None:
         super().__init__(config, osc)
@@ -237,7 +242,31 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         no cotenancy history of its own, so without it there is none (``None``)."""
         if not planner.conf.store.connection:
             return contextlib.nullcontext()
-        return HistoryStore.from_conf(planner.conf)
+        return contextlib.nullcontext(self.shared_store(planner.conf))
+
+    @classmethod
+    def shared_store(cls, conf: cfg.ConfigOpts) -> HistoryStore:
+        """The store this process keeps open for ``conf``'s ``[store] connection``, opened (and
+        migrated) by the first audit; later audits check only that the database still has its
+        schema revision, and open it again when it does not or cannot be read (a database
+        replaced or migrated by another program, a server restarted): that open raises, and
+        fails the audit, when the store is out of reach."""
+        url = conf.store.connection
+        with cls._stores_lock:
+            store = cls._stores.pop(url, None)
+            if store is not None:
+                try:
+                    current = store.schema_is_current()
+                except Exception as exc:
+                    LOG.warning("cotenancy_predictive: history store unreadable (%s), opening it again", exc)
+                    current = False
+                if not current:
+                    store.close()
+                    store = None
+            if store is None:
+                store = HistoryStore.from_conf(conf)
+            cls._stores[url] = store
+            return store
 
     def operator_requests(self, planner: Strategy, store: HistoryStore, inventory: Inventory) -> Inventory:
         """The rules, drains, critical marks and hints other programs set through the open API,

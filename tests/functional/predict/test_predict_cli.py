@@ -184,3 +184,56 @@ def test_evaluate_conflicts_writes_standard_json_even_where_a_method_never_reach
         assert (m["median_lead_minutes"] is None) == (m["onsets_warned"] == 0)
         if m["threshold_at_p80"] is None:
             assert m["onsets_warned"] == 0
+
+
+def _bitbrains(shared_dir, folder, lines: int | None = None):
+    """Three VMs of Bitbrains 2013-7 (a month), or their first ``lines`` samples."""
+    import gzip
+    import shutil
+
+    folder.mkdir()
+    for name in ("1.csv.gz", "2.csv.gz", "3.csv.gz"):
+        source = shared_dir / "traces" / "bitbrains-rnd" / "2013-7" / name
+        if lines is None:
+            shutil.copy(source, folder / name)
+            continue
+        with gzip.open(source, "rt") as whole:
+            head = [next(whole) for _ in range(lines + 1)]
+        (folder / name.removesuffix(".gz")).write_text("".join(head))
+    return str(folder)
+
+
+def test_evaluate_conflicts_refuses_a_bitbrains_month_in_the_cloudsim_setup_before_simulating(
+    tmp_path, shared_dir, capsys
+):
+    import shutil
+
+    month = _bitbrains(shared_dir, tmp_path / "2013-7")
+    day = tmp_path / "20110303"
+    day.mkdir()
+    for path in sorted((shared_dir / "traces" / "planetlab" / "20110303").iterdir())[:20]:
+        shutil.copy(path, day / path.name)
+    out = tmp_path / "conflicts.json"
+
+    argv = ["evaluate", "conflicts", "--setup", "cloudsim", "--train", month, "--test", str(day)]
+    assert main([*argv, "--json", str(out)]) == 2
+
+    error = capsys.readouterr().err
+    assert f"{month}: a Bitbrains trace" in error and "defined on PlanetLab day folders" in error
+    assert "--setup default" in error
+    assert not out.exists()
+
+
+def test_evaluate_conflicts_in_the_default_setup_says_how_long_a_bitbrains_trace_is_before_simulating(
+    tmp_path, shared_dir, capsys
+):
+    # 864 samples of 300 s: three days
+    trace = _bitbrains(shared_dir, tmp_path / "three-days", lines=864)
+    argv = ["evaluate", "conflicts", "--setup", "default", "--train", trace, "--test", trace]
+
+    main([*argv, "--json", str(tmp_path / "conflicts.json")])
+
+    error = capsys.readouterr().err
+    warning = f"cotenancy: warning: {trace} spans about 3.0 days: it is simulated whole (864 rounds)"
+    assert warning in error
+    assert error.index(warning) < error.index("simulating")

@@ -367,3 +367,19 @@ def test_buffer_and_store_give_the_same_window(history_store: HistoryStore) -> N
     np.testing.assert_array_equal(from_store.timestamps, from_buffer.timestamps)
     for metric in ("cpu", "network"):
         np.testing.assert_allclose(from_store.values[metric], from_buffer.values[metric])
+
+
+def test_an_open_store_tells_when_its_database_no_longer_has_the_schema_it_migrated(history_store_url):
+    """What a process that keeps a store open (the Watcher strategy) checks before each use."""
+    with HistoryStore(history_store_url) as store:
+        assert store.schema_is_current()
+        other = sa.create_engine(history_store_url)
+        try:
+            with other.begin() as connection:
+                connection.execute(sa.text("UPDATE alembic_version SET version_num = '0004'"))
+            assert not store.schema_is_current()
+            with other.begin() as connection:
+                connection.execute(sa.text("DROP TABLE alembic_version"))
+            assert not store.schema_is_current()
+        finally:
+            other.dispose()

@@ -209,21 +209,56 @@ def test_strategy_on_a_quiet_cloud_predicts_no_conflict(watcher):
     assert answer["efficacy_indicators"]["conflicts_avoided"] == 0
 
 
-def test_a_runaway_instance_is_flagged_and_kept_in_cotenancys_history_store(watcher, tmp_path):
-    # a day at 10 % CPU, then two intervals at 95 %: far above any forecast from that day
+def _runaway_audits(tmp_path, **options) -> tuple[dict, str]:
+    """A day at 10 % CPU, then two intervals at 95 % on one instance (far above any forecast from
+    that day), audited by a decision engine whose cotenancy configuration names a SQLite history
+    store; ``options``: of the self-test's ``run`` (``audits``, ...)."""
     history = tmp_path / "history.sqlite"
     config = tmp_path / "cotenancy.conf"
     config.write_text(f"[store]\nconnection = sqlite:///{history}\n")
     quiet = {"instance_cpu_usage": 10.0, "instance_ram_usage": 1.0}
     runaway = {"instance_cpu_usage": [10.0] * 310 + [95.0, 95.0]}
     request = _run(SCENARIO_1, {"step": 300, "defaults": quiet, "instances": {INSTANCE_2: runaway}})
+    return {**request, "cotenancy_config_file": str(config), **options}, f"sqlite:///{history}"
 
-    answer = watcher({**request, "cotenancy_config_file": str(config)})
+
+def _stored_anomalies(url: str) -> list[tuple]:
+    with HistoryStore(url) as store:
+        return [(e.vm_ids, e.resource) for e in store.events(0, 2**31, kinds=[EventKind.ANOMALY])]
+
+
+def test_a_runaway_instance_is_flagged_and_kept_in_cotenancys_history_store(watcher, tmp_path):
+    request, url = _runaway_audits(tmp_path)
+
+    answer = watcher(request)
 
     assert [(a["vm_ids"], a["resource"]) for a in answer["anomalies"]] == [([INSTANCE_2], "cpu")]
-    with HistoryStore(f"sqlite:///{history}") as store:
-        stored = store.events(0, 2**31, kinds=[EventKind.ANOMALY])
-    assert [(e.vm_ids, e.resource) for e in stored] == [((INSTANCE_2,), "cpu")]
+    assert _stored_anomalies(url) == [((INSTANCE_2,), "cpu")]
+
+
+def test_audits_of_one_decision_engine_share_one_open_history_store(watcher, tmp_path):
+    """Watcher loads the strategy anew for every audit; the history store (its engine, its
+    connection, its schema check against every migration script) is opened by the first audit
+    only, and each later one checks its schema revision with one query on that connection."""
+    request, url = _runaway_audits(tmp_path, audits=3)
+
+    answer = watcher(request)
+
+    assert answer["database_connections"] == 1
+    assert [(a["vm_ids"], a["resource"]) for a in answer["anomalies"]] == [([INSTANCE_2], "cpu")]
+    assert _stored_anomalies(url) == [((INSTANCE_2,), "cpu")]
+
+
+def test_a_history_store_emptied_between_audits_is_migrated_again_by_the_next(watcher, tmp_path):
+    """A database replaced by an empty one (dropped and created again) no longer has the schema
+    revision the store migrated it to: the next audit opens the store again, which creates the
+    tables, and keeps its anomaly there."""
+    request, url = _runaway_audits(tmp_path, audits=2, empty_store_between_audits=True)
+
+    answer = watcher(request)
+
+    assert answer["database_connections"] == 2
+    assert _stored_anomalies(url) == [((INSTANCE_2,), "cpu")]
 
 
 def test_an_audit_honours_a_drain_another_program_asked_for_through_the_open_api(watcher, tmp_path):
