@@ -1,7 +1,7 @@
 """A credential the cloud rejects, or a certificate that fails verification, is an
 :class:`AuthenticationFailed` naming the cloud, the endpoint and what to fix (never the secret),
 so ``cotenancy run`` stops at once; a cloud that is down or answers 5xx stays a plain
-:class:`DriverError` that the next round may not meet.
+:class:`DriverError` that the next round may not meet. The same holds for the Prometheus datasource.
 
 The Nova harness plays keystonemiddleware with one token (``admin_token`` auth): a wrong token is
 refused with 401 by the real Nova API. It has no Keystone, so it cannot tell a right password from a
@@ -18,6 +18,7 @@ from oslo_config import cfg
 
 from cotenancy.drivers.nova.driver import NovaDriver
 from cotenancy.drivers.nova.options import GROUP
+from cotenancy.drivers.nova.prometheus import PROMETHEUS_OPTS, PrometheusDatasource
 from cotenancy.exceptions import AuthenticationFailed, ConfigurationError, DriverError
 
 SECRET = "n0t-the-t0ken;'\""
@@ -100,3 +101,22 @@ def test_with_the_signing_ca_as_cacert_a_cloud_answering_503_stays_a_transient_d
     error = inventory_error(nova_conf, tmp_path, cloud, expected=DriverError)
     assert not isinstance(error, ConfigurationError)
     assert "HTTP 503" in str(error)
+
+
+def prometheus_at(url: str, **options: object) -> PrometheusDatasource:
+    conf = cfg.ConfigOpts()
+    conf([], project="cotenancy", default_config_files=[])
+    conf.register_opts(PROMETHEUS_OPTS, group="prometheus")
+    for name, value in {"url": url, "timeout": 5.0, **options}.items():
+        conf.set_override(name, value, group="prometheus")
+    return PrometheusDatasource(conf)
+
+
+def test_a_prometheus_certificate_no_trusted_ca_signed_is_an_authentication_failure(unavailable_https):
+    endpoint, ca_file = unavailable_https
+    with pytest.raises(AuthenticationFailed, match=r"failed verification.*\[prometheus\] cacert") as refused:
+        prometheus_at(endpoint).get_metrics(0.0, 60.0)
+    assert endpoint in str(refused.value)
+    with pytest.raises(DriverError, match="HTTP 503") as unavailable:
+        prometheus_at(endpoint, cacert=str(ca_file)).get_metrics(0.0, 60.0)
+    assert not isinstance(unavailable.value, ConfigurationError)
