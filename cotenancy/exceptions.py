@@ -27,6 +27,15 @@ class UnknownPluginError(ConfigurationError):
         )
 
 
+class AuthenticationFailed(ConfigurationError):
+    """An endpoint rejected the credentials, or its TLS certificate failed verification.
+
+    A kind of :class:`ConfigurationError` because waiting cannot fix it: the password, token or CA
+    bundle must change, so ``cotenancy run`` stops at once instead of retrying every interval. The
+    message names the endpoint and the option to fix, never the secret.
+    """
+
+
 class MalformedInputError(CotenancyError):
     """Input data (a trace, a metric sample) cannot be read; names the source and line."""
 

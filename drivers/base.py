@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Sequence
 
-from cotenancy.exceptions import ConfigurationError, Unsupported
+from cotenancy.exceptions import AuthenticationFailed, ConfigurationError, Unsupported
 from cotenancy.model import Allocation, Event, Inventory, MetricSample, Resources
 from cotenancy.plugin import ConfigurablePlugin
 
@@ -33,6 +33,32 @@ def verifying_tls_context(ca_file: str | None, option: str) -> ssl.SSLContext:
     except OSError as exc:  # ssl.SSLError is an OSError
         reason = exc.strerror or str(exc)
         raise ConfigurationError(f"{option} {ca_file}: cannot load it as a CA bundle: {reason}") from None
+
+
+def untrusted_certificate(
+    exc: BaseException, group: str, server: str, fix: str
+) -> AuthenticationFailed | None:
+    """The error to raise for ``exc`` when it is a TLS certificate that failed verification, naming
+    the ``server`` and the ``fix``; ``None`` when ``exc`` is something else.
+
+    Client libraries wrap the failure several layers deep (requests in urllib3's
+    ``MaxRetryError``, keystoneauth in requests' ``SSLError``), and only this kind of TLS failure
+    is one that waiting cannot fix: a reset handshake is a network fault like any other.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return AuthenticationFailed(
+                f"[{group}] the TLS certificate of {server} failed verification "
+                f"({current.verify_message}); {fix}"
+            )
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+    return None
 
 
 class Driver(ConfigurablePlugin, abc.ABC):

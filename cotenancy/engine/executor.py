@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from oslo_config import cfg
 
-from cotenancy.exceptions import ActionFailed, DriverError, NotFound
+from cotenancy.exceptions import ActionFailed, ConfigurationError, DriverError, NotFound
 from cotenancy.model import Action, ActionKind, ActionPlan, Resources, StepStatus
 from cotenancy.plugin import ConfigurablePlugin
 
@@ -101,6 +101,7 @@ class StepwiseExecutor(Executor):
         timeout = self.conf.step_timeout
         failed: set[int] = set()
         aborted = False
+        stopping: ConfigurationError | None = None
         for action in topological_order(plan.actions):
             if action.status in FINISHED:
                 if action.status is not StepStatus.SUCCEEDED:
@@ -123,6 +124,13 @@ class StepwiseExecutor(Executor):
                 LOG.warning("step %s (%s %s) failed: %s", action.index, action.kind, action.vm_id, exc)
                 self.record(plan, action, StepStatus.FAILED, f"{kind}: {exc}")
                 aborted = policy == "abort"
+                continue
+            except ConfigurationError as exc:
+                # credentials rejected or a certificate untrusted (AuthenticationFailed): every step
+                # after it would be refused alike; once the plan is on record, it stops the caller
+                failed.add(action.index)
+                self.record(plan, action, StepStatus.FAILED, f"{type(exc).__name__}: {exc}")
+                stopping, aborted = exc, True
                 continue
             except Exception as exc:
                 # a fault in a driver or executor, not a refusal by the cloud: what the step did is
@@ -147,6 +155,8 @@ class StepwiseExecutor(Executor):
                 )
                 raise
             self.record(plan, action, StepStatus.SUCCEEDED)
+        if stopping is not None:
+            raise stopping
         return plan
 
 

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-#: errors that another round cannot fix: :meth:`ControlLoop.run` stops on the first one
+#: errors that another round cannot fix: :meth:`ControlLoop.run` stops on the first one (among
+#: them :class:`~cotenancy.exceptions.AuthenticationFailed`: credentials or a certificate rejected)
 FATAL_ERRORS: tuple[type[Exception], ...] = (ConfigurationError, SchemaMismatch)
 
 
@@ -321,10 +322,10 @@ class ControlLoop:
         counted in :attr:`failed_rounds` and, with a finite ``rounds``, counts as one of them
         without a result; the next round starts one interval later, so one transient fault does
         not stop the service. After ``max_failed_rounds`` failures in a row the last error is
-        raised. Errors that waiting cannot fix (:data:`FATAL_ERRORS`) are raised at once, and
-        :class:`KeyboardInterrupt` always stops the loop. After :meth:`request_stop` it returns
-        the results so far once the round in progress has ended, and so it does when a simulated
-        cloud has replayed its whole trace (:attr:`trace_ended`).
+        raised. Errors that waiting cannot fix (:data:`FATAL_ERRORS`, such as rejected credentials)
+        are raised at once, and :class:`KeyboardInterrupt` always stops the loop. After
+        :meth:`request_stop` it returns the results so far once the round in progress has ended,
+        and so it does when a simulated cloud has replayed its whole trace (:attr:`trace_ended`).
         """
         from tqdm import tqdm
 

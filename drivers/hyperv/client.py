@@ -28,8 +28,16 @@ from winrm.exceptions import (
     WSManFaultError,
 )
 
+from cotenancy.drivers.base import untrusted_certificate
 from cotenancy.drivers.hyperv import scripts
-from cotenancy.exceptions import ActionFailed, ConfigurationError, NotFound, TimedOut, Unsupported
+from cotenancy.exceptions import (
+    ActionFailed,
+    AuthenticationFailed,
+    ConfigurationError,
+    NotFound,
+    TimedOut,
+    Unsupported,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -40,7 +48,8 @@ WSMAN_SHELL_NOT_FOUND = 2150858843
 
 
 class WinRMAccessDenied(ActionFailed):
-    """The endpoint rejected the credentials or the user may not run the operation."""
+    """The user logged in but may not run the operation (a rejected login is
+    :class:`AuthenticationFailed`)."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +135,9 @@ class ScriptRunner:
         try:
             stdout, stderr, exit_code = self._execute(script, parameters, started + timeout)
         except InvalidCredentialsError as exc:
-            raise WinRMAccessDenied(
-                f"WinRM at {self.settings.endpoint} rejected the credentials of {self.settings.username!r}"
+            raise AuthenticationFailed(
+                f"[hyperv] WinRM at {self.settings.endpoint} rejected the credentials of "
+                f"{self.settings.username!r} (HTTP 401); correct [hyperv] username and password"
             ) from exc
         except WSManFaultError as exc:
             if exc.wsman_fault_code == WSMAN_ACCESS_DENIED:
@@ -138,10 +148,11 @@ class ScriptRunner:
         except WinRMTransportError as exc:
             raise ActionFailed(f"WinRM transport error: HTTP {exc.code}") from exc
         except requests.exceptions.SSLError as exc:
-            raise ActionFailed(
-                f"TLS verification of {self.settings.endpoint} failed (set [hyperv] ca_file to "
-                f"the CA that signed the WinRM listener's certificate): {exc}"
-            ) from exc
+            server = f"WinRM at {self.settings.endpoint}"
+            fix = "set [hyperv] ca_file to the CA that signed the WinRM listener's certificate"
+            if (untrusted := untrusted_certificate(exc, "hyperv", server, fix)) is not None:
+                raise untrusted from exc
+            raise ActionFailed(f"TLS with WinRM at {self.settings.endpoint} failed: {exc}") from exc
         except requests.exceptions.Timeout as exc:
             raise TimedOut(f"{operation}: no answer from {self.settings.endpoint}") from exc
         except requests.exceptions.ConnectionError as exc:

@@ -25,11 +25,12 @@ from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 from oslo_config import cfg
 
-from cotenancy.drivers.base import Driver
+from cotenancy.drivers.base import Driver, untrusted_certificate
 from cotenancy.drivers.nova import convert
 from cotenancy.drivers.nova.options import NOVA_OPTS
 from cotenancy.exceptions import (
     ActionFailed,
+    AuthenticationFailed,
     ConfigurationError,
     DriverError,
     NotFound,
@@ -55,24 +56,24 @@ DIAGNOSTICS_SLACK_SECONDS = 60.0
 _AT_REST = frozenset({"ACTIVE", "SHUTOFF"})
 
 
-@contextmanager
-def _translated(what: str, failure: type[DriverError] = DriverError) -> Iterator[None]:
-    """Map SDK and transport faults onto the project's typed errors (never leak SDK types)."""
-    try:
-        yield
-    except sdk_exc.NotFoundException as exc:
-        raise NotFound(f"{what}: not found ({_reason(exc)})") from exc
-    except (ksa_exc.ConnectTimeout, sdk_exc.ResourceTimeout) as exc:
-        # no answer in time: what Nova did is unknown, which callers must tell from a refusal
-        raise TimedOut(f"{what}: {type(exc).__name__}: {exc}") from exc
-    except sdk_exc.HttpException as exc:
-        raise failure(f"{what}: HTTP {exc.status_code}: {_reason(exc)}") from exc
-    except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
-        raise DriverError(f"{what}: {type(exc).__name__}: {exc}") from exc
+def _reason(exc: sdk_exc.HttpException | ksa_exc.HttpError) -> str:
+    return str(getattr(exc, "details", None) or exc.message or exc)
 
 
-def _reason(exc: sdk_exc.HttpException) -> str:
-    return str(exc.details or exc.message or exc)
+def _status(exc: sdk_exc.HttpException | ksa_exc.HttpError) -> int | None:
+    return getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
+
+
+def _url(exc: BaseException) -> str:
+    """The URL the failed request went to, as the SDK, keystoneauth or requests recorded it
+    (keystoneauth's own exceptions keep it only in the requests exception they replaced)."""
+    current: BaseException | None = exc
+    while current is not None:
+        for holder in (current, getattr(current, "response", None), getattr(current, "request", None)):
+            if url := getattr(holder, "url", None):
+                return str(url)
+        current = current.__cause__ or current.__context__
+    return "the cloud"
 
 
 def _iso(timestamp: float) -> str:
@@ -96,6 +97,38 @@ class NovaDriver(Driver):
         self._readings: dict[str, convert.DiagnosticsReading] = {}
 
     # -- session -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _translated(self, what: str, failure: type[DriverError] = DriverError) -> Iterator[None]:
+        """Map SDK and transport faults onto the project's typed errors (never leak SDK types).
+
+        Rejected credentials and an unverifiable certificate are :class:`AuthenticationFailed`:
+        another round would be rejected the same way, so ``cotenancy run`` stops on them.
+        """
+        try:
+            yield
+        except sdk_exc.NotFoundException as exc:
+            raise NotFound(f"{what}: not found ({_reason(exc)})") from exc
+        except (ksa_exc.ConnectTimeout, sdk_exc.ResourceTimeout) as exc:
+            # no answer in time: what Nova did is unknown, which callers must tell from a refusal
+            raise TimedOut(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except (sdk_exc.HttpException, ksa_exc.Unauthorized) as exc:
+            if _status(exc) == 401:
+                raise AuthenticationFailed(
+                    f"[nova] cloud {self._cloud_name}: {_url(exc)} rejected its credentials (HTTP 401); "
+                    f"correct the cloud's auth section in {self.options.clouds_file or 'clouds.yaml'}"
+                ) from exc
+            raise failure(f"{what}: HTTP {_status(exc)}: {_reason(exc)}") from exc
+        except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+            server = f"{_url(exc)} (cloud {self._cloud_name})"
+            fix = "set [nova] cacert, or cacert in clouds.yaml, to the CA bundle that signed it"
+            if (untrusted := untrusted_certificate(exc, "nova", server, fix)) is not None:
+                raise untrusted from exc
+            raise DriverError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    @property
+    def _cloud_name(self) -> str:
+        return repr(self.options.cloud) if self.options.cloud else "$OS_CLOUD"
 
     @property
     def connection(self) -> openstack.connection.Connection:
@@ -131,12 +164,12 @@ class NovaDriver(Driver):
     @property
     def _compute(self) -> Any:
         """The compute proxy; its first use discovers the endpoint, which may fail."""
-        with _translated("connecting to the compute API"):
+        with self._translated("connecting to the compute API"):
             return self.connection.compute
 
     @property
     def _placement(self) -> Any:
-        with _translated("connecting to placement"):
+        with self._translated("connecting to placement"):
             return self.connection.placement
 
     def close(self) -> None:
@@ -149,7 +182,7 @@ class NovaDriver(Driver):
     def get_inventory(self) -> Inventory:
         compute = self._compute
         mhz = self.options.mhz_per_vcpu
-        with _translated("listing hypervisors, services and aggregates"):
+        with self._translated("listing hypervisors, services and aggregates"):
             hypervisors = list(compute.hypervisors(details=True))
             services = {s.host: s for s in compute.services(binary=COMPUTE_BINARY)}
             aggregates = list(compute.aggregates())
@@ -160,7 +193,7 @@ class NovaDriver(Driver):
             host = self._host(hypervisor, services, aggregates, providers, mhz)
             inventory.hosts.setdefault(host.id, host)
 
-        with _translated("listing servers and server groups"):
+        with self._translated("listing servers and server groups"):
             servers = list(compute.servers(details=True, all_projects=self.options.all_projects))
             groups = list(compute.server_groups(all_projects=self.options.all_projects))
         for server in servers:
@@ -231,7 +264,7 @@ class NovaDriver(Driver):
         """Root resource providers by uuid and by name, with their inventories and usages."""
         placement = self._placement
         found: dict[str, dict[str, Any]] = {}
-        with _translated("reading placement"):
+        with self._translated("reading placement"):
             for provider in placement.resource_providers():
                 record = {
                     "uuid": provider.id,
@@ -268,7 +301,7 @@ class NovaDriver(Driver):
         stamp = min(now, end - 1e-3)
         compute = self._compute
         if vm_ids is None:
-            with _translated("listing active servers"):
+            with self._translated("listing active servers"):
                 vm_ids = [
                     s.id
                     for s in compute.servers(
@@ -278,7 +311,7 @@ class NovaDriver(Driver):
         samples: list[MetricSample] = []
         for vm_id in vm_ids:
             try:
-                with _translated(f"diagnostics of server {vm_id}"):
+                with self._translated(f"diagnostics of server {vm_id}"):
                     diagnostics = compute.get_server_diagnostics(vm_id)
             except NotFound:
                 self._readings.pop(vm_id, None)
@@ -304,7 +337,7 @@ class NovaDriver(Driver):
 
     def get_events(self, start: float, end: float) -> list[Event]:
         """Migrations and resizes Nova recorded with their last update in ``[start, end)``."""
-        with _translated("listing migrations"):
+        with self._translated("listing migrations"):
             migrations = list(self._compute.migrations(changes_since=_iso(start)))
         events = []
         for migration in migrations:
@@ -321,7 +354,7 @@ class NovaDriver(Driver):
         server = self._server(vm_id)
         if server.compute_host == target_host_id:
             return
-        with _translated(f"migrations of {vm_id}"):
+        with self._translated(f"migrations of {vm_id}"):
             known = list(compute.migrations(server_id=vm_id))
         before = {str(m.id) for m in known}
         in_flight = [
@@ -338,7 +371,7 @@ class NovaDriver(Driver):
         else:
             block = {"auto": "auto", "true": True, "false": False}[self.options.block_migration]
             LOG.info("live-migrating server %s from %s to %s", vm_id, server.compute_host, target_host_id)
-            with _translated(f"live migration of {vm_id} to {target_host_id}", ActionFailed):
+            with self._translated(f"live migration of {vm_id} to {target_host_id}", ActionFailed):
                 compute.live_migrate_server(vm_id, host=target_host_id, block_migration=block)
         migration = self._await_migration(vm_id, before, deadline, "live migration")
         if migration.status in convert.MIGRATION_FAILED:
@@ -371,7 +404,7 @@ class NovaDriver(Driver):
             return
         before = self._migration_ids(vm_id)
         LOG.info("resizing server %s from %s to %s", vm_id, current_name, flavor.name)
-        with _translated(f"resize of {vm_id} to {flavor.name}", ActionFailed):
+        with self._translated(f"resize of {vm_id} to {flavor.name}", ActionFailed):
             compute.resize_server(vm_id, flavor.id)
         migration = self._await_migration(vm_id, before, deadline, "resize")
         if migration.status in convert.MIGRATION_FAILED:
@@ -393,7 +426,7 @@ class NovaDriver(Driver):
         if (state["server"].status or "").upper() == "VERIFY_RESIZE":
             if not self.options.confirm_resize:
                 return
-            with _translated(f"confirming resize of {vm_id}", ActionFailed):
+            with self._translated(f"confirming resize of {vm_id}", ActionFailed):
                 compute.confirm_server_resize(vm_id)
 
         def confirmed() -> bool:
@@ -409,7 +442,7 @@ class NovaDriver(Driver):
 
     def _choose_flavor(self, size: Resources, min_disk_gb: float) -> Any | None:
         allowed = set(self.options.resize_flavors)
-        with _translated("listing flavors"):
+        with self._translated("listing flavors"):
             flavors = [f for f in self._compute.flavors(details=True) if not allowed or f.name in allowed]
         return convert.smallest_fitting_flavor(flavors, size, self.options.mhz_per_vcpu, min_disk_gb)
 
@@ -417,14 +450,14 @@ class NovaDriver(Driver):
         """Disable (``enabled=True``) or enable the host's compute service: no new VMs land
         there; running ones stay until the planner moves them."""
         compute = self._compute
-        with _translated(f"finding the compute service of {host_id}"):
+        with self._translated(f"finding the compute service of {host_id}"):
             services = list(compute.services(binary=COMPUTE_BINARY, host=host_id))
         services = [s for s in services if s.host == host_id]
         if not services:
             raise NotFound(f"no {COMPUTE_BINARY} service on host {host_id!r}")
         service = services[0]
         LOG.info("%s compute service on %s", "disabling" if enabled else "enabling", host_id)
-        with _translated(f"{'disabling' if enabled else 'enabling'} {host_id}", ActionFailed):
+        with self._translated(f"{'disabling' if enabled else 'enabling'} {host_id}", ActionFailed):
             if enabled:
                 updated = compute.disable_service(service, disabled_reason=self.options.maintenance_reason)
             else:
@@ -436,11 +469,11 @@ class NovaDriver(Driver):
     # -- waiting -------------------------------------------------------------------------------
 
     def _server(self, vm_id: str) -> Any:
-        with _translated(f"server {vm_id}"):
+        with self._translated(f"server {vm_id}"):
             return self._compute.get_server(vm_id)
 
     def _migration_ids(self, vm_id: str) -> set[str]:
-        with _translated(f"migrations of {vm_id}"):
+        with self._translated(f"migrations of {vm_id}"):
             return {str(m.id) for m in self._compute.migrations(server_id=vm_id)}
 
     def _await_migration(self, vm_id: str, before: set[str], deadline: float, what: str) -> Any:
@@ -453,7 +486,7 @@ class NovaDriver(Driver):
 
         def over() -> bool:
             self._server(vm_id)  # NotFound when the server vanished meanwhile
-            with _translated(f"migrations of {vm_id}"):
+            with self._translated(f"migrations of {vm_id}"):
                 fresh = [m for m in self._compute.migrations(server_id=vm_id) if str(m.id) not in before]
             if not fresh:
                 return False

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import requests
 from oslo_config import cfg
 
+from cotenancy.drivers.base import untrusted_certificate
 from cotenancy.engine.datasource import Datasource
-from cotenancy.exceptions import ConfigurationError, DriverError
+from cotenancy.exceptions import AuthenticationFailed, ConfigurationError, DriverError
 from cotenancy.model import Metric, MetricSample
 
 if TYPE_CHECKING:
@@ -175,9 +176,21 @@ class PrometheusDatasource(Datasource):
         }
         url = f"{self._base}/api/v1/query_range"
         try:
-            response = self._http.get(url, params=params, timeout=self.options.timeout)
+            # verify per request: requests lets $REQUESTS_CA_BUNDLE override a session's verify
+            response = self._http.get(
+                url, params=params, timeout=self.options.timeout, verify=self._http.verify
+            )
         except requests.RequestException as exc:
+            fix = "set [prometheus] cacert to the CA bundle that signed it"
+            if (untrusted := untrusted_certificate(exc, "prometheus", self._base, fix)) is not None:
+                raise untrusted from exc
             raise DriverError(f"Prometheus at {self._base}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 401:
+            # another round would be refused alike: cotenancy run stops on it
+            raise AuthenticationFailed(
+                f"[prometheus] {self._base} rejected the credentials (HTTP 401); correct [prometheus] "
+                "username and password, or bearer_token_file"
+            )
         try:
             body = response.json()
         except ValueError:

@@ -16,9 +16,9 @@ from pyVim.connect import SmartStubAdapter, VimSessionOrientedStub
 from pyVmomi import vim
 from pyVmomi.SoapAdapter import StubAdapterBase
 
-from cotenancy.drivers.base import verifying_tls_context
+from cotenancy.drivers.base import untrusted_certificate, verifying_tls_context
 from cotenancy.drivers.vsphere.convert import error_from_fault
-from cotenancy.exceptions import ActionFailed, ConfigurationError
+from cotenancy.exceptions import AuthenticationFailed, ConfigurationError
 
 LOG = logging.getLogger(__name__)
 
@@ -107,15 +107,27 @@ class Session:
 
                 def login(stub: Any) -> None:
                     content = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
-                    content.sessionManager.Login(username, password, None)
+                    try:
+                        content.sessionManager.Login(username, password, None)
+                    except vim.fault.InvalidLogin as exc:
+                        # also when logging in again after vCenter forgot the session: a password
+                        # changed while cotenancy runs stops it as one wrong from the start does
+                        raise AuthenticationFailed(
+                            f"[vsphere] vCenter {self.host}:{self.port} rejected the login of "
+                            f"{username!r}; correct [vsphere] username and password"
+                        ) from exc
 
                 self._stub = ReloginStub(soap_stub, login)
                 si = vim.ServiceInstance("ServiceInstance", self._stub)
                 self._content = si.RetrieveContent()
                 self._stub._CallLoginMethod()
-            except vim.fault.InvalidLogin as exc:
-                raise ActionFailed(f"vCenter {self.host} refused the login of {self._username}") from exc
+            except AuthenticationFailed:
+                raise
             except Exception as exc:
+                server = f"vCenter {self.host}:{self.port}"
+                fix = "set [vsphere] ca_file to the CA that signed it"
+                if (untrusted := untrusted_certificate(exc, "vsphere", server, fix)) is not None:
+                    raise untrusted from exc
                 raise error_from_fault(exc, f"connecting to vCenter {self.host}:{self.port}") from exc
             LOG.info("connected to vCenter %s:%s as %s", self.host, self.port, self._username)
             self._si = si

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 import pytest
 
 from cotenancy.drivers.hyperv.client import WinRMAccessDenied
-from cotenancy.exceptions import ActionFailed, ConfigurationError, NotFound, TimedOut
+from cotenancy.exceptions import (
+    ActionFailed,
+    AuthenticationFailed,
+    ConfigurationError,
+    NotFound,
+    TimedOut,
+)
 from cotenancy.model import Allocation, Resources
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def vm_named(site, name):
@@ -86,14 +100,33 @@ def test_other_soap_faults_are_action_failed(make_driver, site, wsman_server):
         make_driver().get_inventory()
 
 
-def test_wrong_password_is_access_denied(make_driver, site):
-    with pytest.raises(WinRMAccessDenied, match="rejected the credentials"):
+def test_a_wrong_password_is_an_authentication_failure_naming_endpoint_and_options(
+    make_driver, site, wsman_server
+):
+    """Another round would be refused the same way: ``cotenancy run`` stops on it at once."""
+    with pytest.raises(AuthenticationFailed) as raised:
         make_driver(password="wrong").get_inventory()
+    message = str(raised.value)
+    assert isinstance(raised.value, ConfigurationError)
+    assert wsman_server.endpoint in message and "rejected the credentials" in message
+    assert "[hyperv] username and password" in message
 
 
-def test_certificate_is_validated_by_default(make_driver, site):
-    with pytest.raises(ActionFailed, match="TLS verification"):
+def test_a_certificate_no_trusted_ca_signed_is_an_authentication_failure_naming_ca_file(
+    make_driver, site, wsman_server
+):
+    """Certificates are validated by default, against the system's CAs when ca_file is unset."""
+    with pytest.raises(AuthenticationFailed) as raised:
         make_driver(ca_file=None).get_inventory()
+    message = str(raised.value)
+    assert wsman_server.endpoint in message and "failed verification" in message
+    assert "[hyperv] ca_file" in message
+
+
+def test_an_endpoint_that_is_down_stays_a_transient_action_failure(make_driver, site, wsman_server):
+    with pytest.raises(ActionFailed, match="cannot reach WinRM") as raised:
+        make_driver(endpoint=f"https://127.0.0.1:{free_port()}/wsman").get_inventory()
+    assert not isinstance(raised.value, ConfigurationError)
 
 
 @pytest.mark.parametrize("content", [None, "not a certificate\n"], ids=["missing", "not-pem"])
@@ -131,7 +164,7 @@ def test_password_never_reaches_the_logs(make_driver, site, caplog, password):
     driver = make_driver()
     driver.get_inventory()
     driver.live_migrate(vm_named(site, "web01").id, "HV02")
-    with pytest.raises(WinRMAccessDenied):
+    with pytest.raises(AuthenticationFailed):
         make_driver(password=password + "x").get_inventory()
     assert "hyperv: running migrate" in caplog.text
     assert password not in caplog.text

@@ -7,8 +7,11 @@ If the harness venv is missing or Nova does not start, the tests fail: they neve
 
 from __future__ import annotations
 
+import ssl
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +19,17 @@ import openstack.connection
 import pytest
 from oslo_config import cfg
 
-HARNESS_DIR = Path(__file__).resolve().parents[2] / "harness" / "nova"
+REPO = Path(__file__).resolve().parents[3]
+HARNESS_DIR = REPO / "tests" / "harness" / "nova"
 sys.path.insert(0, str(HARNESS_DIR))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 import nova_harness  # noqa: E402
 
 from cotenancy.drivers.nova.driver import NovaDriver  # noqa: E402
 from cotenancy.drivers.nova.options import GROUP, NOVA_OPTS  # noqa: E402
+from tests.harness.wsman import certs  # noqa: E402
 
 HOSTS = 3
 
@@ -103,3 +110,39 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     except Exception as exc:  # the harness may be the thing that broke
         tail = f"(could not read the harness log: {exc}; process alive: {harness.alive()})"
     report.sections.append(("nova harness log (last 80 lines)", tail))
+
+
+@pytest.fixture(scope="session")
+def unavailable_https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """An HTTPS endpoint on loopback that answers every request ``503 Service Unavailable``, with
+    a certificate from a throw-away CA no trust store holds: ``(endpoint, that CA's file)``.
+
+    The Nova harness speaks plain HTTP, so certificate verification is tested here, at the TLS
+    handshake keystoneauth makes before any request reaches a service."""
+    files = certs.generate(tmp_path_factory.mktemp("nova-tls"))
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            body = b'{"error": {"message": "Service Unavailable", "code": 503}}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _answer  # noqa: N815 (http.server's naming)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.cert_file, files.key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", files.ca_file
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -12,7 +12,7 @@ from vcsim_admin import cluster_hosts, objects, vsphere_overrides, wait_task
 
 from cotenancy.conf import make_conf
 from cotenancy.drivers.vsphere.driver import VSphereDriver
-from cotenancy.exceptions import ActionFailed, NotFound, Unsupported
+from cotenancy.exceptions import ActionFailed, AuthenticationFailed, NotFound, Unsupported
 from cotenancy.model import Allocation, EventKind, Metric, Resources, VMState
 
 
@@ -37,7 +37,7 @@ def test_tls_is_verified_by_default(vcsim):
             conf.set_override(name, value, group="vsphere")
     assert conf.vsphere.insecure is False
     drv = VSphereDriver(conf)
-    with pytest.raises(ActionFailed, match="TLS|certificate|SSL"):
+    with pytest.raises(AuthenticationFailed, match=r"failed verification.*\[vsphere\] ca_file"):
         drv.get_inventory()
 
 

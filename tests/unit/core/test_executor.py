@@ -8,7 +8,7 @@ import pytest
 
 from cotenancy.drivers.base import Driver
 from cotenancy.engine.executor import DriverExecutor, topological_order
-from cotenancy.exceptions import ActionFailed, NotFound, TimedOut
+from cotenancy.exceptions import ActionFailed, AuthenticationFailed, NotFound, TimedOut
 from cotenancy.model import ActionKind, ActionPlan, Allocation, Inventory, Resources, StepStatus
 
 
@@ -111,6 +111,22 @@ def test_an_unexpected_error_fails_its_step_and_cancels_the_rest_whatever_the_po
     plan = DriverExecutor(conf).execute(chain_plan(), driver)
     assert plan.actions[0].status is StepStatus.FAILED
     assert plan.actions[0].message.startswith("unexpected error, plan aborted: OverflowError")
+    assert {a.status for a in plan.actions[1:]} == {StepStatus.CANCELLED}
+    assert driver.calls == [("migrate", "a")]
+
+
+@pytest.mark.parametrize("policy", ["skip_dependents", "continue"])
+def test_rejected_credentials_fail_the_step_cancel_the_rest_and_stop_the_caller(conf, policy):
+    """A password changed while a plan runs: every later step would be refused alike, so the plan
+    is put on record and the error reaches the loop, which stops on it."""
+    conf.set_override("on_step_failure", policy)
+    rejected = AuthenticationFailed("[vsphere] vCenter vc.example:443 rejected the login of 'ops'")
+    driver = ScriptedDriver(conf, failures={"a": rejected})
+    plan = chain_plan()
+    with pytest.raises(AuthenticationFailed):
+        DriverExecutor(conf).execute(plan, driver)
+    assert plan.actions[0].status is StepStatus.FAILED
+    assert plan.actions[0].message == f"AuthenticationFailed: {rejected}"
     assert {a.status for a in plan.actions[1:]} == {StepStatus.CANCELLED}
     assert driver.calls == [("migrate", "a")]
 

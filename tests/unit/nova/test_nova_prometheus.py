@@ -12,7 +12,7 @@ from cotenancy.drivers.nova.prometheus import (
     PROMETHEUS_OPTS,
     PrometheusDatasource,
 )
-from cotenancy.exceptions import ConfigurationError, DriverError
+from cotenancy.exceptions import AuthenticationFailed, ConfigurationError, DriverError
 from cotenancy.loading import DATASOURCES, load_plugin
 from cotenancy.model import Metric
 
@@ -109,6 +109,17 @@ def test_a_prometheus_error_is_a_driver_error_with_its_reason(prometheus):
     source = PrometheusDatasource(make_conf(prometheus.url))
     with pytest.raises(DriverError, match="many-to-many matching not allowed"):
         source.get_metrics(T0, T0 + 60)
+
+
+def test_credentials_prometheus_rejects_are_an_authentication_failure_naming_the_options(prometheus, caplog):
+    """Another round would be refused alike, so ``cotenancy run`` stops on it at once."""
+    prometheus.fail_with = (401, {"status": "error", "error": "Unauthorized"})
+    source = PrometheusDatasource(make_conf(prometheus.url, username="ops", password="s3cret;'"))
+    with pytest.raises(AuthenticationFailed) as refused:
+        source.get_metrics(T0, T0 + 60)
+    message = str(refused.value)
+    assert prometheus.url in message and "[prometheus] username and password" in message
+    assert "s3cret" not in message and "s3cret" not in caplog.text
 
 
 def test_an_unreachable_prometheus_is_a_driver_error():
