@@ -19,6 +19,10 @@ it alone; the room it will take on its target host only this executor knows to k
 Admins approve by leaving a task enabled (or enabling it), and cancel by removing it: a removed
 task reads back as ``cancelled``. Withdrawing tasks ourselves (``cancel``, or ``abort`` after a
 failure) always reads their outcome first, so a step that already ran is never called cancelled.
+
+A task that ran stays in vCenter for ``finished_task_retention`` hours once its outcome is in the
+history store; then a follow-up pass removes it. Every pass, and every inventory of the driver,
+lists all scheduled tasks: kept forever, cotenancy's old tasks would make each read longer.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pyVmomi import vim
 from cotenancy.drivers.vsphere import convert
 from cotenancy.drivers.vsphere.driver import VSphereDriver, faults
 from cotenancy.engine.executor import FINISHED, Executor, check_action, required, topological_order
-from cotenancy.exceptions import ConfigurationError, DriverError, Unsupported
+from cotenancy.exceptions import ConfigurationError, DriverError, NotFound, Unsupported
 from cotenancy.model import Action, ActionKind, ActionPlan, StepStatus
 
 if TYPE_CHECKING:
@@ -47,6 +51,8 @@ LOG = logging.getLogger(__name__)
 NAME_PREFIX = "cotenancy"
 #: the plan id in a task name written by :func:`task_name`
 _PLAN_IN_NAME = re.compile(rf"^{NAME_PREFIX} (\S+) step \d+:")
+#: the outcome a finished task's ``info.state`` stands for
+_RAN = {"success": StepStatus.SUCCEEDED, "error": StepStatus.FAILED}
 
 OPTS: list[cfg.Opt] = [
     cfg.StrOpt(
@@ -79,6 +85,16 @@ OPTS: list[cfg.Opt] = [
         help="Seconds execute() waits for the scheduled steps when wait is on.",
     ),
     cfg.FloatOpt("poll_interval", default=1.0, min=0.01, help="Seconds between outcome polls."),
+    cfg.FloatOpt(
+        "finished_task_retention",
+        default=24.0,
+        min=0.0,
+        help="Hours (by vCenter's clock, since it ran) a task of this executor stays in vCenter "
+        "after it ran and its outcome is in the history store, so admins still see recent outcomes "
+        "in the vSphere Client; then a follow-up pass removes it. 0: the pass that records the "
+        "outcome removes it. Without a history store nothing is removed. Tasks of others, and "
+        "tasks whose outcome is not recorded, are never removed.",
+    ),
 ]
 
 _STATE_TO_STATUS = {
@@ -157,7 +173,8 @@ class ScheduledTaskExecutor(Executor):
         return plan
 
     def follow_up(self, driver: Driver) -> None:
-        """Read back the outcome of earlier plans' tasks and write their steps that became ready."""
+        """Read back the outcome of earlier plans' tasks, write their steps that became ready, and
+        remove the tasks that ran and whose retention passed (:meth:`_remove_finished`)."""
         self._follow_up(self._vsphere(driver))
 
     def _follow_up(self, driver: VSphereDriver, exclude: str | None = None) -> dict[str, str]:
@@ -173,7 +190,63 @@ class ScheduledTaskExecutor(Executor):
                 if action.status not in FINISHED:
                     for what in _holds(action):
                         held.setdefault(what, task_name(plan, action))
+        # after the syncs, so that the outcomes read in this pass are in the store
+        self._remove_finished(driver, scheduled, exclude)
         return held
+
+    def _remove_finished(
+        self, driver: VSphereDriver, scheduled: list[tuple[Any, Any]], exclude: str | None
+    ) -> None:
+        """Remove this executor's tasks that ran at least ``finished_task_retention`` hours ago
+        (vCenter's clock) and whose outcome the history store holds, as vCenter reports it.
+
+        Only a task named after a stored plan's step is ours. The plan ``exclude`` (the one
+        :meth:`execute` reads back next) keeps its tasks until a later pass. A removal vCenter
+        refuses is logged and tried again by the next pass: the task stays, and the outcome is
+        recorded already.
+        """
+        if self.store is None:
+            return
+        ran = [
+            (task, info, match.group(1))
+            for task, info in scheduled
+            if str(info.state) in _RAN
+            and (match := _PLAN_IN_NAME.match(info.name)) is not None
+            and match.group(1) != exclude
+        ]
+        retention = self.options.finished_task_retention * 3600.0
+        if ran and retention > 0:
+            try:
+                now = driver.now()
+            except DriverError as exc:
+                LOG.warning("finished scheduled tasks are not removed in this pass: %s", exc)
+                return
+            ran = [(t, i, p) for t, i, p in ran if (at := _ran_at(i)) is not None and at + retention <= now]
+        if not ran:
+            return
+        recorded = {
+            task_name(plan, action): action.status
+            for plan in self.store.plans_with_steps(set(_RAN.values()), plan_ids={p for _t, _i, p in ran})
+            for action in plan.actions
+        }
+        refused: list[str] = []
+        for task, info, _plan_id in ran:
+            if recorded.get(info.name) is not _RAN[str(info.state)]:
+                continue
+            try:
+                with faults(f"removing finished scheduled task {task._moId}"):
+                    task.RemoveScheduledTask()
+            except NotFound:
+                LOG.debug("finished scheduled task %s was removed already", task._moId)
+            except DriverError as exc:
+                refused.append(f"{task._moId} ({exc})")
+        if refused:
+            LOG.warning(
+                "%d finished scheduled task(s) of cotenancy, their outcome recorded, could not be "
+                "removed from vCenter; the next pass tries again: %s",
+                len(refused),
+                "; ".join(refused[:5]) + (" ..." if len(refused) > 5 else ""),
+            )
 
     def _open_plans(self, scheduled: list[tuple[Any, Any]], exclude: str | None) -> list[ActionPlan]:
         """The plans still open: those this executor wrote tasks for, and with a history store the
@@ -317,6 +390,11 @@ class ScheduledTaskExecutor(Executor):
                 continue
             info = infos.get(task_name(plan, action))
             if info is None:
+                if (outcome := self._stored_outcome(plan, action)) is not None:
+                    # recorded by another pass or process, which then removed the task (or an
+                    # admin did): the step ran
+                    action.status, action.message = outcome
+                    continue
                 self.record(plan, action, StepStatus.CANCELLED, "the scheduled task was removed in vCenter")
                 continue
             status = _STATE_TO_STATUS.get(str(info.state), StepStatus.SCHEDULED)
@@ -330,6 +408,19 @@ class ScheduledTaskExecutor(Executor):
                 message = action.message
             if status is not action.status or message != action.message:
                 self.record(plan, action, status, message)
+
+    def _stored_outcome(self, plan: ActionPlan, action: Action) -> tuple[StepStatus, str] | None:
+        """The finished status and message the history store holds for a step, if any."""
+        if self.store is None:
+            return None
+        try:
+            stored = self.store.get_plan(plan.id).actions
+        except NotFound:
+            return None
+        step = next((a for a in stored if a.index == action.index), None)
+        if step is None or step.status not in FINISHED:
+            return None
+        return step.status, step.message
 
     # -- vCenter -------------------------------------------------------------------------------
 
@@ -406,6 +497,12 @@ def _holds(action: Action) -> list[str]:
     if action.kind is ActionKind.LIVE_MIGRATE:
         return [f"VM {action.vm_id}", f"room on host {action.target_host_id}"]
     return [f"VM {action.vm_id}"]
+
+
+def _ran_at(info: Any) -> float | None:
+    """When (vCenter's clock, epoch seconds) a finished task last ran."""
+    at = info.prevRunTime or info.lastModifiedTime
+    return at.timestamp() if at is not None else None
 
 
 def _first_failure(plan: ActionPlan) -> int | None:

@@ -23,6 +23,7 @@ from vcsim_admin import admin_connection, cluster_hosts, create_vm, remove_vm, v
 
 from cotenancy.conf import make_conf  # noqa: E402
 from cotenancy.drivers.vsphere.driver import VSphereDriver  # noqa: E402
+from cotenancy.model import ActionKind, ActionPlan, Allocation  # noqa: E402
 from cotenancy.store import HistoryStore  # noqa: E402
 
 CLUSTERS = 2
@@ -94,3 +95,17 @@ def new_vm(admin: vim.ServiceInstanceContent) -> Iterator[Callable[..., vim.Virt
 @pytest.fixture
 def store(sqlite_store: HistoryStore) -> HistoryStore:
     return sqlite_store
+
+
+@pytest.fixture
+def moved_and_refused(vcsim: vcsim_harness.VCSim, admin: vim.ServiceInstanceContent, new_vm) -> ActionPlan:
+    """A plan of two relocations, the first of which vCenter carries out and the second refuses
+    (MigrationFault), and an allocation change of the moved VM that depends on the first."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    moved, refused = new_vm(host=source), new_vm(host=source)
+    vcsim.arm_fault("RelocateVM_Task", "MigrationFault", this=refused._moId)
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=moved._moId, target_host_id=target._moId)
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=refused._moId, target_host_id=target._moId)
+    plan.add(ActionKind.SET_ALLOCATION, vm_id=moved._moId, allocation=Allocation(shares=500), depends_on=(0,))
+    return plan

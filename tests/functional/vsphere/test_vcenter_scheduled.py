@@ -229,15 +229,9 @@ def test_needs_the_vsphere_driver(vsphere_conf):
 
 
 def test_cancel_after_the_tasks_ran_records_what_they_did_and_keeps_their_outcome(
-    vcsim, admin, driver, vsphere_conf, store, new_vm
+    admin, driver, vsphere_conf, store, moved_and_refused
 ):
-    source, target = cluster_hosts(admin, 0)[:2]
-    moved, refused = new_vm(host=source), new_vm(host=source)
-    vcsim.arm_fault("RelocateVM_Task", "MigrationFault", this=refused._moId)
-    plan = ActionPlan(strategy="test")
-    plan.add(ActionKind.LIVE_MIGRATE, vm_id=moved._moId, target_host_id=target._moId)
-    plan.add(ActionKind.LIVE_MIGRATE, vm_id=refused._moId, target_host_id=target._moId)
-    plan.add(ActionKind.SET_ALLOCATION, vm_id=moved._moId, allocation=Allocation(shares=500), depends_on=(0,))
+    plan = moved_and_refused
     store.save_plan(plan)
     ScheduledTaskExecutor(vsphere_conf, store=store, run_at=soon()).execute(plan, driver)
     names = [task_name(plan, a) for a in plan.actions[:2]]
@@ -254,7 +248,8 @@ def test_cancel_after_the_tasks_ran_records_what_they_did_and_keeps_their_outcom
     assert [a.status for a in recorded] == [StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED]
     assert "MigrationFault" in recorded[1].message
     assert recorded[2].message == "cancelled before it ran"
-    assert moved.runtime.host._moId == target._moId
+    moved = vim.VirtualMachine(plan.actions[0].vm_id, admin.sessionManager._stub)
+    assert moved.runtime.host._moId == plan.actions[0].target_host_id
     assert set(names) <= set(scheduled(admin))  # the outcomes stay readable in vCenter
 
 

@@ -6,8 +6,8 @@
 //   - a workaround for the panic on Fetch of an unset property (e.g. VirtualMachine.snapshot);
 //   - a minimal ScheduledTaskManager (CreateScheduledTask with a MethodAction run once at a time);
 //   - VmMigratedEvent and correct HostSystem.vm lists after RelocateVM_Task;
-//   - fault injection over HTTP: /vcsim/fault (next *_Task call fails or runs slowly) and
-//     /vcsim/delay (model.DelayConfig method delays);
+//   - fault injection over HTTP: /vcsim/fault (next *_Task call fails or runs slowly, next call
+//     of another method answers with a fault) and /vcsim/delay (model.DelayConfig method delays);
 //   - a skewed vCenter clock over HTTP: /vcsim/clock (CurrentTime and the scheduled-task timers).
 //
 // The URL of the SDK endpoint is printed on stdout once the server accepts connections.
@@ -606,10 +606,11 @@ func (h *hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveFault arms (POST) or clears (DELETE) injected outcomes of *_Task methods:
+// serveFault arms (POST) or clears (DELETE) injected outcomes of methods:
 // POST /vcsim/fault?method=RelocateVM_Task&fault=MigrationFault&delay_ms=0&count=1[&this=vm-42]
-// The next count calls return a task that, after delay_ms, fails with the named fault
-// or (without fault) carries out the real call.
+// The next count calls of a *_Task method return a task that, after delay_ms, fails with the named
+// fault or (without fault) carries out the real call; those of another method (e.g.
+// RemoveScheduledTask) answer with the named fault itself, as vCenter refuses a call.
 func (h *hooks) serveFault(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -623,11 +624,11 @@ func (h *hooks) serveFault(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	method := q.Get("method")
-	if !strings.HasSuffix(method, "_Task") {
-		http.Error(w, "method must name a *_Task method", http.StatusBadRequest)
+	f := &fault{this: q.Get("this"), fault: q.Get("fault"), count: 1}
+	if method == "" || (!strings.HasSuffix(method, "_Task") && f.fault == "") {
+		http.Error(w, "want method=Name, and fault=Type unless the method is a *_Task", http.StatusBadRequest)
 		return
 	}
-	f := &fault{this: q.Get("this"), fault: q.Get("fault"), count: 1}
 	if f.fault != "" {
 		if _, ok := types.TypeFunc()(f.fault); !ok {
 			http.Error(w, "unknown fault type "+f.fault, http.StatusBadRequest)
@@ -763,6 +764,10 @@ func (h *hooks) serveSDK(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f := h.takeFault(method, this.Value); f != nil && simulator.Map.Get(this) != nil {
+		if !strings.HasSuffix(method, "_Task") {
+			refused(w, method, f.fault)
+			return
+		}
 		h.injected(w, r, body, method, this, f)
 		return
 	}
@@ -873,6 +878,20 @@ var vcenterTaskIds = map[string]string{
 	"PowerOffVM_Task":           "VirtualMachine.powerOff",
 	"EnterMaintenanceMode_Task": "HostSystem.enterMaintenanceMode",
 	"ExitMaintenanceMode_Task":  "HostSystem.exitMaintenanceMode",
+}
+
+// refused answers a call with the armed vim fault (its fields unset), as vCenter answers a call it
+// refuses (NoPermission, ManagedObjectNotFound, ...).
+func refused(w http.ResponseWriter, method, fault string) {
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusInternalServerError)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+
+		`<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" `+
+		`xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">`+
+		`<soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode>`+
+		`<faultstring>%s refused (injected %s)</faultstring>`+
+		`<detail><%sFault xmlns="urn:vim25" xsi:type="%s"></%sFault></detail>`+
+		`</soapenv:Fault></soapenv:Body></soapenv:Envelope>`, method, fault, fault, fault, fault)
 }
 
 // injected answers a *_Task call with a task of our own: it waits delay_ms, then fails with the

@@ -139,7 +139,8 @@ class VCSim:
         this: str | None = None,
     ) -> None:
         """Make the next ``count`` calls of ``method`` (a ``*_Task``) return a task that, after
-        ``delay_ms``, fails with ``fault`` (a vim fault type name) or, without fault, does the call."""
+        ``delay_ms``, fails with ``fault`` (a vim fault type name) or, without fault, does the call;
+        those of another method (``RemoveScheduledTask``) are refused with ``fault``."""
         query = {"method": method, "delay_ms": delay_ms, "count": count}
         if fault:
             query["fault"] = fault
