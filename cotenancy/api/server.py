@@ -41,7 +41,6 @@ from cotenancy.plan.report import plan_to_dict
 from cotenancy.store import HistoryStore
 from cotenancy.store.idempotency import IdempotencyKey, KeyReused
 from cotenancy.store.requests import (
-    CONTROL_CHARACTERS,
     CONTROL_MESSAGE,
     Conflict,
     InvalidRequest,
@@ -49,10 +48,10 @@ from cotenancy.store.requests import (
     RequestKind,
     RequestStore,
     check_encodable,
-    escape_controls,
     parse_time,
     unknown_references,
 )
+from cotenancy.text import CONTROL_CHARACTERS, escape_controls
 
 LOG = logging.getLogger(__name__)
 
