@@ -41,7 +41,6 @@ from cotenancy.plan.report import plan_to_dict
 from cotenancy.store import HistoryStore
 from cotenancy.store.idempotency import IdempotencyKey, KeyReused
 from cotenancy.store.requests import (
-    CONTROL_CHARACTERS,
     CONTROL_MESSAGE,
     Conflict,
     InvalidRequest,
@@ -49,10 +48,10 @@ from cotenancy.store.requests import (
     RequestKind,
     RequestStore,
     check_encodable,
-    escape_controls,
     parse_time,
     unknown_references,
 )
+from cotenancy.text import CONTROL_CHARACTERS, escape_controls
 
 LOG = logging.getLogger(__name__)
 
@@ -737,6 +736,10 @@ def _encode(reply: Reply) -> bytes:
     if isinstance(reply.payload, bytes):
         return reply.payload
     text = json.dumps(reply.payload, ensure_ascii=False, allow_nan=False, default=str)
+    # JSON escapes only U+0000-U+001F; names from the cloud may hold DEL, C1 controls (U+009B
+    # starts a terminal escape) and U+2028, which would reach a terminal or a JavaScript client raw.
+    # Outside strings json.dumps writes none of them, so each is inside one: the same text, escaped.
+    text = CONTROL_CHARACTERS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text.encode("utf-8") + b"\n"
 
 

@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from types import TracebackType
 
 from oslo_config import cfg
 
@@ -19,6 +20,7 @@ from cotenancy import __version__
 from cotenancy.cli.common import Terminated
 from cotenancy.conf import make_conf
 from cotenancy.exceptions import CotenancyError
+from cotenancy.text import escape_controls
 
 COMMAND_MODULES = [
     "cotenancy.cli.simulate",
@@ -77,6 +79,43 @@ def _apply_overrides(conf, overrides: Sequence[str]) -> None:
             raise CotenancyError(f"--set {key}: {exc}") from exc
 
 
+#: what ``sys.exc_info()`` returns, as :meth:`logging.Formatter.formatException` takes it
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+class OneLineFormatter(logging.Formatter):
+    """Each record starts a line of its own and holds no control character.
+
+    Messages name VMs, hosts and flavors and quote clouds' error messages, all of which the cloud's
+    users choose: a newline there would forge a log line, a terminal escape clear the screen. A
+    message is shown with its control characters as escapes; a traceback's lines are indented, so
+    that a newline in an exception's message cannot start a line that reads as a record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_text = None  # a traceback another handler's formatter kept is not indented
+        return super().format(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: ExcInfo) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    return "\n".join("  " + escape_controls(line) for line in text.split("\n"))
+
+
+def _configure_logging(verbose: int) -> None:
+    """Records at WARNING and above, INFO with ``-v``, DEBUG with ``-vv``, on standard error."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), handlers=[handler])
+
+
 _LOCATION = re.compile(r"LocationInfo\(location=<Locations\.\w+: [^>]*>, detail='([^']*)'\)")
 
 
@@ -89,17 +128,15 @@ def _config_error_text(exc: cfg.Error) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(args.verbose)
     try:
         conf = make_conf([], config_files=args.config_file)
         args.overrides = list(args.set)
         _apply_overrides(conf, args.overrides)
         return int(args.func(args, conf) or 0)
     except CotenancyError as exc:
-        print(f"cotenancy: error: {exc}", file=sys.stderr)
+        # errors quote names and messages from the cloud: one line, whatever they hold
+        print(f"cotenancy: error: {escape_controls(str(exc))}", file=sys.stderr)
         return 2
     except cfg.Error as exc:
         print(f"cotenancy: error: configuration: {_config_error_text(exc)}", file=sys.stderr)

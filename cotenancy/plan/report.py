@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from cotenancy.model import Action, ActionKind, ActionPlan
+from cotenancy.text import escape_controls
 
 
 def _plain(value: Any) -> Any:
@@ -77,20 +78,22 @@ def _nonzero(values: dict[str, float]) -> str:
 
 def format_plan(plan: ActionPlan) -> str:
     """A table of the steps (order, kind, VM, change, dependencies, benefit, reason) and the
-    solver facts, so an operator can judge every step before it runs."""
+    solver facts, so an operator can judge every step before it runs.
+
+    VM and host ids and the reasons naming them come from the cloud: their control characters are
+    shown as escapes, so a name cannot forge a row or drive the operator's terminal."""
     rows = [("#", "step", "vm", "change", "after", "benefit", "reason")]
     for a in plan.actions:
-        rows.append(
-            (
-                str(a.index),
-                a.kind.value,
-                a.vm_id or "",
-                _change(a),
-                ",".join(map(str, a.depends_on)) or "-",
-                f"{a.expected_benefit:.1f}",
-                a.reason,
-            )
+        cells = (
+            str(a.index),
+            a.kind.value,
+            a.vm_id or "",
+            _change(a),
+            ",".join(map(str, a.depends_on)) or "-",
+            f"{a.expected_benefit:.1f}",
+            a.reason,
         )
+        rows.append(tuple(escape_controls(cell) for cell in cells))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
@@ -102,7 +105,8 @@ def format_plan(plan: ActionPlan) -> str:
     )
     # what operators asked for and the plan cannot give gets its own line, not a solver fact
     left = [f"not satisfied: {plan.stats['unsatisfied']}"] if plan.stats.get("unsatisfied") else []
-    return "\n".join([summary, *lines, *left, f"solver: {facts}" if facts else "solver: -"])
+    solver = escape_controls(f"solver: {facts}" if facts else "solver: -")
+    return "\n".join([escape_controls(summary), *lines, *map(escape_controls, left), solver])
 
 
 def _fmt(value: Any) -> str:

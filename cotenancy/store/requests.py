@@ -20,7 +20,6 @@ import datetime as dt
 import enum
 import glob
 import math
-import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +34,7 @@ from cotenancy.predict.hints import Hint, hints_from_conf
 from cotenancy.store import idempotency, schema
 from cotenancy.store.history import HistoryStore
 from cotenancy.store.idempotency import IdempotencyKey, Remembered
+from cotenancy.text import CONTROL_CHARACTERS, escape_controls
 
 MAX_ID_LENGTH = 255
 MAX_TEXT_LENGTH = 1000
@@ -48,19 +48,9 @@ MAX_POSIX_SECONDS = 32_503_680_000.0
 #: serialises the duplicate check and the insert among this process's threads (the API server runs
 #: one per connection); the database lock of :func:`_lock_requests_table` does it among processes
 _ADD_LOCK = threading.Lock()
-#: control characters (C0, DEL, C1) and the separators Python and JavaScript end a line at: in an id
-#: or a label they forge lines in the server log and in the plan table ``cotenancy plan`` prints, and
-#: PostgreSQL cannot store NUL at all
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 CONTROL_MESSAGE = (
     "must not contain control characters or line separators (U+0000-U+001F, U+007F-U+009F, U+2028, U+2029)"
 )
-
-
-def escape_controls(text: str) -> str:
-    """``text`` with each control character or line separator written as its Python escape
-    (``\\n``, ``\\x1b``, ``\\u2028``): printable, so it shows on one line and moves no cursor."""
-    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _escaped(value: Any) -> Any:

@@ -41,6 +41,7 @@ from cotenancy.drivers.vsphere.driver import VSphereDriver, faults
 from cotenancy.engine.executor import FINISHED, Executor, check_action, required, topological_order
 from cotenancy.exceptions import ConfigurationError, DriverError, NotFound, Unsupported
 from cotenancy.model import Action, ActionKind, ActionPlan, StepStatus
+from cotenancy.text import escape_controls
 
 if TYPE_CHECKING:
     from cotenancy.drivers.base import Driver
@@ -511,12 +512,15 @@ def _first_failure(plan: ActionPlan) -> int | None:
 
 
 def _description(action: Action) -> str:
+    """What an admin reads in the vSphere Client. The reason names hosts, VMs and rules the cloud
+    named: its control characters are written as escapes, since XML 1.0 cannot carry them and
+    vCenter would refuse the task."""
     parts = [f"cotenancy step {action.index}: {action.kind}"]
     if action.reason:
         parts.append(f"why: {action.reason}")
     if action.expected_benefit:
         parts.append(f"expected benefit: {action.expected_benefit:g}")
-    return "; ".join(parts)
+    return escape_controls("; ".join(parts))
 
 
 def _failure_message(info: Any) -> str:

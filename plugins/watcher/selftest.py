@@ -53,7 +53,17 @@ from watcher.common import utils
 from watcher.decision_engine.loading import default as de_loading
 from watcher.decision_engine.model import model_root
 
-from cotenancy.model import VM, Action, ActionKind, ActionPlan, Allocation, Host, Inventory, Resources
+from cotenancy.model import (
+    VM,
+    Action,
+    ActionKind,
+    ActionPlan,
+    Allocation,
+    Host,
+    Inventory,
+    Resources,
+    WorkloadClass,
+)
 from cotenancy.plugins.watcher import cloud_model, datasource, translate
 
 
@@ -100,7 +110,8 @@ def scenario_model(spec: dict[str, Any]) -> tuple[Any, dict[str, str]]:
 
 
 def inventory_from_json(data: dict[str, Any]) -> Inventory:
-    """``{"hosts": [{"id", "capacity": {...}}], "vms": [{"id", "host_id", "size": {...}}]}``."""
+    """``{"hosts": [{"id", "capacity": {...}}], "vms": [{"id", "host_id", "size": {...}}]}``; a VM
+    may add ``name``, ``vcpus``, ``tenant`` and ``app_type``."""
     inventory = Inventory()
     for h in data.get("hosts", []):
         inventory.hosts[h["id"]] = Host(
@@ -117,6 +128,7 @@ def inventory_from_json(data: dict[str, Any]) -> Inventory:
             size=Resources.from_dict(v["size"]),
             vcpus=int(v.get("vcpus", 1)),
             tenant=v.get("tenant", "default"),
+            workload=WorkloadClass(app_type=v.get("app_type", "general")),
         )
     return inventory
 

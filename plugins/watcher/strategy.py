@@ -39,6 +39,7 @@ from cotenancy.predict.anomaly import AnomalyDetector, affected, configured_dete
 from cotenancy.store import HistoryStore
 from cotenancy.store.requests import apply_operator_requests
 from cotenancy.strategies.base import Strategy
+from cotenancy.text import escape_controls
 
 LOG = log.getLogger(__name__)
 
@@ -310,10 +311,11 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
             self._log_failure("anomaly detection failed, the audit goes on without it", exc)
             return []
         for event in found:
+            # the message names workloads by tenant and app type (server metadata): one line each
             LOG.warning(
                 "cotenancy_predictive: anomaly on %s: %s",
-                affected(event, vm_word="instance", host_word="node"),
-                event.message,
+                escape_controls(affected(event, vm_word="instance", host_word="node")),
+                escape_controls(event.message),
             )
         if found and store is not None:
             try:
@@ -343,18 +345,22 @@ class CotenancyPredictiveStrategy(base.BaseStrategy):
         try:
             listed = nova_helper.NovaHelper().get_flavor_list()
         except Exception as exc:  # any Nova or auth failure: keep the rest of the plan
-            LOG.warning("cotenancy_predictive: cannot list Nova flavors (%s); resizes are dropped", exc)
+            LOG.warning(
+                "cotenancy_predictive: cannot list Nova flavors (%s); resizes are dropped",
+                escape_controls(str(exc)),
+            )
             return []
         return [translate.Flavor(name=f.flavor_name, vcpus=f.vcpus, ram=f.ram, disk=f.disk) for f in listed]
 
     @staticmethod
     def _log_failure(what: str, exc: Exception) -> None:
-        """An ERROR, with a traceback only for errors cotenancy did not raise on purpose (bugs)."""
+        """An ERROR, with a traceback only for errors cotenancy did not raise on purpose (bugs).
+        The error may quote the cloud's names and messages: its control characters are escaped."""
         LOG.error(
             "cotenancy_predictive: %s: %s: %s",
             what,
             type(exc).__name__,
-            exc,
+            escape_controls(str(exc)),
             exc_info=not isinstance(exc, CotenancyError),
         )
 

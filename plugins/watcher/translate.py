@@ -37,6 +37,7 @@ from cotenancy.model import (
     WorkloadClass,
 )
 from cotenancy.store.history import rejection_reason
+from cotenancy.text import escape_controls
 
 LOG = logging.getLogger(__name__)
 
@@ -395,7 +396,9 @@ def actions_from_plan(
                 "resource_name": host.name,
             }
             if action.maintenance:
-                params["disabled_reason"] = "cotenancy: " + (action.reason or "predicted conflict")[:200]
+                # Nova prints and logs it: one line (names in the reason come from the cloud)
+                reason = escape_controls(action.reason or "predicted conflict")
+                params["disabled_reason"] = "cotenancy: " + reason[:200]
             out.actions.append(WatcherAction("change_nova_service_state", host.id, params, action.kind.value))
         else:
             out.dropped.append(f"step {action.index}: Watcher has no action for {action.kind.value}")

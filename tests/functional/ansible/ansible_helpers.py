@@ -40,3 +40,16 @@ class SimCloud:
             if vm.host_id:
                 counts[vm.host_id] = counts.get(vm.host_id, 0) + 1
         return max(sorted(counts), key=lambda h: counts[h])
+
+
+def trace_cloud(folder: Path, trace: Path) -> SimCloud:
+    """A persistent simulated cloud of the PlanetLab-format ``trace`` (VMs named after its files),
+    with its state, store and configuration in ``folder``."""
+    state = folder / "cloud.pickle"
+    store_url = f"sqlite:///{folder / 'history.sqlite'}"
+    config = folder / "cotenancy.conf"
+    config.write_text(
+        f"[DEFAULT]\nstate_path = {folder}\n[simulator]\ndays = 0.05\n"
+        f"[simulated]\nstate_file = {state}\ntrace = {trace}\n[store]\nconnection = {store_url}\n"
+    )
+    return SimCloud(state_file=state, config_file=config, store_url=store_url)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_helpers import REPO, TEST_DRIVER, SimCloud
+from ansible_helpers import REPO, TEST_DRIVER, SimCloud, trace_cloud
 
 from cotenancy.model import ActionKind, ActionPlan, Allocation, Resources, StepStatus
 from cotenancy.plugins.ansible.executor import AnsibleExecutor
@@ -159,14 +159,7 @@ def hostile_cloud(tmp_path: Path, shared_dir: Path) -> SimCloud:
     day = sorted((shared_dir / "traces" / "planetlab" / "20110303").iterdir())
     for name, source in zip((HOSTILE_NAME, "vm-1", "vm-2"), day, strict=False):
         (trace / name).symlink_to(source)
-    state = tmp_path / "cloud.pickle"
-    store_url = f"sqlite:///{tmp_path / 'history.sqlite'}"
-    config = tmp_path / "cotenancy.conf"
-    config.write_text(
-        f"[DEFAULT]\nstate_path = {tmp_path}\n[simulator]\ndays = 0.05\n"
-        f"[simulated]\nstate_file = {state}\ntrace = {trace}\n[store]\nconnection = {store_url}\n"
-    )
-    cloud = SimCloud(state_file=state, config_file=config, store_url=store_url)
+    cloud = trace_cloud(tmp_path, trace)
     assert HOSTILE_NAME in cloud.driver().get_inventory().vms
     return cloud
 

@@ -15,7 +15,8 @@ from cotenancy.plan.planner import Planner
 from cotenancy.plan.problem import PlannerSettings
 from cotenancy.plan.report import format_plan
 from cotenancy.store import HistoryStore, schema
-from cotenancy.store.requests import CONTROL_CHARACTERS, RequestKind, RequestStore, apply_requests
+from cotenancy.store.requests import RequestKind, RequestStore, apply_requests
+from cotenancy.text import CONTROL_CHARACTERS
 
 NOW = 1_800_000_000.0
 FORGED = "FORGED plan abc by evil: 0 steps"

@@ -30,6 +30,19 @@ def watcher_python() -> Path:
     return WATCHER_PYTHON
 
 
+def run_selftest(watcher_python: Path, request: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """One request to the self-test runner under the Watcher venv: its JSON answer on stdout,
+    Watcher's log on stderr."""
+    return subprocess.run(
+        [str(watcher_python), "-m", "cotenancy.plugins.watcher.selftest"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=REPO_ROOT,
+    )
+
+
 @pytest.fixture(scope="session")
 def watcher(watcher_python: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Send one request to the self-test runner in the Watcher venv; its failure fails the test.
@@ -45,14 +58,7 @@ def watcher(watcher_python: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return json.loads(json.dumps(answers[key]))
 
     def ask(request: dict[str, Any]) -> dict[str, Any]:
-        proc = subprocess.run(
-            [str(watcher_python), "-m", "cotenancy.plugins.watcher.selftest"],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT,
-            cwd=REPO_ROOT,
-        )
+        proc = run_selftest(watcher_python, request)
         try:
             answer = json.loads(proc.stdout)
         except ValueError:
