@@ -9,18 +9,12 @@ interpreter and asserts on the JSON it prints. A missing venv fails the tests: b
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-WATCHER_PYTHON = REPO_ROOT / ".cache" / "venvs" / "watcher" / "bin" / "python"
-
-#: first-run imports (xgboost, ortools, Watcher's stack) take a while on a busy two-core machine
-RUN_TIMEOUT = 600
+from watcher_selftest import WATCHER_PYTHON, run_selftest
 
 
 @pytest.fixture(scope="session")
@@ -28,19 +22,6 @@ def watcher_python() -> Path:
     if not WATCHER_PYTHON.exists():
         pytest.fail(f"Watcher venv missing at {WATCHER_PYTHON}: run scripts/setup.d/50-watcher.sh")
     return WATCHER_PYTHON
-
-
-def run_selftest(watcher_python: Path, request: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """One request to the self-test runner under the Watcher venv: its JSON answer on stdout,
-    Watcher's log on stderr."""
-    return subprocess.run(
-        [str(watcher_python), "-m", "cotenancy.plugins.watcher.selftest"],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=REPO_ROOT,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_selftest
+from watcher_selftest import run_selftest
 
 from cotenancy.text import CONTROL_CHARACTERS
 
