@@ -67,6 +67,9 @@ class VM:
 
     ``size`` is the configured size the guest sees (vCPUs x MHz, memory, I/O caps): resize changes it.
     ``allocation`` is the hypervisor-side share of contended resources: set_allocation changes it.
+    ``migration_target`` is the host a live migration in flight (state ``migrating``) is taking the
+    VM to, where the driver knows it (``None`` otherwise): ``host_id`` stays the host it runs on
+    until the move ends, and planners hold room for it on both.
     """
 
     id: str
@@ -81,6 +84,7 @@ class VM:
     state: VMState = VMState.ACTIVE
     flavor: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    migration_target: str | None = None
 
 
 @dataclass(slots=True)
