@@ -107,6 +107,20 @@ class Inventory:
                 by_host[vm.host_id].append(vm)
         return {h: by_host.get(h, []) for h in self.hosts} | dict(by_host)
 
+    def running_on(self) -> dict[str, list[VM]]:
+        """Host id -> the running VMs that weigh on it: those placed there (a migrating VM until
+        it has left) and those a live migration in flight is taking there
+        (``migration_target``, when the inventory lists that host). Stopped VMs weigh on none."""
+        on: dict[str, list[VM]] = {h: [] for h in self.hosts}
+        for vm in self.vms.values():
+            if vm.state is VMState.ACTIVE or vm.state is VMState.MIGRATING:
+                if vm.host_id is not None:
+                    on.setdefault(vm.host_id, []).append(vm)
+                arriving = vm.migration_target if vm.state is VMState.MIGRATING else None
+                if arriving in self.hosts and arriving != vm.host_id:
+                    on.setdefault(arriving, []).append(vm)
+        return on
+
     def allocated_on(self, host_id: str) -> Resources:
         """Sum of the sizes of the VMs placed on ``host_id``."""
         total = Resources()
