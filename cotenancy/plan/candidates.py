@@ -196,7 +196,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     slowed_vms: set[int] = set()
     if inter is not None and s.interference_candidates:
         placed = problem.host_of >= 0
-        load = np.bincount(problem.host_of[placed], inter.activity[placed], n_h)
+        load = problem.host_sum(inter.activity[:, None])[:, 0]
         felt = np.where(placed, load[np.maximum(problem.host_of, 0)] - inter.activity, 0.0)
         slowed = np.where(placed, inter.slowdown(np.arange(len(felt)), felt), 0.0)
         offered = 0
@@ -278,7 +278,9 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     occupants = problem.occupants()
     fixed_count = np.array([fixed_mask[on].sum() for on in occupants], dtype=int)
     exposure = (
-        HostExposure(inter, problem.host_of, fixed_mask, n_h, s.slowdown_limit) if inter is not None else None
+        HostExposure(inter, problem.host_of, fixed_mask, n_h, s.slowdown_limit, problem.arriving)
+        if inter is not None
+        else None
     )
 
     # hosts offered for emptying stay possible destinations: the energy term decides which to empty

@@ -7,6 +7,7 @@ import numpy as np
 from plan_builders import final_hosts, host, vm
 
 from cotenancy.model import AffinityRule, Inventory, Resource, RuleKind, VMState
+from cotenancy.plan.interference import VmInterference
 from cotenancy.plan.planner import Planner
 from cotenancy.plan.problem import DemandForecast, PlannerSettings, build_problem
 
@@ -91,3 +92,22 @@ def test_a_migrating_vm_is_never_a_candidate_nor_resized():
     forecast = cpu_forecast(inventory, {"m": 1.0})
     plan = Planner(PlannerSettings(underloaded_hosts=0)).plan(inventory, forecast, migrating={"m"})
     assert all(s.vm_id != "m" for s in plan.actions)
+
+
+def test_a_slowed_vm_is_not_sent_to_a_quiet_host_a_busy_vm_is_arriving_on():
+    """``s`` is slowed by six busy neighbours on ``a``; ``b`` holds two quiet VMs, but ``m``, a
+    hard cache presser, is on its way there; ``c`` is empty (switching it on costs idle power)."""
+    vms = {"s": vm("s", "a", memory=512)}
+    vms.update({f"busy{i}": vm(f"busy{i}", "a", memory=512) for i in range(6)})
+    vms["m"] = vm("m", "a", memory=512, state=VMState.MIGRATING, migration_target="b")
+    vms.update({f"quiet{i}": vm(f"quiet{i}", "b", memory=512) for i in range(2)})
+    hosts = {h: host(h, cpu=8000) for h in ("a", "b", "c")}
+    inventory = Inventory(hosts=hosts, vms=vms)
+    sensitivity = np.array([0.5 if v == "s" else 0.01 for v in vms])
+    activity = np.array([3.0 if v == "m" else 0.8 if v.startswith("busy") else 0.05 for v in vms])
+    interference = VmInterference(sensitivity, activity, half_load=3.5)
+    settings = PlannerSettings(underloaded_hosts=0, weight_interference=100.0)
+    plan = Planner(settings).plan(
+        inventory, cpu_forecast(inventory, {}), migrating={"m"}, interference=interference
+    )
+    assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("s", "c")]
