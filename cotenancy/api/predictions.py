@@ -114,8 +114,10 @@ class Predictions:
         )
 
     def pairs(self, vm_id: str | None, limit: int, at: float | None, explain_top: int = 5) -> dict[str, Any]:
-        """Risk of every pair of VMs sharing a host now (those with ``vm_id`` when given), highest
-        first, with the features that drove each of the ``limit`` shown."""
+        """Risk of every pair of running VMs sharing a host (those with ``vm_id`` when given),
+        highest first, with the features that drove each of the ``limit`` shown. A VM a live
+        migration is taking to another host shares both until it lands, as the planner counts it:
+        its pairs on the target are scored for that host, with it added."""
         with self._lock:
             model = self.risk_model()
             state = self.state(at)
@@ -123,24 +125,33 @@ class Predictions:
             if vm_id is not None and vm_id not in inventory.vms:
                 raise NotFound(f"no VM {vm_id!r} in the last known inventory")
             index = {v: i for i, v in enumerate(state.telemetry.vm_ids)}
+            # the risk model numbers hosts in sorted order (cotenancy.predict.risk)
+            host_ids = sorted(inventory.hosts)
+            host_index = {h: i for i, h in enumerate(host_ids)}
             pairs: list[tuple[int, int]] = []
-            for residents in inventory.vms_by_host().values():
-                ids = sorted(v.id for v in residents if v.state is VMState.ACTIVE)
+            shared: list[str] = []
+            for host_id, residents in inventory.running_on().items():
+                ids = sorted(v.id for v in residents)
                 for i, a in enumerate(ids):
                     for b in ids[i + 1 :]:
                         if vm_id is None or vm_id in (a, b):
                             pairs.append((index[a], index[b]))
-            scores = model.score_pairs(state, np.array(pairs, dtype=np.int64).reshape(-1, 2))
+                            shared.append(host_id)
+            hosts = [host_index.get(h, -1) for h in shared]
+            scores = model.score_pairs(
+                state, np.array(pairs, dtype=np.int64).reshape(-1, 2), np.array(hosts, dtype=np.int64)
+            )
             order = np.argsort(-np.nan_to_num(scores, nan=-1.0), kind="stable")[:limit]
             names = state.telemetry.vm_ids
             shown = []
             for k in order:
                 a, b = pairs[int(k)]
-                explanation = model.explain(state, (a, b), top=explain_top)
+                host = hosts[int(k)]
+                explanation = model.explain(state, (a, b), top=explain_top, host=host if host >= 0 else None)
                 shown.append(
                     {
                         "vm_ids": [names[a], names[b]],
-                        "host_id": inventory.vms[names[a]].host_id,
+                        "host_id": shared[int(k)],
                         "risk": _number(scores[int(k)]),
                         "explanation": [
                             {"feature": feature, "contribution": _number(value)}

@@ -217,6 +217,7 @@ def vm_to_dict(vm: VM, critical_requested: bool) -> dict[str, Any]:
         "critical_requested": critical_requested,
         "flavor": vm.flavor,
         "attributes": dict(vm.attributes),
+        "migration_target": vm.migration_target,
     }
 
 

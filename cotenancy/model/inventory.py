@@ -67,6 +67,9 @@ class VM:
 
     ``size`` is the configured size the guest sees (vCPUs x MHz, memory, I/O caps): resize changes it.
     ``allocation`` is the hypervisor-side share of contended resources: set_allocation changes it.
+    ``migration_target`` is the host a live migration in flight (state ``migrating``) is taking the
+    VM to, where the driver knows it (``None`` otherwise): ``host_id`` stays the host it runs on
+    until the move ends, and planners hold room for it on both.
     """
 
     id: str
@@ -81,6 +84,7 @@ class VM:
     state: VMState = VMState.ACTIVE
     flavor: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    migration_target: str | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +106,20 @@ class Inventory:
             if vm.host_id is not None:
                 by_host[vm.host_id].append(vm)
         return {h: by_host.get(h, []) for h in self.hosts} | dict(by_host)
+
+    def running_on(self) -> dict[str, list[VM]]:
+        """Host id -> the running VMs that weigh on it: those placed there (a migrating VM until
+        it has left) and those a live migration in flight is taking there
+        (``migration_target``, when the inventory lists that host). Stopped VMs weigh on none."""
+        on: dict[str, list[VM]] = {h: [] for h in self.hosts}
+        for vm in self.vms.values():
+            if vm.state is VMState.ACTIVE or vm.state is VMState.MIGRATING:
+                if vm.host_id is not None:
+                    on.setdefault(vm.host_id, []).append(vm)
+                arriving = vm.migration_target if vm.state is VMState.MIGRATING else None
+                if arriving in self.hosts and arriving != vm.host_id:
+                    on.setdefault(arriving, []).append(vm)
+        return on
 
     def allocated_on(self, host_id: str) -> Resources:
         """Sum of the sizes of the VMs placed on ``host_id``."""

@@ -96,21 +96,19 @@ def index_groups(keys: np.ndarray, n: int) -> list[np.ndarray]:
 
 
 def colocated_pairs(problem: PlanningProblem) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair of VMs sharing a host now: ``(pairs (k, 2), hosts (k,))``."""
-    placed = np.flatnonzero(problem.host_of >= 0)
-    order = placed[np.argsort(problem.host_of[placed], kind="stable")]
-    hosts_sorted = problem.host_of[order]
-    bounds = np.flatnonzero(np.diff(hosts_sorted)) + 1
+    """Every pair of VMs sharing a host now, a VM arriving on it included: ``(pairs (k, 2),
+    hosts (k,))``."""
     pairs: list[np.ndarray] = []
-    for group in np.split(order, bounds):
+    hosts: list[np.ndarray] = []
+    for h, group in enumerate(problem.occupants()):
         if len(group) < 2:
             continue
         a, b = np.triu_indices(len(group), k=1)
         pairs.append(np.stack([group[a], group[b]], axis=1))
+        hosts.append(np.full(len(a), h, dtype=int))
     if not pairs:
         return np.zeros((0, 2), dtype=int), np.zeros(0, dtype=int)
-    joined = np.concatenate(pairs)
-    return joined, problem.host_of[joined[:, 0]]
+    return np.concatenate(pairs), np.concatenate(hosts)
 
 
 def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
@@ -198,7 +196,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     slowed_vms: set[int] = set()
     if inter is not None and s.interference_candidates:
         placed = problem.host_of >= 0
-        load = np.bincount(problem.host_of[placed], inter.activity[placed], n_h)
+        load = problem.host_sum(inter.activity[:, None])[:, 0]
         felt = np.where(placed, load[np.maximum(problem.host_of, 0)] - inter.activity, 0.0)
         slowed = np.where(placed, inter.slowdown(np.arange(len(felt)), felt), 0.0)
         offered = 0
@@ -277,9 +275,12 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     rho = s.demand_correlation
     fixed_combined = combined_spread(fixed_spread_sq, fixed_spread, rho)
     fixed_demand_all = problem.host_sum(np.where(fixed_mask[:, None], mid, 0.0)) + fixed_combined
-    fixed_count = np.bincount(problem.host_of[fixed_mask & (problem.host_of >= 0)], minlength=n_h)
+    occupants = problem.occupants()
+    fixed_count = np.array([fixed_mask[on].sum() for on in occupants], dtype=int)
     exposure = (
-        HostExposure(inter, problem.host_of, fixed_mask, n_h, s.slowdown_limit) if inter is not None else None
+        HostExposure(inter, problem.host_of, fixed_mask, n_h, s.slowdown_limit, problem.arriving)
+        if inter is not None
+        else None
     )
 
     # hosts offered for emptying stay possible destinations: the energy term decides which to empty
@@ -290,21 +291,21 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     home_hosts = sorted({int(problem.host_of[v]) for v in candidates})
     model_hosts = sorted(set(pool) | set(home_hosts))
     host_pos = {h: i for i, h in enumerate(model_hosts)}
-    residents: dict[int, np.ndarray] = {
-        h: np.flatnonzero((problem.host_of == h) & fixed_mask) for h in model_hosts
-    }
-    res_pairs = [
-        np.stack([np.full(len(residents[h]), v), residents[h]], axis=1)
-        for v in candidates
-        for h in set(pool) | {int(problem.host_of[v])}
-        if len(residents[h])
+    # a VM arriving on a host is one of its residents: it takes room there and meets its VMs
+    residents: dict[int, np.ndarray] = {h: occupants[h][fixed_mask[occupants[h]]] for h in model_hosts}
+    met = [
+        (v, h) for v in candidates for h in sorted(set(pool) | {int(problem.host_of[v])}) if len(residents[h])
     ]
-    risk_with: dict[tuple[int, int], float] = {}
-    if res_pairs and problem.pair_risk is not None:
-        joined = np.concatenate(res_pairs)
-        values = problem.risk(joined, problem.host_of[joined[:, 1]])
-        for (v, w), value in zip(joined.tolist(), values.tolist(), strict=True):
-            risk_with[(v, w)] = value
+    # (candidate, resident, host): a VM in flight is scored on its source and on its target
+    risk_with: dict[tuple[int, int, int], float] = {}
+    if met and problem.pair_risk is not None:
+        joined = np.concatenate(
+            [np.stack([np.full(len(residents[h]), v), residents[h]], axis=1) for v, h in met]
+        )
+        where = np.concatenate([np.full(len(residents[h]), h) for _, h in met])
+        values = problem.risk(joined, where)
+        for (v, w), h, value in zip(joined.tolist(), where.tolist(), values.tolist(), strict=True):
+            risk_with[(v, w, h)] = value
     mig = s.migration_model()
     opt_vm: list[int] = []
     opt_host: list[int] = []
@@ -347,7 +348,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
                 combined_spread(fixed_spread_sq[h] + spread[v] ** 2, fixed_spread[h] + spread[v], rho)
                 - fixed_combined[h]
             )
-            fixed_risk = sum(risk_with.get((v, int(w)), 0.0) for w in residents[h])
+            fixed_risk = sum(risk_with.get((v, int(w), h), 0.0) for w in residents[h])
             soft_count = sum(problem.soft_conflicting(v, int(w)) for w in residents[h])
             slowed = exposure.option_cost(v, h) if exposure is not None else 0.0
             for scaled, held in modes:
@@ -535,7 +536,7 @@ def _destination_pool(
     room_soft = np.where(problem.counted & (cap > 0), (s.pack_level * cap - fixed_demand) / scale, np.inf)
     room_hard = np.where(problem.hard & (cap > 0), (limit - fixed_held) / scale, np.inf)
     room = np.minimum(room_soft.min(axis=1), room_hard.min(axis=1))
-    occupied = np.bincount(problem.host_of[problem.host_of >= 0], minlength=len(problem.host_ids)) > 0
+    occupied = np.bincount(problem.occupancy()[1], minlength=len(problem.host_ids)) > 0
     usable = ~problem.maintenance & (room > 0.02)
     usable[list(excluded)] = False
     active = np.flatnonzero(usable & occupied)
@@ -578,7 +579,7 @@ def _spread_destinations(
     fixed_held: np.ndarray,
     fixed_demand: np.ndarray,
     limit: np.ndarray,
-    risk_with: dict[tuple[int, int], float],
+    risk_with: dict[tuple[int, int, int], float],
     exposure: HostExposure | None,
 ) -> dict[int, list[int]]:
     """Each candidate's destinations, chosen largest first as if each took its best one.
@@ -637,7 +638,7 @@ def _destinations(
     residents: dict[int, np.ndarray],
     fixed_held: np.ndarray,
     limit: np.ndarray,
-    risk_with: dict[tuple[int, int], float],
+    risk_with: dict[tuple[int, int, int], float],
     exposure: HostExposure | None,
     taken: _Taken,
 ) -> list[int]:
@@ -668,7 +669,7 @@ def _destinations(
             or (held > free - taken.held[h] + _EPS).any()
             or (taken.demand[h] + need > s.pack_level * cap + _EPS)[counted].any()
         )
-        risk = sum(risk_with.get((v, int(w)), 0.0) for w in residents[h])
+        risk = sum(risk_with.get((v, int(w), h), 0.0) for w in residents[h])
         slack = float(
             np.min(np.where(cap > 0, (free - taken.held[h] - held) / np.maximum(cap, _EPS), np.inf))
         )

@@ -49,16 +49,28 @@ class HostExposure:
     sensitive ones among them with the load they already feel."""
 
     def __init__(
-        self, model: VmInterference, host_of: np.ndarray, staying: np.ndarray, n_hosts: int, limit: float
+        self,
+        model: VmInterference,
+        host_of: np.ndarray,
+        staying: np.ndarray,
+        n_hosts: int,
+        limit: float,
+        arriving: np.ndarray | None = None,
     ) -> None:
+        """``arriving``: per VM, the host a live migration in flight is taking it to (-1: none);
+        such a VM weighs on both hosts, as the planner counts it."""
         self.model = model
         self.limit = limit
-        placed = staying & (host_of >= 0)
-        self.load = np.bincount(host_of[placed], model.activity[placed], n_hosts)
+        vms = np.flatnonzero(staying & (host_of >= 0))
+        hosts = host_of[vms]
+        if arriving is not None:
+            inflight = np.flatnonzero(staying & (arriving >= 0))
+            vms, hosts = np.concatenate([vms, inflight]), np.concatenate([hosts, arriving[inflight]])
+        self.load = np.bincount(hosts, model.activity[vms], n_hosts)
         # a VM whose sensitivity is far under the limit cannot be slowed past it by anyone
-        exposed = np.flatnonzero(placed & (model.sensitivity >= 0.5 * limit))
-        hosts = host_of[exposed]
-        self._exposed = {int(h): exposed[hosts == h] for h in np.unique(hosts)}
+        sensitive = model.sensitivity[vms] >= 0.5 * limit
+        exposed, where = vms[sensitive], hosts[sensitive]
+        self._exposed = {int(h): exposed[where == h] for h in np.unique(where)}
 
     def option_cost(self, vm: int, host: int) -> float:
         """Expected VMs slowed past the limit if ``vm`` joins the staying VMs of ``host``: itself,

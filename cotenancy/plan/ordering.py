@@ -76,10 +76,8 @@ class _Sequencer:
         self.held = problem.held(self.size, self.reservation)
         self.load = problem.host_sum(self.held)
         self.limit = np.maximum(problem.capacity, self.load)
-        self.residents: list[set[int]] = [set() for _ in problem.host_ids]
-        for v, h in enumerate(self.host_of):
-            if h >= 0:
-                self.residents[h].add(v)
+        # a VM in flight is a resident of its target too: it takes room there and meets its VMs
+        self.residents: list[set[int]] = [set(on.tolist()) for on in problem.occupants()]
         self.steps: list[_Step] = []
 
     def fits(self, h: int, extra: np.ndarray) -> bool:

@@ -6,6 +6,11 @@ so the candidate selection, the CP-SAT model, the greedy fallback and the plan o
 *Holding* a resource: a host cannot overcommit the *hard* resources (memory, GPUs by default), so a
 VM holds its whole size of them; *compressible* resources (CPU, I/O) are shared, and a VM holds its
 reservation, which the planner sets from forecasts (``set_allocation``).
+
+*In flight*: a VM a live migration is taking to another host (``VM.migration_target``) occupies
+both hosts until it lands, as Nova's placement holds allocations on source and destination: what it
+holds, its predicted demand and its company count on each. The source keeps it because the move may
+still fail or be rolled back; the target because the VM is about to fill it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from oslo_config import cfg
 
 from cotenancy.exceptions import MalformedInputError
 from cotenancy.model import (
+    VM,
     Host,
     Inventory,
     Resource,
@@ -150,6 +156,8 @@ class PlanningProblem:
     power_idle: np.ndarray  # (H,)
     power_max: np.ndarray  # (H,)
     host_of: np.ndarray  # (V,) int, -1 when unplaced
+    #: (V,) int: the host a live migration in flight is taking the VM to, -1 when none (or unknown)
+    arriving: np.ndarray
     size: np.ndarray  # (V, R)
     reservation: np.ndarray  # (V, R)
     target_size: np.ndarray  # (V, R)
@@ -235,12 +243,33 @@ class PlanningProblem:
         )
 
     def host_sum(self, per_vm: np.ndarray, host_of: np.ndarray | None = None) -> np.ndarray:
-        """Sum per host of a (V, R) array for a placement."""
-        placement = self.host_of if host_of is None else host_of
+        """Sum per host of a (V, R) array for a placement; the current one (``host_of`` None)
+        counts VMs in flight on their target host too."""
         out = np.zeros((len(self.host_ids), per_vm.shape[1]))
-        placed = placement >= 0
-        np.add.at(out, placement[placed], per_vm[placed])
+        vms, hosts = self.occupancy() if host_of is None else self._placed(host_of)
+        np.add.at(out, hosts, per_vm[vms])
         return out
+
+    @staticmethod
+    def _placed(host_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        vms = np.flatnonzero(host_of >= 0)
+        return vms, host_of[vms]
+
+    def occupancy(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(vms, hosts)``: every host each VM takes room on now, its own and, for a VM in
+        flight, the one it is arriving on (such a VM is listed twice)."""
+        vms, hosts = self._placed(self.host_of)
+        inflight = np.flatnonzero(self.arriving >= 0)
+        if not len(inflight):
+            return vms, hosts
+        return np.concatenate([vms, inflight]), np.concatenate([hosts, self.arriving[inflight]])
+
+    def occupants(self) -> list[np.ndarray]:
+        """Per host, the VMs that take room on it now (ascending), those arriving included."""
+        vms, hosts = self.occupancy()
+        order = np.lexsort((vms, hosts))
+        bounds = np.searchsorted(hosts[order], np.arange(len(self.host_ids) + 1))
+        return [vms[order[bounds[h] : bounds[h + 1]]] for h in range(len(self.host_ids))]
 
     def conflicting(self, a: int, b: int) -> bool:
         """True when a hard policy or hard anti-affinity rule forbids ``a`` and ``b`` on one host."""
@@ -317,6 +346,7 @@ def build_problem(
         dtype=bool,
     )
     frozen = pinned.copy()
+    arriving = _arriving(vms, host_index, host_of, moving)
     hard_anti: list[list[int]] = []
     soft_anti: list[list[int]] = []
     for rule in inventory.rules:
@@ -346,6 +376,7 @@ def build_problem(
         power_idle=np.array([host_power(h)[0] for h in hosts]),
         power_max=np.array([host_power(h)[1] for h in hosts]),
         host_of=host_of,
+        arriving=arriving,
         size=size,
         reservation=reservation,
         target_size=target_size,
@@ -373,6 +404,19 @@ def build_problem(
         for a in group:
             problem._soft_of.setdefault(a, set()).update(b for b in group if b != a)
     return problem
+
+
+def _arriving(vms: list[VM], host_index: dict[str, int], host_of: np.ndarray, moving: set[str]) -> np.ndarray:
+    """Per VM, the host a live migration in flight is taking it to (-1 when none): only a VM that
+    is migrating has one, and a target the inventory does not list is unknown."""
+    out = np.full(len(vms), -1, dtype=int)
+    for i, v in enumerate(vms):
+        if v.migration_target is None or not (v.state is VMState.MIGRATING or v.id in moving):
+            continue
+        target = host_index.get(v.migration_target, -1)
+        if target >= 0 and host_of[i] >= 0 and target != host_of[i]:
+            out[i] = target
+    return out
 
 
 def hard_resources(settings: PlannerSettings, hosts: list[Host]) -> set[str]:

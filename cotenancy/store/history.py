@@ -325,6 +325,7 @@ class HistoryStore:
                 "attributes": dict(v.attributes),
                 "seen_at": float(at),
                 "gone_at": None,
+                "migration_target": v.migration_target,
             }
             for v in inventory.vms.values()
         ]
@@ -380,6 +381,7 @@ class HistoryStore:
                     state=VMState(r["state"]),
                     flavor=r["flavor"],
                     attributes=dict(r["attributes"]),
+                    migration_target=r["migration_target"],
                 )
                 for r in rows
             }

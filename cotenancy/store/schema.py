@@ -53,6 +53,8 @@ vms = sa.Table(
     sa.Column("seen_at", sa.Double, nullable=False),
     # when the first inventory without it was recorded; NULL while it is listed
     sa.Column("gone_at", sa.Double),
+    # the host a live migration in flight is taking it to, where the driver knows it
+    sa.Column("migration_target", sa.String(255)),
 )
 
 samples = sa.Table(

@@ -57,6 +57,8 @@ _STATUS: dict[str, VMState] = {
 #: Migration records that are over, and how they ended.
 MIGRATION_DONE = frozenset({"completed", "confirmed", "finished", "reverted"})
 MIGRATION_FAILED = frozenset({"error", "failed", "cancelled"})
+#: Server statuses of a move in flight, whose migration record names the host it goes to.
+MOVING_STATUSES = frozenset({"MIGRATING", "RESIZE"})
 
 
 def _get(record: Any, key: str, default: Any = None) -> Any:
@@ -186,6 +188,18 @@ def server_to_vm(server: Any, mhz_per_vcpu: float, metadata_prefix: str) -> VM:
         flavor=_get(flavor, "original_name") or _get(flavor, "name"),
         attributes={k: v for k, v in attributes.items() if v},
     )
+
+
+def migration_target(migrations: Iterable[Any], source: str | None) -> str | None:
+    """The host an unfinished migration of a server is taking it to (its ``dest_compute``), or
+    None. Nova shows the server on its source (``OS-EXT-SRV-ATTR:host``) until the move ends;
+    only the migration record says where it goes."""
+    for migration in migrations:
+        status = str(_get(migration, "status", "")).lower()
+        dest = _get(migration, "dest_compute")
+        if status not in MIGRATION_DONE | MIGRATION_FAILED and dest and dest != source:
+            return str(dest)
+    return None
 
 
 def rule_from_server_group(group: Any) -> AffinityRule | None:

@@ -44,6 +44,7 @@ from cotenancy.model import (
     Inventory,
     MetricSample,
     Resources,
+    VMState,
 )
 
 LOG = logging.getLogger(__name__)
@@ -200,6 +201,8 @@ class NovaDriver(Driver):
             if (server.status or "").upper() in {"DELETED", "SOFT_DELETED"}:
                 continue
             vm = convert.server_to_vm(server, mhz, self.options.metadata_prefix)
+            if vm.state is VMState.MIGRATING and (server.status or "").upper() in convert.MOVING_STATUSES:
+                vm.migration_target = self._migration_target(vm.id, vm.host_id)
             inventory.vms[vm.id] = vm
         for group in groups:
             rule = convert.rule_from_server_group(group)
@@ -210,6 +213,15 @@ class NovaDriver(Driver):
                         AffinityRule(name=rule.name, kind=rule.kind, vm_ids=live, hard=rule.hard)
                     )
         return inventory
+
+    def _migration_target(self, vm_id: str, source: str | None) -> str | None:
+        """The host a move in flight is taking ``vm_id`` to, from its migration records (one
+        call per server on the move); None when the server went away or no record names one."""
+        try:
+            with _translated(f"migrations of {vm_id}"):
+                return convert.migration_target(self._compute.migrations(server_id=vm_id), source)
+        except NotFound:
+            return None
 
     def _host(
         self,

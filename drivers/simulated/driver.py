@@ -3,8 +3,9 @@
 Time is the simulated cloud's: ``now()`` is the current step boundary and ``wait(seconds)``
 advances the simulation instead of sleeping. A live migration starts at once and completes during
 the following ``wait`` after ``RAM / bandwidth`` seconds of simulated time (the VM shows state
-``migrating`` until then). Metric samples and degradation events describe the interval that ends
-at the step boundary and are stamped with its start.
+``migrating``, with the host it is going to as ``migration_target``, until then). Metric samples
+and degradation events describe the interval that ends at the step boundary and are stamped with
+its start.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class SimulatedDriver(Driver):
         self._flavors = cloud.setup.vm_flavors or [""] * cloud.n_vms
         self._sizes: dict[int, tuple[int, Resources, Allocation]] = {}
         #: unchanged VMs keep their record between snapshots (strategies treat records as read-only)
-        self._vm_records: dict[int, tuple[tuple[int, VMState, int], VM]] = {}
+        self._vm_records: dict[int, tuple[tuple[int, VMState, int, int], VM]] = {}
 
     def _cloud_from_conf(self, conf: cfg.ConfigOpts) -> SimulatedCloud:
         from cotenancy.sim.runner import make_cloud, make_workload
@@ -145,7 +146,8 @@ class SimulatedDriver(Driver):
             else:
                 state = VMState.MIGRATING if target[v] >= 0 else VMState.ACTIVE
             vm_id = c.vm_ids[v]
-            key = (host, state, versions[v])
+            going = target[v] if state is VMState.MIGRATING else -1
+            key = (host, state, versions[v], going)
             cached = self._vm_records.get(v)
             if cached is not None and cached[0] == key:
                 vms[vm_id] = cached[1]
@@ -163,6 +165,7 @@ class SimulatedDriver(Driver):
                 state=state,
                 flavor=self._flavors[v] or None,
                 attributes={"retired": "zero-request"} if gone else {},
+                migration_target=host_ids[going] if going >= 0 else None,
             )
             self._vm_records[v] = (key, record)
         return Inventory(hosts=hosts, vms=vms)

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from oslo_config import cfg
 from pyVmomi import vim, vmodl
@@ -78,6 +78,17 @@ MIGRATION_TASKS = frozenset({"VirtualMachine.relocate", "VirtualMachine.migrate"
 MIGRATION_METHODS = frozenset({"RelocateVM_Task", "MigrateVM_Task"})
 _UNFINISHED = (vim.TaskInfo.State.queued, vim.TaskInfo.State.running)
 
+
+class Move(NamedTuple):
+    """A move of a VM vCenter has queued, is carrying out or holds as a scheduled task: what it is
+    (for the VM's ``migration`` attribute) and the host it goes to, where vCenter says (a
+    scheduled task's RelocateSpec, a relocation this driver started) and None where it does not
+    (a task's info does not carry its arguments)."""
+
+    why: str
+    target: str | None = None
+
+
 _POWER_STATES = {
     "poweredOn": VMState.ACTIVE,
     "poweredOff": VMState.STOPPED,
@@ -124,9 +135,9 @@ class VSphereDriver(Driver):
         self._vm_shape: dict[str, tuple[int, float]] = {}
         #: vm id -> power state, refreshed with the shapes
         self._power: dict[str, str] = {}
-        #: task id -> (task, what it does, VM it moves) of tasks that outlived the wait for them:
-        #: each inventory reads them until they end, so that their outcome is told
-        self._timed_out: dict[str, tuple[vim.Task, str, str | None]] = {}
+        #: task id -> (task, what it does, VM it moves, host it moves it to) of tasks that outlived
+        #: the wait for them: each inventory reads them until they end, so that their outcome is told
+        self._timed_out: dict[str, tuple[vim.Task, str, str | None, str | None]] = {}
 
     def __repr__(self) -> str:
         return f"VSphereDriver({self.session!r})"
@@ -246,9 +257,10 @@ class VSphereDriver(Driver):
                     continue
                 vm = self._vm_record(obj, props, core_mhz, prefix, dc_name)
                 if vm.id in moving:
-                    vm.attributes["migration"] = moving[vm.id]
+                    vm.attributes["migration"] = moving[vm.id].why
                     if vm.state is VMState.ACTIVE:
                         vm.state = VMState.MIGRATING
+                        vm.migration_target = moving[vm.id].target
                 inventory.vms[vm.id] = vm
                 shapes[vm.id] = (vm.vcpus, vm.size.memory)
                 power[vm.id] = vm.attributes["power_state"]
@@ -272,9 +284,9 @@ class VSphereDriver(Driver):
         )
         return [(task, props["info"]) for task, props in self.retrieve(spec) if "info" in props]
 
-    def _migrations(self) -> dict[str, str]:
+    def _migrations(self) -> dict[str, Move]:
         """VM id -> the task moving it, for every move vCenter has queued, is carrying out, or
-        holds as a scheduled task that has not run yet.
+        holds as a scheduled task that has not run yet, with its target host where one says it.
 
         vCenter's recent tasks hold every user's queued and running tasks (DRS's too), so one
         property-collector call finds them all; the tasks this driver stopped waiting for are read
@@ -294,7 +306,7 @@ class VSphereDriver(Driver):
             ],
             propSet=[PC.PropertySpec(type=vim.Task, pathSet=TASK_PATHS)],
         )
-        moving: dict[str, str] = {}
+        moving: dict[str, Move] = {}
         for task, props in self.retrieve(spec):
             entity = props.get("info.entity")
             if (
@@ -302,22 +314,22 @@ class VSphereDriver(Driver):
                 and props.get("info.state") in _UNFINISHED
                 and isinstance(entity, vim.VirtualMachine)
             ):
-                moving[entity._moId] = (
+                moving[entity._moId] = Move(
                     f"task {task._moId} ({props['info.descriptionId']}, {props['info.state']})"
                 )
-        for vm_id, task_id in self._tell_outcomes().items():
-            moving.setdefault(vm_id, f"task {task_id} (timed out, still running)")
+        for vm_id, (task_id, to) in self._tell_outcomes().items():
+            _note_move(moving, vm_id, Move(f"task {task_id} (timed out, still running)", to))
         if self.session.content.scheduledTaskManager is not None:
             for task, info in self.scheduled_tasks():
                 if (found := _scheduled_move(task, info)) is not None:
-                    moving.setdefault(*found)
+                    _note_move(moving, *found)
         return moving
 
-    def _tell_outcomes(self) -> dict[str, str]:
-        """Log how the tasks that outlived the wait for them ended; return VM id -> task id of
-        the moves among them still running."""
-        running: dict[str, str] = {}
-        for task_id, (task, doing, vm_id) in list(self._timed_out.items()):
+    def _tell_outcomes(self) -> dict[str, tuple[str, str | None]]:
+        """Log how the tasks that outlived the wait for them ended; return VM id -> (task id,
+        target host) of the moves among them still running."""
+        running: dict[str, tuple[str, str | None]] = {}
+        for task_id, (task, doing, vm_id, to) in list(self._timed_out.items()):
             try:
                 info = self._props(task, ["info"], f"task {task_id}")["info"]
             except NotFound:
@@ -335,7 +347,7 @@ class VSphereDriver(Driver):
                 LOG.warning("%s: task %s, which timed out earlier, failed: %s", doing, task_id, error)
             else:
                 if vm_id is not None:
-                    running[vm_id] = task_id
+                    running[vm_id] = (task_id, to)
                 continue
             del self._timed_out[task_id]
         return running
@@ -545,12 +557,18 @@ class VSphereDriver(Driver):
         return limit if timeout is None else min(limit, timeout)
 
     def wait_for_task(
-        self, task: vim.Task, timeout: float | None, doing: str, moves: str | None = None
+        self,
+        task: vim.Task,
+        timeout: float | None,
+        doing: str,
+        moves: str | None = None,
+        to: str | None = None,
     ) -> Any:
         """Poll a task until it ends; TimedOut (outcome unknown) after :meth:`task_limit` seconds.
 
         vCenter carries on with a task nobody waits for, so one that timed out is remembered: the
-        inventory shows the VM it ``moves`` as migrating until it ends, then logs its outcome.
+        inventory shows the VM it ``moves`` as migrating (to host ``to``) until it ends, then logs
+        its outcome.
         """
         limit = self.task_limit(timeout)
         deadline = time.monotonic() + limit
@@ -563,7 +581,7 @@ class VSphereDriver(Driver):
             if info.state == vim.TaskInfo.State.error:
                 raise convert.error_from_fault(info.error, doing)
             if time.monotonic() >= deadline:
-                self._timed_out[task._moId] = (task, doing, moves)
+                self._timed_out[task._moId] = (task, doing, moves, to)
                 raise TimedOut(
                     f"{doing}: task {task._moId} still {info.state} after {limit:g} s; its outcome is unknown"
                 )
@@ -602,7 +620,7 @@ class VSphereDriver(Driver):
             return
         with faults(doing):
             task = self._vm(vm_id).RelocateVM_Task(spec)
-        self.wait_for_task(task, timeout, doing, moves=vm_id)
+        self.wait_for_task(task, timeout, doing, moves=vm_id, to=target_host_id)
         after = self._props(self._vm(vm_id), ["runtime.host"], f"VM {vm_id}").get("runtime.host")
         if after is None or after._moId != target_host_id:
             raise ActionFailed(f"{doing}: the task succeeded but the VM runs on {after}")
@@ -721,8 +739,18 @@ class VSphereDriver(Driver):
             raise ActionFailed(f"{doing}: the task succeeded but the host did not change")
 
 
-def _scheduled_move(task: Any, info: Any) -> tuple[str, str] | None:
-    """(VM id, description) of a scheduled task that will relocate a VM and has not run yet."""
+def _note_move(moving: dict[str, Move], vm_id: str, move: Move) -> None:
+    """Record ``move`` of ``vm_id`` unless one is known: the first found describes it; a later
+    one that names the target host (a scheduled task running as a recent task) fills it in."""
+    known = moving.get(vm_id)
+    if known is None:
+        moving[vm_id] = move
+    elif known.target is None and move.target is not None:
+        moving[vm_id] = known._replace(target=move.target)
+
+
+def _scheduled_move(task: Any, info: Any) -> tuple[str, Move] | None:
+    """(VM id, move) of a scheduled task that will relocate a VM and has not run yet."""
     action = info.action
     if not isinstance(action, vim.action.MethodAction) or not isinstance(info.entity, vim.VirtualMachine):
         return None
@@ -737,7 +765,8 @@ def _scheduled_move(task: Any, info: Any) -> tuple[str, str] | None:
     else:
         at = info.nextRunTime or getattr(info.scheduler, "runAt", None)
         when = f"at {at.isoformat()}" if at is not None else "enabled"
-    return info.entity._moId, f"scheduled task {task._moId}{where} ({info.state}, {when})"
+    why = f"scheduled task {task._moId}{where} ({info.state}, {when})"
+    return info.entity._moId, Move(why, host._moId if host is not None else None)
 
 
 def _rules(config: Any) -> list[AffinityRule]:

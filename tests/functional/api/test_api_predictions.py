@@ -8,6 +8,8 @@ import json
 import numpy as np
 from api_helpers import NOW, STEP
 
+from cotenancy.model import Inventory, VMState
+
 FORECAST_ORIGIN = NOW - STEP  # the last interval with samples
 
 
@@ -42,6 +44,32 @@ def test_pairs_of_one_vm_and_limit(client) -> None:
     assert too_many.status == 400 and too_many.error["field"] == "limit"
     missing = client.get("/v1/predictions/pairs?vm_id=ghost")
     assert missing.status == 404 and missing.error["field"] == "vm_id"
+
+
+def test_a_vm_migrating_between_hosts_is_paired_on_its_source_and_on_the_host_it_lands_on(
+    client, seeded_store
+) -> None:
+    """As the planner counts it: until the move ends the VM weighs on both hosts."""
+    inventory = Inventory(hosts=seeded_store.hosts(), vms=seeded_store.vms())
+    moving = inventory.vms["db-1"]
+    moving.state, moving.migration_target = VMState.MIGRATING, "h1"
+    seeded_store.upsert_inventory(inventory, NOW)
+
+    body = client.get("/v1/predictions/pairs?vm_id=db-1").json
+
+    assert body["pairs_scored"] == 4
+    where = {tuple(p["vm_ids"]): p["host_id"] for p in body["pairs"]}
+    assert where == {
+        ("db-1", "idle-1"): "h2",
+        ("batch-1", "db-1"): "h1",
+        ("db-1", "web-1"): "h1",
+        ("db-1", "web-2"): "h1",
+    }
+    risk = {tuple(p["vm_ids"]): p["risk"] for p in body["pairs"]}
+    # scored for the host it lands on, with it added: the hot host's pairs rank above
+    assert min(risk[pair] for pair, host in where.items() if host == "h1") > risk[("db-1", "idle-1")]
+    shown = client.get("/v1/vms/db-1").json
+    assert (shown["state"], shown["host_id"], shown["migration_target"]) == ("migrating", "h2", "h1")
 
 
 def test_forecast_of_one_vm_per_interval_and_quantile(client) -> None:

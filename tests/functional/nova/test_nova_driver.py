@@ -209,6 +209,37 @@ def test_a_migration_slower_than_the_timeout_raises_timed_out(driver, admin, mak
     assert admin.compute.get_server(server.id).compute_host == "host2"
 
 
+def test_a_server_in_a_live_migration_is_migrating_to_its_target_host_until_it_lands(
+    driver, admin, make_server, nova
+):
+    """Nova shows the source host until the move ends; the migration record names the target,
+    which the planner holds room on (docs/planner.md)."""
+    server = make_server("in-flight", "host1")
+    nova.slow_live_migrations(3.0)
+    admin.compute.live_migrate_server(server.id, host="host2", block_migration="auto")
+
+    def in_flight():
+        vm = driver.get_inventory().vms[server.id]
+        return vm if vm.state is VMState.MIGRATING and vm.migration_target else None
+
+    moving = _poll_for(in_flight, "the inventory to show the move in flight")
+    assert (moving.host_id, moving.migration_target) == ("host1", "host2")
+
+    def landed():
+        vm = driver.get_inventory().vms[server.id]
+        return vm if vm.state is VMState.ACTIVE and vm.host_id == "host2" else None
+
+    assert _poll_for(landed, "the server to land on host2").migration_target is None
+
+
+def _poll_for(found, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while (value := found()) is None:
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
 def test_maintenance_disables_and_enables_the_compute_service(driver, admin):
     def service(host: str):
         return next(iter(admin.compute.services(binary="nova-compute", host=host)))

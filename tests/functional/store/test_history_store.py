@@ -99,6 +99,20 @@ def test_inventory_round_trip_and_last_known_records(history_store: HistoryStore
     assert vms["b"] == inventory.vms["b"], "a VM absent from a later snapshot keeps its last record"
 
 
+def test_the_target_of_a_migration_in_flight_round_trips_and_clears_when_it_landed(
+    history_store: HistoryStore,
+) -> None:
+    inventory = _inventory()
+    moving = inventory.vms["a"]
+    moving.state, moving.migration_target = VMState.MIGRATING, "h2"
+    history_store.upsert_inventory(inventory, at=T0)
+    assert history_store.vms()["a"].migration_target == "h2"
+
+    landed = VM("a", "web-a", "h2", Resources(cpu=4000, memory=2048), tenant="acme")
+    history_store.upsert_inventory(Inventory(hosts=inventory.hosts, vms={"a": landed}), at=T0 + 60)
+    assert history_store.vms()["a"] == landed
+
+
 def test_what_the_last_inventory_does_not_list_is_gone_until_it_is_listed_again(
     history_store: HistoryStore,
 ) -> None:

@@ -179,6 +179,26 @@ def test_a_vm_whose_relocation_waits_in_vcenter_is_migrating_for_later_rounds_un
     assert driver.get_inventory().vms[vm._moId].state is VMState.ACTIVE
 
 
+def test_a_vm_whose_relocation_waits_in_vcenter_names_the_host_it_will_go_to(
+    admin, driver, vsphere_conf, store, new_vm, remove_tasks
+):
+    """The planner holds room on that host for the VM until the task ran (docs/planner.md)."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm = new_vm(host=source)
+    first = ActionPlan(strategy=PlansInTurn.name)
+    first.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    vsphere_conf.set_override("enabled", False, group="vcenter-scheduled")  # waits for an admin
+    one_round(vsphere_conf, driver, store, first, start_delay=3600)
+
+    waiting = driver.get_inventory().vms[vm._moId]
+
+    assert (waiting.state, waiting.host_id) == (VMState.MIGRATING, source._moId)
+    assert waiting.migration_target == target._moId
+    for task in admin.scheduledTaskManager.scheduledTask:
+        task.RemoveScheduledTask()  # an admin cancels it: the VM goes nowhere
+    assert driver.get_inventory().vms[vm._moId].migration_target is None
+
+
 def test_a_later_plan_moves_no_vm_into_a_host_an_earlier_relocation_still_waits_to_fill(
     admin, driver, vsphere_conf, store, new_vm, remove_tasks
 ):

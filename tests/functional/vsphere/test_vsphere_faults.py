@@ -254,6 +254,22 @@ def test_vm_whose_relocation_outlived_its_timeout_stays_migrating_until_it_ends_
     assert inventory_and_words_on(driver, caplog, task)[1] == [], "the outcome is told once"
 
 
+def test_vm_whose_relocation_outlived_its_timeout_names_the_host_it_is_going_to_until_it_lands(
+    vcsim, admin, driver, vsphere_conf, new_vm
+):
+    """The planner holds room for the VM on the host the relocation is filling (docs/planner.md)."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm = new_vm(host=source)
+    task = relocation_that_times_out(vcsim, admin, driver, vsphere_conf, vm, target)
+
+    moving = driver.get_inventory().vms[vm._moId]
+
+    assert (moving.host_id, moving.migration_target) == (source._moId, target._moId)
+    wait_for(lambda: task.info.state == "success", "the slow relocation ended")
+    landed = driver.get_inventory().vms[vm._moId]
+    assert (landed.host_id, landed.migration_target) == (target._moId, None)
+
+
 def test_relocation_that_fails_after_its_timeout_is_logged_as_a_warning_with_its_fault(
     vcsim, admin, driver, vsphere_conf, new_vm, caplog
 ):
@@ -281,6 +297,8 @@ def test_relocation_someone_else_started_shows_the_vm_as_migrating(vcsim, admin,
 
     assert inventory.vms[vm._moId].state is VMState.MIGRATING
     assert task._moId in inventory.vms[vm._moId].attributes["migration"]
+    # a task's info does not carry its RelocateSpec: the target is unknown, the source holds it
+    assert inventory.vms[vm._moId].migration_target is None
     assert inventory.vms[bystander._moId].state is VMState.ACTIVE
     wait_task(task)
     assert driver.get_inventory().vms[vm._moId].state is VMState.ACTIVE

@@ -185,6 +185,23 @@ def test_migration_records_become_events():
     assert convert.migration_event(resize).kind is EventKind.RESIZE
 
 
+def test_the_target_of_a_move_in_flight_is_the_destination_of_its_unfinished_migration():
+    def record(status: str, dest: str) -> Migration:
+        return Migration.existing(
+            id=status,
+            migration_type="live-migration",
+            status=status,
+            source_compute="host1",
+            dest_compute=dest,
+        )
+
+    earlier = [record("completed", "host3"), record("failed", "host2")]
+    assert convert.migration_target([*earlier, record("running", "host2")], "host1") == "host2"
+    assert convert.migration_target([*earlier, record("preparing", "host2")], "host1") == "host2"
+    assert convert.migration_target(earlier, "host1") is None  # nothing in flight: no target
+    assert convert.migration_target([record("running", "host1")], "host1") is None
+
+
 def test_diagnostics_give_memory_at_once_and_rates_from_the_second_reading():
     def diag(uptime, cpu_ns, used, disk, net):
         return {

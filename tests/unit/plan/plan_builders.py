@@ -17,6 +17,7 @@ from cotenancy.model import (
     Resource,
     Resources,
     RuleKind,
+    VMState,
     WorkloadClass,
 )
 from cotenancy.plan.problem import DemandForecast
@@ -99,6 +100,40 @@ def clouds(draw, max_hosts: int = 4, max_vms: int = 6) -> Inventory:
     for h in hosts.values():
         h.maintenance = draw(st.booleans()) and draw(st.booleans())
     return Inventory(hosts=hosts, vms=vms, policies=policies, rules=rules)
+
+
+@st.composite
+def clouds_in_flight(draw, max_hosts: int = 4, max_vms: int = 6) -> Inventory:
+    """A cloud (:func:`clouds`) where some VMs are being live-migrated to another host, each
+    arriving where its memory fits and no VM it may not meet is (as a cloud admits a move)."""
+    inventory = draw(clouds(max_hosts, max_vms))
+    taken = {h: inventory.allocated_on(h).memory for h in inventory.hosts}
+    on = {h: [v for v in inventory.vms.values() if v.host_id == h] for h in inventory.hosts}
+    for vm in list(inventory.vms.values()):
+        if vm.host_id is None or not draw(st.booleans()):
+            continue
+        fits = [
+            h
+            for h, host in inventory.hosts.items()
+            if h != vm.host_id
+            and not host.maintenance
+            and taken[h] + vm.size.memory <= host.capacity.memory
+            and all(_may_meet(inventory, vm, other) for other in on[h])
+        ]
+        if fits:
+            target = draw(st.sampled_from(fits))
+            vm.state, vm.migration_target = VMState.MIGRATING, target
+            taken[target] += vm.size.memory
+            on[target].append(vm)
+    return inventory
+
+
+def _may_meet(inventory: Inventory, a: VM, b: VM) -> bool:
+    if any(p.forbids(a, b) for p in inventory.policies):
+        return False
+    return not any(
+        r.hard and r.kind is RuleKind.ANTI_AFFINITY and {a.id, b.id} <= r.vm_ids for r in inventory.rules
+    )
 
 
 @st.composite

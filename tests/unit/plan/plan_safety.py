@@ -3,6 +3,7 @@
 Semantics: a step may start once all its ``depends_on`` succeeded; unrelated steps may overlap.
 A migration puts the VM on its target when it starts and takes it off its source when it ends;
 an allocation or size change takes increases when it starts and gives decreases back when it ends.
+A VM a live migration in flight is taking elsewhere (``migration_target``) is on both hosts.
 
 Every reachable moment is "the steps of a dependency-closed set C have finished and any subset of
 the steps whose dependencies are all in C are running". Loads only grow with more running steps
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cotenancy.model import ActionKind, ActionPlan, Inventory, Resource, policies_allow
+from cotenancy.model import VM, ActionKind, ActionPlan, Inventory, Resource, VMState, policies_allow
 from cotenancy.model.policy import RuleKind
 
 RESOURCES = tuple(Resource)
@@ -102,11 +103,9 @@ def check_plan_safe(
     init_load: dict[str, np.ndarray] = {h: np.zeros(len(RESOURCES)) for h in inventory.hosts}
     init_res: dict[str, set[str]] = {h: set() for h in inventory.hosts}
     for v in inventory.vms.values():
-        if v.host_id is not None:
-            init_load[v.host_id] = init_load[v.host_id] + held(
-                _vec(v.size), _vec(v.allocation.reservation), hard
-            )
-            init_res[v.host_id].add(v.id)
+        for h in _occupied(inventory, v):
+            init_load[h] = init_load[h] + held(_vec(v.size), _vec(v.allocation.reservation), hard)
+            init_res[h].add(v.id)
     limit = {h: np.maximum(_vec(host.capacity), init_load[h]) for h, host in inventory.hosts.items()}
     initial_bad = {frozenset(p) for h in inventory.hosts for p in _bad_pairs(inventory, init_res[h])}
     deps = [set(a.depends_on) for a in plan.actions]
@@ -138,6 +137,16 @@ def check_plan_safe(
         for i in running:
             stack.append(done | {i})
     return len(seen)
+
+
+def _occupied(inventory: Inventory, vm: VM) -> list[str]:
+    """The hosts ``vm`` takes room on: its own and, while a live migration takes it elsewhere,
+    that host too (the migration started before the plan and ends at an unknown moment)."""
+    hosts = [vm.host_id] if vm.host_id is not None else []
+    target = vm.migration_target
+    if vm.state is VMState.MIGRATING and target in inventory.hosts and target != vm.host_id:
+        hosts.append(target)
+    return hosts
 
 
 def _bad_pairs(inventory: Inventory, vms: set[str]) -> list[tuple[str, str]]:

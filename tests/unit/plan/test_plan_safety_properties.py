@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plan_builders import clouds, forecasts, noisy_pair_risk
+from plan_builders import clouds, clouds_in_flight, forecasts, noisy_pair_risk
 from plan_safety import check_plan_safe
 
+from cotenancy.model import VMState
 from cotenancy.plan.ordering import VMChange, order_changes
 from cotenancy.plan.planner import Planner
 from cotenancy.plan.problem import PlannerSettings, build_problem
@@ -57,7 +58,18 @@ def test_ordering_any_wish_is_carried_out_safely(case):
 @SETTINGS
 @given(st.data())
 def test_planner_plans_are_safe_and_within_budget(data):
-    inventory = data.draw(clouds(max_hosts=4, max_vms=6))
+    check_planner_plan(data, data.draw(clouds(max_hosts=4, max_vms=6)))
+
+
+@SETTINGS
+@given(st.data())
+def test_planner_plans_are_safe_while_migrations_are_in_flight(data):
+    """A VM being live-migrated is on its source and its target until it lands, at a moment no
+    step waits for: no step may count on the room it is about to take."""
+    check_planner_plan(data, data.draw(clouds_in_flight(max_hosts=4, max_vms=6)))
+
+
+def check_planner_plan(data, inventory):
     forecast = data.draw(forecasts(inventory))
     plan_settings = PlannerSettings(
         time_limit=1.0,
@@ -66,7 +78,10 @@ def test_planner_plans_are_safe_and_within_budget(data):
         underloaded_hosts=data.draw(st.integers(0, 2)),
         risk_threshold=0.5,
     )
-    plan = Planner(plan_settings).plan(inventory, forecast, noisy_pair_risk(inventory), strategy="test")
+    migrating = {v.id for v in inventory.vms.values() if v.state is VMState.MIGRATING}
+    plan = Planner(plan_settings).plan(
+        inventory, forecast, noisy_pair_risk(inventory), migrating=migrating, strategy="test"
+    )
     check_plan_safe(
         inventory,
         plan,

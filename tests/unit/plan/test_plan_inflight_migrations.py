@@ -1,0 +1,113 @@
+"""A VM a live migration is taking to another host holds room on its source and on its target
+until it lands, and is never moved again meanwhile."""
+
+from __future__ import annotations
+
+import numpy as np
+from plan_builders import final_hosts, host, vm
+
+from cotenancy.model import AffinityRule, Inventory, Resource, RuleKind, VMState
+from cotenancy.plan.interference import VmInterference
+from cotenancy.plan.planner import Planner
+from cotenancy.plan.problem import DemandForecast, PlannerSettings, build_problem
+
+
+def cpu_forecast(inventory: Inventory, share: dict[str, float]) -> DemandForecast:
+    cpu = np.array([share.get(v.id, 0.1) * v.size.cpu for v in inventory.vms.values()])
+    return DemandForecast({Resource.CPU: cpu}, {Resource.CPU: cpu}, "forecast p95")
+
+
+def draining_cloud(**arriving) -> Inventory:
+    """VM x must leave host a (maintenance). Host c is on (it runs y) and has memory for x unless
+    the in-flight m lands there too; host d is empty (switching it on costs idle power)."""
+    return Inventory(
+        hosts={
+            "a": host("a", maintenance=True),
+            "b": host("b"),
+            "c": host("c"),
+            "d": host("d"),
+        },
+        vms={
+            "x": vm("x", "a", memory=2048),
+            "m": vm("m", "b", memory=2560, state=VMState.MIGRATING, **arriving),
+            "y": vm("y", "c", memory=512),
+        },
+    )
+
+
+def test_no_vm_is_planned_into_the_memory_a_migrating_vm_is_about_to_fill():
+    settings = PlannerSettings(manage_allocations=False, underloaded_hosts=0)
+    # without a migration in flight, the host that is already on takes x
+    quiet = draining_cloud()
+    assert final_hosts(quiet, Planner(settings).plan(quiet, cpu_forecast(quiet, {})))["x"] == "c"
+    inventory = draining_cloud(migration_target="c")
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    # c holds 512 + 2560 arriving of 4096 MiB: x (2048) goes to the empty host instead
+    assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("x", "d")]
+
+
+def test_a_migrating_vm_holds_its_room_on_the_source_and_the_target_until_it_lands():
+    inventory = draining_cloud(migration_target="d")
+    inventory.vms["x"].size = inventory.vms["x"].size.replace(memory=2560)
+    inventory.hosts["c"].maintenance = True
+    inventory.vms["y"].host_id = "d"
+    settings = PlannerSettings(manage_allocations=False, underloaded_hosts=0)
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    # b still holds m (2560 of 4096 MiB) and d will (512 + 2560): neither has room for x's 2560
+    assert plan.migrations == []
+
+
+def test_the_predicted_demand_of_a_migrating_vm_counts_on_its_target():
+    inventory = Inventory(
+        hosts={"a": host("a", cpu=4000), "b": host("b", cpu=4000), "c": host("c", cpu=4000)},
+        vms={
+            "hot": vm("hot", "a", cpu=2000, memory=256),
+            "busy": vm("busy", "a", cpu=2000, memory=256),
+            "m": vm("m", "b", cpu=2500, memory=256, state=VMState.MIGRATING, migration_target="c"),
+        },
+    )
+    forecast = cpu_forecast(inventory, {"hot": 0.9, "busy": 0.9, "m": 0.9})
+    settings = PlannerSettings(manage_allocations=False, underloaded_hosts=0, demand_correlation=1.0)
+    problem = build_problem(inventory, settings, forecast, migrating={"m"})
+    demand = problem.host_demand()[:, 0]
+    assert demand.tolist() == [3600.0, 2250.0, 2250.0]  # m on its source and on its target
+    plan = Planner(settings).plan(inventory, forecast, migrating={"m"})
+    # a is over its trigger (3600 > 85 % of 4000); c with m (2250) + 1800 would pass its pack
+    # level, and b keeps m until it lands: nothing may go anywhere
+    assert plan.migrations == []
+
+
+def test_a_vm_is_not_sent_to_the_host_where_a_vm_it_may_not_meet_is_arriving():
+    inventory = draining_cloud(migration_target="c")
+    inventory.rules.append(AffinityRule("apart", RuleKind.ANTI_AFFINITY, frozenset({"x", "m"})))
+    inventory.hosts["c"].capacity = inventory.hosts["c"].capacity.replace(memory=8192)
+    settings = PlannerSettings(manage_allocations=False, underloaded_hosts=0)
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("x", "d")]
+
+
+def test_a_migrating_vm_is_never_a_candidate_nor_resized():
+    inventory = draining_cloud(migration_target="c")
+    inventory.hosts["b"].maintenance = True
+    forecast = cpu_forecast(inventory, {"m": 1.0})
+    plan = Planner(PlannerSettings(underloaded_hosts=0)).plan(inventory, forecast, migrating={"m"})
+    assert all(s.vm_id != "m" for s in plan.actions)
+
+
+def test_a_slowed_vm_is_not_sent_to_a_quiet_host_a_busy_vm_is_arriving_on():
+    """``s`` is slowed by six busy neighbours on ``a``; ``b`` holds two quiet VMs, but ``m``, a
+    hard cache presser, is on its way there; ``c`` is empty (switching it on costs idle power)."""
+    vms = {"s": vm("s", "a", memory=512)}
+    vms.update({f"busy{i}": vm(f"busy{i}", "a", memory=512) for i in range(6)})
+    vms["m"] = vm("m", "a", memory=512, state=VMState.MIGRATING, migration_target="b")
+    vms.update({f"quiet{i}": vm(f"quiet{i}", "b", memory=512) for i in range(2)})
+    hosts = {h: host(h, cpu=8000) for h in ("a", "b", "c")}
+    inventory = Inventory(hosts=hosts, vms=vms)
+    sensitivity = np.array([0.5 if v == "s" else 0.01 for v in vms])
+    activity = np.array([3.0 if v == "m" else 0.8 if v.startswith("busy") else 0.05 for v in vms])
+    interference = VmInterference(sensitivity, activity, half_load=3.5)
+    settings = PlannerSettings(underloaded_hosts=0, weight_interference=100.0)
+    plan = Planner(settings).plan(
+        inventory, cpu_forecast(inventory, {}), migrating={"m"}, interference=interference
+    )
+    assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("s", "c")]
