@@ -218,7 +218,7 @@ class NovaDriver(Driver):
         """The host a move in flight is taking ``vm_id`` to, from its migration records (one
         call per server on the move); None when the server went away or no record names one."""
         try:
-            with _translated(f"migrations of {vm_id}"):
+            with self._translated(f"migrations of {vm_id}"):
                 return convert.migration_target(self._compute.migrations(server_id=vm_id), source)
         except NotFound:
             return None
