@@ -411,11 +411,12 @@ class HistoryStore:
         # JSON as its stored text: decoding it cost more than writing the rows
         columns = [sa.cast(table.c[n], sa.Text) if n in json_fields else table.c[n] for n in fields]
         ids = list(listed)
+        # the fields include the id, so a listed row found here is its own row, unchanged
         stored: set[tuple[Any, ...]] = set()
         for begin in range(0, len(ids), INVENTORY_CHUNK):
             chunk = ids[begin : begin + INVENTORY_CHUNK]
-            seen = table.update().where(table.c.id.in_(chunk)).values(seen_at=at, gone_at=None)
-            stored.update(tuple(row) for row in connection.execute(seen.returning(*columns)))
+            mark_seen = table.update().where(table.c.id.in_(chunk)).values(seen_at=at, gone_at=None)
+            stored.update(tuple(row) for row in connection.execute(mark_seen.returning(*columns)))
         by_id = {record.id: record for record in records} if len(rows) < len(listed) else {}
         changed = [
             (rows.get(record_id) or to_row(by_id[record_id])) | {"seen_at": at, "gone_at": None}
