@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,11 +47,12 @@ def postgres_admin_url() -> sa.URL:
     return url
 
 
-@pytest.fixture(params=BACKENDS)
-def history_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL of an empty database on each backend (SQLite file; PostgreSQL schema of its own)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'history.sqlite'}"
+@contextmanager
+def empty_database_url(backend: str, folder: Path, name: str = "history") -> Iterator[str]:
+    """The URL of an empty database on ``backend``: a SQLite file ``name`` in ``folder``, or a
+    PostgreSQL schema of its own, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / f'{name}.sqlite'}"
         return
     admin_url = postgres_admin_url()
     schema_name = f"test_{uuid.uuid4().hex[:16]}"
@@ -65,6 +67,21 @@ def history_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         with engine.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA "{schema_name}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def history_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database on each backend (SQLite file; PostgreSQL schema of its own)."""
+    with empty_database_url(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def another_history_store_url(history_store_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second empty database on the backend of ``history_store_url``, to compare two stores."""
+    backend = sa.make_url(history_store_url).get_backend_name()
+    with empty_database_url(backend, tmp_path, "another") as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ Samples and events have a unique key, so what a driver sends again is counted, n
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import math
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,57 @@ def _allocation_from_json(data: Mapping[str, Any] | None) -> Allocation | None:
     )
 
 
+#: the columns of ``hosts`` and ``vms`` that say when, not what: not compared
+_TIMES = frozenset({"seen_at", "gone_at"})
+#: ids per IN list when recording an inventory (SQLite allows 32,766 parameters a statement)
+INVENTORY_CHUNK = 5_000
+
+
+def _host_row(host: Host) -> dict[str, Any]:
+    """The recorded fields of ``host`` (a ``hosts`` row without its times)."""
+    return {
+        "id": host.id,
+        "name": host.name,
+        "capacity": host.capacity.as_dict(),
+        "cluster": host.cluster,
+        "maintenance": bool(host.maintenance),
+        "power_model": host.power_model,
+        "attributes": dict(host.attributes),
+    }
+
+
+def _vm_row(vm: VM) -> dict[str, Any]:
+    """The recorded fields of ``vm`` (a ``vms`` row without its times)."""
+    return {
+        "id": vm.id,
+        "name": vm.name,
+        "host_id": vm.host_id,
+        "size": vm.size.as_dict(),
+        "allocation": _allocation_to_json(vm.allocation),
+        "vcpus": int(vm.vcpus),
+        "tenant": vm.tenant,
+        "app_type": vm.workload.app_type,
+        "priority": int(vm.workload.priority),
+        "security_level": vm.workload.security_level,
+        "critical": bool(vm.critical),
+        "state": VMState(vm.state).value,
+        "flavor": vm.flavor,
+        "attributes": dict(vm.attributes),
+        "migration_target": vm.migration_target,
+    }
+
+
+def _json_columns(table: sa.Table) -> frozenset[str]:
+    return frozenset(c.name for c in table.columns if isinstance(c.type, sa.JSON))
+
+
+def _as_stored(row: Mapping[str, Any], fields: Sequence[str], json_fields: Set[str]) -> tuple[Any, ...]:
+    """``row``'s ``fields`` as the database holds them once written, JSON as its text (SQLAlchemy
+    writes ``json.dumps``; the engine sets no other serializer), so ``1`` is not ``1.0`` and key
+    order counts: a record left as it is holds exactly what writing it again would store."""
+    return tuple(json.dumps(row[name]) if name in json_fields else row[name] for name in fields)
+
+
 class HistoryStore:
     """Metric history, events, inventory and plans in one SQL database (SQLite or PostgreSQL)."""
 
@@ -223,6 +275,10 @@ class HistoryStore:
             # one shared connection, or every new connection would see a fresh empty database
             kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
         self.engine = sa.create_engine(self.url, **kwargs)
+        # per table: each listed record's repr and its row as stored, from the last inventory
+        self._recorded: dict[str, dict[str, tuple[str, tuple[Any, ...]]]] = {}
+        # per table: the recorded fields, in the order the rows give them
+        self._fields: dict[str, list[str]] = {}
         if self.url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -292,52 +348,84 @@ class HistoryStore:
     def upsert_inventory(self, inventory: Inventory, at: float) -> None:
         """Record the whole cloud as seen at ``at``. Hosts and VMs absent from ``inventory`` keep
         their last known record (the history still refers to them) and are marked gone since
-        ``at``; one that is listed again is present again."""
-        host_rows = [
-            {
-                "id": h.id,
-                "name": h.name,
-                "capacity": h.capacity.as_dict(),
-                "cluster": h.cluster,
-                "maintenance": bool(h.maintenance),
-                "power_model": h.power_model,
-                "attributes": dict(h.attributes),
-                "seen_at": float(at),
-                "gone_at": None,
-            }
-            for h in inventory.hosts.values()
-        ]
-        vm_rows = [
-            {
-                "id": v.id,
-                "name": v.name,
-                "host_id": v.host_id,
-                "size": v.size.as_dict(),
-                "allocation": _allocation_to_json(v.allocation),
-                "vcpus": int(v.vcpus),
-                "tenant": v.tenant,
-                "app_type": v.workload.app_type,
-                "priority": int(v.workload.priority),
-                "security_level": v.workload.security_level,
-                "critical": bool(v.critical),
-                "state": VMState(v.state).value,
-                "flavor": v.flavor,
-                "attributes": dict(v.attributes),
-                "seen_at": float(at),
-                "gone_at": None,
-                "migration_target": v.migration_target,
-            }
-            for v in inventory.vms.values()
-        ]
+        ``at``; one that is listed again is present again.
+
+        Only what changed is written whole: the listed records get their new ``seen_at`` (and
+        ``gone_at`` cleared) from one set-based UPDATE, and only those whose recorded fields
+        differ from the stored ones are upserted. The comparison is made against the database,
+        in the transaction that writes, so a change another writer made, or one made while this
+        process was not running, is never missed; the rows stored are those that writing every
+        record whole stored (see :meth:`_record_listed`).
+        """
         with self.engine.begin() as connection:
-            self._upsert(connection, schema.hosts, host_rows)
-            self._upsert(connection, schema.vms, vm_rows)
-            for table in (schema.hosts, schema.vms):
+            listed = (
+                (schema.hosts, inventory.hosts.values(), _host_row),
+                (schema.vms, inventory.vms.values(), _vm_row),
+            )
+            for table, records, to_row in listed:
+                self._record_listed(connection, table, records, to_row, float(at))
                 connection.execute(
                     table.update()
                     .where(table.c.gone_at.is_(None), table.c.seen_at < float(at))
                     .values(gone_at=float(at))
                 )
+
+    def _record_listed(
+        self,
+        connection: sa.Connection,
+        table: sa.Table,
+        records: Collection[Any],
+        to_row: Callable[[Any], dict[str, Any]],
+        at: float,
+    ) -> None:
+        """Store ``records`` (hosts or VMs; ``to_row`` gives the fields ``table`` records of one,
+        without ``seen_at``/``gone_at``) as listed at ``at``.
+
+        First every stored row among them is marked seen at ``at`` and present, by one UPDATE that
+        returns their recorded fields: it holds the write lock (SQLite) or the rows' locks
+        (PostgreSQL) from before the fields are read until the commit, so no other writer can
+        change them in between. Then the records that are new or differ in any recorded field
+        are upserted whole.
+
+        A record is turned into a row only when its ``repr`` (every field, with its type, so ``1``
+        is not ``1.0``) differs from the one it had in this process's last inventory: building
+        rows and their JSON cost more than the statements. What its row holds is a function of
+        its fields, so this memo cannot go stale; the database still decides what is written.
+        Generic over the fields: one added to the rows is compared and recorded like the others.
+        """
+        known = self._recorded.get(table.name, {})
+        json_fields = _json_columns(table)
+        listed: dict[str, tuple[str, tuple[Any, ...]]] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        for record in records:
+            fingerprint = repr(record)
+            seen = known.get(record.id)
+            if seen is None or seen[0] != fingerprint:
+                rows[record.id] = row = to_row(record)
+                fields = self._fields.setdefault(table.name, [n for n in row if n not in _TIMES])
+                seen = (fingerprint, _as_stored(row, fields, json_fields))
+            listed[record.id] = seen
+        self._recorded[table.name] = listed
+        if not listed:
+            return
+        fields = self._fields[table.name]
+        # JSON as its stored text: decoding it cost more than writing the rows
+        columns = [sa.cast(table.c[n], sa.Text) if n in json_fields else table.c[n] for n in fields]
+        ids = list(listed)
+        # the fields include the id, so a listed row found here is its own row, unchanged
+        stored: set[tuple[Any, ...]] = set()
+        for begin in range(0, len(ids), INVENTORY_CHUNK):
+            chunk = ids[begin : begin + INVENTORY_CHUNK]
+            mark_seen = table.update().where(table.c.id.in_(chunk)).values(seen_at=at, gone_at=None)
+            stored.update(tuple(row) for row in connection.execute(mark_seen.returning(*columns)))
+        by_id = {record.id: record for record in records} if len(rows) < len(listed) else {}
+        changed = [
+            (rows.get(record_id) or to_row(by_id[record_id])) | {"seen_at": at, "gone_at": None}
+            for record_id, (_, as_stored) in listed.items()
+            if as_stored not in stored
+        ]
+        for begin in range(0, len(changed), BATCH_ROWS):
+            self._upsert(connection, table, changed[begin : begin + BATCH_ROWS])
 
     def hosts(self, present_only: bool = False) -> dict[str, Host]:
         """Last known host records; ``present_only``: those the last inventory listed."""
