@@ -16,17 +16,42 @@ import sqlalchemy as sa
 #: integer primary keys: BIGINT on PostgreSQL, the rowid alias INTEGER on SQLite
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+
+class _NulEscaped(sa.types.TypeDecorator):
+    """Free text from a cloud or a driver, stored with each NUL written as its escape (``\\x00``):
+    PostgreSQL's text columns cannot hold NUL at all, and a round must not fail, on one backend
+    only, over what a tenant named a VM or a cloud wrote in a fault message. Only NUL changes;
+    the rest is stored exactly (and shown escaped where it is shown: :mod:`cotenancy.text`)."""
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return value.replace("\x00", "\\x00") if value is not None and "\x00" in value else value
+
+
+class CloudString(_NulEscaped):
+    """A name or label from the cloud (VARCHAR)."""
+
+    impl = sa.String
+    cache_ok = True
+
+
+class CloudText(_NulEscaped):
+    """A message from the cloud or built from its names (TEXT)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+
 metadata = sa.MetaData()
 
 hosts = sa.Table(
     "hosts",
     metadata,
     sa.Column("id", sa.String(255), primary_key=True),
-    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("name", CloudString(255), nullable=False),
     sa.Column("capacity", sa.JSON, nullable=False),
-    sa.Column("cluster", sa.String(255)),
+    sa.Column("cluster", CloudString(255)),
     sa.Column("maintenance", sa.Boolean, nullable=False),
-    sa.Column("power_model", sa.String(255)),
+    sa.Column("power_model", CloudString(255)),
     sa.Column("attributes", sa.JSON, nullable=False),
     sa.Column("seen_at", sa.Double, nullable=False),
     # when the first inventory without it was recorded; NULL while it is listed
@@ -37,18 +62,18 @@ vms = sa.Table(
     "vms",
     metadata,
     sa.Column("id", sa.String(255), primary_key=True),
-    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("name", CloudString(255), nullable=False),
     sa.Column("host_id", sa.String(255)),
     sa.Column("size", sa.JSON, nullable=False),
     sa.Column("allocation", sa.JSON, nullable=False),
     sa.Column("vcpus", sa.Integer, nullable=False),
-    sa.Column("tenant", sa.String(255), nullable=False),
-    sa.Column("app_type", sa.String(255), nullable=False),
+    sa.Column("tenant", CloudString(255), nullable=False),
+    sa.Column("app_type", CloudString(255), nullable=False),
     sa.Column("priority", sa.Integer, nullable=False),
-    sa.Column("security_level", sa.String(255), nullable=False),
+    sa.Column("security_level", CloudString(255), nullable=False),
     sa.Column("critical", sa.Boolean, nullable=False),
     sa.Column("state", sa.String(32), nullable=False),
-    sa.Column("flavor", sa.String(255)),
+    sa.Column("flavor", CloudString(255)),
     sa.Column("attributes", sa.JSON, nullable=False),
     sa.Column("seen_at", sa.Double, nullable=False),
     # when the first inventory without it was recorded; NULL while it is listed
@@ -81,8 +106,8 @@ rejected_samples = sa.Table(
     "rejected_samples",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("vm_id", sa.String(255), nullable=False),
-    sa.Column("metric", sa.String(255), nullable=False),
+    sa.Column("vm_id", CloudString(255), nullable=False),
+    sa.Column("metric", CloudString(255), nullable=False),
     # text, so NaN and infinities survive on every backend exactly as received
     sa.Column("timestamp", sa.String(64), nullable=False),
     sa.Column("value", sa.String(64), nullable=False),
@@ -138,8 +163,8 @@ events = sa.Table(
     sa.Column("duration", sa.Double, nullable=False),
     sa.Column("severity", sa.Double, nullable=False),
     sa.Column("resource", sa.String(64)),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("source", sa.String(255), nullable=False),
+    sa.Column("message", CloudText, nullable=False),
+    sa.Column("source", CloudString(255), nullable=False),
     sa.Column("details", sa.JSON, nullable=False),
     sa.Column("vm_ids", sa.JSON, nullable=False),
     sa.Index("ix_events_timestamp", "timestamp"),
@@ -177,10 +202,10 @@ plan_steps = sa.Table(
     sa.Column("host_id", sa.String(255)),
     sa.Column("maintenance", sa.Boolean),
     sa.Column("depends_on", sa.JSON, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reason", CloudText, nullable=False),
     sa.Column("expected_benefit", sa.Double, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("message", CloudText, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
 
