@@ -26,7 +26,7 @@ from oslo_config import cfg
 
 from cotenancy.drivers.base import Driver, verifying_tls_context
 from cotenancy.drivers.hyperv.client import ConnectionSettings, ScriptRunner
-from cotenancy.exceptions import ActionFailed, NotFound, Unsupported
+from cotenancy.exceptions import ActionFailed, NotFound, TimedOut, Unsupported
 from cotenancy.model import (
     VM,
     Allocation,
@@ -194,6 +194,9 @@ class HyperVDriver(Driver):
         self._events: list[Event] = []
         self._history: list[MetricSample] = []
         self._metering: dict[str, tuple[float, float, float]] = {}
+        #: vm id -> target host of this driver's moves that outlived the wait for them: Hyper-V
+        #: carries on, so each inventory looks for them until they end, then tells the outcome
+        self._timed_out: dict[str, str] = {}
 
     # ------------------------------------------------------------ helpers
 
@@ -293,10 +296,33 @@ class HyperVDriver(Driver):
             if move is not None:
                 _mark_moving(vm, move)
             inventory.vms[vm_id] = vm
+        self._tell_outcomes(inventory)
         with self._lock:
             self._inventory = inventory
             self._clock_mhz = clock
         return inventory
+
+    def _tell_outcomes(self, inventory: Inventory) -> None:
+        """Log how this driver's moves that outlived the wait for them ended, once each; one
+        still going keeps its VM migrating, towards the host the driver sent it to."""
+        with self._lock:
+            pending = dict(self._timed_out)
+        for vm_id, target in pending.items():
+            vm = inventory.vms.get(vm_id)
+            doing = f"hyperv: moving VM {vm_id} to {target}, which timed out earlier,"
+            if vm is not None and "migration" in vm.attributes:
+                if vm.state is VMState.MIGRATING and target in inventory.hosts:
+                    vm.migration_target = vm.migration_target or target
+                continue
+            if vm is None:
+                LOG.warning("%s cannot be told: the VM is no longer on the managed hosts", doing)
+            elif (vm.host_id or "").lower() == target.lower():
+                LOG.info("%s succeeded", doing)
+                self._record(EventKind.MIGRATION, f"moved to {target}", vm_id, target)
+            else:
+                LOG.warning("%s failed or was cancelled: the VM is on %s", doing, vm.host_id)
+            with self._lock:
+                self._timed_out.pop(vm_id, None)
 
     # ------------------------------------------------------------ telemetry
 
@@ -412,7 +438,17 @@ class HyperVDriver(Driver):
     # ------------------------------------------------------------ actions
 
     def live_migrate(self, vm_id: str, target_host_id: str, timeout: float | None = None) -> None:
-        answer = self._run("migrate", timeout, VMId=vm_id, Target=target_host_id)
+        """Move-VM, or a cluster role move; one that times out goes on in Hyper-V, so the VM
+        stays migrating in the inventory until it ends, and its outcome is logged then."""
+        try:
+            answer = self._run("migrate", timeout, VMId=vm_id, Target=target_host_id)
+        except TimedOut:
+            with self._lock:
+                self._timed_out[vm_id.lower()] = target_host_id
+            self._invalidate()
+            raise
+        with self._lock:
+            self._timed_out.pop(vm_id.lower(), None)
         landed = str(answer.get("ComputerName", ""))
         if landed.lower() != target_host_id.lower():
             raise ActionFailed(f"hyperv: VM {vm_id} is on {landed!r} after moving to {target_host_id!r}")

@@ -124,6 +124,8 @@ class HyperVResponder:
         self.migration_seconds = 0.0
         self.failures: dict[str, str] = {}
         self.migration_jobs: list[MigrationJob] = []
+        #: host name -> how migration jobs to it name it, e.g. an address (default: its name)
+        self.job_destinations: dict[str, str] = {}
 
     # ------------------------------------------------------------ set-up helpers for tests
 
@@ -529,7 +531,8 @@ class HyperVResponder:
     def _live_migration(self, vm: VMState, target_name: str) -> None:
         """Migrate as Hyper-V does: a running job on the source for ``migration_seconds``."""
         with self.lock:
-            job = MigrationJob(vm.id, vm.host, self.host(target_name).name)
+            target = self.host(target_name).name
+            job = MigrationJob(vm.id, vm.host, self.job_destinations.get(target, target))
             self.migration_jobs.append(job)
         time.sleep(self.migration_seconds)
         with self.lock:
