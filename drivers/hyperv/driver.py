@@ -13,19 +13,20 @@ Hyper-V objects map onto the model like this (units of :mod:`cotenancy.model.res
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 from oslo_config import cfg
 
 from cotenancy.drivers.base import Driver, verifying_tls_context
 from cotenancy.drivers.hyperv.client import ConnectionSettings, ScriptRunner
-from cotenancy.exceptions import ActionFailed, NotFound, Unsupported
+from cotenancy.exceptions import ActionFailed, NotFound, TimedOut, Unsupported
 from cotenancy.model import (
     VM,
     Allocation,
@@ -51,6 +52,20 @@ COUNTERS = [GUEST_RUN_TIME, CPU_WAIT_PER_DISPATCH, DYNAMIC_MEMORY_PHYSICAL, DYNA
 _RUNNING_STATES = {2, 10, "running", "starting"}
 _STOPPED_STATES = {3, 4, 6, 9, "off", "stopping", "saved", "paused"}
 _PAUSED_NODE_STATES = {2, "paused"}
+#: Get-VM OperationalStatus member (VMOperationalStatus) of a VM in a live migration
+_MIGRATING_STATUS = {32774, "migratingvirtualmachine"}
+#: CIM_ConcreteJob.JobState of a job that has not ended: New, Starting, Running, Suspended,
+#: Shutting Down (Completed, Terminated, Killed and Exception have; Hyper-V keeps ended jobs a while)
+_UNFINISHED_JOB_STATES = {2, 3, 4, 5, 6}
+
+
+class Move(NamedTuple):
+    """A live migration in flight: what shows it (the VM's ``migration`` attribute) and the
+    inventory host it goes to, where that is known."""
+
+    why: str
+    target: str | None
+
 
 OPTS = [
     cfg.URIOpt(
@@ -179,6 +194,9 @@ class HyperVDriver(Driver):
         self._events: list[Event] = []
         self._history: list[MetricSample] = []
         self._metering: dict[str, tuple[float, float, float]] = {}
+        #: vm id -> target host of this driver's moves that outlived the wait for them: Hyper-V
+        #: carries on, so each inventory looks for them until they end, then tells the outcome
+        self._timed_out: dict[str, str] = {}
 
     # ------------------------------------------------------------ helpers
 
@@ -264,17 +282,47 @@ class HyperVDriver(Driver):
         host_names = {h.lower(): h for h in inventory.hosts}
         processors = {str(p["VMId"]).lower(): p for p in _items(answer.get("Processors"))}
         memories = {str(m["VMId"]).lower(): m for m in _items(answer.get("Memory"))}
+        moving = _migration_jobs(answer.get("Migrations"), host_names)
         for raw in _items(answer.get("VMs")):
             vm_id = str(raw["VMId"]).lower()
             host_id = host_names.get(str(raw.get("ComputerName", "")).lower())
             mhz = clock.get((host_id or "").lower(), 0.0)
-            inventory.vms[vm_id] = _vm_from(
-                raw, processors.get(vm_id, {}), memories.get(vm_id, {}), host_id, mhz
-            )
+            vm = _vm_from(raw, processors.get(vm_id, {}), memories.get(vm_id, {}), host_id, mhz)
+            move = moving.get(vm_id)
+            if move is not None and move.target is not None and move.target == host_id:
+                move = None  # it has landed (or it is a storage move on the same host)
+            if move is None and _reports_migrating(raw):
+                move = Move("OperationalStatus MigratingVirtualMachine", None)
+            if move is not None:
+                _mark_moving(vm, move)
+            inventory.vms[vm_id] = vm
+        self._tell_outcomes(inventory)
         with self._lock:
             self._inventory = inventory
             self._clock_mhz = clock
         return inventory
+
+    def _tell_outcomes(self, inventory: Inventory) -> None:
+        """Log how this driver's moves that outlived the wait for them ended, once each; one
+        still going keeps its VM migrating, towards the host the driver sent it to."""
+        with self._lock:
+            pending = dict(self._timed_out)
+        for vm_id, target in pending.items():
+            vm = inventory.vms.get(vm_id)
+            doing = f"hyperv: moving VM {vm_id} to {target}, which timed out earlier,"
+            if vm is not None and "migration" in vm.attributes:
+                if vm.state is VMState.MIGRATING and target in inventory.hosts:
+                    vm.migration_target = vm.migration_target or target
+                continue
+            if vm is None:
+                LOG.warning("%s cannot be told: the VM is no longer on the managed hosts", doing)
+            elif (vm.host_id or "").lower() == target.lower():
+                LOG.info("%s succeeded", doing)
+                self._record(EventKind.MIGRATION, f"moved to {target}", vm_id, target)
+            else:
+                LOG.warning("%s failed or was cancelled: the VM is on %s", doing, vm.host_id)
+            with self._lock:
+                self._timed_out.pop(vm_id, None)
 
     # ------------------------------------------------------------ telemetry
 
@@ -390,7 +438,17 @@ class HyperVDriver(Driver):
     # ------------------------------------------------------------ actions
 
     def live_migrate(self, vm_id: str, target_host_id: str, timeout: float | None = None) -> None:
-        answer = self._run("migrate", timeout, VMId=vm_id, Target=target_host_id)
+        """Move-VM, or a cluster role move; one that times out goes on in Hyper-V, so the VM
+        stays migrating in the inventory until it ends, and its outcome is logged then."""
+        try:
+            answer = self._run("migrate", timeout, VMId=vm_id, Target=target_host_id)
+        except TimedOut:
+            with self._lock:
+                self._timed_out[vm_id.lower()] = target_host_id
+            self._invalidate()
+            raise
+        with self._lock:
+            self._timed_out.pop(vm_id.lower(), None)
         landed = str(answer.get("ComputerName", ""))
         if landed.lower() != target_host_id.lower():
             raise ActionFailed(f"hyperv: VM {vm_id} is on {landed!r} after moving to {target_host_id!r}")
@@ -522,6 +580,57 @@ def _vm_from(
             "memory_assigned_mib": str(_int(raw.get("MemoryAssigned")) // MIB),
         },
     )
+
+
+def _mark_moving(vm: VM, move: Move) -> None:
+    """A running VM on the move is migrating (it counts on both hosts); any VM names the move."""
+    vm.attributes["migration"] = move.why
+    if vm.state is VMState.ACTIVE:
+        vm.state = VMState.MIGRATING
+        vm.migration_target = move.target
+
+
+def _migration_jobs(jobs: Any, host_names: dict[str, str]) -> dict[str, Move]:
+    """VM id -> its move, from the Msvm_MigrationJob instances that have not ended. A job names
+    the VM by its GUID (``VirtualSystemName``) and the destination as it was asked for
+    (``DestinationHost``: a name, an FQDN or an address)."""
+    moving: dict[str, Move] = {}
+    for job in _items(jobs):
+        if not _enum_in(job.get("JobState"), _UNFINISHED_JOB_STATES):
+            continue
+        destination = str(job.get("DestinationHost") or "").strip()
+        if not destination:
+            continue
+        why = (
+            f"Msvm_MigrationJob on {job.get('PSComputerName')} to {destination}, "
+            f"{_int(job.get('PercentComplete'))}% done"
+        )
+        vm_id = str(job.get("VirtualSystemName", "")).lower()
+        moving[vm_id] = Move(why, _host_named(destination, host_names))
+    return moving
+
+
+def _host_named(name: str, host_names: dict[str, str]) -> str | None:
+    """The inventory host a migration destination names: the same name, or the one host whose
+    name has the same first label as an FQDN; None for an address or a host not managed here."""
+    key = name.lower().rstrip(".")
+    if key in host_names:
+        return host_names[key]
+    try:
+        ipaddress.ip_address(key)
+        return None
+    except ValueError:
+        pass
+    short = key.split(".", 1)[0]
+    matches = {host for lowered, host in host_names.items() if lowered.split(".", 1)[0] == short}
+    return matches.pop() if len(matches) == 1 else None
+
+
+def _reports_migrating(raw: dict[str, Any]) -> bool:
+    """Get-VM's OperationalStatus (one value or several) holds MigratingVirtualMachine."""
+    status = raw.get("OperationalStatus")
+    values = status if isinstance(status, list) else [status]
+    return any(_enum_in(value, _MIGRATING_STATUS) for value in values)
 
 
 def _metering_totals(report: dict[str, Any]) -> tuple[float, float]:

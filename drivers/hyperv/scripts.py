@@ -37,6 +37,8 @@ INVENTORY = (
     PROLOGUE
     + r"""$vmhosts = @(Get-VMHost -ComputerName $computers | Select-Object ComputerName, LogicalProcessorCount, MemoryCapacity)
 $sockets = @(Get-CimInstance -ClassName Win32_Processor -ComputerName $computers | Select-Object PSComputerName, MaxClockSpeed)
+# migrations before the VMs: a move that ends in between shows the VM on its new host, not settled on the old
+$migrations = @(Get-CimInstance -Namespace 'root\virtualization\v2' -ClassName Msvm_MigrationJob -ComputerName $computers | Select-Object PSComputerName, VirtualSystemName, DestinationHost, JobState, PercentComplete)
 $vms = @(Get-VM -ComputerName $computers)
 $processors = @($vms | Get-VMProcessor | Select-Object VMId, Count, Reserve, Maximum, RelativeWeight)
 $memory = @($vms | Get-VMMemory | Select-Object VMId, Startup, DynamicMemoryEnabled, Minimum, Maximum, Priority)
@@ -51,11 +53,12 @@ if ($p.Cluster) {
     Status = 'OK'
     Hosts = $vmhosts
     Sockets = $sockets
-    VMs = @($vms | Select-Object VMId, VMName, ComputerName, State, IsClustered, MemoryAssigned)
+    VMs = @($vms | Select-Object VMId, VMName, ComputerName, State, OperationalStatus, IsClustered, MemoryAssigned)
     Processors = $processors
     Memory = $memory
     Nodes = $nodes
     Maintenance = $markers
+    Migrations = $migrations
 } | ConvertTo-Json -Depth 4 -Compress
 """
 )

@@ -8,6 +8,16 @@ are parsed by :mod:`pwsh` and run against these cmdlets, so a ``Move-VM`` change
 Behaviour copied from Hyper-V where it matters to the driver: the processor count of a running VM
 cannot change; memory is set in multiples of 2 MB; a dynamic-memory VM's startup memory cannot
 change while it runs; counter paths and instance names come back lower-cased.
+
+A live migration is visible on its source host the way Hyper-V shows it while it runs: a
+``Msvm_MigrationJob`` (``root\\virtualization\\v2``; Microsoft's class reference lists its
+``VirtualSystemName``, ``DestinationHost``, ``JobState`` and ``PercentComplete``) with the CIM job
+state Running (4) until it ends, then Completed (7) or Exception (10); and the VM's
+``OperationalStatus`` from ``Get-VM`` reads ``Ok, MigratingVirtualMachine`` (2, 32774, the
+``VMOperationalStatus`` values of the Hyper-V module) instead of ``Ok``. ``Move-VM`` and
+``Move-ClusterVirtualMachineRole`` hold such a job for ``migration_seconds``, and go on when the
+client stops waiting; :meth:`HyperVResponder.begin_migration` starts one the driver did not start
+(Failover Cluster, SCVMM, an operator).
 """
 
 from __future__ import annotations
@@ -29,6 +39,11 @@ MB = 1024 * 1024
 
 VM_STATES = {"Other": 1, "Running": 2, "Off": 3, "Stopping": 4, "Saved": 6, "Paused": 9, "Starting": 10}
 NODE_STATES = {"Up": 0, "Down": 1, "Paused": 2, "Joining": 3}
+#: CIM_ConcreteJob.JobState values a migration job passes through
+JOB_RUNNING, JOB_COMPLETED, JOB_EXCEPTION = 4, 7, 10
+OPERATIONAL_OK = PSEnum("Ok", 2)
+OPERATIONAL_MIGRATING = PSEnum("MigratingVirtualMachine", 32774)
+VIRTUALIZATION_NAMESPACE = "root\\virtualization\\v2"
 BASE_WAIT_NS = 8000.0
 
 
@@ -80,6 +95,21 @@ class VMState:
         return max(self.minimum_bytes, min(self.maximum_bytes, wanted))
 
 
+@dataclass
+class MigrationJob:
+    """One Msvm_MigrationJob on the source host of a live migration."""
+
+    vm_id: str
+    source: str
+    destination: str
+    job_state: int = JOB_RUNNING
+    percent: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.job_state == JOB_RUNNING
+
+
 class HyperVResponder:
     """The simulated Hyper-V site; thread-safe, one lock for all state."""
 
@@ -93,6 +123,9 @@ class HyperVResponder:
         self.calls: list[str] = []
         self.migration_seconds = 0.0
         self.failures: dict[str, str] = {}
+        self.migration_jobs: list[MigrationJob] = []
+        #: host name -> how migration jobs to it name it, e.g. an address (default: its name)
+        self.job_destinations: dict[str, str] = {}
 
     # ------------------------------------------------------------ set-up helpers for tests
 
@@ -109,6 +142,26 @@ class HyperVResponder:
             )
             self.vms[vm.id] = vm
             return vm
+
+    def begin_migration(
+        self, vm_id: str, target: str, percent: int = 45, destination: str | None = None
+    ) -> MigrationJob:
+        """A live migration someone else started, running until :meth:`end_migration`;
+        ``destination`` is how the job names the target (e.g. its FQDN), by default its name."""
+        with self.lock:
+            vm = self.vm_by_id(vm_id)
+            job = MigrationJob(vm.id, vm.host, destination or self.host(target).name, percent=percent)
+            self.migration_jobs.append(job)
+            return job
+
+    def end_migration(self, job: MigrationJob, target: str | None = None) -> None:
+        """End a migration: the VM lands on ``target`` (Completed), or stays (Exception)."""
+        with self.lock:
+            if target is None:
+                job.job_state = JOB_EXCEPTION
+                return
+            self.vm_by_id(job.vm_id).host = self.host(target).name
+            job.job_state, job.percent = JOB_COMPLETED, 100
 
     def fail_next(self, cmdlet: str, message: str) -> None:
         """Make the next call of ``cmdlet`` fail with ``message`` (a PowerShell error)."""
@@ -276,7 +329,11 @@ class HyperVResponder:
             ]
 
     def get_cim_instance(self, invocation: Invocation) -> list[Any]:
-        if str(invocation.get("ClassName")).lower() != "win32_processor":
+        class_name = str(invocation.get("ClassName")).lower()
+        namespace = str(invocation.get("Namespace", "root\\cimv2")).lower()
+        if class_name == "msvm_migrationjob" and namespace == VIRTUALIZATION_NAMESPACE:
+            return self._migration_job_instances(invocation)
+        if class_name != "win32_processor" or namespace != "root\\cimv2":
             raise PSError(f'Invalid class "{invocation.get("ClassName")}"', "ObjectNotFound")
         with self.lock:
             return [
@@ -288,6 +345,24 @@ class HyperVResponder:
                 for h in self._computers(invocation)
             ]
 
+    def _migration_job_instances(self, invocation: Invocation) -> list[Any]:
+        with self.lock:
+            computers = {h.name for h in self._computers(invocation)}
+            return [
+                CIDict(
+                    PSComputerName=job.source,
+                    VirtualSystemName=job.vm_id.upper(),
+                    DestinationHost=job.destination,
+                    JobState=job.job_state,
+                    PercentComplete=job.percent,
+                )
+                for job in self.migration_jobs
+                if job.source in computers
+            ]
+
+    def _migrating(self, vm: VMState) -> bool:
+        return any(j.running and j.vm_id == vm.id and j.source == vm.host for j in self.migration_jobs)
+
     def _vm_object(self, vm: VMState) -> CIDict:
         return CIDict(
             VMId=vm.id,
@@ -296,6 +371,7 @@ class HyperVResponder:
             Name=vm.name,
             ComputerName=vm.host,
             State=PSEnum(vm.state, VM_STATES[vm.state]),
+            OperationalStatus=[OPERATIONAL_OK, *([OPERATIONAL_MIGRATING] if self._migrating(vm) else [])],
             ProcessorCount=vm.processor_count,
             MemoryStartup=vm.startup_bytes,
             MemoryAssigned=vm.assigned_bytes,
@@ -452,12 +528,24 @@ class HyperVResponder:
             )
         vm.host = target.name
 
-    def move_vm(self, invocation: Invocation) -> list[Any]:
-        vms = self._target_vms(invocation)
+    def _live_migration(self, vm: VMState, target_name: str) -> None:
+        """Migrate as Hyper-V does: a running job on the source for ``migration_seconds``."""
+        with self.lock:
+            target = self.host(target_name).name
+            job = MigrationJob(vm.id, vm.host, self.job_destinations.get(target, target))
+            self.migration_jobs.append(job)
         time.sleep(self.migration_seconds)
         with self.lock:
-            for vm in vms:
-                self._migrate(vm, str(invocation.get("DestinationHost")))
+            try:
+                self._migrate(vm, target_name)
+            except PSError:
+                job.job_state = JOB_EXCEPTION
+                raise
+            job.job_state, job.percent = JOB_COMPLETED, 100
+
+    def move_vm(self, invocation: Invocation) -> list[Any]:
+        for vm in self._target_vms(invocation):
+            self._live_migration(vm, str(invocation.get("DestinationHost")))
         return []
 
     def move_cluster_role(self, invocation: Invocation) -> list[Any]:
@@ -465,9 +553,7 @@ class HyperVResponder:
         if not vm.clustered:
             raise PSError(f"The virtual machine '{vm.name}' is not a cluster role.", "ObjectNotFound")
         node = self._cluster_node(CIDictInvocation(invocation, Name=invocation.get("Node")))
-        time.sleep(self.migration_seconds)
-        with self.lock:
-            self._migrate(vm, node.name)
+        self._live_migration(vm, node.name)
         return [CIDict(Name=vm.name, OwnerNode=node.name, State=PSEnum("Online", 3))]
 
     def stop_vm(self, invocation: Invocation) -> list[Any]:

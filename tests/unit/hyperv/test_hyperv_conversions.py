@@ -108,3 +108,34 @@ def test_options_are_in_the_hyperv_group_with_safe_defaults():
     assert by_name["password"].secret
     assert by_name["verify_tls"].default is True
     assert set(by_name["transport"].type.choices) == {"ntlm", "kerberos", "credssp", "basic"}
+
+
+HOSTS = {"hv01": "HV01", "hv02": "HV02", "hv02.lab.example.com": "hv02.lab.example.com"}
+
+
+@pytest.mark.parametrize(
+    ("destination", "host"),
+    [
+        ("hv01", "HV01"),
+        ("HV01.corp.example.com.", "HV01"),
+        ("hv02.lab.example.com", "hv02.lab.example.com"),
+        ("hv02.other.example.com", None),  # two managed hosts are called hv02: not guessed
+        ("10.0.0.5", None),
+        ("fe80::1", None),
+        ("hv77.corp.example.com", None),
+    ],
+)
+def test_a_migration_destination_is_matched_to_one_managed_host_or_none(destination, host):
+    assert hv._host_named(destination, HOSTS) == host
+
+
+def test_only_migration_jobs_that_have_not_ended_and_name_a_destination_are_moves():
+    jobs = [
+        {"VirtualSystemName": "AAA", "DestinationHost": "hv02", "JobState": 4, "PercentComplete": 45},
+        {"VirtualSystemName": "BBB", "DestinationHost": "hv02", "JobState": 7, "PercentComplete": 100},
+        {"VirtualSystemName": "CCC", "DestinationHost": "hv02", "JobState": 10, "PercentComplete": 60},
+        {"VirtualSystemName": "DDD", "DestinationHost": "", "JobState": 4, "PercentComplete": 10},
+    ]
+    moving = hv._migration_jobs(jobs, HOSTS)
+    assert list(moving) == ["aaa"]
+    assert moving["aaa"].target == "HV02" and "45%" in moving["aaa"].why
