@@ -21,8 +21,9 @@ task reads back as ``cancelled``. Withdrawing tasks ourselves (``cancel``, or ``
 failure) always reads their outcome first, so a step that already ran is never called cancelled.
 
 A task that ran stays in vCenter for ``finished_task_retention`` hours once its outcome is in the
-history store; then a follow-up pass removes it. Every pass, and every inventory of the driver,
-lists all scheduled tasks: kept forever, cotenancy's old tasks would make each read longer.
+history store; then a follow-up pass removes it. Every pass (once, whatever it follows up and
+writes), and every inventory of the driver, lists all scheduled tasks: kept forever, cotenancy's
+old tasks would make each read longer.
 """
 
 from __future__ import annotations
@@ -161,28 +162,37 @@ class ScheduledTaskExecutor(Executor):
     # -- Executor ------------------------------------------------------------------------------
 
     def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
+        """Follow up the earlier plans, then write the plan's ready steps (and with ``wait`` on,
+        keep doing so until it finished), all from one listing of vCenter's tasks per pass."""
         vsphere = self._vsphere(driver)
-        self.sync(plan, vsphere, held=self._follow_up(vsphere, exclude=plan.id))
-        self._keep_if_open(plan)
-        if not self.options.wait:
-            return plan
-        deadline = time.monotonic() + self.options.wait_timeout
-        while not all(a.status in FINISHED for a in plan.actions) and time.monotonic() < deadline:
-            time.sleep(self.options.poll_interval)
-            self.sync(plan, vsphere, held=self._follow_up(vsphere, exclude=plan.id))
-        self._keep_if_open(plan)
+        self._pass(plan, vsphere)
+        if self.options.wait:
+            deadline = time.monotonic() + self.options.wait_timeout
+            while not all(a.status in FINISHED for a in plan.actions) and time.monotonic() < deadline:
+                time.sleep(self.options.poll_interval)
+                self._pass(plan, vsphere)
         return plan
+
+    def _pass(self, plan: ActionPlan, driver: VSphereDriver) -> None:
+        scheduled, held = self._follow_up(driver, exclude=plan.id)
+        self.sync(plan, driver, held=held, scheduled=scheduled)
+        self._keep_if_open(plan)
 
     def follow_up(self, driver: Driver) -> None:
         """Read back the outcome of earlier plans' tasks, write their steps that became ready, and
         remove the tasks that ran and whose retention passed (:meth:`_remove_finished`)."""
         self._follow_up(self._vsphere(driver))
 
-    def _follow_up(self, driver: VSphereDriver, exclude: str | None = None) -> dict[str, str]:
-        """Sync every open earlier plan; return what their unfinished steps hold (:func:`_holds`),
-        each with the name of the task that holds it."""
+    def _follow_up(
+        self, driver: VSphereDriver, exclude: str | None = None
+    ) -> tuple[list[tuple[Any, Any]], dict[str, str]]:
+        """Sync every open earlier plan; return vCenter's listing of scheduled tasks and what
+        their unfinished steps hold (:func:`_holds`), each with the name of the task that holds it.
+
+        One listing serves the whole pass and the plan ``exclude`` that the caller syncs next: each
+        plan's sync only writes and removes tasks of its own plan, and this pass removes none of
+        ``exclude``'s."""
         held: dict[str, str] = {}
-        # one listing serves the whole pass: each plan's sync only writes tasks of its own plan
         scheduled = self._scheduled(driver)
         for plan in self._open_plans(scheduled, exclude):
             self.sync(plan, driver, scheduled=scheduled)
@@ -193,7 +203,7 @@ class ScheduledTaskExecutor(Executor):
                         held.setdefault(what, task_name(plan, action))
         # after the syncs, so that the outcomes read in this pass are in the store
         self._remove_finished(driver, scheduled, exclude)
-        return held
+        return scheduled, held
 
     def _remove_finished(
         self, driver: VSphereDriver, scheduled: list[tuple[Any, Any]], exclude: str | None
