@@ -24,6 +24,9 @@ A task that ran stays in vCenter for ``finished_task_retention`` hours once its 
 history store; then a follow-up pass removes it. Every pass (once, whatever it follows up and
 writes), and every inventory of the driver, lists all scheduled tasks: kept forever, cotenancy's
 old tasks would make each read longer.
+
+Whatever stops a call early (a rejected login, vCenter unreachable, a bug), no step is left pending
+with nothing to carry it on: see :meth:`ScheduledTaskExecutor.execute`.
 """
 
 from __future__ import annotations
@@ -163,19 +166,37 @@ class ScheduledTaskExecutor(Executor):
 
     def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
         """Follow up the earlier plans, then write the plan's ready steps (and with ``wait`` on,
-        keep doing so until it finished), all from one listing of vCenter's tasks per pass."""
+        keep doing so until it finished), all from one listing of vCenter's tasks per pass.
+
+        Whatever ends the call early, no step is left pending with nothing to carry it on: the
+        step being written fails (:meth:`sync`), the steps not written are cancelled, and the
+        error is raised, so rejected credentials (:class:`AuthenticationFailed`) stop the loop.
+        Steps already in vCenter run there and are read back by a later pass."""
         vsphere = self._vsphere(driver)
-        self._pass(plan, vsphere)
-        if self.options.wait:
-            deadline = time.monotonic() + self.options.wait_timeout
-            while not all(a.status in FINISHED for a in plan.actions) and time.monotonic() < deadline:
-                time.sleep(self.options.poll_interval)
-                self._pass(plan, vsphere)
+        try:
+            self._pass(plan, vsphere)
+            if self.options.wait:
+                deadline = time.monotonic() + self.options.wait_timeout
+                while not all(a.status in FINISHED for a in plan.actions) and time.monotonic() < deadline:
+                    time.sleep(self.options.poll_interval)
+                    self._pass(plan, vsphere)
+        except Exception as exc:
+            self._abandon(plan, exc)
+            raise
         return plan
 
     def _pass(self, plan: ActionPlan, driver: VSphereDriver) -> None:
         scheduled, held = self._follow_up(driver, exclude=plan.id)
         self.sync(plan, driver, held=held, scheduled=scheduled)
+        self._keep_if_open(plan)
+
+    def _abandon(self, plan: ActionPlan, exc: Exception) -> None:
+        """Cancel the steps of a plan that were not written to vCenter when ``exc`` stopped the
+        call: no later pass would write them, nor read them back."""
+        why = f"not scheduled: the plan stopped at {type(exc).__name__}: {exc}"
+        for action in plan.actions:
+            if action.status is StepStatus.PENDING:
+                self.record(plan, action, StepStatus.CANCELLED, why)
         self._keep_if_open(plan)
 
     def follow_up(self, driver: Driver) -> None:
@@ -195,7 +216,11 @@ class ScheduledTaskExecutor(Executor):
         held: dict[str, str] = {}
         scheduled = self._scheduled(driver)
         for plan in self._open_plans(scheduled, exclude):
-            self.sync(plan, driver, scheduled=scheduled)
+            try:
+                self.sync(plan, driver, scheduled=scheduled)
+            except Exception as exc:
+                self._abandon(plan, exc)
+                raise
             self._keep_if_open(plan)
             for action in plan.actions:
                 if action.status not in FINISHED:
@@ -348,6 +373,17 @@ class ScheduledTaskExecutor(Executor):
                 if policy == "abort":
                     return self._withdraw(plan, driver, f"plan aborted after step {action.index} failed")
                 continue
+            except ConfigurationError as exc:
+                # credentials rejected or a certificate untrusted (AuthenticationFailed): every
+                # later call would be refused alike, so the caller stops once this is on record
+                self.record(plan, action, StepStatus.FAILED, f"{type(exc).__name__}: {exc}")
+                raise
+            except Exception as exc:
+                # a fault in this code or the driver, not a refusal by vCenter: as with the driver
+                # executor, the step fails, the rest of the plan is cancelled and the error raised
+                why = f"unexpected error, plan aborted: {type(exc).__name__}: {exc}"
+                self.record(plan, action, StepStatus.FAILED, why)
+                raise
             if task is None:
                 self.record(plan, action, StepStatus.SUCCEEDED, "nothing to do")
             else:
