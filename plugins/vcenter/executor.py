@@ -21,9 +21,9 @@ task reads back as ``cancelled``. Withdrawing tasks ourselves (``cancel``, or ``
 failure) always reads their outcome first, so a step that already ran is never called cancelled.
 
 A task that ran stays in vCenter for ``finished_task_retention`` hours once its outcome is in the
-history store; then a follow-up pass removes it. Every pass (once, whatever it follows up and
-writes), and every inventory of the driver, lists all scheduled tasks: kept forever, cotenancy's
-old tasks would make each read longer.
+history store; then a follow-up pass removes it, at most ``max_removals_per_pass`` of them. Every
+pass (once, whatever it follows up and writes), and every inventory of the driver, lists all
+scheduled tasks: kept forever, cotenancy's old tasks would make each read longer.
 
 Whatever stops a call early (a rejected login, vCenter unreachable, a bug), no step is left pending
 with nothing to carry it on: see :meth:`ScheduledTaskExecutor.execute`.
@@ -99,6 +99,14 @@ OPTS: list[cfg.Opt] = [
         "in the vSphere Client; then a follow-up pass removes it. 0: the pass that records the "
         "outcome removes it. Without a history store nothing is removed. Tasks of others, and "
         "tasks whose outcome is not recorded, are never removed.",
+    ),
+    cfg.IntOpt(
+        "max_removals_per_pass",
+        default=100,
+        min=1,
+        help="Most finished tasks one follow-up pass removes from vCenter (one call each), oldest "
+        "first; the rest wait for later passes. Keeps a pass short when thousands are due at once, "
+        "as in the first pass after an upgrade or after retention was lowered.",
     ),
 ]
 
@@ -237,9 +245,11 @@ class ScheduledTaskExecutor(Executor):
         (vCenter's clock) and whose outcome the history store holds, as vCenter reports it.
 
         Only a task named after a stored plan's step is ours. The plan ``exclude`` (the one
-        :meth:`execute` reads back next) keeps its tasks until a later pass. A removal vCenter
-        refuses is logged and tried again by the next pass: the task stays, and the outcome is
-        recorded already.
+        :meth:`execute` reads back next) keeps its tasks until a later pass. At most
+        ``max_removals_per_pass`` go, those that ran first; the rest wait for later passes, so that
+        thousands due at once (the first pass after an upgrade) do not hold up one round. A removal
+        vCenter refuses is logged and tried again by the next pass: the task stays, and the
+        outcome is recorded already.
         """
         if self.store is None:
             return
@@ -265,10 +275,20 @@ class ScheduledTaskExecutor(Executor):
             for plan in self.store.plans_with_steps(set(_RAN.values()), plan_ids={p for _t, _i, p in ran})
             for action in plan.actions
         }
+        due = sorted(
+            ((task, info) for task, info, _p in ran if recorded.get(info.name) is _RAN[str(info.state)]),
+            key=lambda pair: _ran_at(pair[1]) or 0.0,
+        )
+        limit = self.options.max_removals_per_pass
+        if len(due) > limit:
+            LOG.info(
+                "%d finished scheduled tasks of cotenancy are due for removal; this pass removes the "
+                "%d oldest ([vcenter-scheduled] max_removals_per_pass), later passes the rest",
+                len(due),
+                limit,
+            )
         refused: list[str] = []
-        for task, info, _plan_id in ran:
-            if recorded.get(info.name) is not _RAN[str(info.state)]:
-                continue
+        for task, _info in due[:limit]:
             try:
                 with faults(f"removing finished scheduled task {task._moId}"):
                     task.RemoveScheduledTask()

@@ -15,7 +15,7 @@ import logging
 from pyVmomi import vim
 from vcsim_admin import cluster_hosts, wait_for
 
-from cotenancy.model import ActionKind, ActionPlan, StepStatus
+from cotenancy.model import ActionKind, ActionPlan, Allocation, StepStatus
 from cotenancy.plugins.vcenter.executor import ScheduledTaskExecutor, task_name
 
 GROUP = "vcenter-scheduled"
@@ -130,6 +130,29 @@ def test_only_cotenancys_own_tasks_with_a_recorded_outcome_are_removed(
     assert admins.info.name in tasks
     admins.RemoveScheduledTask()
     tasks[unrecorded].RemoveScheduledTask()
+
+
+def test_a_pass_removes_at_most_max_removals_per_pass_tasks_and_leaves_the_rest_to_later_passes(
+    admin, driver, vsphere_conf, store, new_vm
+):
+    """The first pass after an upgrade may find thousands of old finished tasks: one removal call
+    each would make that pass (and the round it belongs to) last minutes."""
+    plan = ActionPlan(strategy="test")
+    for _ in range(5):
+        plan.add(ActionKind.SET_ALLOCATION, vm_id=new_vm()._moId, allocation=Allocation(shares=2000))
+    names = written(admin, vsphere_conf, driver, store, plan)
+    assert len(names) == 5
+    vsphere_conf.set_override("finished_task_retention", 0.0, group=GROUP)
+    vsphere_conf.set_override("max_removals_per_pass", 2, group=GROUP)
+    later = ScheduledTaskExecutor(vsphere_conf, store=store)
+
+    left = []
+    for _ in range(3):
+        later.follow_up(driver)
+        left.append(len(set(names) & set(scheduled(admin))))
+
+    assert left == [3, 1, 0]
+    assert [a.status for a in store.get_plan(plan.id).actions] == [StepStatus.SUCCEEDED] * 5
 
 
 def test_a_removal_vcenter_refuses_is_logged_and_done_in_the_next_pass(
