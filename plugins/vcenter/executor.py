@@ -58,6 +58,8 @@ NAME_PREFIX = "cotenancy"
 _PLAN_IN_NAME = re.compile(rf"^{NAME_PREFIX} (\S+) step \d+:")
 #: the outcome a finished task's ``info.state`` stands for
 _RAN = {"success": StepStatus.SUCCEEDED, "error": StepStatus.FAILED}
+#: the vCenter task a running step's scheduled task started, as its message names it
+_RAN_AS = re.compile(r"running as vCenter task (\S+)")
 
 OPTS: list[cfg.Opt] = [
     cfg.StrOpt(
@@ -306,14 +308,15 @@ class ScheduledTaskExecutor(Executor):
 
     def _open_plans(self, scheduled: list[tuple[Any, Any]], exclude: str | None) -> list[ActionPlan]:
         """The plans still open: those this executor wrote tasks for, and with a history store the
-        stored ones with a step scheduled, or with tasks in vCenter (``scheduled``) and steps not
-        yet finished."""
+        stored ones with a step scheduled or running (a running step's task may be gone from
+        vCenter: :func:`_late_outcome`), or with tasks in vCenter (``scheduled``) and steps not yet
+        finished."""
         plans = dict(self._open)
         if self.store is not None:
             in_vcenter = {m.group(1) for _task, info in scheduled if (m := _PLAN_IN_NAME.match(info.name))}
-            stored = self.store.plans_with_steps([StepStatus.SCHEDULED]) + self.store.plans_with_steps(
-                [StepStatus.PENDING, StepStatus.RUNNING], plan_ids=in_vcenter
-            )
+            stored = self.store.plans_with_steps(
+                [StepStatus.SCHEDULED, StepStatus.RUNNING]
+            ) + self.store.plans_with_steps([StepStatus.PENDING], plan_ids=in_vcenter)
             for plan in stored:
                 plans.setdefault(plan.id, plan)
         plans.pop(exclude or "", None)
@@ -348,7 +351,7 @@ class ScheduledTaskExecutor(Executor):
         already running cannot be stopped: its outcome is read back as usual).
         """
         scheduled = self._scheduled(driver) if scheduled is None else scheduled
-        self._read_back(plan, {info.name: info for _task, info in scheduled})
+        self._read_back(plan, driver, {info.name: info for _task, info in scheduled})
         policy = self.conf.on_step_failure
         failed = _first_failure(plan)
         if policy == "abort" and failed is not None:
@@ -430,18 +433,18 @@ class ScheduledTaskExecutor(Executor):
         if all(a.status in FINISHED for a in plan.actions):
             return plan
         scheduled = self._scheduled(driver)
-        self._read_back(plan, {info.name: info for _task, info in scheduled})
+        self._read_back(plan, driver, {info.name: info for _task, info in scheduled})
         tasks = {info.name: task for task, info in scheduled}
         for action in plan.actions:
             if action.status in FINISHED:
                 continue
             if action.status is StepStatus.RUNNING:
-                message = f"running in vCenter, too late to withdraw ({why}); its outcome is read back"
-                if message != action.message:
+                message = f"too late to withdraw ({why}); its outcome is read back"
+                if message not in action.message:
                     LOG.warning(
                         "step %s (%s) is running in vCenter: not withdrawn", action.index, action.kind
                     )
-                    self.record(plan, action, StepStatus.RUNNING, message)
+                    self.record(plan, action, StepStatus.RUNNING, _joined(action.message, message))
                 continue
             task = tasks.get(task_name(plan, action))
             if task is not None:
@@ -450,7 +453,7 @@ class ScheduledTaskExecutor(Executor):
             self.record(plan, action, StepStatus.CANCELLED, why)
         return plan
 
-    def _read_back(self, plan: ActionPlan, infos: dict[str, Any]) -> None:
+    def _read_back(self, plan: ActionPlan, driver: VSphereDriver, infos: dict[str, Any]) -> None:
         """Record the state vCenter reports for each written step still open in the plan."""
         for action in plan.actions:
             if action.status not in (StepStatus.SCHEDULED, StepStatus.RUNNING):
@@ -461,8 +464,13 @@ class ScheduledTaskExecutor(Executor):
                     # recorded by another pass or process, which then removed the task (or an
                     # admin did): the step ran
                     action.status, action.message = outcome
-                    continue
-                self.record(plan, action, StepStatus.CANCELLED, "the scheduled task was removed in vCenter")
+                elif action.status is StepStatus.RUNNING:
+                    if (outcome := _late_outcome(driver, action)) is not None:
+                        self.record(plan, action, *outcome)
+                else:
+                    self.record(
+                        plan, action, StepStatus.CANCELLED, "the scheduled task was removed in vCenter"
+                    )
                 continue
             status = _STATE_TO_STATUS.get(str(info.state), StepStatus.SCHEDULED)
             if status is StepStatus.SCHEDULED and not info.enabled:
@@ -471,6 +479,10 @@ class ScheduledTaskExecutor(Executor):
                 message = _failure_message(info)
             elif status is StepStatus.SUCCEEDED:
                 message = f"ran at {info.prevRunTime.isoformat() if info.prevRunTime else '?'}"
+            elif status is StepStatus.RUNNING and info.activeTask is not None:
+                # named, so that the outcome can be read from that task if the scheduled task goes
+                ran_as = f"running as vCenter task {info.activeTask._moId}"
+                message = action.message if ran_as in action.message else _joined(action.message, ran_as)
             else:
                 message = action.message
             if status is not action.status or message != action.message:
@@ -564,6 +576,44 @@ def _holds(action: Action) -> list[str]:
     if action.kind is ActionKind.LIVE_MIGRATE:
         return [f"VM {action.vm_id}", f"room on host {action.target_host_id}"]
     return [f"VM {action.vm_id}"]
+
+
+def _late_outcome(driver: VSphereDriver, action: Action) -> tuple[StepStatus, str] | None:
+    """The outcome of a running step whose scheduled task was removed before its outcome was
+    read, from the vCenter task it started (None: that task still runs, or cannot be read now).
+
+    vCenter keeps a finished task for a while only; once it has dropped it, the outcome is unknown.
+    """
+    removed = "the scheduled task was removed in vCenter while it ran"
+    match = _RAN_AS.search(action.message)
+    if match is None:
+        return StepStatus.FAILED, f"{removed}: its outcome is unknown"
+    task_id = match.group(1)
+    try:
+        with faults(f"reading vCenter task {task_id}"):
+            info = vim.Task(task_id, driver.session.stub).info
+    except NotFound:
+        return StepStatus.FAILED, f"{removed}; vCenter no longer has task {task_id}: its outcome is unknown"
+    except DriverError as exc:
+        LOG.warning(
+            "step %s: the outcome of vCenter task %s is read again later: %s", action.index, task_id, exc
+        )
+        return None
+    state = str(info.state)
+    if state == "success":
+        at = info.completeTime.isoformat() if info.completeTime else "?"
+        return StepStatus.SUCCEEDED, f"{removed}; the task it started, {task_id}, succeeded at {at}"
+    if state == "error":
+        error = convert.error_from_fault(info.error, f"task {task_id}")
+        return (
+            StepStatus.FAILED,
+            f"{removed}; the task it started, {task_id}, failed: {type(error).__name__}: {error}",
+        )
+    return None
+
+
+def _joined(message: str, addition: str) -> str:
+    return f"{message}; {addition}" if message else addition
 
 
 def _ran_at(info: Any) -> float | None:
