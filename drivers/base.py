@@ -100,6 +100,14 @@ class Driver(ConfigurablePlugin, abc.ABC):
     def set_host_maintenance(self, host_id: str, enabled: bool, timeout: float | None = None) -> None:
         """Put a host into maintenance (no new VMs) or take it out."""
 
+    def outcome_later(self, unknown: str) -> str | None:
+        """What an operation whose outcome was unknown did in the end, once the cloud can tell.
+
+        ``unknown`` is the message a step recorded for it (its :class:`TimedOut`, naming what the
+        cloud knows it by); None while the cloud cannot tell yet. A driver whose operations cannot
+        be looked up later never can."""
+        return None
+
     def now(self) -> float:
         """The cloud's clock; a simulated cloud has its own."""
         return time.time()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import logging
 import math
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: what a step's message says when the cloud may still have carried it out (a timeout)
+UNKNOWN_OUTCOME = "outcome is unknown"
+#: what precedes the outcome the cloud told later in such a step's message
+LATER = "; in the end, "
+#: how long after such a step failed its outcome is looked for
+LATE_OUTCOME_WINDOW = 24 * 3600.0
 
 FINISHED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
 
@@ -96,6 +104,25 @@ class StepwiseExecutor(Executor):
     def run_step(self, plan: ActionPlan, action: Action, driver: Driver, timeout: float) -> None:
         """Carry out one step; raise a :class:`DriverError` subclass when it fails."""
 
+    def follow_up(self, driver: Driver) -> None:
+        self.tell_late_outcomes(driver)
+
+    def tell_late_outcomes(self, driver: Driver) -> None:
+        """Add what the cloud did in the end to the record of each recent step that failed with
+        its outcome unknown (a task that outlived its timeout), once the driver can tell.
+
+        The step stays failed: it did not end in time, and its dependents went by that. Its
+        message gets "in the end, ..." (:data:`LATER`), so ``cotenancy plan`` and the API say
+        whether the VM moved after all, also when the process that timed out has ended."""
+        if self.store is None:
+            return
+        since = time.time() - LATE_OUTCOME_WINDOW
+        for plan_id, index, message in self.store.failed_steps_since(since, UNKNOWN_OUTCOME, LATER):
+            told = driver.outcome_later(message)
+            if told is not None:
+                LOG.info("plan %s step %s, whose outcome was unknown: %s", plan_id, index, told)
+                self.store.update_step(plan_id, index, StepStatus.FAILED, f"{message}{LATER}{told}")
+
     def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
         policy = self.conf.on_step_failure
         timeout = self.conf.step_timeout
@@ -157,6 +184,8 @@ class StepwiseExecutor(Executor):
             self.record(plan, action, StepStatus.SUCCEEDED)
         if stopping is not None:
             raise stopping
+        # after the plan is on record: a cloud that refuses to answer leaves no step pending
+        self.tell_late_outcomes(driver)
         return plan
 
 

@@ -946,6 +946,24 @@ class HistoryStore:
         )
         return self._load_plans(query)
 
+    def failed_steps_since(self, since: float, containing: str, lacking: str) -> list[tuple[str, int, str]]:
+        """(plan id, step index, message) of the failed steps recorded at or after ``since`` whose
+        message contains ``containing`` and not ``lacking``, oldest first: an executor finds the
+        steps whose outcome was unknown, to add what the cloud tells later."""
+        steps = schema.plan_steps
+        query = (
+            sa.select(steps.c.plan_id, steps.c["index"], steps.c.message)
+            .where(
+                steps.c.status == StepStatus.FAILED.value,
+                steps.c.updated_at >= float(since),
+                steps.c.message.contains(containing, autoescape=True),
+                ~steps.c.message.contains(lacking, autoescape=True),
+            )
+            .order_by(steps.c.updated_at, steps.c.plan_id, steps.c["index"])
+        )
+        with self.engine.connect() as connection:
+            return [(r.plan_id, int(r.index), r.message) for r in connection.execute(query)]
+
     def _load_plans(self, query: sa.Select[Any]) -> list[ActionPlan]:
         with self.engine.connect() as connection:
             plan_rows = connection.execute(query).mappings().all()

@@ -13,6 +13,7 @@ import datetime as dt
 import http.client
 import logging
 import math
+import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from cotenancy.drivers.base import Driver
 from cotenancy.drivers.vsphere import convert
 from cotenancy.drivers.vsphere.options import VSPHERE_OPTS
 from cotenancy.drivers.vsphere.session import Session
-from cotenancy.exceptions import ActionFailed, NotFound, TimedOut, Unsupported
+from cotenancy.exceptions import ActionFailed, DriverError, NotFound, TimedOut, Unsupported
 from cotenancy.model import (
     VM,
     AffinityRule,
@@ -77,6 +78,8 @@ MIGRATION_TASKS = frozenset({"VirtualMachine.relocate", "VirtualMachine.migrate"
 #: methods (WSDL names) of scheduled tasks that move a VM to another host
 MIGRATION_METHODS = frozenset({"RelocateVM_Task", "MigrateVM_Task"})
 _UNFINISHED = (vim.TaskInfo.State.queued, vim.TaskInfo.State.running)
+#: the task a TimedOut of :meth:`VSphereDriver.wait_for_task` names
+_TIMED_OUT_TASK = re.compile(r"task (task-\d+) still \w+ after")
 
 
 class Move(NamedTuple):
@@ -586,6 +589,30 @@ class VSphereDriver(Driver):
                     f"{doing}: task {task._moId} still {info.state} after {limit:g} s; its outcome is unknown"
                 )
             time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+    def outcome_later(self, unknown: str) -> str | None:
+        """How the vCenter task that a :class:`TimedOut` from :meth:`wait_for_task` names ended.
+
+        vCenter keeps a finished task only for a while (minutes, in its recent tasks); once it has
+        dropped it, the outcome stays unknown, and that is what this says."""
+        named = _TIMED_OUT_TASK.search(unknown)
+        if named is None:
+            return None
+        task_id = named.group(1)
+        try:
+            info = self._props(vim.Task(task_id, self.session.stub), ["info"], f"task {task_id}")["info"]
+        except NotFound:
+            return f"vCenter no longer has task {task_id}: its outcome stays unknown"
+        except DriverError as exc:
+            LOG.debug("the outcome of task %s is looked for again later: %s", task_id, exc)
+            return None
+        if info.state == vim.TaskInfo.State.success:
+            at = info.completeTime.isoformat() if info.completeTime else "?"
+            return f"vCenter task {task_id} succeeded at {at}"
+        if info.state == vim.TaskInfo.State.error:
+            error = convert.error_from_fault(info.error, f"task {task_id}")
+            return f"vCenter task {task_id} failed: {type(error).__name__}: {error}"
+        return None
 
     def relocate_spec(self, vm_id: str, target_host_id: str) -> vim.vm.RelocateSpec | None:
         """The RelocateSpec that moves a VM to a host (with the target's resource pool when it is

@@ -21,8 +21,12 @@ task reads back as ``cancelled``. Withdrawing tasks ourselves (``cancel``, or ``
 failure) always reads their outcome first, so a step that already ran is never called cancelled.
 
 A task that ran stays in vCenter for ``finished_task_retention`` hours once its outcome is in the
-history store; then a follow-up pass removes it. Every pass, and every inventory of the driver,
-lists all scheduled tasks: kept forever, cotenancy's old tasks would make each read longer.
+history store; then a follow-up pass removes it, at most ``max_removals_per_pass`` of them. Every
+pass (once, whatever it follows up and writes), and every inventory of the driver, lists all
+scheduled tasks: kept forever, cotenancy's old tasks would make each read longer.
+
+Whatever stops a call early (a rejected login, vCenter unreachable, a bug), no step is left pending
+with nothing to carry it on: see :meth:`ScheduledTaskExecutor.execute`.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ NAME_PREFIX = "cotenancy"
 _PLAN_IN_NAME = re.compile(rf"^{NAME_PREFIX} (\S+) step \d+:")
 #: the outcome a finished task's ``info.state`` stands for
 _RAN = {"success": StepStatus.SUCCEEDED, "error": StepStatus.FAILED}
+#: the vCenter task a running step's scheduled task started, as its message names it
+_RAN_AS = re.compile(r"running as vCenter task (\S+)")
 
 OPTS: list[cfg.Opt] = [
     cfg.StrOpt(
@@ -95,6 +101,14 @@ OPTS: list[cfg.Opt] = [
         "in the vSphere Client; then a follow-up pass removes it. 0: the pass that records the "
         "outcome removes it. Without a history store nothing is removed. Tasks of others, and "
         "tasks whose outcome is not recorded, are never removed.",
+    ),
+    cfg.IntOpt(
+        "max_removals_per_pass",
+        default=100,
+        min=1,
+        help="Most finished tasks one follow-up pass removes from vCenter (one call each), oldest "
+        "first; the rest wait for later passes. Keeps a pass short when thousands are due at once, "
+        "as in the first pass after an upgrade or after retention was lowered.",
     ),
 ]
 
@@ -161,31 +175,62 @@ class ScheduledTaskExecutor(Executor):
     # -- Executor ------------------------------------------------------------------------------
 
     def execute(self, plan: ActionPlan, driver: Driver) -> ActionPlan:
+        """Follow up the earlier plans, then write the plan's ready steps (and with ``wait`` on,
+        keep doing so until it finished), all from one listing of vCenter's tasks per pass.
+
+        Whatever ends the call early, no step is left pending with nothing to carry it on: the
+        step being written fails (:meth:`sync`), the steps not written are cancelled, and the
+        error is raised, so rejected credentials (:class:`AuthenticationFailed`) stop the loop.
+        Steps already in vCenter run there and are read back by a later pass."""
         vsphere = self._vsphere(driver)
-        self.sync(plan, vsphere, held=self._follow_up(vsphere, exclude=plan.id))
-        self._keep_if_open(plan)
-        if not self.options.wait:
-            return plan
-        deadline = time.monotonic() + self.options.wait_timeout
-        while not all(a.status in FINISHED for a in plan.actions) and time.monotonic() < deadline:
-            time.sleep(self.options.poll_interval)
-            self.sync(plan, vsphere, held=self._follow_up(vsphere, exclude=plan.id))
-        self._keep_if_open(plan)
+        try:
+            self._pass(plan, vsphere)
+            if self.options.wait:
+                deadline = time.monotonic() + self.options.wait_timeout
+                while not all(a.status in FINISHED for a in plan.actions) and time.monotonic() < deadline:
+                    time.sleep(self.options.poll_interval)
+                    self._pass(plan, vsphere)
+        except Exception as exc:
+            self._abandon(plan, exc)
+            raise
         return plan
+
+    def _pass(self, plan: ActionPlan, driver: VSphereDriver) -> None:
+        scheduled, held = self._follow_up(driver, exclude=plan.id)
+        self.sync(plan, driver, held=held, scheduled=scheduled)
+        self._keep_if_open(plan)
+
+    def _abandon(self, plan: ActionPlan, exc: Exception) -> None:
+        """Cancel the steps of a plan that were not written to vCenter when ``exc`` stopped the
+        call: no later pass would write them, nor read them back."""
+        why = f"not scheduled: the plan stopped at {type(exc).__name__}: {exc}"
+        for action in plan.actions:
+            if action.status is StepStatus.PENDING:
+                self.record(plan, action, StepStatus.CANCELLED, why)
+        self._keep_if_open(plan)
 
     def follow_up(self, driver: Driver) -> None:
         """Read back the outcome of earlier plans' tasks, write their steps that became ready, and
         remove the tasks that ran and whose retention passed (:meth:`_remove_finished`)."""
         self._follow_up(self._vsphere(driver))
 
-    def _follow_up(self, driver: VSphereDriver, exclude: str | None = None) -> dict[str, str]:
-        """Sync every open earlier plan; return what their unfinished steps hold (:func:`_holds`),
-        each with the name of the task that holds it."""
+    def _follow_up(
+        self, driver: VSphereDriver, exclude: str | None = None
+    ) -> tuple[list[tuple[Any, Any]], dict[str, str]]:
+        """Sync every open earlier plan; return vCenter's listing of scheduled tasks and what
+        their unfinished steps hold (:func:`_holds`), each with the name of the task that holds it.
+
+        One listing serves the whole pass and the plan ``exclude`` that the caller syncs next: each
+        plan's sync only writes and removes tasks of its own plan, and this pass removes none of
+        ``exclude``'s."""
         held: dict[str, str] = {}
-        # one listing serves the whole pass: each plan's sync only writes tasks of its own plan
         scheduled = self._scheduled(driver)
         for plan in self._open_plans(scheduled, exclude):
-            self.sync(plan, driver, scheduled=scheduled)
+            try:
+                self.sync(plan, driver, scheduled=scheduled)
+            except Exception as exc:
+                self._abandon(plan, exc)
+                raise
             self._keep_if_open(plan)
             for action in plan.actions:
                 if action.status not in FINISHED:
@@ -193,7 +238,7 @@ class ScheduledTaskExecutor(Executor):
                         held.setdefault(what, task_name(plan, action))
         # after the syncs, so that the outcomes read in this pass are in the store
         self._remove_finished(driver, scheduled, exclude)
-        return held
+        return scheduled, held
 
     def _remove_finished(
         self, driver: VSphereDriver, scheduled: list[tuple[Any, Any]], exclude: str | None
@@ -202,9 +247,11 @@ class ScheduledTaskExecutor(Executor):
         (vCenter's clock) and whose outcome the history store holds, as vCenter reports it.
 
         Only a task named after a stored plan's step is ours. The plan ``exclude`` (the one
-        :meth:`execute` reads back next) keeps its tasks until a later pass. A removal vCenter
-        refuses is logged and tried again by the next pass: the task stays, and the outcome is
-        recorded already.
+        :meth:`execute` reads back next) keeps its tasks until a later pass. At most
+        ``max_removals_per_pass`` go, those that ran first; the rest wait for later passes, so that
+        thousands due at once (the first pass after an upgrade) do not hold up one round. A removal
+        vCenter refuses is logged and tried again by the next pass: the task stays, and the
+        outcome is recorded already.
         """
         if self.store is None:
             return
@@ -230,10 +277,20 @@ class ScheduledTaskExecutor(Executor):
             for plan in self.store.plans_with_steps(set(_RAN.values()), plan_ids={p for _t, _i, p in ran})
             for action in plan.actions
         }
+        due = sorted(
+            ((task, info) for task, info, _p in ran if recorded.get(info.name) is _RAN[str(info.state)]),
+            key=lambda pair: _ran_at(pair[1]) or 0.0,
+        )
+        limit = self.options.max_removals_per_pass
+        if len(due) > limit:
+            LOG.info(
+                "%d finished scheduled tasks of cotenancy are due for removal; this pass removes the "
+                "%d oldest ([vcenter-scheduled] max_removals_per_pass), later passes the rest",
+                len(due),
+                limit,
+            )
         refused: list[str] = []
-        for task, info, _plan_id in ran:
-            if recorded.get(info.name) is not _RAN[str(info.state)]:
-                continue
+        for task, _info in due[:limit]:
             try:
                 with faults(f"removing finished scheduled task {task._moId}"):
                     task.RemoveScheduledTask()
@@ -251,14 +308,15 @@ class ScheduledTaskExecutor(Executor):
 
     def _open_plans(self, scheduled: list[tuple[Any, Any]], exclude: str | None) -> list[ActionPlan]:
         """The plans still open: those this executor wrote tasks for, and with a history store the
-        stored ones with a step scheduled, or with tasks in vCenter (``scheduled``) and steps not
-        yet finished."""
+        stored ones with a step scheduled or running (a running step's task may be gone from
+        vCenter: :func:`_late_outcome`), or with tasks in vCenter (``scheduled``) and steps not yet
+        finished."""
         plans = dict(self._open)
         if self.store is not None:
             in_vcenter = {m.group(1) for _task, info in scheduled if (m := _PLAN_IN_NAME.match(info.name))}
-            stored = self.store.plans_with_steps([StepStatus.SCHEDULED]) + self.store.plans_with_steps(
-                [StepStatus.PENDING, StepStatus.RUNNING], plan_ids=in_vcenter
-            )
+            stored = self.store.plans_with_steps(
+                [StepStatus.SCHEDULED, StepStatus.RUNNING]
+            ) + self.store.plans_with_steps([StepStatus.PENDING], plan_ids=in_vcenter)
             for plan in stored:
                 plans.setdefault(plan.id, plan)
         plans.pop(exclude or "", None)
@@ -293,7 +351,7 @@ class ScheduledTaskExecutor(Executor):
         already running cannot be stopped: its outcome is read back as usual).
         """
         scheduled = self._scheduled(driver) if scheduled is None else scheduled
-        self._read_back(plan, {info.name: info for _task, info in scheduled})
+        self._read_back(plan, driver, {info.name: info for _task, info in scheduled})
         policy = self.conf.on_step_failure
         failed = _first_failure(plan)
         if policy == "abort" and failed is not None:
@@ -338,6 +396,17 @@ class ScheduledTaskExecutor(Executor):
                 if policy == "abort":
                     return self._withdraw(plan, driver, f"plan aborted after step {action.index} failed")
                 continue
+            except ConfigurationError as exc:
+                # credentials rejected or a certificate untrusted (AuthenticationFailed): every
+                # later call would be refused alike, so the caller stops once this is on record
+                self.record(plan, action, StepStatus.FAILED, f"{type(exc).__name__}: {exc}")
+                raise
+            except Exception as exc:
+                # a fault in this code or the driver, not a refusal by vCenter: as with the driver
+                # executor, the step fails, the rest of the plan is cancelled and the error raised
+                why = f"unexpected error, plan aborted: {type(exc).__name__}: {exc}"
+                self.record(plan, action, StepStatus.FAILED, why)
+                raise
             if task is None:
                 self.record(plan, action, StepStatus.SUCCEEDED, "nothing to do")
             else:
@@ -364,18 +433,18 @@ class ScheduledTaskExecutor(Executor):
         if all(a.status in FINISHED for a in plan.actions):
             return plan
         scheduled = self._scheduled(driver)
-        self._read_back(plan, {info.name: info for _task, info in scheduled})
+        self._read_back(plan, driver, {info.name: info for _task, info in scheduled})
         tasks = {info.name: task for task, info in scheduled}
         for action in plan.actions:
             if action.status in FINISHED:
                 continue
             if action.status is StepStatus.RUNNING:
-                message = f"running in vCenter, too late to withdraw ({why}); its outcome is read back"
-                if message != action.message:
+                message = f"too late to withdraw ({why}); its outcome is read back"
+                if message not in action.message:
                     LOG.warning(
                         "step %s (%s) is running in vCenter: not withdrawn", action.index, action.kind
                     )
-                    self.record(plan, action, StepStatus.RUNNING, message)
+                    self.record(plan, action, StepStatus.RUNNING, _joined(action.message, message))
                 continue
             task = tasks.get(task_name(plan, action))
             if task is not None:
@@ -384,7 +453,7 @@ class ScheduledTaskExecutor(Executor):
             self.record(plan, action, StepStatus.CANCELLED, why)
         return plan
 
-    def _read_back(self, plan: ActionPlan, infos: dict[str, Any]) -> None:
+    def _read_back(self, plan: ActionPlan, driver: VSphereDriver, infos: dict[str, Any]) -> None:
         """Record the state vCenter reports for each written step still open in the plan."""
         for action in plan.actions:
             if action.status not in (StepStatus.SCHEDULED, StepStatus.RUNNING):
@@ -395,8 +464,13 @@ class ScheduledTaskExecutor(Executor):
                     # recorded by another pass or process, which then removed the task (or an
                     # admin did): the step ran
                     action.status, action.message = outcome
-                    continue
-                self.record(plan, action, StepStatus.CANCELLED, "the scheduled task was removed in vCenter")
+                elif action.status is StepStatus.RUNNING:
+                    if (outcome := _late_outcome(driver, action)) is not None:
+                        self.record(plan, action, *outcome)
+                else:
+                    self.record(
+                        plan, action, StepStatus.CANCELLED, "the scheduled task was removed in vCenter"
+                    )
                 continue
             status = _STATE_TO_STATUS.get(str(info.state), StepStatus.SCHEDULED)
             if status is StepStatus.SCHEDULED and not info.enabled:
@@ -405,6 +479,10 @@ class ScheduledTaskExecutor(Executor):
                 message = _failure_message(info)
             elif status is StepStatus.SUCCEEDED:
                 message = f"ran at {info.prevRunTime.isoformat() if info.prevRunTime else '?'}"
+            elif status is StepStatus.RUNNING and info.activeTask is not None:
+                # named, so that the outcome can be read from that task if the scheduled task goes
+                ran_as = f"running as vCenter task {info.activeTask._moId}"
+                message = action.message if ran_as in action.message else _joined(action.message, ran_as)
             else:
                 message = action.message
             if status is not action.status or message != action.message:
@@ -498,6 +576,44 @@ def _holds(action: Action) -> list[str]:
     if action.kind is ActionKind.LIVE_MIGRATE:
         return [f"VM {action.vm_id}", f"room on host {action.target_host_id}"]
     return [f"VM {action.vm_id}"]
+
+
+def _late_outcome(driver: VSphereDriver, action: Action) -> tuple[StepStatus, str] | None:
+    """The outcome of a running step whose scheduled task was removed before its outcome was
+    read, from the vCenter task it started (None: that task still runs, or cannot be read now).
+
+    vCenter keeps a finished task for a while only; once it has dropped it, the outcome is unknown.
+    """
+    removed = "the scheduled task was removed in vCenter while it ran"
+    match = _RAN_AS.search(action.message)
+    if match is None:
+        return StepStatus.FAILED, f"{removed}: its outcome is unknown"
+    task_id = match.group(1)
+    try:
+        with faults(f"reading vCenter task {task_id}"):
+            info = vim.Task(task_id, driver.session.stub).info
+    except NotFound:
+        return StepStatus.FAILED, f"{removed}; vCenter no longer has task {task_id}: its outcome is unknown"
+    except DriverError as exc:
+        LOG.warning(
+            "step %s: the outcome of vCenter task %s is read again later: %s", action.index, task_id, exc
+        )
+        return None
+    state = str(info.state)
+    if state == "success":
+        at = info.completeTime.isoformat() if info.completeTime else "?"
+        return StepStatus.SUCCEEDED, f"{removed}; the task it started, {task_id}, succeeded at {at}"
+    if state == "error":
+        error = convert.error_from_fault(info.error, f"task {task_id}")
+        return (
+            StepStatus.FAILED,
+            f"{removed}; the task it started, {task_id}, failed: {type(error).__name__}: {error}",
+        )
+    return None
+
+
+def _joined(message: str, addition: str) -> str:
+    return f"{message}; {addition}" if message else addition
 
 
 def _ran_at(info: Any) -> float | None:

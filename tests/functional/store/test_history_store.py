@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -347,6 +348,26 @@ def test_list_plans_newest_first_filtered_by_strategy(history_store: HistoryStor
     assert [p.id for p in history_store.list_plans(limit=1)] == [plans[2].id]
     assert [p.id for p in history_store.list_plans(strategy="predictive")] == [plans[2].id, plans[0].id]
     assert history_store.list_plans(strategy="noop") == []
+
+
+def test_failed_steps_since_finds_recent_failures_by_their_message_literally(
+    history_store: HistoryStore,
+) -> None:
+    plan = _plan()
+    history_store.save_plan(plan)
+    history_store.update_step(plan.id, 0, StepStatus.FAILED, "task-7 still running; its outcome is unknown")
+    history_store.update_step(plan.id, 1, StepStatus.FAILED, "100% unknown_outcome; in the end, it moved")
+    history_store.update_step(plan.id, 2, StepStatus.RUNNING, "its outcome is unknown")
+    history_store.update_step(plan.id, 3, StepStatus.FAILED, "refused")
+
+    found = history_store.failed_steps_since(0.0, "outcome is unknown", "; in the end, ")
+
+    assert found == [(plan.id, 0, "task-7 still running; its outcome is unknown")]
+    assert history_store.failed_steps_since(0.0, "100% unknown_", "nothing") == [
+        (plan.id, 1, "100% unknown_outcome; in the end, it moved")
+    ]
+    assert history_store.failed_steps_since(0.0, "100_ ", "nothing") == [], "% and _ are literal"
+    assert history_store.failed_steps_since(time.time() + 60, "outcome is unknown", "x") == []
 
 
 def test_unknown_plan_or_step_is_not_found(history_store: HistoryStore) -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+import pytest
 from pyVmomi import vim
 from vcsim_admin import cluster_hosts, wait_for
 
-from cotenancy.model import ActionKind, ActionPlan, StepStatus
+from cotenancy.model import ActionKind, ActionPlan, Allocation, StepStatus
 from cotenancy.plugins.vcenter.executor import ScheduledTaskExecutor, task_name
 
 GROUP = "vcenter-scheduled"
@@ -132,6 +133,29 @@ def test_only_cotenancys_own_tasks_with_a_recorded_outcome_are_removed(
     tasks[unrecorded].RemoveScheduledTask()
 
 
+def test_a_pass_removes_at_most_max_removals_per_pass_tasks_and_leaves_the_rest_to_later_passes(
+    admin, driver, vsphere_conf, store, new_vm
+):
+    """The first pass after an upgrade may find thousands of old finished tasks: one removal call
+    each would make that pass (and the round it belongs to) last minutes."""
+    plan = ActionPlan(strategy="test")
+    for _ in range(5):
+        plan.add(ActionKind.SET_ALLOCATION, vm_id=new_vm()._moId, allocation=Allocation(shares=2000))
+    names = written(admin, vsphere_conf, driver, store, plan)
+    assert len(names) == 5
+    vsphere_conf.set_override("finished_task_retention", 0.0, group=GROUP)
+    vsphere_conf.set_override("max_removals_per_pass", 2, group=GROUP)
+    later = ScheduledTaskExecutor(vsphere_conf, store=store)
+
+    left = []
+    for _ in range(3):
+        later.follow_up(driver)
+        left.append(len(set(names) & set(scheduled(admin))))
+
+    assert left == [3, 1, 0]
+    assert [a.status for a in store.get_plan(plan.id).actions] == [StepStatus.SUCCEEDED] * 5
+
+
 def test_a_removal_vcenter_refuses_is_logged_and_done_in_the_next_pass(
     vcsim, admin, driver, vsphere_conf, store, new_vm, caplog
 ):
@@ -180,3 +204,39 @@ def test_a_task_removed_after_its_outcome_was_recorded_keeps_that_outcome(
     assert plan.actions[0].status is StepStatus.SUCCEEDED
     assert plan.actions[0].message == recorded.message
     assert store.get_plan(plan.id).actions[0] == recorded
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "told"),
+    [(None, StepStatus.SUCCEEDED, "succeeded"), ("MigrationFault", StepStatus.FAILED, "MigrationFault")],
+    ids=["succeeded", "failed"],
+)
+def test_a_step_whose_task_an_admin_removed_while_it_ran_gets_the_outcome_of_the_task_it_ran_as(
+    vcsim, admin, driver, vsphere_conf, store, new_vm, fault, status, told
+):
+    """The scheduled task is gone, and with it its outcome; the task it started (``activeTask``,
+    read while it ran) still tells how the step ended. Before, the step stayed ``running`` in the
+    history store for good: no pass of a later process looked at its plan again."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm = new_vm(host=source)
+    vcsim.arm_fault("RelocateVM_Task", fault, delay_ms=1500, this=vm._moId)  # a slow migration
+    plan = ActionPlan(strategy="test")
+    plan.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    store.save_plan(plan)
+    service = ScheduledTaskExecutor(vsphere_conf, store=store, run_at=soon())
+    service.execute(plan, driver)
+    name = task_name(plan, plan.actions[0])
+    wait_for(lambda: scheduled(admin)[name].info.state == "running", "the migration is running")
+    service.follow_up(driver)
+    assert store.get_plan(plan.id).actions[0].status is StepStatus.RUNNING
+    started = scheduled(admin)[name].info.activeTask
+    scheduled(admin)[name].RemoveScheduledTask()  # an admin tidying the Scheduled Tasks view
+    wait_for(lambda: started.info.state in ("success", "error"), "the migration ended")
+
+    ScheduledTaskExecutor(vsphere_conf, store=store).follow_up(driver)  # the next process
+
+    step = store.get_plan(plan.id).actions[0]
+    assert step.status is status
+    assert "removed in vCenter while it ran" in step.message
+    assert started._moId in step.message
+    assert told in step.message

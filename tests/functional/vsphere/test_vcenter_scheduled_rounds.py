@@ -223,3 +223,27 @@ def test_a_later_plan_moves_no_vm_into_a_host_an_earlier_relocation_still_waits_
     waiting = {t.info.entity._moId for t in admin.scheduledTaskManager.scheduledTask}
     assert other._moId not in waiting
     assert {vm._moId, elsewhere._moId} <= waiting
+
+
+def test_a_round_with_an_earlier_plan_open_lists_vcenters_scheduled_tasks_once(
+    admin, driver, vsphere_conf, store, new_vm, remove_tasks, monkeypatch
+):
+    """The listing is the longest read of a pass (every scheduled task, everyone's): the follow-up
+    of earlier plans and the current plan's writing share one."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    first = ActionPlan(strategy=PlansInTurn.name)
+    first.add(ActionKind.LIVE_MIGRATE, vm_id=vm._moId, target_host_id=target._moId)
+    second = ActionPlan(strategy=PlansInTurn.name)
+    second.add(ActionKind.SET_ALLOCATION, vm_id=other._moId, allocation=Allocation(shares=2000))
+    one_round(vsphere_conf, driver, store, first, start_delay=3600)
+    listings: list[int] = []
+    listing = driver.scheduled_tasks
+    monkeypatch.setattr(driver, "scheduled_tasks", lambda: listings.append(1) or listing())
+    store.save_plan(second)
+
+    ScheduledTaskExecutor(vsphere_conf, store=store).execute(second, driver)
+
+    assert len(listings) == 1
+    assert store.get_plan(first.id).actions[0].status is StepStatus.SCHEDULED
+    assert store.get_plan(second.id).actions[0].status is StepStatus.SCHEDULED

@@ -302,3 +302,53 @@ def test_relocation_someone_else_started_shows_the_vm_as_migrating(vcsim, admin,
     assert inventory.vms[bystander._moId].state is VMState.ACTIVE
     wait_task(task)
     assert driver.get_inventory().vms[vm._moId].state is VMState.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("fault", "ended"),
+    [(None, "succeeded"), ("MigrationFault", "failed: ActionFailed")],
+    ids=["succeeded", "failed"],
+)
+def test_a_step_whose_relocation_outlived_its_timeout_has_its_eventual_outcome_recorded_by_a_later_process(
+    vcsim, admin, driver, vsphere_conf, store, new_vm, fault, ended
+):
+    """The step stays failed (it did not end within its timeout, and its dependents were skipped
+    for that); its message, read in ``cotenancy plan`` and the API, tells what vCenter did in the
+    end, also when the process that timed out has ended (the next ``cotenancy plan``)."""
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    vsphere_conf.set_override("step_timeout", 1.0)
+    vcsim.arm_fault("RelocateVM_Task", fault, delay_ms=2500, this=vm._moId)
+    plan = run(migrate_plan(vm, target, other), vsphere_conf, store, driver)
+    timed_out = plan.actions[0].message
+    task = re.search(r"task (task-\d+)", timed_out).group(1)
+    wait_for(lambda: vim.Task(task, admin.sessionManager._stub).info.state != "running", "the move ended")
+    later = VSphereDriver(vsphere_conf)  # a new process: nothing in memory about the task
+    try:
+        DriverExecutor(vsphere_conf, store=store).follow_up(later)
+    finally:
+        later.close()
+
+    step = store.get_plan(plan.id).actions[0]
+    assert step.status is StepStatus.FAILED
+    assert step.message.startswith(timed_out)
+    assert f"in the end, vCenter task {task} {ended}" in step.message
+    assert statuses(store.get_plan(plan.id))[1:] == [StepStatus.SUCCEEDED, StepStatus.SKIPPED]
+
+
+def test_a_step_whose_relocation_still_runs_is_left_unknown_until_it_ends(
+    vcsim, admin, driver, vsphere_conf, store, new_vm
+):
+    source, target = cluster_hosts(admin, 0)[:2]
+    vm, other = new_vm(host=source), new_vm(host=source)
+    vsphere_conf.set_override("step_timeout", 1.0)
+    vcsim.arm_fault("RelocateVM_Task", delay_ms=4000, this=vm._moId)
+    plan = run(migrate_plan(vm, target, other), vsphere_conf, store, driver)
+    executor = DriverExecutor(vsphere_conf, store=store)
+
+    executor.follow_up(driver)
+
+    assert store.get_plan(plan.id).actions[0].message == plan.actions[0].message
+    wait_for(lambda: vm.runtime.host._moId == target._moId, "the move ended")
+    executor.follow_up(driver)
+    assert "in the end" in store.get_plan(plan.id).actions[0].message
