@@ -207,6 +207,8 @@ plan_steps = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("message", CloudText, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    # the executors' follow-up reads a day of failed steps every round (migration 0008)
+    sa.Index("ix_plan_steps_status_updated_at", "status", "updated_at"),
 )
 
 #: what API clients asked for (hints, affinity rules, drains, critical VMs), see cotenancy.store.requests
