@@ -113,19 +113,22 @@ OPTS = [
         "max_migrations_per_host",
         default=2,
         min=1,
-        help="Migrations per round that may leave or enter one host.",
+        help="Migrations per round that may leave or enter one host (a budget of what a round "
+        "starts: moves in flight are not counted; max_parallel_migrations_per_host limits concurrency).",
     ),
     cfg.IntOpt(
         "max_parallel_migrations",
         default=4,
         min=1,
-        help="Migrations that may run at the same time in the whole cloud (encoded in step order).",
+        help="Migrations that may run at the same time in the whole cloud (encoded in step order), "
+        "live migrations already in flight included.",
     ),
     cfg.IntOpt(
         "max_parallel_migrations_per_host",
         default=1,
         min=1,
-        help="Migrations touching one host that may run at the same time.",
+        help="Migrations touching one host that may run at the same time, live migrations already in "
+        "flight to or from it included: a host whose lanes those all hold gets no new migration that round.",
     ),
     cfg.FloatOpt(
         "dirty_rate",

@@ -317,12 +317,14 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
     opt_risk: list[float] = []
     opt_violations: list[int] = []
     d_mid = problem.demand_or_held("mid")
+    # a host whose migration lanes moves in flight all take can neither send nor receive a VM
+    lane_open = problem.may_start_migration()
     dests_of = _spread_destinations(
         problem,
-        candidates,
+        [v for v in candidates if lane_open[int(problem.host_of[v])]],
         held_target,
         demand,
-        pool,
+        [h for h in pool if lane_open[h]],
         residents,
         fixed_held_all,
         fixed_demand_all,
@@ -338,7 +340,7 @@ def build_candidate_model(problem: PlanningProblem) -> CandidateModel:
         modes = [(True, held_scaled)]
         if (held_scaled > held_plain + _EPS).any():
             modes.append((False, held_plain))
-        dests = dests_of[v]
+        dests = dests_of[v] if lane_open[int(problem.host_of[v])] else []
         move_cost = s.weight_migration * mig.seconds(problem.size[v, 1]) + s.migration_fixed_cost
         # destinations hold no VM the candidate may not meet; its home may
         home_violations = sum(problem.conflicting(v, int(w)) for w in residents[home])

@@ -11,7 +11,10 @@ dropped, and a cycle of swaps that blocks the sequence is broken through a stagi
 graph then keeps only the orderings safety needs: a step that adds to a host waits for every
 earlier step that releases on that host, and the steps of one VM run in order. In any execution
 the VMs and load on a host are then at most those of a prefix of the sequence, which fits.
-Finally lanes limit how many migrations run at once, per host and in total.
+Finally lanes limit how many migrations run at once, per host and in total. A live migration
+already in flight holds a lane on its source, on its target and in the cloud until it lands; no
+step can wait for it (it is not one), so a plan uses only the lanes left, and no step migrates to
+or from a host whose lanes are all taken.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class _Sequencer:
         self.limit = np.maximum(problem.capacity, self.load)
         # a VM in flight is a resident of its target too: it takes room there and meets its VMs
         self.residents: list[set[int]] = [set(on.tolist()) for on in problem.occupants()]
+        self.lane_open = problem.may_start_migration()
         self.steps: list[_Step] = []
 
     def fits(self, h: int, extra: np.ndarray) -> bool:
@@ -134,7 +138,9 @@ class _Sequencer:
 
     def migrate(self, v: int, target: int, reason: str, benefit: float) -> bool:
         source = int(self.host_of[v])
-        if target == source or not self.fits(target, self.held[v]) or not self.may_join(v, target):
+        if target == source or not (self.lane_open[source] and self.lane_open[target]):
+            return False
+        if not self.fits(target, self.held[v]) or not self.may_join(v, target):
             return False
         self.steps.append(
             _Step(
@@ -247,12 +253,13 @@ def _stage_one(seq: _Sequencer, pending: list[VMChange], staged: set[int]) -> bo
 
 
 def _to_plan(problem: PlanningProblem, steps: list[_Step], strategy: str) -> ActionPlan:
-    s = problem.settings
     deps: list[set[int]] = [set() for _ in steps]
     last_of_vm: dict[int, int] = {}
     releases_on: dict[int, list[int]] = {}
     host_lanes: dict[int, list[int | None]] = {}
-    global_lanes: list[int | None] = [None] * s.max_parallel_migrations
+    # the lanes moves in flight leave free (the sequencer only moves between hosts with one)
+    free_at, free_total = problem.free_lanes()
+    global_lanes: list[int | None] = [None] * free_total
     n_migrations = 0
     for i, step in enumerate(steps):
         if step.vm in last_of_vm:
@@ -262,7 +269,7 @@ def _to_plan(problem: PlanningProblem, steps: list[_Step], strategy: str) -> Act
             deps[i].update(releases_on.get(h, ()))
         if step.kind is ActionKind.LIVE_MIGRATE:
             for h in (step.source, step.target):
-                lanes = host_lanes.setdefault(h, [None] * s.max_parallel_migrations_per_host)
+                lanes = host_lanes.setdefault(h, [None] * int(free_at[h]))
                 free = _lane_for(lanes)
                 if lanes[free] is not None:
                     deps[i].add(lanes[free])

@@ -158,6 +158,8 @@ class PlanningProblem:
     host_of: np.ndarray  # (V,) int, -1 when unplaced
     #: (V,) int: the host a live migration in flight is taking the VM to, -1 when none (or unknown)
     arriving: np.ndarray
+    #: (V,) bool: a live migration is moving the VM now (its target known or not)
+    in_flight: np.ndarray
     size: np.ndarray  # (V, R)
     reservation: np.ndarray  # (V, R)
     target_size: np.ndarray  # (V, R)
@@ -271,6 +273,33 @@ class PlanningProblem:
         bounds = np.searchsorted(hosts[order], np.arange(len(self.host_ids) + 1))
         return [vms[order[bounds[h] : bounds[h + 1]]] for h in range(len(self.host_ids))]
 
+    def lanes_in_use(self) -> tuple[np.ndarray, int]:
+        """Live migrations running now: per host, those leaving or (where the target is known)
+        entering it, and their number in the whole cloud. Each takes one of the migration lanes
+        (``max_parallel_migrations_per_host``, ``max_parallel_migrations``) until it lands."""
+        per_host = np.zeros(len(self.host_ids), dtype=int)
+        moving = np.flatnonzero(self.in_flight & (self.host_of >= 0))
+        np.add.at(per_host, self.host_of[moving], 1)
+        arriving = self.arriving[moving]
+        np.add.at(per_host, arriving[arriving >= 0], 1)
+        return per_host, len(moving)
+
+    def free_lanes(self) -> tuple[np.ndarray, int]:
+        """Migration lanes a new plan may use: per host, and in the whole cloud (never below 0)."""
+        s = self.settings
+        per_host, total = self.lanes_in_use()
+        return (
+            np.maximum(s.max_parallel_migrations_per_host - per_host, 0),
+            max(s.max_parallel_migrations - total, 0),
+        )
+
+    def may_start_migration(self) -> np.ndarray:
+        """(H,) True where a new migration may leave or enter the host this round: a lane is free
+        on it and in the cloud. A plan cannot wait for a move in flight to land (it is no step),
+        so a host whose lanes are all taken is touched by no migration until the next round."""
+        per_host, total = self.free_lanes()
+        return (per_host > 0) & (total > 0)
+
     def conflicting(self, a: int, b: int) -> bool:
         """True when a hard policy or hard anti-affinity rule forbids ``a`` and ``b`` on one host."""
         if a == b or not (self.forbidden_classes or self._anti_of):
@@ -347,6 +376,7 @@ def build_problem(
     )
     frozen = pinned.copy()
     arriving = _arriving(vms, host_index, host_of, moving)
+    in_flight = np.array([v.state is VMState.MIGRATING or v.id in moving for v in vms], dtype=bool)
     hard_anti: list[list[int]] = []
     soft_anti: list[list[int]] = []
     for rule in inventory.rules:
@@ -377,6 +407,7 @@ def build_problem(
         power_max=np.array([host_power(h)[1] for h in hosts]),
         host_of=host_of,
         arriving=arriving,
+        in_flight=in_flight & (host_of >= 0),
         size=size,
         reservation=reservation,
         target_size=target_size,

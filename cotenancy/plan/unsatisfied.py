@@ -92,14 +92,18 @@ def _policies(problem: PlanningProblem, host_of: np.ndarray, found: Unsatisfied)
 
 
 def _drains(problem: PlanningProblem, host_of: np.ndarray, moved_off: set[int], found: Unsatisfied) -> None:
-    """Drains none of whose VMs leave in this plan (a drain under way is not reported)."""
+    """Drains none of whose VMs leave in this plan nor are leaving now (a drain under way is not
+    reported)."""
     every_host = bool(problem.maintenance.all())
+    lane_open = problem.may_start_migration()
     for h in np.flatnonzero(problem.maintenance).tolist():
         staying = np.flatnonzero(host_of == h)
-        if not len(staying) or h in moved_off:
+        if not len(staying) or h in moved_off or problem.in_flight[staying].any():
             continue
         if every_host:
             why = "every host is in maintenance"
+        elif not lane_open[h]:
+            why = "the migration lanes are all taken by moves in flight"
         elif problem.pinned[staying].all():
             why = "they may not move: hard affinity, stopped or migrating"
         else:

@@ -3,6 +3,10 @@
 Building it costs one pass over the inventory; strategies then work on numpy arrays instead of
 records. VM order follows the inventory's order, which drivers keep as each host's VM list order
 (the order VMs arrived on their host), so tie-breaks match CloudSim's list scans.
+
+A VM a live migration is taking elsewhere is on its source (``vm_host``) and names the host it is
+arriving on (``vm_target``, where the driver knows it): strategies count it on both until it lands,
+as CloudSim counts a VM migrating in on its target host.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class ArrayView:
     vm_memory: np.ndarray
     vm_vcpus: np.ndarray
     vm_migrating: np.ndarray
+    #: (V,) host a live migration in flight is taking the VM to, -1 when none or unknown
+    vm_target: np.ndarray
     vm_request: np.ndarray
     vm_allocated: np.ndarray
     vm_history: np.ndarray
@@ -45,6 +51,17 @@ class ArrayView:
 
     def host_utilisation(self) -> np.ndarray:
         return self.host_used() / self.host_cpu
+
+    def arriving(self) -> np.ndarray:
+        """VMs in flight to a known host (indices into the VM arrays)."""
+        return np.flatnonzero(self.vm_target >= 0)
+
+    def host_sum(self, per_vm: np.ndarray) -> np.ndarray:
+        """Sum per host of a per-VM amount, a VM in flight counted on its source and its target."""
+        on = self.vm_host >= 0
+        out = np.bincount(self.vm_host[on], per_vm[on], self.n_hosts)
+        coming = self.arriving()
+        return out + np.bincount(self.vm_target[coming], per_vm[coming], self.n_hosts)
 
 
 def _linear_power(n: int) -> np.ndarray:
@@ -79,6 +96,8 @@ def array_view(state: ClusterState, history: int = 30) -> ArrayView:
     vm_cpu = np.array([v.size.cpu for v in vms], dtype=float)
     vm_memory = np.array([v.size.memory for v in vms], dtype=float)
     migrating = np.array([v.id in state.migrating or v.state is VMState.MIGRATING for v in vms], dtype=bool)
+    target = np.array([index.get(v.migration_target or "", -1) for v in vms], dtype=np.int64)
+    target[~migrating | (target == vm_host) | (vm_host < 0)] = -1
     tel = state.telemetry
     n = len(vms)
     request = np.zeros(n)
@@ -116,6 +135,7 @@ def array_view(state: ClusterState, history: int = 30) -> ArrayView:
         vm_memory=vm_memory,
         vm_vcpus=np.array([max(1, v.vcpus) for v in vms], dtype=float),
         vm_migrating=migrating,
+        vm_target=target,
         vm_request=request,
         vm_allocated=allocated,
         vm_history=hist,

@@ -93,6 +93,34 @@ class _Planner:
         self.members: list[list[int]] = [[] for _ in range(nh)]
         for vm, host in zip(idx.tolist(), h.tolist(), strict=True):
             self.members[host].append(vm)
+        #: hosts a VM in flight is arriving on, and those where one has a long history
+        self.receiving = np.zeros(nh, dtype=bool)
+        self.arriving_long = np.zeros(nh, dtype=bool)
+        self._count_arrivals()
+
+    def _count_arrivals(self) -> None:
+        """A VM in flight weighs on the host it is arriving on too, as in CloudSim, where a VM
+        migrating in is in its target's VM list (its utilisation history and requested MIPS count
+        there) and its source keeps it until it lands. It is no member of the target: it cannot be
+        selected there, and the target is not drained while it arrives."""
+        v = self.v
+        coming = v.arriving()
+        if not len(coming):
+            return
+        nh = v.n_hosts
+        t = v.vm_target[coming]
+        self.pred += np.bincount(t, self.vm_pred_mips[coming], nh)
+        self.arriving_long = np.bincount(t, self.vm_long[coming].astype(float), nh) > 0
+        self.long |= self.arriving_long
+        self.reqsum += np.bincount(t, self.req[coming], nh)
+        self.count += np.bincount(t, minlength=nh).astype(np.int64)
+        capped = np.minimum(self.req[coming], v.host_pe[t] * v.vm_vcpus[coming])
+        self.available = np.maximum(self.available - np.bincount(t, capped, nh), 0.0)
+        self.used += np.bincount(t, capped, nh)
+        self.util_now = self.used / v.host_cpu
+        self.power_now = power_at(v.host_power, self.util_now)
+        self.mem_used += np.bincount(t, v.vm_memory[coming], nh)
+        self.receiving = np.bincount(t, minlength=nh) > 0
 
     # --- overload tests ---------------------------------------------------------------
     def overloaded(self, host: int) -> bool:
@@ -110,7 +138,7 @@ class _Planner:
 
     # --- bookkeeping ---------------------------------------------------------------
     def _host_long(self, host: int) -> bool:
-        return bool(any(self.vm_long[m] for m in self.members[host]))
+        return bool(self.arriving_long[host] or any(self.vm_long[m] for m in self.members[host]))
 
     def remove(self, vm: int, host: int) -> None:
         self.members[host].remove(vm)
@@ -196,6 +224,8 @@ class _Planner:
         # a host keeping a VM of a hard affinity group stays on: draining the rest saves nothing
         on = v.vm_host >= 0
         excl_under |= np.bincount(v.vm_host[on], self.rules.pinned[on], v.n_hosts) > 0
+        # CloudSim drains no host a VM is migrating in to (areAllVmsMigratingOutOrAnyVmMigratingIn)
+        excl_under |= self.receiving
         if not self.quirks:
             # what CloudSim meant: a host that just received a VM is not drained in the same round
             for _, _, target in moves:

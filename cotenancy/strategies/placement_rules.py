@@ -4,8 +4,9 @@ The predictive planner builds these into its model (:mod:`cotenancy.plan.problem
 only need to know, move by move, which hosts a VM may not go to, and which VMs may not move at all,
 so that a baseline run against a real cloud never breaks a rule the operator set:
 
-- no two VMs a co-tenancy policy keeps apart end up on one host (counting VMs already there and
-  VMs planned to go there in the same plan, stopped VMs included, as the planner does);
+- no two VMs a co-tenancy policy keeps apart end up on one host (counting VMs already there, VMs
+  a live migration in flight is taking there, and VMs planned to go there in the same plan,
+  stopped VMs included, as the planner does);
 - no two members of a hard anti-affinity rule end up on one host;
 - a member of a hard affinity rule does not move (the baselines cannot move a group as one).
 
@@ -53,6 +54,11 @@ class PlacementRules:
         self._count = np.zeros((view.n_hosts, self._forbidden.shape[0]), dtype=np.int64)
         placed = self._host_of >= 0
         np.add.at(self._count, (self._host_of[placed], self._class[placed]), 1)
+        # a VM in flight is on its source until it lands, and about to be on its target
+        coming = view.arriving()
+        self._target = np.full(len(vms), -1, dtype=np.int64)
+        self._target[self._row[coming]] = view.vm_target[coming]
+        np.add.at(self._count, (view.vm_target[coming], self._class[self._row[coming]]), 1)
         self._apart: dict[int, set[int]] = {}
         for ids in apart:
             rows = {row_of[vm] for vm in ids if vm in row_of}
@@ -66,7 +72,8 @@ class PlacementRules:
             return blocked
         row = self._row[vm]
         blocked |= (self._count[:, self._forbidden[self._class[row]]] > 0).any(axis=1)
-        partners = self._host_of[sorted(self._apart.get(row, ()))]
+        rows = sorted(self._apart.get(row, ()))
+        partners = np.concatenate([self._host_of[rows], self._target[rows]])
         blocked[partners[partners >= 0]] = True
         return blocked
 

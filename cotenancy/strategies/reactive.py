@@ -2,7 +2,8 @@
 
 The simplest thing an operator's script does: after the fact, move the smallest VMs off each hot
 host (largest demand first would move more data) until its current demand is under the threshold,
-to the host that stays coolest after the move. No prediction, no consolidation.
+to the host that stays coolest after the move. No prediction, no consolidation. A VM a live
+migration is taking elsewhere counts on its source and on its target until it lands.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ class ReactiveThresholdStrategy(Strategy):
         rules = PlacementRules(state.inventory, view)
         threshold = self.options.threshold
         limit = self.options.max_migrations
-        on = view.vm_host >= 0
-        demand = np.bincount(view.vm_host[on], view.vm_request[on], view.n_hosts)
-        memory = np.bincount(view.vm_host[on], view.vm_memory[on], view.n_hosts)
+        # a VM in flight weighs on its source and on the host it is about to land on
+        demand = view.host_sum(view.vm_request)
+        memory = view.host_sum(view.vm_memory)
         host_memory = np.array([h.capacity.memory for h in state.inventory.hosts.values()], dtype=float)
         cap = view.host_cpu
         hot = np.flatnonzero(demand > threshold * cap)

@@ -96,3 +96,20 @@ def compute_model_from_inventory(inventory: Inventory, mhz_per_vcpu: float = 100
         model.map_instance(instance, node)
         view.vm_by_uuid[instance.uuid] = vm.id
     return view
+
+
+def migration_records(inventory: Inventory) -> list[dict[str, str]]:
+    """Nova's migration records (``GET /os-migrations``) of the moves under way in ``inventory``,
+    as the Watcher plugin reads them next to the compute model: the model shows a moving server
+    ``active`` on its source (as Nova's collector does), the record says where it goes."""
+    hostname = {h.id: h.name or h.id for h in inventory.hosts.values()}
+    return [
+        {
+            "instance_uuid": watcher_uuid("vm", vm.id),
+            "status": "running",
+            "source_compute": hostname[vm.host_id],
+            "dest_compute": hostname[vm.migration_target],
+        }
+        for vm in sorted(inventory.vms.values(), key=lambda v: v.id)
+        if vm.state is VMState.MIGRATING and vm.host_id in hostname and vm.migration_target in hostname
+    ]

@@ -246,6 +246,8 @@ def _audit(request: dict[str, Any]) -> dict[str, Any]:
     if "cotenancy_config_file" in request:
         strategy.config["cotenancy_config_file"] = request["cotenancy_config_file"]
     strategy._compute_model = model
+    # Nova's migration records as the request gives them (no Nova here)
+    strategy.migrations_in_flight = lambda: [_migration(m, uuid_of) for m in request.get("migrations", [])]
     strategy._datasource_backend = datasource.CotenancyDatasource(
         metric_source(model, request.get("load", {}), uuid_of)
     )
@@ -282,10 +284,20 @@ def _audit(request: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _migration(record: dict[str, Any], uuid_of: dict[str, str]) -> dict[str, Any]:
+    """A Nova migration record of the request, its VM named by the scenario's id."""
+    vm = str(record["instance_uuid"])
+    return dict(record, instance_uuid=uuid_of.get(vm, vm))
+
+
 def command_translate(request: dict[str, Any]) -> dict[str, Any]:
-    model, _ = scenario_model(request["scenario"])
+    model, vm_by_uuid = scenario_model(request["scenario"])
+    uuid_of = {v: u for u, v in vm_by_uuid.items()}
     scale = translate.UnitScale(mhz_per_vcpu=float(request.get("mhz_per_vcpu", 2000.0)))
     inventory = translate.inventory_from_compute_model(model, scale)
+    translate.apply_migrations_in_flight(
+        inventory, [_migration(m, uuid_of) for m in request.get("migrations", [])]
+    )
     plan = ActionPlan(strategy="hand-written")
     for step in request["plan"]:
         kind = ActionKind(step["kind"])
@@ -317,7 +329,13 @@ def command_translate(request: dict[str, Any]) -> dict[str, Any]:
                 for h in inventory.hosts.values()
             },
             "vms": {
-                v.id: {"host_id": v.host_id, "size": v.size.as_dict(), "movable": v.attributes["movable"]}
+                v.id: {
+                    "host_id": v.host_id,
+                    "size": v.size.as_dict(),
+                    "movable": v.attributes["movable"],
+                    "state": v.state.value,
+                    "migration_target": v.migration_target,
+                }
                 for v in inventory.vms.values()
             },
         },

@@ -234,6 +234,9 @@ class WatcherOnSimulator:
         strategy._datasource_backend = datasource.CotenancyDatasource(
             SimulatorSource(view, self.driver, self.history)
         )
+        if hasattr(strategy, "migrations_in_flight"):
+            # the moves under way as Nova's records would list them (there is no Nova to ask)
+            strategy.migrations_in_flight = lambda: cloud_model.migration_records(inventory)
         strategy.input_parameters = self.parameters(strategy)
         try:
             if self.explain:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cotenancy.drivers.nova.convert import MIGRATION_DONE, MIGRATION_FAILED
 from cotenancy.model import (
     VM,
     ActionKind,
@@ -206,6 +207,35 @@ def inventory_from_compute_model(model: Any, scale: UnitScale) -> Inventory:
                     "disk_gb": str(field_of(instance, "disk", 0)),
                 },
             )
+    return inventory
+
+
+def _record_field(record: Any, name: str) -> Any:
+    """A field of a Nova migration record: an SDK object or the dict its JSON is."""
+    return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
+
+
+def apply_migrations_in_flight(inventory: Inventory, migrations: Iterable[Any]) -> Inventory:
+    """Mark the VMs Nova's unfinished migration records move as ``migrating``, each with the host
+    it is arriving on (``dest_compute``, a compute node's hostname) where the model lists it.
+
+    Watcher's compute model cannot say so itself: Nova keeps a live-migrating server's
+    ``vm_state`` ``active`` and its host the source until it lands, so the model shows it at home
+    like any other. Without the records the planner would count it on its source only, and could
+    move it again or fill the room it is about to take. A record for a VM the audit does not
+    cover, or naming its own host, changes nothing; a target outside the audit's scope leaves the
+    VM migrating to an unknown host (it then counts on its source only)."""
+    host_by_name = {h.name: h.id for h in inventory.hosts.values()}
+    for record in migrations:
+        vm = inventory.vms.get(str(_record_field(record, "instance_uuid") or ""))
+        status = str(_record_field(record, "status") or "").lower()
+        if vm is None or vm.host_id is None or status in MIGRATION_DONE | MIGRATION_FAILED:
+            continue
+        target = host_by_name.get(str(_record_field(record, "dest_compute") or ""))
+        if target == vm.host_id:
+            continue
+        vm.state = VMState.MIGRATING
+        vm.migration_target = target if target is not None else vm.migration_target
     return inventory
 
 
@@ -422,12 +452,20 @@ def host_conflicts(
     headroom: float = 1.0,
 ) -> set[str]:
     """Hosts where the VMs' demand exceeds ``headroom`` x capacity in CPU or memory: the VMs there
-    cannot all get what they ask for, which is the conflict the product exists to prevent."""
+    cannot all get what they ask for, which is the conflict the product exists to prevent. A VM a
+    live migration is taking elsewhere counts on its placement and on its ``migration_target``."""
     totals: dict[str, Resources] = {}
     for vm_id, host_id in placement.items():
         if host_id is None or vm_id not in demand:
             continue
         totals[host_id] = totals.get(host_id, Resources()) + demand[vm_id]
+    # a VM in flight weighs on the host it is landing on as well, until it lands
+    for vm in inventory.vms.values():
+        target = vm.migration_target
+        if vm.state is not VMState.MIGRATING or target not in inventory.hosts or vm.id not in demand:
+            continue
+        if target != placement.get(vm.id):
+            totals[target] = totals.get(target, Resources()) + demand[vm.id]
     conflicted = set()
     for host_id, total in totals.items():
         cap = inventory.hosts[host_id].capacity.scale(headroom)

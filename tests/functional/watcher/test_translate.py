@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from cotenancy.model import VM, ActionKind, ActionPlan, Host, Inventory, Resources
+from cotenancy.model import VM, ActionKind, ActionPlan, Host, Inventory, Resources, VMState
 from cotenancy.plugins.watcher import translate
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a multiple of 300
@@ -148,6 +148,32 @@ def test_a_host_is_in_conflict_when_its_vms_demand_more_than_it_has():
 
     assert translate.host_conflicts(inventory, demand, placement) == {"a"}
     assert translate.host_conflicts(inventory, demand, {**placement, "v2": "b"}) == set()
+
+
+def test_a_vm_in_flight_weighs_on_the_host_it_is_landing_on_in_the_conflict_count():
+    inventory = _inventory()
+    inventory.vms["v3"].state, inventory.vms["v3"].migration_target = VMState.MIGRATING, "a"
+    demand = {"v1": Resources(cpu=1500, memory=100), "v3": Resources(cpu=3000, memory=100)}
+
+    assert translate.host_conflicts(inventory, demand, inventory.placement()) == {"a"}
+
+
+def test_nova_migration_records_mark_the_vms_they_move_as_in_flight():
+    inventory = _inventory()
+    records = [
+        {"instance_uuid": "v1", "status": "running", "dest_compute": "host-b"},
+        {"instance_uuid": "v2", "status": "completed", "dest_compute": "host-b"},
+        {"instance_uuid": "v3", "status": "preparing", "dest_compute": "host-elsewhere"},
+        {"instance_uuid": "gone", "status": "running", "dest_compute": "host-a"},
+    ]
+
+    translate.apply_migrations_in_flight(inventory, records)
+
+    vms = inventory.vms
+    assert (vms["v1"].state, vms["v1"].migration_target) == (VMState.MIGRATING, "b")
+    assert (vms["v2"].state, vms["v2"].migration_target) == (VMState.ACTIVE, None)
+    # a target outside the audit's scope: moving, to a host the planner does not know
+    assert (vms["v3"].state, vms["v3"].migration_target) == (VMState.MIGRATING, None)
 
 
 def test_peak_demand_uses_a_high_quantile_and_treats_unknown_as_full_size():

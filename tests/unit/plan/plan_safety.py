@@ -3,7 +3,9 @@
 Semantics: a step may start once all its ``depends_on`` succeeded; unrelated steps may overlap.
 A migration puts the VM on its target when it starts and takes it off its source when it ends;
 an allocation or size change takes increases when it starts and gives decreases back when it ends.
-A VM a live migration in flight is taking elsewhere (``migration_target``) is on both hosts.
+A VM a live migration in flight is taking elsewhere (``migration_target``) is on both hosts, and
+that migration runs at every moment (it ends at a moment no step waits for): it counts against the
+parallelism limits on its source, on its target and in the whole cloud.
 
 Every reachable moment is "the steps of a dependency-closed set C have finished and any subset of
 the steps whose dependencies are all in C are running". Loads only grow with more running steps
@@ -108,6 +110,7 @@ def check_plan_safe(
             init_res[h].add(v.id)
     limit = {h: np.maximum(_vec(host.capacity), init_load[h]) for h, host in inventory.hosts.items()}
     initial_bad = {frozenset(p) for h in inventory.hosts for p in _bad_pairs(inventory, init_res[h])}
+    in_flight = [_occupied(inventory, v) for v in inventory.vms.values() if _in_flight(v)]
     deps = [set(a.depends_on) for a in plan.actions]
     n = len(plan.actions)
     seen: set[frozenset[int]] = set()
@@ -122,8 +125,11 @@ def check_plan_safe(
         _check_moment(inventory, plan, effects, done, running, init_load, init_res, limit, initial_bad)
         if max_parallel is not None or max_parallel_per_host is not None:
             moving = [i for i in running if plan.actions[i].kind is ActionKind.LIVE_MIGRATE]
-            if max_parallel is not None:
-                assert len(moving) <= max_parallel, f"{len(moving)} migrations may run at once: {moving}"
+            # moves in flight may already pass a limit (started by someone else): none may join them
+            if max_parallel is not None and moving:
+                assert len(moving) + len(in_flight) <= max_parallel, (
+                    f"{len(moving)} migrations may run at once beside {len(in_flight)} in flight: {moving}"
+                )
             if max_parallel_per_host is not None:
                 for h in inventory.hosts:
                     touching = [
@@ -131,12 +137,18 @@ def check_plan_safe(
                         for i in moving
                         if h in (plan.actions[i].source_host_id, plan.actions[i].target_host_id)
                     ]
-                    assert len(touching) <= max_parallel_per_host, (
-                        f"more than {max_parallel_per_host} migrations may touch {h} at once: {touching}"
+                    busy = sum(h in hosts for hosts in in_flight)
+                    assert not touching or len(touching) + busy <= max_parallel_per_host, (
+                        f"more than {max_parallel_per_host} migrations may touch {h} at once: "
+                        f"{touching} and {busy} in flight"
                     )
         for i in running:
             stack.append(done | {i})
     return len(seen)
+
+
+def _in_flight(vm: VM) -> bool:
+    return vm.state is VMState.MIGRATING and vm.host_id is not None
 
 
 def _occupied(inventory: Inventory, vm: VM) -> list[str]:

@@ -106,8 +106,82 @@ def test_a_slowed_vm_is_not_sent_to_a_quiet_host_a_busy_vm_is_arriving_on():
     sensitivity = np.array([0.5 if v == "s" else 0.01 for v in vms])
     activity = np.array([3.0 if v == "m" else 0.8 if v.startswith("busy") else 0.05 for v in vms])
     interference = VmInterference(sensitivity, activity, half_load=3.5)
-    settings = PlannerSettings(underloaded_hosts=0, weight_interference=100.0)
+    # a second lane on a: m leaving takes the first
+    settings = PlannerSettings(
+        underloaded_hosts=0, weight_interference=100.0, max_parallel_migrations_per_host=2
+    )
     plan = Planner(settings).plan(
         inventory, cpu_forecast(inventory, {}), migrating={"m"}, interference=interference
     )
     assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("s", "c")]
+
+
+def roomy_draining_cloud() -> Inventory:
+    """``draining_cloud`` with memory on c for x beside m arriving: only the lanes keep x off c."""
+    inventory = draining_cloud(migration_target="c")
+    inventory.hosts["c"].capacity = inventory.hosts["c"].capacity.replace(memory=8192)
+    return inventory
+
+
+def test_no_migration_starts_on_a_host_a_migration_in_flight_is_arriving_on():
+    settings = PlannerSettings(manage_allocations=False, underloaded_hosts=0)
+    quiet = draining_cloud()
+    quiet.hosts["c"].capacity = quiet.hosts["c"].capacity.replace(memory=8192)
+    assert final_hosts(quiet, Planner(settings).plan(quiet, cpu_forecast(quiet, {})))["x"] == "c"
+    inventory = roomy_draining_cloud()
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    # c's one lane (max_parallel_migrations_per_host = 1) is m's until it lands
+    assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("x", "d")]
+
+
+def test_a_host_with_a_lane_left_beside_a_migration_in_flight_takes_a_new_one():
+    settings = PlannerSettings(
+        manage_allocations=False, underloaded_hosts=0, max_parallel_migrations_per_host=2
+    )
+    inventory = roomy_draining_cloud()
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("x", "c")]
+
+
+def test_no_vm_leaves_a_host_a_migration_in_flight_is_leaving():
+    inventory = roomy_draining_cloud()
+    inventory.vms["m"].host_id = "a"  # m leaves the host in maintenance too, for c
+    settings = PlannerSettings(manage_allocations=False, underloaded_hosts=0)
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    assert plan.migrations == []
+    assert "unsatisfied" not in plan.stats  # the drain is under way: m is leaving
+
+
+def test_migrations_in_flight_fill_the_cloud_wide_lanes():
+    """m (b -> c) takes the only cloud-wide lane: x may not leave a for d, which is idle."""
+    settings = PlannerSettings(manage_allocations=False, underloaded_hosts=0, max_parallel_migrations=1)
+    inventory = roomy_draining_cloud()
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    assert plan.migrations == []
+    assert plan.stats["unsatisfied"] == (
+        "drain of a: 1 VMs cannot leave (the migration lanes are all taken by moves in flight)"
+    )
+
+
+def test_a_plan_runs_its_migrations_in_the_cloud_wide_lanes_left_by_those_in_flight():
+    """Two lanes in the cloud, one taken by m: the two VMs leaving a go one after the other."""
+    settings = PlannerSettings(
+        manage_allocations=False,
+        underloaded_hosts=0,
+        max_parallel_migrations=2,
+        max_parallel_migrations_per_host=3,
+    )
+    inventory = roomy_draining_cloud()
+    inventory.vms["x2"] = vm("x2", "a", memory=512)
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    first, second = plan.migrations
+    assert first.index in second.depends_on
+
+
+def test_a_migrating_vm_whose_target_is_unknown_takes_its_source_lane():
+    inventory = roomy_draining_cloud()
+    inventory.vms["m"].host_id = "a"
+    inventory.vms["m"].migration_target = None  # a vMotion DRS started: vCenter names no target
+    settings = PlannerSettings(manage_allocations=False, underloaded_hosts=0)
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    assert plan.migrations == []

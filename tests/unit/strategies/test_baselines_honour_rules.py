@@ -3,6 +3,8 @@
 They can run against real clouds, so their plans must never put two VMs a co-tenancy policy or a
 hard anti-affinity rule keeps apart on one host, nor move a member of a hard affinity group away
 from it. Soft rules are preferences they do not weigh; hosts in maintenance receive nothing.
+A VM a live migration is taking to another host counts there too (load, memory, company) until it
+lands, so neither overfills the host it is about to land on.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from cotenancy.model import (
     Resources,
     RuleKind,
     TelemetryWindow,
+    VMState,
     WorkloadClass,
     policies_allow,
 )
@@ -267,3 +270,99 @@ def test_hosts_in_maintenance_receive_no_vm_while_policies_are_checked(strategy)
     plan = strategy().plan(state)
     assert moves(plan)["web-1"] == "b"
     assert "drained" not in moves(plan).values()
+
+
+# --- both: a VM in flight counts on the host it is arriving on -------------------------------------
+
+
+def in_flight(v: VM, target: str) -> VM:
+    v.state, v.migration_target = VMState.MIGRATING, target
+    return v
+
+
+def test_reactive_does_not_fill_the_cpu_a_migrating_vm_is_about_to_take():
+    """``b`` looks the coolest, but ``m`` (700 MHz) is landing there: ``small`` goes to ``c``."""
+    vms = [
+        vm("small", "a", 300.0, memory=256.0),
+        vm("busy", "a", 700.0, memory=2048.0),
+        vm("other", "c", 400.0),
+        vm("m", "x", 700.0),
+    ]
+    hosts = {"a": 1000.0, "b": 1000.0, "c": 1000.0, "x": 1000.0}
+    assert moves(reactive().plan(cloud(hosts, vms))) == {"small": "b"}
+    in_flight(vms[3], "b")
+    assert moves(reactive().plan(cloud(hosts, vms))) == {"small": "c"}
+
+
+def test_reactive_does_not_fill_the_memory_a_migrating_vm_is_about_to_take():
+    vms = [
+        vm("small", "a", 300.0, memory=4096.0),
+        vm("busy", "a", 700.0, memory=4096.0),
+        vm("other", "c", 400.0),
+        in_flight(vm("m", "x", 100.0, memory=6144.0), "b"),
+    ]
+    plan = reactive().plan(cloud({"a": 1000.0, "b": 1000.0, "c": 1000.0, "x": 1000.0}, vms))
+    assert moves(plan) == {"small": "c"}  # b has 8192 MiB: 6144 arriving leave no room for 4096
+
+
+def test_lr_mmt_does_not_fill_the_cpu_a_migrating_vm_is_about_to_take():
+    """``small`` leaves overloaded ``a``; ``b`` is the cheapest in power to fill, unless ``m``
+    (300 MHz) landing there counts: then ``b`` would pass the 70 % static threshold."""
+    vms = [
+        vm("small", "a", 300.0, memory=256.0),
+        vm("busy", "a", 500.0, memory=2048.0),
+        vm("resident", "b", 250.0, memory=2048.0),
+        vm("light", "c", 100.0, memory=2048.0),
+        vm("m", "x", 300.0, memory=2048.0),
+        vm("other", "x", 150.0, memory=2048.0),
+    ]
+    hosts = {"a": 1000.0, "b": 1000.0, "c": 1000.0, "x": 1000.0}
+    assert moves(lr_mmt().plan(cloud(hosts, vms)))["small"] == "b"
+    in_flight(vms[4], "b")
+    assert moves(lr_mmt().plan(cloud(hosts, vms)))["small"] == "c"
+
+
+def test_lr_mmt_does_not_drain_a_host_a_vm_is_migrating_in_to():
+    """As CloudSim (``areAllVmsMigratingOutOrAnyVmMigratingIn``): emptying ``b`` saves nothing
+    while ``m`` is landing on it."""
+    vms = [vm("resident", "b", 100.0), vm("other", "c", 500.0), vm("m", "x", 300.0)]
+    hosts = {"b": 1000.0, "c": 1000.0, "x": 1000.0}
+    assert "resident" in moves(lr_mmt().plan(cloud(hosts, vms)))
+    in_flight(vms[2], "b")
+    assert "resident" not in moves(lr_mmt().plan(cloud(hosts, vms)))
+
+
+@pytest.mark.parametrize(("strategy", "busy", "third"), EACH_BASELINE_OVERLOADING)
+def test_a_vm_is_not_sent_where_a_vm_its_policies_keep_it_from_is_arriving(strategy, busy, third):
+    state = cloud(
+        {"a": 1000.0, "b": 1000.0, "c": 1000.0, "x": 1000.0},
+        [
+            vm("secret-1", "a", 300.0, memory=256.0, security="secret"),
+            vm("busy", "a", busy, memory=2048.0),
+            vm("public-1", "x", 100.0, security="public"),
+            vm("secret-2", "c", third, security="secret"),
+        ],
+        policies=[ISOLATE_SECRET],
+    )
+    assert moves(strategy().plan(state))["secret-1"] == "b"
+    in_flight(state.inventory.vms["public-1"], "b")
+    plan = strategy().plan(state)
+    assert moves(plan)["secret-1"] == "c"
+
+
+@pytest.mark.parametrize(("strategy", "busy", "third"), EACH_BASELINE_OVERLOADING)
+def test_a_vm_is_not_sent_where_a_member_of_its_anti_affinity_rule_is_arriving(strategy, busy, third):
+    apart = AffinityRule("web-apart", RuleKind.ANTI_AFFINITY, frozenset({"web-1", "web-2"}))
+    state = cloud(
+        {"a": 1000.0, "b": 1000.0, "c": 1000.0, "x": 1000.0},
+        [
+            vm("web-1", "a", 300.0, memory=256.0),
+            vm("busy", "a", busy, memory=2048.0),
+            vm("web-2", "x", 100.0),
+            vm("other", "c", third),
+        ],
+        rules=[apart],
+    )
+    assert moves(strategy().plan(state))["web-1"] == "b"
+    in_flight(state.inventory.vms["web-2"], "b")
+    assert moves(strategy().plan(state))["web-1"] == "c"
