@@ -69,7 +69,9 @@ class VM:
     ``allocation`` is the hypervisor-side share of contended resources: set_allocation changes it.
     ``migration_target`` is the host a live migration in flight (state ``migrating``) is taking the
     VM to, where the driver knows it (``None`` otherwise): ``host_id`` stays the host it runs on
-    until the move ends, and planners hold room for it on both.
+    until the move ends, and planners hold room for it on both. ``migration_waits`` is True while
+    that move waits to start (a relocation held as a vCenter scheduled task until its window): it
+    holds room and keeps the VM where it is, but takes no migration lane, since nothing moves yet.
     """
 
     id: str
@@ -85,6 +87,7 @@ class VM:
     flavor: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     migration_target: str | None = None
+    migration_waits: bool = False
 
 
 @dataclass(slots=True)

@@ -158,8 +158,10 @@ class PlanningProblem:
     host_of: np.ndarray  # (V,) int, -1 when unplaced
     #: (V,) int: the host a live migration in flight is taking the VM to, -1 when none (or unknown)
     arriving: np.ndarray
-    #: (V,) bool: a live migration is moving the VM now (its target known or not)
+    #: (V,) bool: a live migration is moving the VM now (its target known or not), or waits to
     in_flight: np.ndarray
+    #: (V,) bool: of those, the moves that wait to start (``VM.migration_waits``): no lane yet
+    waiting: np.ndarray
     size: np.ndarray  # (V, R)
     reservation: np.ndarray  # (V, R)
     target_size: np.ndarray  # (V, R)
@@ -276,9 +278,11 @@ class PlanningProblem:
     def lanes_in_use(self) -> tuple[np.ndarray, int]:
         """Live migrations running now: per host, those leaving or (where the target is known)
         entering it, and their number in the whole cloud. Each takes one of the migration lanes
-        (``max_parallel_migrations_per_host``, ``max_parallel_migrations``) until it lands."""
+        (``max_parallel_migrations_per_host``, ``max_parallel_migrations``) until it lands; a move
+        that waits for its window (a vCenter scheduled task) takes none until it runs, or a
+        relocation written for the night would shut its hosts to every move all day."""
         per_host = np.zeros(len(self.host_ids), dtype=int)
-        moving = np.flatnonzero(self.in_flight & (self.host_of >= 0))
+        moving = np.flatnonzero(self.in_flight & ~self.waiting & (self.host_of >= 0))
         np.add.at(per_host, self.host_of[moving], 1)
         arriving = self.arriving[moving]
         np.add.at(per_host, arriving[arriving >= 0], 1)
@@ -408,6 +412,7 @@ def build_problem(
         host_of=host_of,
         arriving=arriving,
         in_flight=in_flight & (host_of >= 0),
+        waiting=np.array([v.migration_waits for v in vms], dtype=bool) & in_flight,
         size=size,
         reservation=reservation,
         target_size=target_size,

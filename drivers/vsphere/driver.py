@@ -90,6 +90,8 @@ class Move(NamedTuple):
 
     why: str
     target: str | None = None
+    #: a scheduled task that has not started: the move holds room but nothing moves yet
+    waits: bool = False
 
 
 _POWER_STATES = {
@@ -264,6 +266,7 @@ class VSphereDriver(Driver):
                     if vm.state is VMState.ACTIVE:
                         vm.state = VMState.MIGRATING
                         vm.migration_target = moving[vm.id].target
+                        vm.migration_waits = moving[vm.id].waits
                 inventory.vms[vm.id] = vm
                 shapes[vm.id] = (vm.vcpus, vm.size.memory)
                 power[vm.id] = vm.attributes["power_state"]
@@ -793,7 +796,8 @@ def _scheduled_move(task: Any, info: Any) -> tuple[str, Move] | None:
         at = info.nextRunTime or getattr(info.scheduler, "runAt", None)
         when = f"at {at.isoformat()}" if at is not None else "enabled"
     why = f"scheduled task {task._moId}{where} ({info.state}, {when})"
-    return info.entity._moId, Move(why, host._moId if host is not None else None)
+    waits = info.state != vim.TaskInfo.State.running
+    return info.entity._moId, Move(why, host._moId if host is not None else None, waits)
 
 
 def _rules(config: Any) -> list[AffinityRule]:

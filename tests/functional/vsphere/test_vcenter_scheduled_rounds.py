@@ -194,6 +194,7 @@ def test_a_vm_whose_relocation_waits_in_vcenter_names_the_host_it_will_go_to(
 
     assert (waiting.state, waiting.host_id) == (VMState.MIGRATING, source._moId)
     assert waiting.migration_target == target._moId
+    assert waiting.migration_waits, "a task waiting for its window takes no migration lane yet"
     for task in admin.scheduledTaskManager.scheduledTask:
         task.RemoveScheduledTask()  # an admin cancels it: the VM goes nowhere
     assert driver.get_inventory().vms[vm._moId].migration_target is None

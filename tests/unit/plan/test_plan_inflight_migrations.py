@@ -134,6 +134,19 @@ def test_no_migration_starts_on_a_host_a_migration_in_flight_is_arriving_on():
     assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("x", "d")]
 
 
+def test_a_move_that_waits_for_its_window_holds_room_but_no_lane():
+    """A relocation written as a vCenter scheduled task for the night moves nothing until then: a
+    drain may use its hosts' lanes meanwhile, but not the room it will take on arrival."""
+    settings = PlannerSettings(manage_allocations=False, underloaded_hosts=0)
+    inventory = roomy_draining_cloud()
+    inventory.vms["m"].migration_waits = True
+    plan = Planner(settings).plan(inventory, cpu_forecast(inventory, {}), migrating={"m"})
+    assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("x", "c")]
+    cramped = draining_cloud(migration_target="c", migration_waits=True)
+    plan = Planner(settings).plan(cramped, cpu_forecast(cramped, {}), migrating={"m"})
+    assert [(s.vm_id, s.target_host_id) for s in plan.migrations] == [("x", "d")]
+
+
 def test_a_host_with_a_lane_left_beside_a_migration_in_flight_takes_a_new_one():
     settings = PlannerSettings(
         manage_allocations=False, underloaded_hosts=0, max_parallel_migrations_per_host=2
