@@ -9,6 +9,7 @@ rewrites the operator's screen. :func:`escape_controls` is the one place that de
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 #: control characters (C0, DEL, C1) and the separators Python and JavaScript end a line at: in an id
 #: or a label they forge lines in a log and in the plan table ``cotenancy plan`` prints, and
@@ -26,3 +27,10 @@ def escape_controls(text: str) -> str:
     written as its Python escape (``\\n``, ``\\x1b``, ``\\u2028``, ``\\u202e``): printable, so it shows
     on one line, in the order it was written, and moves no cursor."""
     return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def first_named(names: Sequence[str], shown: int) -> str:
+    """The first ``shown`` of ``names``, comma-separated, with how many more there are: a long list
+    (a workload's VMs rising together) cut to fit a line or a table cell."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

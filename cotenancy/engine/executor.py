@@ -113,8 +113,12 @@ class StepwiseExecutor(Executor):
 
         The step stays failed: it did not end in time, and its dependents went by that. Its
         message gets "in the end, ..." (:data:`LATER`), so ``cotenancy plan`` and the API say
-        whether the VM moved after all, also when the process that timed out has ended."""
-        if self.store is None:
+        whether the VM moved after all, also when the process that timed out has ended. A driver
+        that cannot look an operation up later (it keeps the base :meth:`Driver.outcome_later`)
+        costs the round no query."""
+        from cotenancy.drivers.base import Driver
+
+        if self.store is None or getattr(type(driver), "outcome_later", None) is Driver.outcome_later:
             return
         since = time.time() - LATE_OUTCOME_WINDOW
         for plan_id, index, message in self.store.failed_steps_since(since, UNKNOWN_OUTCOME, LATER):

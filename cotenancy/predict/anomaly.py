@@ -30,6 +30,7 @@ from cotenancy import loading
 from cotenancy.model import RESOURCE_UNITS, ClusterState, Event, EventKind, Resource
 from cotenancy.predict import features as feats
 from cotenancy.predict.base import Forecaster
+from cotenancy.text import first_named
 
 SOURCE = "cotenancy.predict.anomaly"
 
@@ -334,10 +335,8 @@ def affected(event: Event, vm_word: str = "VM", host_word: str = "host", shown: 
     (the first ``shown`` named; the event keeps them all)."""
     if len(event.vm_ids) == 1:
         return f"{vm_word} {event.vm_ids[0]} ({host_word} {event.host_id})"
-    names = ", ".join(event.vm_ids[:shown])
-    more = f" and {len(event.vm_ids) - shown} more" if len(event.vm_ids) > shown else ""
     where = f" on {host_word} {event.host_id}" if event.host_id else ""
-    return f"{len(event.vm_ids)} {vm_word}s{where} ({names}{more})"
+    return f"{len(event.vm_ids)} {vm_word}s{where} ({first_named(event.vm_ids, shown)})"
 
 
 def configured_detector(conf: cfg.ConfigOpts, strategy: object = None) -> AnomalyDetector | None:

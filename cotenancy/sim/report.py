@@ -11,11 +11,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cotenancy.text import first_named
+
 if TYPE_CHECKING:
     from cotenancy.sim.runner import SimulationResult
 
 #: anomalies listed in the report (the JSON summary keeps them all)
 ANOMALIES_SHOWN = 50
+#: VMs named in a row of that list (a workload's surge names them all in the JSON summary)
+VMS_SHOWN = 5
 
 PLOTS = (
     ("active_hosts", "Active hosts", "hosts"),
@@ -82,12 +86,6 @@ th,td{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}figure{{m
 """
 
 
-def _vms(vm_ids: list[str], shown: int = 5) -> str:
-    """An anomaly's VMs for a table cell: a workload's surge names its first ``shown``."""
-    more = f" and {len(vm_ids) - shown} more" if len(vm_ids) > shown else ""
-    return ", ".join(vm_ids[:shown]) + more
-
-
 def _anomaly_section(result: SimulationResult, shown: int = ANOMALIES_SHOWN) -> str:
     """Counts of flagged usage per resource and the first ``shown`` of them, in trace time."""
     flagged = result.extra.get("anomalies", [])
@@ -97,7 +95,8 @@ def _anomaly_section(result: SimulationResult, shown: int = ANOMALIES_SHOWN) -> 
     counts = Counter(str(a["resource"]) for a in flagged)
     summary = ", ".join(f"{html.escape(r)}: {n:,}" for r, n in sorted(counts.items()))
     rows = "".join(
-        f"<tr><td>{(float(a['time']) - start) / 3600.0:.2f}</td><td>{html.escape(_vms(a['vms']))}</td>"
+        f"<tr><td>{(float(a['time']) - start) / 3600.0:.2f}</td>"
+        f"<td>{html.escape(first_named(a['vms'], VMS_SHOWN))}</td>"
         f"<td>{html.escape(str(a['host']))}</td><td>{html.escape(str(a['message']))}</td></tr>"
         for a in flagged[:shown]
     )

@@ -61,8 +61,9 @@ MIGRATION_FAILED = frozenset({"error", "failed", "cancelled"})
 MOVING_STATUSES = frozenset({"MIGRATING", "RESIZE"})
 
 
-def _get(record: Any, key: str, default: Any = None) -> Any:
-    """Attribute or key access, so sdk resources and plain dicts both work."""
+def record_field(record: Any, key: str, default: Any = None) -> Any:
+    """Attribute or key access, so sdk resources and plain dicts (an API's JSON) both work;
+    ``default`` also where the value is None."""
     getter = record.get if isinstance(record, Mapping) else lambda k, d: getattr(record, k, d)
     value = getter(key, default)
     return default if value is None else value
@@ -95,7 +96,7 @@ def flavor_size(flavor: Any, mhz_per_vcpu: float) -> Resources:
     ``quota:disk_total_bytes_sec`` (bytes/s) and ``quota:vif_{in,out}bound_average`` (KiB/s, as
     libvirt reads them) are the only I/O sizes Nova knows; without them the size is 0 (uncapped).
     """
-    specs = _get(flavor, "extra_specs", {}) or {}
+    specs = record_field(flavor, "extra_specs", {}) or {}
     disk_io = _float_spec(specs, "quota:disk_total_bytes_sec") / 1024.0
     if not disk_io:
         disk_io = (
@@ -105,8 +106,8 @@ def flavor_size(flavor: Any, mhz_per_vcpu: float) -> Resources:
         specs, "quota:vif_outbound_average"
     )
     return Resources(
-        cpu=float(_get(flavor, "vcpus", 0)) * mhz_per_vcpu,
-        memory=float(_get(flavor, "ram", 0)),
+        cpu=float(record_field(flavor, "vcpus", 0)) * mhz_per_vcpu,
+        memory=float(record_field(flavor, "ram", 0)),
         disk_io=disk_io,
         network=network,
     )
@@ -114,7 +115,7 @@ def flavor_size(flavor: Any, mhz_per_vcpu: float) -> Resources:
 
 def flavor_allocation(flavor: Any) -> Allocation:
     """libvirt's ``quota:cpu_shares`` is the one share Nova lets a flavor set (1024 = normal)."""
-    specs = _get(flavor, "extra_specs", {}) or {}
+    specs = record_field(flavor, "extra_specs", {}) or {}
     shares = _float_spec(specs, "quota:cpu_shares")
     return Allocation(shares=int(shares * 1000 / 1024) if shares else 1000)
 
@@ -130,16 +131,16 @@ def smallest_fitting_flavor(
     """
     candidates = []
     for flavor in flavors:
-        vcpus = float(_get(flavor, "vcpus", 0))
-        ram = float(_get(flavor, "ram", 0))
-        disk = float(_get(flavor, "disk", 0))
+        vcpus = float(record_field(flavor, "vcpus", 0))
+        ram = float(record_field(flavor, "ram", 0))
+        disk = float(record_field(flavor, "disk", 0))
         if vcpus * mhz_per_vcpu + 1e-6 < size.cpu or ram + 1e-6 < size.memory:
             continue
         if disk < min_disk_gb:
             continue
-        if _get(flavor, "is_disabled", False):
+        if record_field(flavor, "is_disabled", False):
             continue
-        candidates.append(((vcpus, ram, disk, str(_get(flavor, "name", ""))), flavor))
+        candidates.append(((vcpus, ram, disk, str(record_field(flavor, "name", ""))), flavor))
     if not candidates:
         return None
     return min(candidates, key=lambda pair: pair[0])[1]
@@ -167,25 +168,25 @@ def workload_from_metadata(metadata: Mapping[str, str] | None, prefix: str) -> t
 
 def server_to_vm(server: Any, mhz_per_vcpu: float, metadata_prefix: str) -> VM:
     """A Nova server (with its embedded flavor, microversion >= 2.47) as a VM."""
-    flavor = _get(server, "flavor", {}) or {}
-    workload, critical = workload_from_metadata(_get(server, "metadata", {}), metadata_prefix)
+    flavor = record_field(server, "flavor", {}) or {}
+    workload, critical = workload_from_metadata(record_field(server, "metadata", {}), metadata_prefix)
     attributes = {
-        "status": str(_get(server, "status", "")),
-        "availability_zone": str(_get(server, "availability_zone", "")),
-        "hypervisor_hostname": str(_get(server, "hypervisor_hostname", "")),
+        "status": str(record_field(server, "status", "")),
+        "availability_zone": str(record_field(server, "availability_zone", "")),
+        "hypervisor_hostname": str(record_field(server, "hypervisor_hostname", "")),
     }
     return VM(
-        id=str(_get(server, "id")),
-        name=str(_get(server, "name", "")),
-        host_id=_get(server, "compute_host"),
+        id=str(record_field(server, "id")),
+        name=str(record_field(server, "name", "")),
+        host_id=record_field(server, "compute_host"),
         size=flavor_size(flavor, mhz_per_vcpu),
         allocation=flavor_allocation(flavor),
-        vcpus=int(_get(flavor, "vcpus", 1)) or 1,
-        tenant=str(_get(server, "project_id", "default")),
+        vcpus=int(record_field(flavor, "vcpus", 1)) or 1,
+        tenant=str(record_field(server, "project_id", "default")),
         workload=workload,
         critical=critical,
-        state=vm_state(_get(server, "status")),
-        flavor=_get(flavor, "original_name") or _get(flavor, "name"),
+        state=vm_state(record_field(server, "status")),
+        flavor=record_field(flavor, "original_name") or record_field(flavor, "name"),
         attributes={k: v for k, v in attributes.items() if v},
     )
 
@@ -195,8 +196,8 @@ def migration_target(migrations: Iterable[Any], source: str | None) -> str | Non
     None. Nova shows the server on its source (``OS-EXT-SRV-ATTR:host``) until the move ends;
     only the migration record says where it goes."""
     for migration in migrations:
-        status = str(_get(migration, "status", "")).lower()
-        dest = _get(migration, "dest_compute")
+        status = str(record_field(migration, "status", "")).lower()
+        dest = record_field(migration, "dest_compute")
         if status not in MIGRATION_DONE | MIGRATION_FAILED and dest and dest != source:
             return str(dest)
     return None
@@ -205,8 +206,8 @@ def migration_target(migrations: Iterable[Any], source: str | None) -> str | Non
 def rule_from_server_group(group: Any) -> AffinityRule | None:
     """Server group policies as rules; ``soft-`` policies are soft rules. Groups with fewer
     than two members constrain nothing and are dropped."""
-    policy = _get(group, "policy") or next(iter(_get(group, "policies", []) or []), None)
-    members = frozenset(str(m) for m in (_get(group, "member_ids", []) or []))
+    policy = record_field(group, "policy") or next(iter(record_field(group, "policies", []) or []), None)
+    members = frozenset(str(m) for m in (record_field(group, "member_ids", []) or []))
     if policy is None or len(members) < 2:
         return None
     hard = not policy.startswith("soft-")
@@ -217,7 +218,7 @@ def rule_from_server_group(group: Any) -> AffinityRule | None:
         kind = RuleKind.ANTI_AFFINITY
     else:
         return None
-    name = f"server-group:{_get(group, 'name', '') or _get(group, 'id')}"
+    name = f"server-group:{record_field(group, 'name', '') or record_field(group, 'id')}"
     return AffinityRule(name=name, kind=kind, vm_ids=members, hard=hard)
 
 
@@ -231,22 +232,24 @@ def capacity_from_inventories(inventories: Mapping[str, Mapping[str, Any]], mhz_
         inv = inventories.get(resource_class)
         if not inv:
             return 0.0
-        total = float(_get(inv, "total", 0)) - float(_get(inv, "reserved", 0))
-        return max(0.0, total) * float(_get(inv, "allocation_ratio", 1.0))
+        total = float(record_field(inv, "total", 0)) - float(record_field(inv, "reserved", 0))
+        return max(0.0, total) * float(record_field(inv, "allocation_ratio", 1.0))
 
     return Resources(cpu=usable("VCPU") * mhz_per_vcpu, memory=usable("MEMORY_MB"))
 
 
 def migration_event(migration: Any) -> Event | None:
     """A migration record as a MIGRATION or RESIZE event stamped with its last update."""
-    stamp = parse_time(_get(migration, "updated_at")) or parse_time(_get(migration, "created_at"))
+    stamp = parse_time(record_field(migration, "updated_at")) or parse_time(
+        record_field(migration, "created_at")
+    )
     if stamp is None:
         return None
-    migration_type = str(_get(migration, "migration_type", "migration"))
+    migration_type = str(record_field(migration, "migration_type", "migration"))
     kind = EventKind.RESIZE if migration_type == "resize" else EventKind.MIGRATION
-    server_id = _get(migration, "server_id") or _get(migration, "instance_uuid")
-    status = str(_get(migration, "status", ""))
-    source, dest = _get(migration, "source_compute"), _get(migration, "dest_compute")
+    server_id = record_field(migration, "server_id") or record_field(migration, "instance_uuid")
+    status = str(record_field(migration, "status", ""))
+    source, dest = record_field(migration, "source_compute"), record_field(migration, "dest_compute")
     return Event(
         timestamp=stamp,
         kind=kind,
@@ -259,7 +262,7 @@ def migration_event(migration: Any) -> Event | None:
             "migration_type": migration_type,
             "source_compute": str(source or ""),
             "dest_compute": str(dest or ""),
-            "migration_id": str(_get(migration, "id", "")),
+            "migration_id": str(record_field(migration, "id", "")),
         },
     )
 
@@ -279,15 +282,15 @@ class DiagnosticsReading:
 def diagnostics_reading(diagnostics: Any, timestamp: float) -> DiagnosticsReading:
     """The counters of one server's diagnostics; ``ValueError`` naming the field when one is not a
     number, so a caller can skip that server and keep the others."""
-    cpus = _get(diagnostics, "cpu_details", []) or []
-    disks = _get(diagnostics, "disk_details", []) or []
-    nics = _get(diagnostics, "nic_details", []) or []
-    memory = _get(diagnostics, "memory_details", {}) or {}
-    used = _get(memory, "used")
-    uptime = _get(diagnostics, "uptime")
+    cpus = record_field(diagnostics, "cpu_details", []) or []
+    disks = record_field(diagnostics, "disk_details", []) or []
+    nics = record_field(diagnostics, "nic_details", []) or []
+    memory = record_field(diagnostics, "memory_details", {}) or {}
+    used = record_field(memory, "used")
+    uptime = record_field(diagnostics, "uptime")
 
     def total(records: Any, *fields: str) -> float:
-        return sum(_number(_get(r, f, 0), f) for r in records for f in fields)
+        return sum(_number(record_field(r, f, 0), f) for r in records for f in fields)
 
     return DiagnosticsReading(
         timestamp=timestamp,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cotenancy.drivers.nova.convert import MIGRATION_DONE, MIGRATION_FAILED
+from cotenancy.drivers.nova.convert import MIGRATION_DONE, MIGRATION_FAILED, record_field
 from cotenancy.model import (
     VM,
     ActionKind,
@@ -210,11 +210,6 @@ def inventory_from_compute_model(model: Any, scale: UnitScale) -> Inventory:
     return inventory
 
 
-def _record_field(record: Any, name: str) -> Any:
-    """A field of a Nova migration record: an SDK object or the dict its JSON is."""
-    return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
-
-
 def apply_migrations_in_flight(inventory: Inventory, migrations: Iterable[Any]) -> Inventory:
     """Mark the VMs Nova's unfinished migration records move as ``migrating``, each with the host
     it is arriving on (``dest_compute``, a compute node's hostname) where the model lists it.
@@ -227,11 +222,11 @@ def apply_migrations_in_flight(inventory: Inventory, migrations: Iterable[Any]) 
     VM migrating to an unknown host (it then counts on its source only)."""
     host_by_name = {h.name: h.id for h in inventory.hosts.values()}
     for record in migrations:
-        vm = inventory.vms.get(str(_record_field(record, "instance_uuid") or ""))
-        status = str(_record_field(record, "status") or "").lower()
+        vm = inventory.vms.get(str(record_field(record, "instance_uuid") or ""))
+        status = str(record_field(record, "status") or "").lower()
         if vm is None or vm.host_id is None or status in MIGRATION_DONE | MIGRATION_FAILED:
             continue
-        target = host_by_name.get(str(_record_field(record, "dest_compute") or ""))
+        target = host_by_name.get(str(record_field(record, "dest_compute") or ""))
         if target == vm.host_id:
             continue
         vm.state = VMState.MIGRATING
